@@ -1,0 +1,1 @@
+"""Benchmark modules: each has run() -> [{"name", "value", "unit"}, ...]."""
