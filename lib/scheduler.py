@@ -170,7 +170,7 @@ class Scheduler:
         return self._current.name if self._current is not None else None
 
     def stop(self):
-        """Make run() / run_many() return after the task now running."""
+        """Make run() / run_many() return at the end of the current round."""
         self.stopped = True
 
     # --- supervision -------------------------------------------------------
@@ -247,7 +247,7 @@ class Scheduler:
         self._round_ms = now
         n = 0
         try:
-            while heap and heap[0][0] <= now and not self.stopped:
+            while heap and heap[0][0] <= now:
                 entry = heappop(heap)
                 task = entry[3]
                 if task.entry is not entry:
@@ -325,6 +325,26 @@ class Scheduler:
             value = task.value
             task.value = None
             w = gen.send(value)
+            # What it waits for; a malformed request is the task's crash.
+            event = None
+            if w is None:
+                wake = clock.now_ms()
+            elif type(w) is tuple:
+                kind = w[0]
+                if kind == _SLEEP:
+                    wake = clock.now_ms() + w[1]
+                elif kind == _UNTIL:
+                    wake = w[1] + 0
+                elif kind == _WAIT and isinstance(w[1], Event):
+                    event = w[1]
+                    wake = clock.now_ms() + w[2]
+                else:
+                    raise TypeError("bad wait %r" % (w,))
+            elif isinstance(w, Event):
+                event = w
+                wake = None
+            else:
+                raise TypeError("yielded %r" % (w,))
         except StopIteration:
             self._current = None
             task.gen = None
@@ -335,36 +355,20 @@ class Scheduler:
             self._crash(task, exc)
             return
         self._current = None
-        if task.state == DEAD:  # killed itself
+        if task.state == DEAD:  # it killed itself
             self._close(task)
             return
-        if w is None:
-            self._queue(task, clock.now_ms())
-        elif isinstance(w, Event):
-            if w.is_set:
-                task.value = w.value
-                self._queue(task, clock.now_ms())
+        if event is not None:
+            if event.is_set:
+                task.value = event.value
+                wake = clock.now_ms()
             else:
                 task.state = WAITING
-                task.waiting = w
-                w._waiters.append(task)
-        elif type(w) is tuple and w[0] == _SLEEP:
-            self._queue(task, clock.now_ms() + w[1])
-        elif type(w) is tuple and w[0] == _UNTIL:
-            self._queue(task, w[1])
-        elif type(w) is tuple and w[0] == _WAIT:
-            ev = w[1]
-            if ev.is_set:
-                task.value = ev.value
-                self._queue(task, clock.now_ms())
-            else:
-                task.state = WAITING
-                task.waiting = ev
-                ev._waiters.append(task)
-                self._queue(task, clock.now_ms() + w[2])
-        else:
-            self._close(task)
-            self._crash(task, TypeError("task %s yielded %r" % (task.name, w)))
+                task.waiting = event
+                event._waiters.append(task)
+                if wake is None:
+                    return
+        self._queue(task, wake)
 
     def _finish(self, task):
         if self.tasks.get(task.name) is task:
@@ -373,7 +377,7 @@ class Scheduler:
 
     def _crash(self, task, exc):
         now = self.clock.now_ms()
-        task.gen = None
+        self._close(task)  # a no-op if it raised; ends it if it asked nonsense
         task.crashes += 1
         if self.on_crash is not None:
             self.on_crash(task.name, exc, task.crashes)

@@ -448,13 +448,30 @@ def test_a_task_that_yields_garbage_is_treated_as_a_crash(run):
         c = SimClock()
         got = []
         s = Scheduler(c, on_crash=lambda name, exc, n: got.append((name, type(exc).__name__, n)))
-        def wrong():
-            yield 1000            # not sleep_ms(1000)
-        s.spawn("wrong", wrong)
+        def wrong(what):
+            def gen():
+                yield what
+            return gen
+        s.spawn("int", wrong(1000))                    # not sleep_ms(1000)
+        s.spawn("until", wrong(until_ms("noon")))
+        s.spawn("sleep", wrong(sleep_ms(None)))
+        s.spawn("wait", wrong(wait_for("flag", 10)))
+        ticks = [0]
+        def steady():
+            while True:
+                ticks[0] += 1
+                yield sleep_ms(100)
+        s.spawn("steady", steady)
         s.run(until_ms=500)
-        print(json.dumps({"got": got, "state": s.tasks["wrong"].state}))
+        print(json.dumps({"got": sorted(got), "ticks": ticks[0],
+                          "states": sorted(t.state for t in s.tasks.values())}))
         """)
-    assert res.last_json == {"got": [["wrong", "TypeError", 1]], "state": "backoff"}
+    assert res.last_json == {
+        "got": [["int", "TypeError", 1], ["sleep", "TypeError", 1],
+                ["until", "TypeError", 1], ["wait", "TypeError", 1]],
+        "ticks": 6,
+        "states": ["backoff"] * 4 + ["ready"],
+    }
 
 
 def test_schedulers_keep_no_shared_state(run):
