@@ -8,7 +8,9 @@ import struct
 
 import signing
 
-# Written as JSON text so both runtimes parse the very same document.
+# Written as JSON text so both runtimes parse the very same document. Raw UTF-8
+# (ensure_ascii=False), as the Console sends it: MicroPython's json decodes a
+# \ud83d\ude80 surrogate-pair escape into two lone surrogates, not one character.
 CORPUS_JSON = json.dumps({
     "ints": [0, 1, -1, 42, 2 ** 53, -(2 ** 63), 10 ** 30],
     "floats": [0.1, 12.5, 1e-7, 1e21, -0.0, 0.5, 1.0, 100.0, 3.141592653589793, 1e300,
