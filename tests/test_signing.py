@@ -20,7 +20,7 @@ CORPUS_JSON = json.dumps({
     "empty": {}, "null": None, "bools": [True, False],
     "spec": {"plan_id": "plan-1", "deployment_id": "dep-1", "satellite_id": "25544",
              "plan_data": {"job": {"steps": [{"id": "a", "compute_s": 300, "output_mb": 40.5}]}}},
-})
+}, ensure_ascii=False)
 
 SNIPPET = """
 import json, signing
