@@ -126,11 +126,14 @@ class Sensors:
     TEMPERATURE_RANGE = (-60.0, 150.0)
 
     def __init__(self, read_battery=None, read_temperature=None, read_eclipse=None,
-                 read_link=None):
+                 read_link=None, read_position=None, read_contact=None, apply_load=None):
         self._battery = read_battery
         self._temperature = read_temperature
         self._eclipse = read_eclipse
         self._link = read_link
+        self._position = read_position    # -> (lat_deg, lon_deg, altitude_km)
+        self._contact = read_contact      # -> {station, station_name, elevation_peak_deg}
+        self._apply_load = apply_load     # (power_w, memory_mb): the simulator's power model
         self.bad_readings = 0
 
     def _read(self, fn, lo=None, hi=None):
@@ -162,9 +165,29 @@ class Sensors:
         value = self._read(self._link)
         return None if value is None else bool(value)
 
+    def position(self):
+        """(lat_deg, lon_deg, altitude_km) or None."""
+        value = self._read(self._position)
+        if value is None or len(value) != 3:
+            return None
+        return value
+
+    def contact(self):
+        """The ground station in view, as a dict, or None."""
+        value = self._read(self._contact)
+        return value if isinstance(value, dict) else None
+
+    def set_compute_load(self, power_w, memory_mb=0):
+        """Tell the power model what compute runs now (a no-op on real boards,
+        where the load is physically real)."""
+        if self._apply_load is not None:
+            self._apply_load(power_w, memory_mb)
+
 
 def sim_sensors(satellite):
     """Sensors fed by a simulated satellite (sim/): anything with
     battery_percent(), temperature_c(), in_eclipse(), link_up() methods."""
     return Sensors(satellite.battery_percent, satellite.temperature_c,
-                   satellite.in_eclipse, satellite.link_up)
+                   satellite.in_eclipse, satellite.link_up,
+                   getattr(satellite, "position", None), getattr(satellite, "contact", None),
+                   getattr(satellite, "set_compute_load", None))

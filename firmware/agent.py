@@ -1,0 +1,666 @@
+"""The Operator Agent: turns a plan into executed work and a typed event stream,
+through dropped links, power limits and resets.
+
+Five cooperative tasks on one lib/ scheduler:
+
+    supervisor  feeds the watchdog only when every task checked in (may_feed)
+    poll        while the link is up, at most every poll_interval_s: fetch work,
+                validate it, store it, answer job.accepted (or job.failed)
+    execute     runs the job's DAG: placement, steps with gates (eclipse,
+                battery, heat), checkpoints, transfers at contact windows
+    report      drains the outbox in batches while the link is up
+    telemetry   every telemetry_interval_s; queued while the link is down
+
+Everything that must survive a reset goes through the journal (journal.py);
+the RAM copies are rebuilt from it at boot. An Agent is an object built from
+config and adapters: a world may hold many.
+"""
+import gc
+
+import agentconfig
+import events
+import handlers
+import timeutil
+import workload
+from journal import Journal
+from scheduler import RestartPolicy, Scheduler, sleep_ms
+
+MARKS = (0.25, 0.5, 0.75)
+EPS = 1e-6
+
+
+class Agent:
+    def __init__(self, cfg, clock, sensors, link, root, watchdog=None, fs=None,
+                 reset_cause="unknown", workdir=None):
+        self.cfg = cfg
+        self.clock = clock
+        self.sensors = sensors
+        self.link = link
+        self.watchdog = watchdog
+        self.reset_cause = reset_cause
+        self.workdir = workdir or root
+        self.journal = Journal(root, cfg["max_log_bytes"], fs)
+        self.chunk_ms = cfg["task_deadline_ms"] // 2
+        policy = RestartPolicy(backoff_ms=1000, max_backoff_ms=30000, max_crashes=5,
+                               window_ms=600000, on_escalate=self._escalate)
+        self.sched = Scheduler(clock, policy=policy, on_crash=self._on_crash)
+        self.reset_requested = None
+        self.registered = False
+        self.telemetry_queue = []
+        self.stats = {"polls": 0, "batches": 0, "events_refused": 0, "feeds": 0,
+                      "feeds_refused": 0, "bad_workloads": 0}
+
+    # --- boot ---------------------------------------------------------------
+
+    def boot(self):
+        """Rebuild state from the store, announce the boot, start the tasks."""
+        j = self.journal.open()
+        st = j.state
+        boot_count = st["boot_count"] + 1
+        cause = st.get("intended_reset") or self.reset_cause
+        self.emit("agent.booted", payload={
+            "reset_cause": cause, "boot_count": boot_count,
+            "firmware_version": agentconfig.FIRMWARE_VERSION, "mode": st["mode"]},
+            ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None]])
+        if j.corrupt:
+            self.emit("fault.detected", payload={"kind": "storage_corrupt",
+                                                 "detail": "journal unreadable; safe defaults"})
+        deadline = self.cfg["task_deadline_ms"]
+        spawn = self.sched.spawn
+        spawn("supervisor", self._supervisor, priority=9, deadline_ms=deadline)
+        spawn("poll", self._poll, priority=5, deadline_ms=deadline)
+        spawn("report", self._report, priority=4, deadline_ms=deadline)
+        spawn("telemetry", self._telemetry, priority=3, deadline_ms=deadline)
+        spawn("execute", self._execute, priority=1, deadline_ms=deadline)
+        return self
+
+    @property
+    def state(self):
+        return self.journal.state
+
+    def now(self):
+        return self.clock.epoch()
+
+    def request_reset(self, reason):
+        """Record an intended reset, then stop: the runner resets the node."""
+        self.journal.commit([["set", "intended_reset", "intended:" + reason]])
+        self.reset_requested = reason
+        self.sched.stop()
+
+    # --- events ---------------------------------------------------------------
+
+    def emit(self, etype, step_id=None, payload=None, ops=(), job=None):
+        """Write one event (and the state change it reports) to flash. Only then
+        does it count as emitted."""
+        st = self.journal.state
+        if job is None:
+            job = st["job"]
+        payload = payload if payload is not None else {}
+        if events.is_enriched(etype):
+            self._enrich(payload)
+        ev = events.make(etype, timeutil.iso_utc(self.now()),
+                         job["job_id"] if job else None, step_id, payload,
+                         agent_id=self.cfg["agent_id"], seq=st["seq"] + 1,
+                         deployment_id=job["deployment_id"] if job else None)
+        record = [["ev", ev]]
+        record.extend(ops)
+        self.journal.commit(record)
+        return ev
+
+    def _enrich(self, payload):
+        s = self.sensors
+        payload["actual_battery_percent"] = s.battery_percent()
+        payload["actual_temperature_c"] = s.temperature_c()
+        pos = s.position()
+        payload["lat"], payload["lon"], payload["altitude_km"] = pos if pos else (None, None, None)
+        payload["in_eclipse"] = s.in_eclipse()
+
+    # --- helpers ----------------------------------------------------------------
+
+    def link_up(self):
+        return self.sensors.link_up() is not False  # unknown: try
+
+    def _sleep_s(self, seconds):
+        """Sleep in pieces shorter than the task deadline (the supervisor rule)."""
+        end = self.clock.now_ms() + int(seconds * 1000)
+        while True:
+            left = end - self.clock.now_ms()
+            if left <= 0:
+                return
+            yield sleep_ms(min(left, self.chunk_ms))
+
+    def _sync_time(self, reply):
+        if not self.cfg["time_sync"] or not isinstance(reply, dict):
+            return
+        try:
+            server = timeutil.parse_iso(reply.get("server_time"))
+        except ValueError:
+            return
+        if not self.clock.synced or abs(self.clock.epoch() - server) > 2:
+            self.clock.sync(server)
+
+    def _on_crash(self, name, exc, count):
+        self.emit("fault.detected", payload={"kind": "task_crash",
+                                             "detail": "%s: %s %s" % (name, type(exc).__name__, exc)})
+        self.emit("fault.recovered", payload={"kind": "task_crash", "action": "task_restarted"})
+
+    def _escalate(self, name, crashes):
+        self.request_reset("task %s crashed %d times" % (name, crashes))
+
+    # --- supervisor -------------------------------------------------------------
+
+    def _supervisor(self):
+        while True:
+            if self.sched.may_feed():
+                self.stats["feeds"] += 1
+                if self.watchdog is not None:
+                    self.watchdog.feed()
+            else:
+                self.stats["feeds_refused"] += 1
+            yield sleep_ms(1000)
+
+    # --- poll -------------------------------------------------------------------
+
+    def _poll(self):
+        while True:
+            if self.link_up():
+                if not self.registered:
+                    yield from self._register()
+                status, reply = yield from self.link.call("GET", "/api/agent/workloads")
+                self.stats["polls"] += 1
+                if status is not None:
+                    self._sync_time(reply)
+                if status == 200 and isinstance(reply, dict):
+                    self._handle_workload(reply)
+                yield from self._sleep_s(self.cfg["poll_interval_s"])
+            else:
+                yield sleep_ms(self.chunk_ms)
+
+    def _register(self):
+        cfg = self.cfg
+        body = {"agent_id": cfg["agent_id"], "satellite_id": cfg["satellite_id"],
+                "agent_version": agentconfig.FIRMWARE_VERSION}
+        if cfg["satellite_name"]:
+            body["satellite_name"] = cfg["satellite_name"]
+        if cfg["orbit_altitude_km"]:
+            body["orbit_altitude_km"] = cfg["orbit_altitude_km"]
+        status, reply = yield from self.link.call("POST", "/api/agent/register", body)
+        if status in (200, 201):
+            self.registered = True
+            self._sync_time(reply)
+
+    def _handle_workload(self, spec):
+        st = self.journal.state
+        job = st["job"]
+        cancel = spec.get("cancel")
+        if isinstance(cancel, list) and job is not None and job["deployment_id"] in cancel:
+            if not job.get("cancel"):
+                self.journal.commit([["jset", "cancel", True]])
+        dep = spec.get("deployment_id")
+        if dep is None and "plan_data" not in spec:
+            return  # a cancel-only reply
+        if not isinstance(dep, str) or not (0 < len(dep) <= 64):
+            self.stats["bad_workloads"] += 1
+            return  # nothing to answer to: no deployment to fail
+        if (job is not None and job["deployment_id"] == dep) or dep in st["done"]:
+            return  # re-delivery of what we hold or finished
+        if job is not None:
+            return  # busy: the Console keeps it pending/dispatched for later
+        spec_job, reason = workload.validate(spec)
+        if reason is None:
+            reason = workload.check_auth(spec, self.cfg["uplink_key"], self.now(), st["nonces"],
+                                         self.cfg["replay_window_s"],
+                                         require=_requires_auth(spec_job))
+        ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
+        if reason is not None:
+            self.stats["bad_workloads"] += 1
+            self.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
+                                             "reason": reason},
+                      ops=[["end", dep]], job=ctx)
+            return
+        record = self._job_record(spec, spec_job, ctx)
+        ops = [["job", record]]
+        auth = spec.get("auth")
+        if isinstance(auth, dict) and auth.get("nonce"):
+            ops.append(["nonce", auth["nonce"]])
+        payload = {"name": record["name"], "steps": len(record["steps"])}
+        if record["security"]:
+            payload["security"] = record["security"]
+        self.emit("job.accepted", payload=payload, ops=ops, job=ctx)
+
+    def _job_record(self, spec, job, ctx):
+        plan = spec.get("plan_data") if isinstance(spec.get("plan_data"), dict) else {}
+        placement = {}
+        for d in plan.get("placement_decisions") or ():
+            if isinstance(d, dict) and isinstance(d.get("step_id"), str):
+                placement[d["step_id"]] = [d.get("location"), d.get("reason")]
+        steps = [workload_step(s, placement) for s in workload.topo_order(job["steps"])]
+        env = plan.get("orbital_environment") if isinstance(plan.get("orbital_environment"), dict) else {}
+        bus = env.get("bus") if isinstance(env.get("bus"), dict) else {}
+        summary = plan.get("plan") if isinstance(plan.get("plan"), dict) else {}
+        security = job.get("security") if isinstance(job.get("security"), dict) else {}
+        return {"deployment_id": ctx["deployment_id"], "job_id": ctx["job_id"],
+                "plan_id": spec.get("plan_id"), "name": job.get("name") or ctx["job_id"],
+                "steps": steps, "phase": "accepted", "accepted_at": self.now(),
+                "security": security.get("encryption") if security.get("encryption") not in (None, "none") else None,
+                "downlink_mbps": _number(bus.get("downlink_mbps"), self.cfg["downlink_mbps"]),
+                "compute_w": _number(bus.get("compute_w"), 20.0),
+                "plan_segments": _number(summary.get("segments"), 0),
+                "plan_windows": _number(summary.get("windows_used"), 0),
+                "plan_total_s": _number(summary.get("total_duration_s"), 0),
+                "cancel": False}
+
+    # --- execute ------------------------------------------------------------------
+
+    def _execute(self):
+        while True:
+            st = self.journal.state
+            job = st["job"]
+            if job is None or st["mode"] == "safe":
+                yield sleep_ms(self.chunk_ms)
+                continue
+            if job.get("cancel"):
+                self.sensors.set_compute_load(0)
+                self._finish("cancelled", "cancelled by ground")
+                continue
+            phase = job["phase"]
+            if phase == "accepted":
+                self._announce(job)
+                yield
+            elif phase == "run":
+                step = self._next_step(job)
+                if step is None:
+                    failed = [s["id"] for s in job["steps"] if st["steps"][s["id"]]["status"] == "failed"]
+                    if failed:
+                        self._finish("failed", "step %s failed" % failed[0])
+                    else:
+                        self.journal.commit([["jset", "phase", "transfer"]])
+                else:
+                    yield from self._run_step(job, step)
+            elif phase == "transfer":
+                yield from self._transfer(job)
+            else:
+                self._finish("completed", None)
+
+    def _announce(self, job):
+        steps = self.journal.state["steps"]
+        for step in job["steps"]:
+            if steps[step["id"]].get("placed"):
+                continue  # announced before a reset
+            self.emit("placement.decided", step["id"],
+                      {"location": step["location"], "reason": step["reason"]},
+                      ops=[["st", step["id"], {"placed": True}]])
+        total = job["plan_total_s"] or sum(s["compute_s"] for s in job["steps"])
+        self.emit("plan.created", payload={"segments": int(job["plan_segments"]),
+                                           "windows_used": int(job["plan_windows"]),
+                                           "total_duration_s": total},
+                  ops=[["jset", "phase", "run"]])
+
+    def _next_step(self, job):
+        steps = self.journal.state["steps"]
+        for step in job["steps"]:
+            s = steps[step["id"]]
+            if s["status"] in ("done", "failed"):
+                continue
+            if all(steps[d]["status"] == "done" for d in step["depends_on"]):
+                return step
+        return None
+
+    def _gate(self, step, s):
+        """Why the step may not run now (a reason string), or None."""
+        sensors, cfg = self.sensors, self.cfg
+        eclipse = sensors.in_eclipse()
+        if step["type"] == "eclipse":
+            if eclipse is False:
+                return "eclipse"  # an eclipse step waits for the night
+        elif eclipse:
+            return "eclipse"
+        paused_for = s.get("why") if s["status"] == "paused" else None
+        battery = sensors.battery_percent()
+        if battery is not None:
+            floor = cfg["battery_resume_pct"] if paused_for == "battery" else cfg["battery_stop_pct"]
+            if battery < floor:
+                return "battery"
+        temp = sensors.temperature_c()
+        if temp is not None:
+            ceiling = cfg["temp_resume_c"] if paused_for == "thermal" else cfg["temp_stop_c"]
+            if temp > ceiling:
+                return "thermal"
+        return None
+
+    def _run_step(self, job, step):
+        sid = step["id"]
+        s = self.journal.state["steps"][sid]
+        if step["location"] == "ground":
+            # Ground steps run in the Console's ground executor once their
+            # inputs are downlinked; on board they are only bookkeeping.
+            self.journal.commit([["st", sid, {"status": "done", "ground": True}]])
+            return
+        if s["status"] == "pending":
+            self.emit("step.started", sid, {"location": "onboard", "window": self._window_id(),
+                                            "window_label": self._window_label()},
+                      ops=[["st", sid, {"status": "running", "t0": self.now(), "work_s": 0.0,
+                                        "mark": 0, "ck": 0, "hs": None,
+                                        "attempts": s.get("attempts", 0) + 1}]])
+        compute = step["compute_s"]
+        power = step["power_w"] or job["compute_w"]
+        runner = _HandlerRun(step, s.get("hs"), self.workdir)
+        last_ck = self.clock.now_ms()
+        ck_ms = int(step["checkpoint_interval_s"] * 1000)
+        while s["work_s"] < compute - EPS:
+            if self.journal.state["job"] is not job or job.get("cancel"):
+                return
+            reason = self._gate(step, s)
+            if reason is not None:
+                if s["status"] != "paused":
+                    self.sensors.set_compute_load(0)
+                    fraction = s["work_s"] / compute
+                    ck = s.get("ck", 0) + 1
+                    self.emit("checkpoint.saved", sid, {"checkpoint_number": ck,
+                                                        "progress_fraction": _r(fraction)},
+                              ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.state}]])
+                    self.emit("step.paused", sid, {"reason": reason, "progress_fraction": _r(fraction)},
+                              ops=[["st", sid, {"status": "paused", "why": reason,
+                                                "paused_at": self.now()}]])
+                yield sleep_ms(self.chunk_ms)
+                continue
+            if s["status"] == "paused":
+                self.emit("step.resumed", sid, {"progress_fraction": _r(s["work_s"] / compute),
+                                                "paused_s": round(self.now() - s.get("paused_at", self.now()), 1)},
+                          ops=[["st", sid, {"status": "running", "why": None}]])
+                last_ck = self.clock.now_ms()
+            capacity = agentconfig.compute_capacity(self.sensors.battery_percent(), self.cfg)
+            self.sensors.set_compute_load(power * capacity, step["memory_mb"])
+            left = compute - s["work_s"]
+            mark_at = _next_mark(s["work_s"] / compute) * compute
+            dt = min(self.cfg["slice_s"], left / capacity, (mark_at - s["work_s"]) / capacity)
+            t0 = self.clock.now_ms()
+            yield sleep_ms(max(1, int(dt * 1000 + 0.5)))
+            elapsed = (self.clock.now_ms() - t0) / 1000
+            s["work_s"] = min(compute, s["work_s"] + elapsed * capacity)
+            if s["work_s"] >= mark_at - EPS:
+                s["work_s"] = max(s["work_s"], mark_at)
+            fraction = s["work_s"] / compute
+            error = yield from runner.advance(fraction)
+            if error is not None:
+                self.sensors.set_compute_load(0)
+                self._step_failed(job, step, s, error)
+                return
+            mark = int(fraction * 4 + EPS)
+            if 0 < mark < 4 and mark > s.get("mark", 0):
+                self.emit("step.progress", sid, {"percent": mark * 25},
+                          ops=[["st", sid, {"work_s": s["work_s"], "mark": mark, "hs": runner.state}]])
+                last_ck = self.clock.now_ms()
+            elif ck_ms and self.clock.now_ms() - last_ck >= ck_ms and s["work_s"] < compute - EPS:
+                ck = s.get("ck", 0) + 1
+                self.emit("checkpoint.saved", sid, {"checkpoint_number": ck,
+                                                    "progress_fraction": _r(fraction)},
+                          ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.state}]])
+                last_ck = self.clock.now_ms()
+        error = yield from runner.advance(1.0)
+        self.sensors.set_compute_load(0)
+        if error is not None:
+            self._step_failed(job, step, s, error)
+            return
+        out_mb = runner.output_mb if runner.output_mb is not None else step["output_mb"]
+        self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
+                                          "location": "onboard", "data_output_mb": _r(out_mb)},
+                  ops=[["st", sid, {"status": "done", "work_s": compute, "out_mb": out_mb}]])
+        gc.collect()
+
+    def _step_failed(self, job, step, s, error):
+        sid = step["id"]
+        attempts = s.get("attempts", 1)
+        if step["retry_policy"] != "fail" and attempts <= step["max_retries"]:
+            self.emit("fault.detected", sid, {"kind": "task_crash",
+                                              "detail": "step %s: %s" % (sid, error)},
+                      ops=[["st", sid, {"status": "pending", "work_s": 0.0, "mark": 0, "hs": None}]])
+            return
+        self.journal.commit([["st", sid, {"status": "failed", "error": error}]])
+
+    def _window_id(self):
+        return "eclipse" if self.sensors.in_eclipse() else "sunlit"
+
+    def _window_label(self):
+        return "eclipse" if self.sensors.in_eclipse() else "sunlit"
+
+    # --- transfers ------------------------------------------------------------------
+
+    def _transfer(self, job):
+        """Downlink the outputs that must reach the ground, at contact windows."""
+        st = self.journal.state
+        total = job.get("tx_total")
+        if total is None:
+            total = _downlink_mb(job, st["steps"])
+            self.journal.commit([["jset", "tx_total", total], ["jset", "tx_done", 0.0]])
+        if total <= 0:
+            self.journal.commit([["jset", "phase", "done"]])
+            return
+        if job["security"] and not job.get("encrypted"):
+            self.emit("security.encrypted", payload={"algorithm": _algorithm(job["security"]),
+                                                     "data_mb": _r(total)},
+                      ops=[["jset", "encrypted", True]])
+        while not self.link_up():
+            yield sleep_ms(self.chunk_ms)
+            if job.get("cancel") or self.journal.state["job"] is not job:
+                return
+        if not job.get("tx_started"):
+            self.emit("transfer.started", payload={"direction": "downlink", "raw_data_mb": _r(total),
+                                                   "total_transfer_mb": _r(total)},
+                      ops=[["jset", "tx_started", True], ["jset", "tx_t0", self.now()]])
+        contact = self.sensors.contact() or {}
+        station = contact.get("station") or "unknown"
+        self.emit("transfer.pass_started", payload={
+            "ground_station": station, "station_name": contact.get("station_name") or station,
+            "elevation_peak_deg": contact.get("elevation_peak_deg")})
+        rate_mb_s = job["downlink_mbps"] / 8.0
+        done = job["tx_done"]
+        in_pass = 0.0
+        mark = int(done / total * 4 + EPS)
+        while done < total - EPS and self.link_up() and not job.get("cancel"):
+            t0 = self.clock.now_ms()
+            dt = min(self.cfg["transfer_chunk_s"], (total - done) / rate_mb_s)
+            yield sleep_ms(max(1, int(dt * 1000 + 0.5)))
+            sent = min(total - done, (self.clock.now_ms() - t0) / 1000 * rate_mb_s)
+            done += sent
+            in_pass += sent
+            job["tx_done"] = done
+            new_mark = int(done / total * 4 + EPS)
+            if new_mark > mark and done < total - EPS:
+                mark = new_mark
+                self.emit("transfer.progress", payload={"data_transferred_mb": _r(done),
+                                                        "total_mb": _r(total)},
+                          ops=[["jset", "tx_done", done]])
+        self.emit("transfer.pass_completed", payload={"data_transferred_mb": _r(in_pass),
+                                                      "ground_station": station},
+                  ops=[["jset", "tx_done", done]])
+        if done >= total - EPS:
+            self.emit("transfer.completed", payload={
+                "total_transferred_mb": _r(total),
+                "duration_s": round(self.now() - job.get("tx_t0", self.now()), 1)},
+                ops=[["jset", "phase", "done"]])
+
+    def _finish(self, status, reason):
+        st = self.journal.state
+        job = st["job"]
+        total = round(self.now() - job["accepted_at"], 1)
+        if status == "completed":
+            self.emit("job.completed", payload={"total_duration_s": total, "status": "completed"},
+                      ops=[["end", job["deployment_id"]]])
+        else:
+            self.emit("job.failed", payload={"total_duration_s": total, "status": status,
+                                             "reason": reason},
+                      ops=[["end", job["deployment_id"]]])
+
+    # --- report ---------------------------------------------------------------------
+
+    def _report(self):
+        while True:
+            yield from self._sleep_s(self.cfg["report_interval_s"])
+            while self.journal.state["outbox"] and self.link_up():
+                outbox = self.journal.state["outbox"]
+                dep = outbox[0]["deployment_id"]
+                batch = []
+                for ev in outbox:
+                    if ev["deployment_id"] != dep or len(batch) >= self.cfg["report_batch"]:
+                        break
+                    batch.append(ev)
+                path = ("/api/deployments/%s/events" % dep) if dep else "/api/agent/events"
+                status, reply = yield from self.link.call("POST", path, batch)
+                if status is None or status == 429 or status >= 500:
+                    break  # link down or Console busy: try again later
+                self.stats["batches"] += 1
+                if status >= 400:
+                    # The Console will never take these (a bug on one side):
+                    # count them rather than block the outbox forever.
+                    self.stats["events_refused"] += len(batch)
+                self.journal.commit([["ack", batch[-1]["seq"]]])
+                self._sync_time(reply)
+
+    # --- telemetry --------------------------------------------------------------------
+
+    def telemetry(self):
+        s = self.sensors
+        st = self.journal.state
+        job = st["job"]
+        pos = s.position()
+        doc = {"agent_id": self.cfg["agent_id"], "timestamp": timeutil.iso_utc(self.now()),
+               "status": "safe_mode" if st["mode"] == "safe" else ("executing" if job else "idle"),
+               "battery_percent": s.battery_percent(), "temperature_c": s.temperature_c(),
+               "compute_capacity": agentconfig.compute_capacity(s.battery_percent(), self.cfg),
+               "boot_count": st["boot_count"], "reset_cause": self.reset_cause, "mode": st["mode"],
+               "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None,
+               "outbox_depth": len(st["outbox"]), "seq": st["seq"]}
+        if job is not None and job["phase"] == "transfer":
+            doc["status"] = "transferring"
+        if pos:
+            doc["position"] = {"lat": pos[0], "lon": pos[1], "altitude_km": pos[2],
+                               "in_eclipse": bool(s.in_eclipse())}
+        return doc
+
+    def _telemetry(self):
+        while True:
+            queue = self.telemetry_queue
+            queue.append(self.telemetry())
+            if len(queue) > self.cfg["telemetry_queue"]:
+                del queue[0]
+            while queue and self.link_up():
+                status, reply = yield from self.link.call("POST", "/api/agent/telemetry", queue[0])
+                if status is None or status == 429 or status >= 500:
+                    break
+                del queue[0]
+                self._sync_time(reply)
+            yield from self._sleep_s(self.cfg["telemetry_interval_s"])
+
+
+class _HandlerRun:
+    """Drives a real handler alongside the step's modelled compute time: the
+    handler's own progress is kept at or ahead of the step's."""
+
+    def __init__(self, step, state, workdir):
+        self.name = step["handler"]
+        self.gen = None
+        self.state = state
+        self.output_mb = None
+        self.progress = 0.0
+        self.done = self.name == "synthetic"
+        if not self.done:
+            ctx = {"workdir": workdir, "inputs": step.get("inputs") or []}
+            self.gen = handlers.REGISTRY[self.name](step, state, ctx)
+
+    def advance(self, fraction):
+        """Run handler slices until its progress reaches `fraction`; yields to the
+        scheduler between slices. Returns None, or an error string."""
+        while not self.done and self.progress < fraction - EPS:
+            try:
+                report = next(self.gen)
+            except StopIteration as stop:
+                self._finished(stop.value)
+                break
+            except Exception as exc:  # a handler's failure is the step's, not the agent's
+                self.done = True
+                return "%s: %s" % (type(exc).__name__, exc)
+            if isinstance(report, tuple):
+                self.progress, self.state = report[0], report[1]
+            elif isinstance(report, (int, float)):
+                self.progress = report
+            yield
+        return None
+
+    def _finished(self, value):
+        self.done = True
+        self.progress = 1.0
+        size = None
+        if isinstance(value, dict):
+            size = value.get("size")
+        elif isinstance(value, (bytes, bytearray)):
+            size = len(value)
+        if size is not None:
+            self.output_mb = size / 1e6
+
+
+def workload_step(step, placement):
+    """The fields the executor needs, with the plan's placement."""
+    loc, reason = placement.get(step["id"], (None, None))
+    location = step.get("location", "onboard")
+    if loc in ("onboard", "ground"):
+        location = loc
+    elif location == "either":
+        location = "onboard"
+        reason = reason or "data_reduction"
+    return {"id": step["id"], "type": step.get("type", "standard"), "location": location,
+            "reason": reason or "preset_defined", "compute_s": float(step.get("compute_s", 0)),
+            "output_mb": float(step.get("output_mb", 0)), "power_w": step.get("power_w"),
+            "memory_mb": step.get("memory_mb") or 0,
+            "checkpoint_interval_s": step.get("checkpoint_interval_s") or 0,
+            "depends_on": list(step.get("depends_on") or ()),
+            "retry_policy": step.get("retry_policy", "retry_immediate"),
+            "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
+            "input": step.get("input"), "params": step.get("params")}
+
+
+def _downlink_mb(job, steps):
+    """Output that must reach the ground: every onboard step's output that no
+    other onboard step consumes, plus inputs of ground steps."""
+    consumed = set()
+    for step in job["steps"]:
+        if step["location"] == "onboard":
+            for d in step["depends_on"]:
+                consumed.add(d)
+    total = 0.0
+    for step in job["steps"]:
+        if step["location"] == "onboard" and step["id"] not in consumed:
+            out = steps[step["id"]].get("out_mb")
+            total += out if out is not None else step["output_mb"]
+    return round(total, 6)
+
+
+def _requires_auth(job):
+    sec = job.get("security") if isinstance(job, dict) else None
+    return bool(isinstance(sec, dict) and sec.get("require_authenticated_uplink"))
+
+
+def _job_id(spec, dep):
+    plan_id = spec.get("plan_id")
+    return plan_id if isinstance(plan_id, str) and plan_id else dep
+
+
+def _algorithm(name):
+    return {"aes128": "AES-128-CBC", "aes256": "AES-256-CBC"}.get(name, name)
+
+
+def _number(value, default):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return default
+
+
+def _next_mark(fraction):
+    for m in MARKS:
+        if fraction < m - EPS:
+            return m
+    return 1.0
+
+
+def _r(x):
+    return round(x, 4) if isinstance(x, float) else x

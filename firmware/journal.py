@@ -1,0 +1,112 @@
+"""The agent's journal: everything that must survive a reset, on top of the
+power-cut-safe store (lib/store.py).
+
+State is a plain dict, rebuilt at boot from the newest snapshot plus the
+records appended since. Every change is a *record*: a list of operations
+applied together, so an event and the state change it reports land in one
+append — after a power cut either both happened or neither did. An event
+counts as emitted once its record is on flash (RELIABILITY.md).
+
+Operations:
+    ["ev", event]            event emitted: seq advances, event joins the outbox
+    ["ack", n]               Console stored every seq <= n: drop them from the outbox
+    ["job", job]             a job accepted (validated, normalised)
+    ["jset", key, value]     a field of the current job changes
+    ["st", step_id, fields]  a step's state changes (status, work done, handler state ...)
+    ["set", key, value]      a top-level field changes (boot_count, mode, ...)
+    ["end", deployment_id]   the current job is over; remember its id (re-delivery)
+    ["nonce", nonce]         an uplink nonce seen (replay memory)
+"""
+from store import Store
+
+MAX_DONE = 8       # finished deployment ids remembered against re-delivery
+MAX_NONCES = 32    # uplink nonces remembered against replay
+MAX_OUTBOX = 2000  # events kept while the link is down before the oldest unacked are refused
+
+
+def fresh_state():
+    return {"seq": 0, "acked": 0, "boot_count": 0, "mode": "normal", "job": None,
+            "steps": {}, "done": [], "nonces": [], "outbox": [], "resets": 0,
+            "quarantine": {}}
+
+
+def apply(state, op):
+    kind = op[0]
+    if kind == "ev":
+        ev = op[1]
+        state["seq"] = ev["seq"]
+        state["outbox"].append(ev)
+    elif kind == "ack":
+        n = op[1]
+        if n > state["acked"]:
+            state["acked"] = n
+            state["outbox"] = [e for e in state["outbox"] if e["seq"] > n]
+    elif kind == "job":
+        state["job"] = op[1]
+        state["steps"] = {}
+        for step in op[1]["steps"]:
+            state["steps"][step["id"]] = {"status": "pending", "work_s": 0.0, "attempts": 0}
+    elif kind == "jset":
+        if state["job"] is not None:
+            state["job"][op[1]] = op[2]
+    elif kind == "st":
+        s = state["steps"].get(op[1])
+        if s is not None:
+            for key in op[2]:
+                s[key] = op[2][key]
+    elif kind == "set":
+        state[op[1]] = op[2]
+    elif kind == "end":
+        done = state["done"]
+        done.append(op[1])
+        if len(done) > MAX_DONE:
+            del done[0]
+        state["job"] = None
+        state["steps"] = {}
+    elif kind == "nonce":
+        nonces = state["nonces"]
+        nonces.append(op[1])
+        if len(nonces) > MAX_NONCES:
+            del nonces[0]
+
+
+class Journal:
+    def __init__(self, root, max_log_bytes=16384, fs=None):
+        self.store = Store(root, name="journal", max_log_bytes=max_log_bytes, fs=fs)
+        self.state = None
+        self.replayed = 0
+
+    def open(self):
+        """Rebuild the state from the store (snapshot + records since)."""
+        self.store.open()
+        base = self.store.state
+        self.state = fresh_state()
+        if isinstance(base, dict):
+            for key in base:
+                self.state[key] = base[key]
+        self.replayed = 0
+        for record in self.store.records():
+            if not isinstance(record, list):
+                continue
+            for op in record:
+                apply(self.state, op)
+            self.replayed += 1
+        return self
+
+    @property
+    def corrupt(self):
+        return bool(self.store.stats.get("corrupt"))
+
+    def commit(self, ops):
+        """Make `ops` durable, then apply them in RAM. Compacts when due."""
+        self.store.append(ops)
+        for op in ops:
+            apply(self.state, op)
+        if self.store.needs_compaction():
+            self.store.snapshot(self.state)
+
+    def compact(self):
+        self.store.snapshot(self.state)
+
+    def next_seq(self):
+        return self.state["seq"] + 1

@@ -1,0 +1,47 @@
+"""The agent's side of the Console protocol (PROTOCOL.md), over any transport
+that can carry one request and bring back one reply.
+
+`call(method, path, body)` is a generator for a scheduler task:
+    status, reply = yield from link.call("GET", "/api/agent/workloads")
+status None means "link down" (reply is then the reason); the caller retries at
+its next opportunity. Nothing here raises on bad network or bad replies.
+"""
+import json
+
+import httpc
+
+USER_AGENT = "umbra-agent/"
+
+
+class HttpLink:
+    def __init__(self, cfg, version, now_ms=None):
+        self.base = cfg["api_url"].rstrip("/")
+        self.timeout_ms = cfg["http_timeout_ms"]
+        self.now_ms = now_ms
+        self.headers = {"X-API-Key": cfg["api_key"], "X-Agent-ID": cfg["agent_id"],
+                        "User-Agent": USER_AGENT + version}
+        self.requests = 0
+        self.failures = 0
+        self.bytes_sent = 0
+
+    def call(self, method, path, body=None):
+        data = None
+        headers = self.headers
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = dict(self.headers)
+            headers["Content-Type"] = "application/json"
+            self.bytes_sent += len(data)
+        self.requests += 1
+        status, _, raw = yield from httpc.request_gen(
+            method, self.base + path, headers, data, self.timeout_ms, self.now_ms)
+        if status is None:
+            self.failures += 1
+            return None, raw
+        reply = None
+        if raw:
+            try:
+                reply = json.loads(raw)
+            except ValueError:
+                reply = None
+        return status, reply
