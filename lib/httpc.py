@@ -1,0 +1,403 @@
+"""A tiny HTTP/1.1 client for the agent (MicroPython and CPython).
+
+    request(method, url, headers=None, body=None, timeout_ms=5000)
+        blocking, bounded by timeout_ms; for boot code and tools.
+    result = yield from request_gen(method, url, headers=None, body=None,
+                                    timeout_ms=5000, now_ms=None, pause=None)
+        for scheduler tasks: a non-blocking socket, polled with a zero
+        timeout; whenever nothing is ready it yields `pause` (default None,
+        a bare yield = "give the others a turn"), so no single resume holds
+        the scheduler longer than one send/recv of a few KiB.
+
+Both return (status, headers, body) -- headers a dict with lower-case names,
+body bytes -- or (None, None, "reason") when the link is down: refused,
+reset, timeout, DNS failure, malformed or oversized reply. They never raise
+(apart from GeneratorExit when a task is killed; the socket is closed then).
+
+Time: timeout_ms bounds the whole exchange (connect, send, receive) as
+measured by now_ms(), a function returning milliseconds (e.g. a scheduler
+clock's now_ms; default: the board's ticks). Under a simulated clock pass a
+`pause` that advances time (e.g. scheduler.sleep_ms(10)), or a stalled peer
+would be polled forever. DNS (getaddrinfo) is the one blocking step: use IP
+addresses on flight links.
+
+One request per connection (Connection: close). Replies: Content-Length,
+chunked, or read-to-close, with at most max_body bytes of body and
+MAX_HEADER bytes of head; anything bigger is refused as link down.
+"""
+import errno
+import json
+import select
+import socket
+import time
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+MAX_HEADER = const(8192)      # bytes: status line + headers
+MAX_BODY = const(65536)       # bytes: default body cap
+RECV_CHUNK = const(1024)      # bytes per recv() call
+DEFAULT_TIMEOUT_MS = const(5000)
+
+_WOULD_BLOCK = (errno.EAGAIN, errno.EINPROGRESS, errno.EALREADY,
+                getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
+_POLLOUT = select.POLLOUT
+_POLLIN = select.POLLIN
+_POLL_FAIL = select.POLLERR | select.POLLHUP
+
+try:
+    _ticks_ms = time.ticks_ms
+    _ticks_diff = time.ticks_diff
+except AttributeError:  # CPython
+    def _ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def _ticks_diff(a, b):
+        return a - b
+
+
+class LinkDown(Exception):
+    """Internal: any reason to give up on the exchange."""
+
+
+def _elapsed_clock():
+    """Milliseconds since this call, wrap-safe over ticks_ms."""
+    t0 = _ticks_ms()
+    return lambda: _ticks_diff(_ticks_ms(), t0)
+
+
+def _errno(exc):
+    n = getattr(exc, "errno", None)
+    if n is None and exc.args:
+        n = exc.args[0]
+    return n
+
+
+def parse_url(url):
+    """'http://host[:port]/path' -> (host, port, path); None if unusable."""
+    if not isinstance(url, str) or not url.startswith("http://"):
+        return None
+    rest = url[7:]
+    slash = rest.find("/")
+    if slash < 0:
+        hostport, path = rest, "/"
+    else:
+        hostport, path = rest[:slash], rest[slash:]
+    port = 80
+    colon = hostport.rfind(":")
+    if colon >= 0:
+        try:
+            port = int(hostport[colon + 1:])
+        except ValueError:
+            return None
+        hostport = hostport[:colon]
+    if not hostport or not 0 < port < 65536:
+        return None
+    for c in " \r\n":
+        if c in path or c in hostport:
+            return None
+    return hostport, port, path
+
+
+def _head_bytes(method, host, port, path, headers, body_len):
+    lines = ["%s %s HTTP/1.1" % (method, path)]
+    lines.append("Host: %s" % (host if port == 80 else "%s:%d" % (host, port)))
+    for name in headers or ():
+        value = str(headers[name])
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise LinkDown("bad header %r" % name)
+        low = name.lower()
+        if low in ("host", "content-length", "connection"):
+            continue
+        lines.append("%s: %s" % (name, value))
+    if body_len or method in ("POST", "PUT", "PATCH"):
+        lines.append("Content-Length: %d" % body_len)
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class _Reply:
+    """Incremental reply parser: feed() bytes, then done / result()."""
+
+    def __init__(self, max_body, no_body):
+        self.max_body = max_body
+        self.no_body = no_body
+        self.buf = b""          # unparsed bytes
+        self.status = None
+        self.headers = None
+        self.mode = None        # "length" | "chunked" | "close"
+        self.remaining = 0      # length mode: body bytes still due; chunked: bytes of current chunk
+        self.body = bytearray()
+        self.done = False
+        self.chunk_state = 0    # chunked: 0 size line, 1 data, 2 CRLF after data, 3 trailers
+
+    def feed(self, data):
+        self.buf += data
+        if self.status is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEADER:
+                    raise LinkDown("reply head too large")
+                return
+            if end > MAX_HEADER:
+                raise LinkDown("reply head too large")
+            self._parse_head(self.buf[:end])
+            self.buf = self.buf[end + 4:]
+        if self.mode == "length":
+            n = min(len(self.buf), self.remaining)
+            self._take(n)
+            self.remaining -= n
+            if self.remaining <= 0:
+                self.done = True
+        elif self.mode == "chunked":
+            self._dechunk()
+        elif self.mode == "close":
+            self._take(len(self.buf))
+
+    def _take(self, n):
+        if len(self.body) + n > self.max_body:
+            raise LinkDown("reply body larger than %d bytes" % self.max_body)
+        self.body.extend(self.buf[:n])
+        self.buf = self.buf[n:]
+
+    def _parse_head(self, head):
+        try:
+            text = head.decode()
+        except Exception:
+            raise LinkDown("malformed reply head")
+        lines = text.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+            raise LinkDown("malformed status line")
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise LinkDown("malformed status code")
+        if not 100 <= status <= 599:
+            raise LinkDown("malformed status code")
+        headers = {}
+        for line in lines[1:]:
+            colon = line.find(":")
+            if colon <= 0:
+                raise LinkDown("malformed header line")
+            name = line[:colon].strip().lower()
+            value = line[colon + 1:].strip()
+            headers[name] = headers[name] + ", " + value if name in headers else value
+        self.status = status
+        self.headers = headers
+        if self.no_body or status in (204, 304) or status < 200:
+            self.mode = "length"
+            self.remaining = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self.mode = "chunked"
+        elif "content-length" in headers:
+            try:
+                n = int(headers["content-length"])
+            except ValueError:
+                raise LinkDown("malformed Content-Length")
+            if n < 0:
+                raise LinkDown("malformed Content-Length")
+            if n > self.max_body:
+                raise LinkDown("reply body larger than %d bytes" % self.max_body)
+            self.mode = "length"
+            self.remaining = n
+        else:
+            self.mode = "close"
+
+    def _dechunk(self):
+        while not self.done:
+            if self.chunk_state == 0:           # "<hex size>[;ext]\r\n"
+                eol = self.buf.find(b"\r\n")
+                if eol < 0:
+                    if len(self.buf) > 256:
+                        raise LinkDown("malformed chunk size")
+                    return
+                line = self.buf[:eol].split(b";")[0].strip()
+                self.buf = self.buf[eol + 2:]
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise LinkDown("malformed chunk size")
+                if size < 0:
+                    raise LinkDown("malformed chunk size")
+                if len(self.body) + size > self.max_body:
+                    raise LinkDown("reply body larger than %d bytes" % self.max_body)
+                self.remaining = size
+                self.chunk_state = 1 if size else 3
+            elif self.chunk_state == 1:         # chunk data
+                n = min(len(self.buf), self.remaining)
+                self._take(n)
+                self.remaining -= n
+                if self.remaining:
+                    return
+                self.chunk_state = 2
+            elif self.chunk_state == 2:         # CRLF after the data
+                if len(self.buf) < 2:
+                    return
+                if self.buf[:2] != b"\r\n":
+                    raise LinkDown("malformed chunk end")
+                self.buf = self.buf[2:]
+                self.chunk_state = 0
+            else:                               # trailers up to an empty line
+                eol = self.buf.find(b"\r\n")
+                if eol < 0:
+                    if len(self.buf) > MAX_HEADER:
+                        raise LinkDown("reply trailers too large")
+                    return
+                self.buf = self.buf[eol + 2:]
+                if eol == 0:
+                    self.done = True
+
+    def closed(self):
+        """The peer closed the connection: finished or cut short?"""
+        if self.status is None:
+            raise LinkDown("connection closed before the reply head")
+        if self.mode == "close":
+            self.done = True
+        if not self.done:
+            raise LinkDown("connection closed mid-reply")
+
+
+def _exchange(method, url, headers, body, timeout_ms, now_ms, max_body):
+    """The whole exchange as a generator that yields (socket, poll_mask)
+    whenever it would block; the driver waits or yields, then resumes it.
+    Returns the result tuple; never raises (except GeneratorExit)."""
+    sock = None
+    try:
+        target = parse_url(url)
+        if target is None:
+            raise LinkDown("bad url %r" % (url,))
+        host, port, path = target
+        if body is None:
+            body = b""
+        elif isinstance(body, str):
+            body = body.encode()
+        elif isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            if not headers or not ("Content-Type" in headers or "content-type" in headers):
+                headers = dict(headers or {})
+                headers["Content-Type"] = "application/json"
+        out = _head_bytes(method, host, port, path, headers, len(body)) + body
+        deadline = now_ms() + timeout_ms
+
+        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        sock = socket.socket(addr[0], socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(addr[-1])
+        except OSError as exc:
+            if _errno(exc) not in _WOULD_BLOCK:
+                raise
+        # Connected when writable; a refused connect shows up as POLLERR/HUP
+        # (or as an error from the first send).
+        sent = 0
+        view = memoryview(out)
+        while sent < len(out):
+            if now_ms() >= deadline:
+                raise LinkDown("timeout sending request")
+            try:
+                n = sock.send(view[sent:sent + 2048])
+            except OSError as exc:
+                if _errno(exc) not in _WOULD_BLOCK:
+                    raise
+                n = None
+            if n:
+                sent += n
+            else:
+                ready = yield (sock, _POLLOUT)
+                if ready is not None and ready & _POLL_FAIL and not ready & _POLLOUT:
+                    raise LinkDown("connection failed")
+
+        reply = _Reply(max_body, method == "HEAD")
+        while not reply.done:
+            if now_ms() >= deadline:
+                raise LinkDown("timeout waiting for reply")
+            try:
+                data = sock.recv(RECV_CHUNK)
+            except OSError as exc:
+                if _errno(exc) not in _WOULD_BLOCK:
+                    raise
+                yield (sock, _POLLIN)
+                continue
+            if data is None:            # some ports return None on EAGAIN
+                yield (sock, _POLLIN)
+                continue
+            if not data:
+                reply.closed()
+                break
+            reply.feed(data)
+        return reply.status, reply.headers, bytes(reply.body)
+    except LinkDown as exc:
+        return None, None, str(exc.args[0]) if exc.args else "link down"
+    except OSError as exc:
+        return None, None, "network error: %s" % _os_reason(exc)
+    except MemoryError:
+        return None, None, "out of memory reading reply"
+    except Exception as exc:  # anything odd from a port's socket layer: still link down
+        return None, None, "network error: %r" % (exc,)
+    finally:
+        if sock is not None:
+            try:
+                sock.close()
+            except Exception:
+                pass
+
+
+def _os_reason(exc):
+    n = _errno(exc)
+    for name in ("ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH",
+                 "ECONNABORTED", "ENOTCONN", "EPIPE", "ENETUNREACH"):
+        if getattr(errno, name, None) == n and n is not None:
+            return name
+    return str(exc)
+
+
+def _result(stop):
+    value = stop.value if hasattr(stop, "value") else (stop.args[0] if stop.args else None)
+    return value if value is not None else (None, None, "link down")
+
+
+def request(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
+            max_body=MAX_BODY, now_ms=None):
+    """Blocking request, bounded by timeout_ms. See the module doc."""
+    now_ms = now_ms or _elapsed_clock()
+    deadline = now_ms() + timeout_ms
+    core = _exchange(method, url, headers, body, timeout_ms, now_ms, max_body)
+    poller = select.poll()
+    try:
+        want = next(core)
+        while True:
+            sock, mask = want
+            poller.register(sock, mask)
+            wait = max(0, min(deadline - now_ms(), 1000))
+            events = poller.poll(wait)
+            want = core.send(events[0][1] if events else None)
+    except StopIteration as stop:
+        return _result(stop)
+    finally:
+        core.close()
+
+
+def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
+                now_ms=None, pause=None, max_body=MAX_BODY):
+    """Generator version for cooperative tasks:
+    `status, headers, body = yield from httpc.request_gen(...)`."""
+    now_ms = now_ms or _elapsed_clock()
+    core = _exchange(method, url, headers, body, timeout_ms, now_ms, max_body)
+    poller = select.poll()
+    try:
+        want = next(core)
+        while True:
+            sock, mask = want
+            poller.register(sock, mask)
+            events = poller.poll(0)
+            if not events:
+                yield pause
+            want = core.send(events[0][1] if events else None)
+    except StopIteration as stop:
+        return _result(stop)
+    finally:
+        core.close()
