@@ -40,6 +40,7 @@ DEFAULTS = {
     "transfer_chunk_s": 5,         # progress granularity of a downlink (s)
     # storage (bytes): the journal compacts past this; flash is small
     "max_log_bytes": 16384,
+    "storage_root": None,          # folder of the journal; None = the board's flash root
     "telemetry_queue": 10,         # telemetry reports kept while the link is down
     # clock: discipline the clock from the Console's server_time (off in simulation,
     # where the simulated clock is the truth and the Console's clock is unrelated)

@@ -95,7 +95,7 @@ class Journal:
 
     @property
     def corrupt(self):
-        return bool(self.store.stats.get("corrupt"))
+        return bool(self.store.corrupt)
 
     def commit(self, ops):
         """Make `ops` durable, then apply them in RAM. Compacts when due."""

@@ -1,0 +1,71 @@
+"""The first file the board runs: arm the watchdog, learn why we booted, start
+the agent. On the MicroPython unix port: `micropython boot.py CONFIG.json`
+(what `umbra agent run` does), with lib/ and firmware/ on MICROPYPATH.
+
+Exit codes on the unix port (the parent process restarts the node):
+    0  stopped cleanly          2  bad config
+    3  the agent asked for a reset (an intended reset)
+"""
+import gc
+import json
+import sys
+
+try:
+    gc.threshold(16384)  # FACTS.md: allocation stays fast with a small threshold
+except AttributeError:
+    pass
+
+import agentconfig  # noqa: E402
+import clock  # noqa: E402
+import hal  # noqa: E402
+from agent import Agent  # noqa: E402
+from link import HttpLink  # noqa: E402
+
+EXIT_BAD_CONFIG = 2
+EXIT_RESET = 3
+
+
+def _heartbeat():
+    # The unix port has no hardware watchdog: the parent process watches these
+    # lines and kills and restarts the node when they stop (RELIABILITY.md).
+    print("WDT")
+
+
+def load_config(path):
+    with open(path) as f:
+        return agentconfig.make(json.load(f))
+
+
+def main(argv):
+    path = argv[1] if len(argv) > 1 else "umbra.json"
+    try:
+        cfg = load_config(path)
+    except (OSError, ValueError) as exc:
+        print(json.dumps({"error": "bad config %s: %s" % (path, exc)}))
+        return EXIT_BAD_CONFIG
+    board_wdt = hal.BoardWatchdog(cfg["watchdog_timeout_ms"])
+    if board_wdt.arm():
+        watchdog = board_wdt
+    else:
+        watchdog = hal.SimWatchdog(cfg["watchdog_timeout_ms"], on_feed=_heartbeat)
+        watchdog.arm()
+    real_clock = clock.RealClock()
+    root = hal.storage_root(cfg["storage_root"])
+    agent = Agent(cfg, real_clock, hal.Sensors(), HttpLink(cfg, agentconfig.FIRMWARE_VERSION),
+                  root, watchdog=watchdog, reset_cause=hal.board_reset_cause())
+    agent.boot()
+    print(json.dumps({"booted": cfg["agent_id"], "boot_count": agent.state["boot_count"],
+                      "seq": agent.state["seq"]}))
+    agent.sched.run()
+    if agent.reset_requested:
+        try:
+            import machine
+            machine.reset()
+        except (ImportError, AttributeError):
+            pass
+        return EXIT_RESET
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
