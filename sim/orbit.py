@@ -99,8 +99,8 @@ def parse_tle(line1, line2, name=None):
 
 def read_tle_text(text):
     """Elements from TLE text: two lines, or three with a name line first (the
-    first set found in the text)."""
-    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    first set found in the text). Lines starting with '#' are comments."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     for i in range(len(lines) - 1):
         if lines[i].startswith("1 ") and lines[i + 1].startswith("2 "):
             name = lines[i - 1].strip() if i > 0 and not lines[i - 1].startswith("2 ") else None
