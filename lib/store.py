@@ -1,0 +1,381 @@
+"""Power-cut-safe persistent store: an append-only journal plus A/B snapshots.
+
+Files under `root` (N = `name`, g = a snapshot generation):
+  N.a, N.b   snapshot slots: magic "UMS1", generation, word, CRC-32, payload
+  N.<g>.log  records appended after snapshot g: word, CRC-32, payload, ...
+  N.tmp      scratch file, renamed over a slot or a log (atomic commit)
+`word` is a little-endian u32: payload kind in the top byte (0 JSON, 1 bytes),
+payload length in the low 24 bits. The CRC-32 covers the word and the payload
+(and the generation, for slots).
+
+Recovery (`open()`): the newest valid slot wins, a bad slot falls back to the
+other; the records are those of the logs with generation >= the winner, in
+order; the first bad or torn record ends the valid journal: the log is cut
+there (rewritten via N.tmp + rename, MicroPython has no truncate) and later
+logs are dropped. The log of the previous snapshot is kept until the next
+snapshot, so falling back to the older slot replays its log and loses nothing.
+See docs/store.md for what is guaranteed across a power cut.
+
+All file-system access goes through `fs` (default `Files`: builtin open and
+os), so sim/faultfs.py can count writes, cut power and flip bits.
+"""
+import binascii
+import json
+import os
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+KIND_JSON = const(0)
+KIND_BYTES = const(1)
+_LEN_MASK = const(0xFFFFFF)
+_REC_HDR = const(8)      # word, crc
+_SLOT_HDR = const(16)    # magic, generation, word, crc
+_CHUNK = const(256)
+_SLOT_MAGIC = b"UMS1"
+_SLOTS = ("a", "b")
+
+
+class StoreFull(Exception):
+    """The journal reached hard_log_bytes: the owner must snapshot() first."""
+
+
+class Files:
+    """Default file-system adapter: builtin open and os functions."""
+
+    def open(self, path, mode):
+        return open(path, mode)
+
+    def rename(self, src, dst):
+        os.rename(src, dst)
+
+    def remove(self, path):
+        os.remove(path)
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def mkdir(self, path):
+        os.mkdir(path)
+
+    def size(self, path):
+        """File size in bytes, or -1 when missing."""
+        try:
+            return os.stat(path)[6]
+        except OSError:
+            return -1
+
+
+def _encode(obj):
+    if isinstance(obj, (bytes, bytearray)):
+        return KIND_BYTES, bytes(obj)
+    return KIND_JSON, json.dumps(obj).encode()
+
+
+def _decode(kind, payload):
+    if kind == KIND_BYTES:
+        return payload
+    return json.loads(payload)
+
+
+def _crc(data, crc=0):
+    return binascii.crc32(data, crc) & 0xFFFFFFFF
+
+
+class Store:
+    """One journal + snapshot pair. Call open() before anything else."""
+
+    def __init__(self, root, name="journal", max_log_bytes=16384, fs=None,
+                 max_snapshot_bytes=8192, max_record_bytes=1024, hard_log_bytes=None):
+        self.root = root.rstrip("/") or "/"
+        self.name = name
+        self.fs = fs if fs is not None else Files()
+        self.max_log_bytes = max_log_bytes            # needs_compaction() above this
+        self.hard_log_bytes = hard_log_bytes or 2 * max_log_bytes  # append() refuses above
+        self.max_snapshot_bytes = max_snapshot_bytes  # largest snapshot payload
+        self.max_record_bytes = max_record_bytes      # largest record payload
+        self.state = None
+        self.generation = 0
+        self.corrupt = False       # slots existed but none was valid (storage_corrupt)
+        self._slot = None          # index of the slot holding `generation`
+        self._chain = []           # log generations replayed after the snapshot
+        self._cur = 0              # generation of the log appends go to
+        self._max_gen = 0          # highest generation seen (next snapshot is above)
+        self._log_bytes = 0
+        self._good_bytes = 0       # size of the current log up to its last good record
+        self._reset_needed = False
+        self._dirty = False        # an append failed half-way: cut before the next
+        self.counts = {"records_cut": 0, "bytes_cut": 0, "slot_fallbacks": 0,
+                       "records_bad": 0, "appends": 0, "snapshots": 0}
+
+    # -- paths --------------------------------------------------------------
+    def _path(self, suffix):
+        return "%s/%s.%s" % ("" if self.root == "/" else self.root, self.name, suffix)
+
+    def _log_path(self, gen):
+        return self._path("%d.log" % gen)
+
+    def _log_gens(self):
+        prefix = self.name + "."
+        gens = []
+        for entry in self.fs.listdir(self.root):
+            if entry.startswith(prefix) and entry.endswith(".log"):
+                mid = entry[len(prefix):-4]
+                if mid.isdigit():
+                    gens.append(int(mid))
+        gens.sort()
+        return gens
+
+    def _remove(self, path):
+        try:
+            self.fs.remove(path)
+        except OSError:
+            pass
+
+    # -- recovery -------------------------------------------------------------
+    def open(self):
+        """Recover: pick the newest valid snapshot, cut a torn or corrupt tail."""
+        fs = self.fs
+        try:
+            fs.listdir(self.root)
+        except OSError:
+            fs.mkdir(self.root)
+        found = [self._check_slot(i) for i in (0, 1)]  # None missing, -1 bad, else gen
+        valid = [i for i in (0, 1) if found[i] is not None and found[i] >= 0]
+        valid.sort(key=lambda i: found[i], reverse=True)
+        logs = self._log_gens()
+        self._max_gen = max([0] + logs + [found[i] for i in valid])
+        self.state = None
+        self._slot = None
+        prev = None
+        for i in valid:
+            try:
+                self.state = self._load_slot(i)
+            except ValueError:  # CRC passed but the payload does not decode
+                found[i] = -1
+                continue
+            self._slot = i
+            self.generation = found[i]
+            others = [j for j in valid if j != i and found[j] < found[i]]
+            prev = found[others[0]] if others else None
+            break
+        present = [f for f in found if f is not None]
+        if self._slot is not None and -1 in present:
+            self.counts["slot_fallbacks"] += 1
+        if self._slot is None:
+            self.generation = 0
+            if present or [g for g in logs if g > 0]:
+                # slots existed (or were lost) and none is valid: safe defaults
+                self.corrupt = True
+                self._reset_needed = True
+                self._chain = []
+                self._cur = self._max_gen
+                self._log_bytes = self._good_bytes = 0
+                return self
+        self._chain = [g for g in logs if g >= self.generation]
+        self._recover_chain()
+        self._cur = self._chain[-1] if self._chain else self.generation
+        self._cleanup(self.generation if prev is None else prev)
+        return self
+
+    def _check_slot(self, i):
+        path = self._path(_SLOTS[i])
+        size = self.fs.size(path)
+        if size < 0:
+            return None
+        try:
+            with self.fs.open(path, "rb") as f:
+                hdr = f.read(_SLOT_HDR)
+                if len(hdr) < _SLOT_HDR or hdr[:4] != _SLOT_MAGIC:
+                    return -1
+                gen, word, crc = struct.unpack("<III", hdr[4:])
+                n = word & _LEN_MASK
+                if (word >> 24) > KIND_BYTES or n > self.max_snapshot_bytes \
+                        or size != _SLOT_HDR + n:
+                    return -1
+                c = _crc(hdr[4:12])
+                while n:
+                    chunk = f.read(min(_CHUNK, n))
+                    if not chunk:
+                        return -1
+                    c = _crc(chunk, c)
+                    n -= len(chunk)
+        except OSError:
+            return -1
+        return gen if c == crc else -1
+
+    def _load_slot(self, i):
+        with self.fs.open(self._path(_SLOTS[i]), "rb") as f:
+            hdr = f.read(_SLOT_HDR)
+            gen, word, crc = struct.unpack("<III", hdr[4:])
+            payload = f.read(word & _LEN_MASK)
+        if _crc(payload, _crc(hdr[4:12])) != crc:  # changed since _check_slot
+            raise ValueError("slot changed")
+        return _decode(word >> 24, payload)
+
+    def _scan(self, path):
+        """Yield (end_offset, kind, payload) for each good record; stops at the
+        first torn or corrupt one. Streams: one record in RAM at a time."""
+        pos = 0
+        with self.fs.open(path, "rb") as f:
+            while True:
+                hdr = f.read(_REC_HDR)
+                if len(hdr) < _REC_HDR:
+                    return
+                word, crc = struct.unpack("<II", hdr)
+                n = word & _LEN_MASK
+                if (word >> 24) > KIND_BYTES or n > self.max_record_bytes:
+                    return
+                payload = f.read(n)
+                if len(payload) < n or _crc(payload, _crc(hdr[:4])) != crc:
+                    return
+                pos += _REC_HDR + n
+                yield pos, word >> 24, payload
+
+    def _recover_chain(self):
+        total = 0
+        good = 0
+        for k, gen in enumerate(self._chain):
+            path = self._log_path(gen)
+            size = self.fs.size(path)
+            good = 0
+            for good, _, _ in self._scan(path):
+                pass
+            if good < size:
+                # torn or corrupt: this record and everything after it is gone
+                self.counts["records_cut"] += 1
+                self.counts["bytes_cut"] += size - good
+                self._cut(path, good)
+                for later in self._chain[k + 1:]:
+                    self.counts["bytes_cut"] += max(0, self.fs.size(self._log_path(later)))
+                    self._remove(self._log_path(later))
+                self._chain = self._chain[:k + 1] if good else self._chain[:k]
+                total += good
+                break
+            total += good
+        self._log_bytes = total
+        self._good_bytes = self.fs.size(self._log_path(self._chain[-1])) if self._chain else 0
+
+    def _cut(self, path, good):
+        """Keep the first `good` bytes of `path` (copy + atomic rename)."""
+        if good == 0:
+            self._remove(path)
+            return
+        tmp = self._path("tmp")
+        with self.fs.open(path, "rb") as src:
+            with self.fs.open(tmp, "wb") as dst:
+                left = good
+                while left:
+                    chunk = src.read(min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    dst.write(chunk)
+                    left -= len(chunk)
+                dst.flush()
+        self.fs.rename(tmp, path)
+
+    def _cleanup(self, keep_from):
+        """Remove logs older than `keep_from` and a leftover scratch file."""
+        for gen in self._log_gens():
+            if gen < keep_from:
+                self._remove(self._log_path(gen))
+        if self.fs.size(self._path("tmp")) >= 0:
+            self._remove(self._path("tmp"))
+
+    # -- the journal ----------------------------------------------------------
+    def append(self, obj):
+        """Append one record (bytes or a JSON-able object); durable on return."""
+        if self._reset_needed:
+            self.snapshot(None)  # both slots were bad: restart from safe defaults
+        kind, payload = _encode(obj)
+        n = len(payload)
+        if n > self.max_record_bytes:
+            raise ValueError("record of %d bytes > max_record_bytes" % n)
+        if self._log_bytes + _REC_HDR + n > self.hard_log_bytes:
+            raise StoreFull("journal full (%d bytes): snapshot first" % self._log_bytes)
+        path = self._log_path(self._cur)
+        if self._dirty:
+            self._cut(path, self._good_bytes)
+            self._dirty = False
+        if not self._chain or self._chain[-1] != self._cur:
+            self._chain.append(self._cur)  # first record after a snapshot
+            self._good_bytes = 0
+        word = struct.pack("<I", (kind << 24) | n)
+        rec = word + struct.pack("<I", _crc(payload, _crc(word))) + payload
+        try:
+            with self.fs.open(path, "ab") as f:
+                f.write(rec)
+                f.flush()
+        except Exception:
+            self._dirty = True  # part of the record may be on flash
+            raise
+        self._good_bytes += len(rec)
+        self._log_bytes += len(rec)
+        self.counts["appends"] += 1
+
+    def records(self):
+        """Generator over the records appended since the snapshot, oldest first."""
+        for gen in self._chain:
+            path = self._log_path(gen)
+            if self.fs.size(path) < 0:
+                continue
+            end = 0
+            for end, kind, payload in self._scan(path):
+                yield _decode(kind, payload)
+            if end < self.fs.size(path):  # went bad since open(): stop here
+                self.counts["records_bad"] += 1
+                return
+
+    def snapshot(self, state):
+        """Store the folded state as generation+1 and restart the journal empty.
+        Atomic: a power cut leaves either the old snapshot + old records or
+        the new snapshot + no records."""
+        kind, payload = _encode(state)
+        n = len(payload)
+        if n > self.max_snapshot_bytes:
+            raise ValueError("snapshot of %d bytes > max_snapshot_bytes" % n)
+        gen = max(self._max_gen, self.generation, self._cur) + 1
+        target = 0 if self._slot is None else 1 - self._slot
+        head = struct.pack("<II", gen, (kind << 24) | n)
+        tmp = self._path("tmp")
+        with self.fs.open(tmp, "wb") as f:
+            f.write(_SLOT_MAGIC + head + struct.pack("<I", _crc(payload, _crc(head))))
+            f.write(payload)
+            f.flush()
+        self.fs.rename(tmp, self._path(_SLOTS[target]))  # the commit point
+        prev = None if self._slot is None else self.generation
+        self.state = state
+        self.generation = self._max_gen = self._cur = gen
+        self._slot = target
+        self._chain = []
+        self._log_bytes = self._good_bytes = 0
+        self._reset_needed = self._dirty = False
+        self.counts["snapshots"] += 1
+        if prev is None:  # no valid older slot: a leftover bad one only confuses
+            self._remove(self._path(_SLOTS[1 - target]))
+        # logs older than the fallback slot are garbage now
+        self._cleanup(gen if prev is None else prev)
+
+    # -- size -------------------------------------------------------------------
+    def log_bytes(self):
+        return self._log_bytes
+
+    def needs_compaction(self):
+        return self._log_bytes > self.max_log_bytes
+
+    def bound_bytes(self):
+        """Upper bound of the files' total size: two slots plus a scratch copy,
+        the current and the previous journal, plus a scratch copy of one."""
+        return 3 * (_SLOT_HDR + self.max_snapshot_bytes) + 3 * self.hard_log_bytes
+
+    @property
+    def stats(self):
+        d = dict(self.counts)
+        d["generation"] = self.generation
+        d["log_bytes"] = self._log_bytes
+        d["corrupt"] = self.corrupt
+        return d
