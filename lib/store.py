@@ -151,6 +151,7 @@ class Store:
         self._max_gen = max([0] + logs + [found[i] for i in valid])
         self.state = None
         self._slot = None
+        self.corrupt = self._reset_needed = self._dirty = False
         prev = None
         for i in valid:
             try:
