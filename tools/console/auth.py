@@ -1,0 +1,85 @@
+"""API keys (stored as SHA-256 only), uplink signing secrets, and rate limits."""
+import hashlib
+import secrets
+import threading
+import time
+
+from .db import now_iso
+
+AGENT = "agent"
+USER = "user"
+RESERVED_AGENT_IDS = ("sim", "ground")  # event origins the Console itself writes
+
+# PROTOCOL.md rate limits, per agent: (requests, per seconds)
+LIMITS = {"poll": (1, 10.0), "telemetry": (1, 30.0), "events": (100, 60.0)}
+
+
+def hash_key(key):
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_key(db, kind, agent_id=None, uplink=False, rate_limited=True):
+    """Store a new key; returns {key, kind, agent_id, uplink_key?}. The key is shown once."""
+    if kind not in (AGENT, USER):
+        raise ValueError("kind must be 'agent' or 'user'")
+    if kind == AGENT:
+        if not agent_id:
+            raise ValueError("an agent key needs an agent id")
+        if agent_id in RESERVED_AGENT_IDS:
+            raise ValueError("agent id %r is reserved" % agent_id)
+    elif uplink:
+        raise ValueError("uplink keys are for agents")
+    key = "um_" + secrets.token_urlsafe(32)
+    out = {"key": key, "kind": kind, "agent_id": agent_id if kind == AGENT else None,
+           "rate_limited": bool(rate_limited)}
+    with db.write() as c:
+        c.execute("INSERT INTO api_keys (key_hash, kind, agent_id, rate_limited, created_at) "
+                  "VALUES (?, ?, ?, ?, ?)",
+                  (hash_key(key), kind, out["agent_id"], 1 if rate_limited else 0, now_iso()))
+        if uplink:
+            secret = "upk_" + secrets.token_hex(32)
+            c.execute("INSERT INTO uplink_keys (agent_id, secret, created_at) VALUES (?, ?, ?) "
+                      "ON CONFLICT(agent_id) DO UPDATE SET secret=excluded.secret, "
+                      "created_at=excluded.created_at",
+                      (agent_id, secret, now_iso()))
+            out["uplink_key"] = secret
+    return out
+
+
+def lookup_key(db, key):
+    """The stored key record (dict) for a presented key, or None."""
+    if not key:
+        return None
+    row = db.one("SELECT kind, agent_id, rate_limited FROM api_keys WHERE key_hash = ?",
+                 (hash_key(key),))
+    return dict(row) if row else None
+
+
+def uplink_secret(db, agent_id):
+    row = db.one("SELECT secret FROM uplink_keys WHERE agent_id = ?", (agent_id,))
+    return row["secret"] if row else None
+
+
+class RateLimiter:
+    """Sliding-window counters keyed by (agent, kind, scope). `clock` returns
+    seconds (monotonic); tests inject their own."""
+
+    def __init__(self, clock=None, limits=None):
+        self.clock = clock or time.monotonic
+        self.limits = dict(LIMITS if limits is None else limits)
+        self._hits = {}
+        self._lock = threading.Lock()
+
+    def allow(self, agent_id, kind, scope=""):
+        """Count one request; (True, 0) if allowed, else (False, retry_after_s)."""
+        count, per = self.limits[kind]
+        now = self.clock()
+        key = (agent_id, kind, scope)
+        with self._lock:
+            hits = [t for t in self._hits.get(key, ()) if now - t < per]
+            if len(hits) >= count:
+                self._hits[key] = hits
+                return False, max(0.0, per - (now - hits[0]))
+            hits.append(now)
+            self._hits[key] = hits
+            return True, 0.0

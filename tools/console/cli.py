@@ -1,0 +1,335 @@
+"""`umbra console | keys | satellites | submit | events`.
+
+Client commands find the Console and the user key in --console / --key or
+the environment (UMBRA_CONSOLE, UMBRA_KEY). `keys create` and `--db` forms
+write the database directly: bootstrapping needs a first user key.
+"""
+import json
+import sys
+
+import click
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _db_option(f):
+    return click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
+                        help="SQLite file (default var/console.db, or $UMBRA_DB).")(f)
+
+
+def _client_options(f):
+    f = click.option("--key", envvar="UMBRA_KEY", default=None,
+                     help="User API key (or $UMBRA_KEY).")(f)
+    f = click.option("--console", "console_url", envvar="UMBRA_CONSOLE", default=DEFAULT_URL,
+                     show_default=True, help="Console URL (or $UMBRA_CONSOLE).")(f)
+    return f
+
+
+def _open_db(db_path):
+    from .app import default_db_path
+    from .db import Database
+    return Database(db_path or default_db_path())
+
+
+def _client(console_url, key, timeout=30.0):
+    import httpx
+    headers = {"User-Agent": "umbra-cli/0.1.0"}
+    if key:
+        headers["X-API-Key"] = key
+    return httpx.Client(base_url=console_url.rstrip("/"), headers=headers,
+                        timeout=httpx.Timeout(timeout))
+
+
+def _call(client, method, path, **kw):
+    """JSON reply of a request; ClickException with the Console's error otherwise."""
+    import httpx
+    try:
+        r = client.request(method, path, **kw)
+    except httpx.HTTPError as exc:
+        raise click.ClickException("cannot reach the Console at %s: %s" % (client.base_url, exc))
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code >= 400:
+        raise click.ClickException("%s %s -> %d: %s" % (method, path, r.status_code,
+                                                        body.get("error", r.text[:200])))
+    return body
+
+
+# ---------------------------------------------------------------- console
+
+@click.command()
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--max-body", default=256 * 1024, show_default=True, type=int,
+              help="Largest request body in bytes (bigger ones get 413).")
+def console(db_path, host, port, max_body):
+    """Run the ground Console (HTTP API on SQLite)."""
+    import uvicorn
+
+    from .app import create_app, default_db_path
+    path = db_path or default_db_path()
+    app = create_app(path, max_body=max_body)
+    click.echo("Umbra Console on http://%s:%d  (database %s, API docs at /docs)"
+               % (host, port, path), err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+# ---------------------------------------------------------------- keys
+
+@click.group()
+def keys():
+    """Create API keys."""
+
+
+@keys.command("create")
+@click.option("--agent", "agent_id", default=None, help="Agent id the key belongs to.")
+@click.option("--user", "user", is_flag=True, help="A user key (plans, deployments, admin).")
+@click.option("--uplink", is_flag=True, help="Also create the agent's workload signing key.")
+@click.option("--no-rate-limit", is_flag=True,
+              help="Lift the per-agent rate limits (agents running in simulated time).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_db_option
+def keys_create(agent_id, user, uplink, no_rate_limit, as_json, db_path):
+    """Create a key (printed once; only its SHA-256 is stored)."""
+    from . import auth
+    if user == bool(agent_id):
+        raise click.UsageError("give exactly one of --agent ID or --user")
+    try:
+        out = auth.create_key(_open_db(db_path), auth.USER if user else auth.AGENT, agent_id,
+                              uplink=uplink, rate_limited=not no_rate_limit)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo("key: %s" % out["key"])
+    if out.get("uplink_key"):
+        click.echo("uplink_key: %s" % out["uplink_key"])
+    click.echo("(shown once: store it now)", err=True)
+
+
+# ---------------------------------------------------------------- satellites
+
+@click.group()
+def satellites():
+    """Satellite catalog on a Console."""
+
+
+@satellites.command("list")
+@_db_option
+@_client_options
+@click.option("--json", "as_json", is_flag=True)
+def satellites_list(db_path, console_url, key, as_json):
+    """List the catalog (from --db directly, else from the Console)."""
+    if db_path:
+        from . import catalog
+        sats = catalog.all_satellites(_open_db(db_path))
+    else:
+        with _client(console_url, key) as c:
+            sats = _call(c, "GET", "/api/satellites")["satellites"]
+    if as_json:
+        click.echo(json.dumps(sats, indent=2))
+        return
+    for s in sats:
+        o = s["orbit"]
+        click.echo("%-8s %-14s incl %6.2f°  alt %7.1f km  period %6.1f min  epoch %s"
+                   % (s["satellite_id"], s["name"], o["inclination_deg"], o["altitude_km"],
+                      o["period_min"], o.get("tle_epoch", "-")))
+
+
+@satellites.command("add")
+@click.option("--id", "satellite_id", required=True)
+@click.option("--name", required=True)
+@click.option("--tle-file", type=click.File("r"), help="File with the two TLE lines.")
+@click.option("--elements", help='Keplerian elements as JSON, e.g. \'{"altitude_km": 500, '
+                                 '"inclination_deg": 97.4}\'.')
+@click.option("--bus", help="Bus parameters as JSON (battery_wh, solar_w, ...).")
+@_db_option
+@_client_options
+def satellites_add(satellite_id, name, tle_file, elements, bus, db_path, console_url, key):
+    """Add a satellite by TLE or Keplerian elements."""
+    tle = None
+    if tle_file is not None:
+        lines = [ln.rstrip("\n") for ln in tle_file if ln.strip() and not ln.startswith("#")]
+        if len(lines) < 2:
+            raise click.UsageError("the TLE file needs two lines")
+        tle = lines[-2:]
+    try:
+        elements = json.loads(elements) if elements else None
+        bus = json.loads(bus) if bus else None
+    except ValueError as exc:
+        raise click.UsageError("bad JSON: %s" % exc)
+    if db_path:
+        from . import catalog
+        try:
+            rec = catalog.add(_open_db(db_path), satellite_id, name, tle=tle, elements=elements,
+                              bus=bus)
+        except KeyError:
+            raise click.ClickException("satellite %r already exists" % satellite_id)
+        except ValueError as exc:
+            raise click.ClickException(str(exc))
+    else:
+        body = {"satellite_id": satellite_id, "name": name}
+        for k, v in (("tle", tle), ("elements", elements), ("bus", bus)):
+            if v is not None:
+                body[k] = v
+        with _client(console_url, key) as c:
+            rec = _call(c, "POST", "/api/satellites", json=body)
+    click.echo("added %s (%s)" % (rec["satellite_id"], rec["name"]))
+
+
+# ---------------------------------------------------------------- submit
+
+@click.command()
+@click.argument("job_file", type=click.File("r"))
+@click.option("--satellite", "satellite_id", default=None,
+              help="Satellite id (default: the job file's satellite_id).")
+@click.option("--mode", type=click.Choice(["live", "simulated"]), default="live",
+              show_default=True)
+@click.option("--speed", type=float, default=0.0, show_default=True,
+              help="Simulated mode: speed multiplier (0 = all events at once).")
+@click.option("--start", default=None, help="Plan start, ISO 8601 UTC (default now).")
+@_client_options
+def submit(job_file, satellite_id, mode, speed, start, console_url, key):
+    """Plan a job and create a deployment on a Console; prints the deployment id."""
+    try:
+        doc = json.load(job_file)
+    except ValueError as exc:
+        raise click.UsageError("%s is not JSON: %s" % (job_file.name, exc))
+    if isinstance(doc, dict) and "custom_job" in doc:
+        job = doc["custom_job"]
+        satellite_id = satellite_id or doc.get("satellite_id")
+        planning = doc.get("planning")
+    else:
+        job, planning = doc, None
+    if not satellite_id:
+        raise click.UsageError("give --satellite (the job file names none)")
+    planning = dict(planning or {})
+    if start:
+        planning["start"] = start
+    body = {"satellite_id": str(satellite_id), "custom_job": job}
+    if planning:
+        body["planning"] = planning
+    with _client(console_url, key, timeout=120) as c:
+        plan = _call(c, "POST", "/v1/plan", json=body)
+        dep = _call(c, "POST", "/api/deployments",
+                    json={"plan_id": plan["id"], "mode": mode, "speed_multiplier": speed})
+    click.echo("plan %s: %d steps, %d predicted events, %s s; deployment %s (%s)"
+               % (plan["id"], len(plan["job"]["steps"]), len(plan["events"]),
+                  plan["plan"]["total_duration_s"], dep["id"], mode), err=True)
+    click.echo(dep["id"])
+
+
+# ---------------------------------------------------------------- events
+
+TYPE_COLOURS = (("job.completed", "green"), ("job.failed", "red"), ("job.", "bright_white"),
+                ("fault.", "red"), ("agent.safe_mode", "red"), ("agent.", "magenta"),
+                ("placement.", "yellow"), ("plan.", "yellow"), ("step.paused", "bright_yellow"),
+                ("step.", "cyan"), ("transfer.", "blue"), ("eclipse_step.", "bright_blue"),
+                ("window_step.", "bright_cyan"), ("pass_step.", "bright_magenta"),
+                ("checkpoint.", "white"), ("security.", "white"), ("constellation.", "green"),
+                ("isl_transfer.", "blue"))
+KEY_FIELDS = ("status", "reason", "location", "percent", "duration_s", "data_output_mb",
+              "total_duration_s", "name", "steps", "window_label", "tier", "kind", "action",
+              "progress_fraction", "segments", "data_transferred_mb", "total_mb")
+
+
+def format_event(ev):
+    """One readable line: time, seq, type, step, key payload fields."""
+    ts = ev.get("timestamp", "")
+    clock = ts[11:19] if len(ts) >= 19 else ts
+    etype = ev.get("type", "?")
+    colour = "white"
+    for prefix, c in TYPE_COLOURS:
+        if etype.startswith(prefix):
+            colour = c
+            break
+    payload = ev.get("payload") or {}
+    fields = ["%s=%s" % (k, _short(payload[k])) for k in KEY_FIELDS if k in payload]
+    fields += ["%s=%s" % (k, _short(v)) for k, v in payload.items()
+               if k not in KEY_FIELDS][:max(0, 4 - len(fields))]
+    seq = ev.get("seq")
+    return "%s %s %s %s %s" % (
+        click.style(clock, dim=True),
+        click.style("#%-4s" % (seq if seq is not None else "-"), dim=True),
+        click.style("%-28s" % etype, fg=colour, bold=etype.startswith("job.")),
+        click.style("%-14s" % (ev.get("step_id") or "-"), fg="bright_white"),
+        " ".join(fields))
+
+
+def _short(v):
+    if isinstance(v, float):
+        return ("%.3f" % v).rstrip("0").rstrip(".")
+    if isinstance(v, (dict, list)):
+        text = json.dumps(v)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return str(v)
+
+
+def _sse(lines):
+    """(event name, data) pairs from Server-Sent Events lines."""
+    name, data = None, []
+    for line in lines:
+        if line == "":
+            if data:
+                yield name or "message", "\n".join(data)
+            name, data = None, []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+
+
+@click.command()
+@click.argument("deployment")
+@click.option("--follow", "-f", is_flag=True, help="Stream new events until the job ends.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@_client_options
+def events(deployment, follow, as_json, console_url, key):
+    """Print or follow a deployment's events. With --follow the exit status is 0
+    when the job completed, 1 when it failed or was cancelled."""
+    import httpx
+
+    def show(ev):
+        click.echo(json.dumps(ev, ensure_ascii=False) if as_json else format_event(ev))
+
+    path = "/api/deployments/%s/events" % deployment
+    if not follow:
+        with _client(console_url, key) as c:
+            body = _call(c, "GET", path)
+        for ev in body["events"]:
+            show(ev)
+        return
+    status = None
+    with _client(console_url, key) as c:
+        try:
+            with c.stream("GET", path, params={"follow": 1},
+                          timeout=httpx.Timeout(10.0, read=60.0)) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    try:
+                        msg = r.json().get("error")
+                    except ValueError:
+                        msg = r.text[:200]
+                    raise click.ClickException("%s -> %d: %s" % (path, r.status_code, msg))
+                for name, data in _sse(r.iter_lines()):
+                    if name == "end":
+                        status = json.loads(data).get("status")
+                        break
+                    show(json.loads(data))
+                    sys.stdout.flush()
+        except httpx.HTTPError as exc:
+            raise click.ClickException("lost the Console at %s: %s" % (console_url, exc))
+    if not as_json:
+        click.echo(click.style("deployment %s %s" % (deployment, status),
+                               fg="green" if status == "completed" else "red"), err=True)
+    if status != "completed":
+        sys.exit(1)
+
+
+__all__ = ["console", "keys", "satellites", "submit", "events"]

@@ -1,0 +1,191 @@
+"""Plans, deployments, dispatch, cancellation and exactly-once event storage."""
+import json
+import uuid
+
+import events as event_catalog
+
+from .db import dumps, now_iso
+
+FINISHED = ("completed", "failed", "cancelled")
+ACTIVE_ON_AGENT = ("dispatched", "running")
+
+
+class Conflict(Exception):
+    pass
+
+
+def save_plan(db, plan):
+    with db.write() as c:
+        c.execute("INSERT INTO plans (id, satellite_id, created_at, data) VALUES (?, ?, ?, ?)",
+                  (plan["id"], plan["satellite"]["id"], plan["created_at"], dumps(plan)))
+
+
+def get_plan(db, plan_id):
+    row = db.one("SELECT data FROM plans WHERE id = ?", (plan_id,))
+    return json.loads(row["data"]) if row else None
+
+
+def create(db, plan, mode, speed_multiplier):
+    dep_id = "dep-" + uuid.uuid4().hex[:16]
+    now = now_iso()
+    with db.write() as c:
+        c.execute("INSERT INTO deployments (id, plan_id, satellite_id, mode, speed_multiplier, "
+                  "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                  (dep_id, plan["id"], plan["satellite"]["id"], mode, float(speed_multiplier),
+                   now, now))
+    return dep_id
+
+
+def get(db, dep_id):
+    row = db.one("SELECT * FROM deployments WHERE id = ?", (dep_id,))
+    return dict(row) if row else None
+
+
+def summary(db, dep_id):
+    d = get(db, dep_id)
+    if d is None:
+        return None
+    d.pop("cancel_pending")
+    stats = db.one("SELECT COUNT(*) AS n, MAX(seq) AS last_seq FROM events WHERE deployment_id = ?",
+                   (dep_id,))
+    last = db.one("SELECT type FROM events WHERE deployment_id = ? ORDER BY id DESC LIMIT 1",
+                  (dep_id,))
+    done = db.one("SELECT COUNT(*) FROM events WHERE deployment_id = ? AND type = 'step.completed'",
+                  (dep_id,))[0]
+    plan = get_plan(db, d["plan_id"])
+    d["events_count"] = stats["n"]
+    d["last_event_type"] = last["type"] if last else None
+    d["steps_total"] = len(plan["job"]["steps"]) if plan else None
+    d["steps_completed"] = done
+    d["job_name"] = plan["job"]["name"] if plan else None
+    return d
+
+
+def cancel(db, dep_id):
+    """Mark cancelled; Conflict if it already finished otherwise. Returns the status."""
+    with db.write() as c:
+        row = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
+                        (dep_id,)).fetchone()
+        if row is None:
+            raise KeyError(dep_id)
+        if row["status"] == "cancelled":
+            return "cancelled"
+        if row["status"] in FINISHED:
+            raise Conflict("deployment already %s" % row["status"])
+        tell_agent = 1 if (row["agent_id"] and row["status"] in ACTIVE_ON_AGENT) else 0
+        now = now_iso()
+        c.execute("UPDATE deployments SET status = 'cancelled', cancel_pending = ?, "
+                  "updated_at = ?, finished_at = ? WHERE id = ?", (tell_agent, now, now, dep_id))
+    return "cancelled"
+
+
+def poll(db, agent_id, satellite_id):
+    """(deployment dict or None, [deployment ids to cancel]) for a polling agent.
+    Hands out the oldest pending live deployment of its satellite, or the one
+    already dispatched to it and not finished."""
+    with db.write() as c:
+        cancels = [r["id"] for r in c.execute(
+            "SELECT id FROM deployments WHERE agent_id = ? AND cancel_pending = 1 "
+            "ORDER BY updated_at", (agent_id,))]
+        row = c.execute(
+            "SELECT * FROM deployments WHERE agent_id = ? AND mode = 'live' AND status IN "
+            "('dispatched', 'running') ORDER BY dispatched_at, id LIMIT 1", (agent_id,)).fetchone()
+        if row is None:
+            row = c.execute(
+                "SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' AND "
+                "status = 'pending' AND agent_id IS NULL ORDER BY created_at, id LIMIT 1",
+                (satellite_id,)).fetchone()
+            if row is not None:
+                now = now_iso()
+                c.execute("UPDATE deployments SET status = 'dispatched', agent_id = ?, "
+                          "dispatched_at = ?, updated_at = ? WHERE id = ?",
+                          (agent_id, now, now, row["id"]))
+                row = c.execute("SELECT * FROM deployments WHERE id = ?", (row["id"],)).fetchone()
+    return (dict(row) if row else None), cancels
+
+
+def workload_spec(db, dep):
+    """The WorkloadSpec (unsigned). plan_data is the plan without its events, which
+    travel once, in `events` (they are most of the plan's size)."""
+    plan = get_plan(db, dep["plan_id"])
+    predicted = plan.pop("events", [])
+    return {"plan_id": dep["plan_id"], "deployment_id": dep["id"],
+            "satellite_id": dep["satellite_id"], "plan_data": plan, "events": predicted}
+
+
+def store_events(db, dep_id, origin, agent_id, evs):
+    """Store events exactly once per (origin, seq), in one transaction.
+    Returns (ids, acked_seq); a resent event gets the id it was stored under."""
+    ids = []
+    now = now_iso()
+    with db.write() as c:
+        dep = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
+                        (dep_id,)).fetchone()
+        if dep is None:
+            raise KeyError(dep_id)
+        status = dep["status"]
+        new_status = status
+        stored_any = False
+        for ev in evs:
+            ev = dict(ev)
+            ev["agent_id"] = agent_id
+            ev["deployment_id"] = dep_id
+            ev.setdefault("job_id", None)
+            ev.setdefault("step_id", None)
+            ev.setdefault("payload", {})
+            seq = ev.get("seq")
+            if seq is not None:
+                old = c.execute("SELECT id FROM events WHERE origin = ? AND seq = ?",
+                                (origin, seq)).fetchone()
+                if old is not None:
+                    ids.append(old["id"])
+                    continue
+            cur = c.execute("INSERT INTO events (deployment_id, origin, seq, type, data, "
+                            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (dep_id, origin, seq, ev["type"], dumps(ev), now))
+            ids.append(cur.lastrowid)
+            stored_any = True
+            terminal = event_catalog.TERMINAL.get(ev["type"])
+            if terminal and new_status != "cancelled":
+                new_status = terminal
+            elif new_status in ("pending", "dispatched"):
+                new_status = "running"
+        if stored_any:
+            finished = now if (new_status in FINISHED and status not in FINISHED) else None
+            c.execute("UPDATE deployments SET status = ?, updated_at = ?, "
+                      "finished_at = COALESCE(?, finished_at), "
+                      "agent_id = COALESCE(agent_id, ?) WHERE id = ?",
+                      (new_status, now, finished, None if origin.startswith("sim:") else agent_id,
+                       dep_id))
+        if any(ev.get("type") in event_catalog.TERMINAL for ev in evs):
+            # the agent has reported the end: no need to tell it to cancel any more
+            c.execute("UPDATE deployments SET cancel_pending = 0 WHERE id = ?", (dep_id,))
+        acked = advance_acked(c, origin)
+    return ids, acked
+
+
+def advance_acked(c, origin):
+    row = c.execute("SELECT acked_seq FROM acked WHERE origin = ?", (origin,)).fetchone()
+    acked = row["acked_seq"] if row else 0
+    start = acked
+    for (seq,) in c.execute("SELECT seq FROM events WHERE origin = ? AND seq > ? ORDER BY seq",
+                            (origin, acked)):
+        if seq != acked + 1:
+            break
+        acked = seq
+    if acked != start or row is None:
+        c.execute("INSERT INTO acked (origin, acked_seq) VALUES (?, ?) ON CONFLICT(origin) "
+                  "DO UPDATE SET acked_seq = excluded.acked_seq", (origin, acked))
+    return acked
+
+
+def acked_seq(db, origin):
+    row = db.one("SELECT acked_seq FROM acked WHERE origin = ?", (origin,))
+    return row["acked_seq"] if row else 0
+
+
+def list_events(db, dep_id, after_id=0):
+    """[(row id, event)] stored for a deployment with row id > after_id, in seq order."""
+    rows = db.query("SELECT id, data FROM events WHERE deployment_id = ? AND id > ? "
+                    "ORDER BY seq IS NULL, seq, id", (dep_id, after_id))
+    return [(r["id"], json.loads(r["data"])) for r in rows]

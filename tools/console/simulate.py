@@ -1,0 +1,87 @@
+"""Simulated deployments: the Console writes the plan's predicted events itself
+(agent_id "sim", seq 1..n), paced by speed_multiplier (0 = all at once;
+otherwise the predicted gaps divided by the multiplier), so the event views
+work for plans that never flew. One daemon thread per running simulation;
+a restarted Console resumes unfinished ones (already stored seqs are skipped)."""
+import threading
+
+import timeutil
+
+from . import deployments
+
+SIM_AGENT = "sim"
+
+
+def origin_of(dep_id):
+    return "sim:" + dep_id
+
+
+class Simulator:
+    def __init__(self, db):
+        self.db = db
+        self.stop = threading.Event()
+        self._threads = {}
+        self._lock = threading.Lock()
+
+    def start(self, dep_id):
+        with self._lock:
+            t = self._threads.get(dep_id)
+            if t is not None and t.is_alive():
+                return
+            t = threading.Thread(target=self._run, args=(dep_id,), daemon=True,
+                                 name="sim-" + dep_id)
+            self._threads[dep_id] = t
+            t.start()
+
+    def resume_all(self):
+        for row in self.db.query("SELECT id FROM deployments WHERE mode = 'simulated' AND "
+                                 "status IN ('pending', 'running')"):
+            self.start(row["id"])
+
+    def shutdown(self, timeout=2.0):
+        self.stop.set()
+        for t in list(self._threads.values()):
+            t.join(timeout)
+
+    def _run(self, dep_id):
+        try:
+            self.run(dep_id)
+        except Exception:  # a simulation must never take the Console down
+            import traceback
+            traceback.print_exc()
+
+    def run(self, dep_id):
+        dep = deployments.get(self.db, dep_id)
+        plan = deployments.get_plan(self.db, dep["plan_id"])
+        predicted = plan["events"]
+        speed = dep["speed_multiplier"]
+        origin = origin_of(dep_id)
+        done = deployments.acked_seq(self.db, origin)
+        prev_t = None
+        for seq, ev in enumerate(predicted, 1):
+            t = timeutil.parse_iso(ev["timestamp"])
+            if seq <= done:
+                prev_t = t
+                continue
+            if speed > 0 and prev_t is not None and t > prev_t:
+                if self.stop.wait((t - prev_t) / speed):
+                    return
+            prev_t = t
+            if self.stop.is_set():
+                return
+            status = deployments.get(self.db, dep_id)["status"]
+            if status == "cancelled":
+                self._write_cancelled(dep_id, origin, seq, ev, plan)
+                return
+            out = dict(ev)
+            out["seq"] = seq
+            deployments.store_events(self.db, dep_id, origin, SIM_AGENT, [out])
+
+    def _write_cancelled(self, dep_id, origin, seq, ev, plan):
+        start = timeutil.parse_iso(plan["events"][0]["timestamp"]) if plan["events"] else 0
+        elapsed = timeutil.parse_iso(ev["timestamp"]) - start
+        failed = {"type": "job.failed", "timestamp": ev["timestamp"], "job_id": ev.get("job_id"),
+                  "step_id": None, "seq": seq,
+                  "payload": {"total_duration_s": elapsed, "status": "cancelled",
+                              "reason": "cancelled by the operator"}}
+        deployments.store_events(self.db, dep_id, origin, SIM_AGENT, [failed])
