@@ -324,7 +324,7 @@ class Orbit:
                "inclination_deg": el["inclination_deg"],
                "eccentricity": el["eccentricity"],
                "period_min": round(self.period_s / 60.0, 2),
-               "epoch": timeutil.iso_utc(self.epoch)}
+               "epoch": iso(self.epoch)}
         if el.get("norad_id"):
             out["norad_id"] = el["norad_id"]
         if el["source"] == "tle":
@@ -390,7 +390,7 @@ class _Scanner:
         return (rx * ux + ry * uy + rz * uz) / math.sqrt(rx * rx + ry * ry + rz * rz) - self.sin_min
 
 
-def _root(fn, ta, tb, fa):
+def refine_boundary(fn, ta, tb, fa):
     """Bisect fn's sign change in [ta, tb] (fa = fn(ta)) to WINDOW_TOLERANCE_S."""
     neg_a = fa < 0
     while tb - ta > WINDOW_TOLERANCE_S:
@@ -459,10 +459,10 @@ class _Tracker:
             was_in = self._inside(vp)
             now_in = self._inside(v)
             if now_in and not was_in:
-                self.start = _root(self.fn, tp, t, vp)
+                self.start = refine_boundary(self.fn, tp, t, vp)
                 self.best_t, self.best = t, v
             elif was_in and not now_in:
-                self._close(_root(self.fn, tp, t, vp))
+                self._close(refine_boundary(self.fn, tp, t, vp))
             elif now_in:
                 if sign * v > sign * self.best:
                     self.best_t, self.best = t, v
@@ -472,7 +472,7 @@ class _Tracker:
                 if sign * vp >= sign * vq and sign * vp >= sign * v and sign * vp > -self.margin:
                     te, ve = _extremum(self.fn, tq, t, sign)
                     if self._inside(ve):
-                        self.intervals.append((_root(self.fn, tq, te, vq), _root(self.fn, te, t, ve), te, ve))
+                        self.intervals.append((refine_boundary(self.fn, tq, te, vq), refine_boundary(self.fn, te, t, ve), te, ve))
         self.prev2 = prev
         self.prev = (t, v)
 
@@ -578,12 +578,17 @@ def find_windows(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG
     return out
 
 
+def iso(t):
+    """Unix seconds -> ISO 8601 UTC, rounded to the nearest second."""
+    return timeutil.iso_utc(t + 0.5)
+
+
 def as_iso(window):
-    """A window with ISO 8601 start/end (whole seconds) for plans and output."""
+    """A window with ISO 8601 start/end (nearest second) for plans and output."""
     w = {}
     for key in window:
         value = window[key]
-        w[key] = timeutil.iso_utc(value + 0.5) if key in ("start", "end") else value
+        w[key] = iso(value) if key in ("start", "end") else value
     return w
 
 

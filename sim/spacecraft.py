@@ -1,0 +1,335 @@
+"""A simulated spacecraft (MODELS.md "Power", "Thermal", "Memory and CPU").
+
+Physics advances exactly between events, not in fixed ticks: between two
+boundaries (eclipse entry/exit, a compute-capacity threshold, a load change)
+the power is constant, so energy is linear and temperature an exponential
+towards its target. Crossing times of the 30 % / 15 % thresholds are solved for.
+
+It is the hardware behind `hal.sim_sensors(sat)`: battery_percent(),
+temperature_c(), in_eclipse(), link_up(); the firmware's compute executor
+calls set_compute_load(power_w, memory_mb). With a clock, readings are taken
+at the clock's time; without one, at the time of the last advance_to(t).
+
+The physical state (time, energy, temperature) is a small dict that can be
+persisted and restored, so killing the firmware resets the computer (its load
+goes to zero), not the physics.
+"""
+import math
+
+import models
+import orbit as orbitlib
+
+
+class Timeline:
+    """A satellite's eclipse and contact windows, computed in chunks of
+    `chunk_s` and extended on demand. Window ids stay stable when extended."""
+
+    def __init__(self, orb, start, chunk_s=86400.0, stations=(), min_elevation_deg=models.MIN_ELEVATION_DEG):
+        if chunk_s <= 0:
+            raise ValueError("the prediction horizon must be positive")
+        self.orbit = orb
+        self.stations = list(stations)
+        self.min_elevation_deg = min_elevation_deg
+        self.chunk_s = chunk_s
+        self.start = start
+        self.end = start
+        self.windows = []
+        self.eclipses = []      # [(start, end)]
+        self.contacts = []      # [(start, end, station_id)]
+        self._counts = {"sunlit": 0, "eclipse": 0, "contact": 0}
+        self._i_ecl = 0
+        self._boundaries = None   # sorted eclipse/contact boundary times, built on demand
+        self.extend_to(start)
+
+    def extend_to(self, t):
+        """Make sure windows are known beyond t (a state at t needs what follows)."""
+        while self.end <= t:
+            t0 = self.end
+            t1 = t0 + self.chunk_s
+            new = orbitlib.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg)
+            for w in new:
+                self._append(w, t0)
+            self.end = t1
+            self._boundaries = None
+
+    def _append(self, w, seam):
+        kind = w["kind"]
+        if w["start"] == seam and seam > self.start:
+            for old in reversed(self.windows):   # continue a window cut by the seam
+                if old["kind"] == kind and old["end"] == seam and old.get("station") == w.get("station"):
+                    old["end"] = w["end"]
+                    old["duration_s"] = round(old["end"] - old["start"], 1)
+                    if "elevation_peak_deg" in w:
+                        old["elevation_peak_deg"] = max(old["elevation_peak_deg"], w["elevation_peak_deg"])
+                    self._index(old, True)
+                    return
+        self._counts[kind] += 1
+        w["id"] = "%s-%d" % (kind, self._counts[kind])
+        self.windows.append(w)
+        self._index(w, False)
+
+    def _index(self, w, merged):
+        if w["kind"] == "eclipse":
+            item = (w["start"], w["end"])
+            lst = self.eclipses
+        elif w["kind"] == "contact":
+            item = (w["start"], w["end"], w["station"])
+            lst = self.contacts
+        else:
+            return
+        if merged:
+            for i in range(len(lst) - 1, -1, -1):
+                if lst[i][0] == w["start"] and lst[i][2:] == item[2:]:
+                    lst[i] = item
+                    break
+        else:
+            lst.append(item)
+            lst.sort()
+        self._boundaries = None
+
+    def eclipse_state(self, t):
+        """(in_eclipse, time of the next eclipse entry/exit after t)."""
+        self.extend_to(t)
+        lst = self.eclipses
+        i = self._i_ecl
+        if i > len(lst) or (i > 0 and lst[i - 1][1] > t):
+            i = 0   # time went back (a restored state): search from the start
+        while i < len(lst) and lst[i][1] <= t:
+            i += 1
+        self._i_ecl = i
+        if i < len(lst):
+            if lst[i][0] <= t:
+                return True, lst[i][1]
+            return False, lst[i][0]
+        return False, self.end
+
+    def contact(self, t):
+        """Station id of a contact in progress at t, or None."""
+        self.extend_to(t)
+        for a, b, sid in self.contacts:
+            if a <= t < b:
+                return sid
+            if a > t:
+                break
+        return None
+
+    def next_boundary(self, t):
+        """The first window boundary (eclipse or contact start/end) after t."""
+        self.extend_to(t)
+        b = self._boundaries
+        if b is None:
+            b = []
+            for w in self.windows:
+                if w["kind"] != "sunlit":
+                    b.append(w["start"])
+                    b.append(w["end"])
+            b.sort()
+            self._boundaries = b
+        lo, hi = 0, len(b)
+        while lo < hi:              # first boundary > t
+            mid = (lo + hi) // 2
+            if b[mid] <= t:
+                lo = mid + 1
+            else:
+                hi = mid
+        return b[lo] if lo < len(b) else self.end
+
+    def windows_between(self, t0, t1, kind=None):
+        self.extend_to(t1 - 1e-6)
+        return [w for w in self.windows if w["end"] > t0 and w["start"] < t1
+                and (kind is None or w["kind"] == kind)]
+
+
+class SimulatedSatellite:
+    """One spacecraft: orbit timeline + battery, thermal, compute, memory, CPU."""
+
+    def __init__(self, sat_id, orb, start, bus=None, stations=None, timeline=None, clock=None,
+                 state=None, horizon_s=86400.0, min_elevation_deg=models.MIN_ELEVATION_DEG):
+        self.id = sat_id
+        self.orbit = orb
+        self.bus = models.bus_config(bus)
+        if stations is None:
+            import stations as stationlib
+            stations = stationlib.default_stations()
+        self.timeline = timeline or Timeline(orb, start, horizon_s, stations, min_elevation_deg)
+        self.clock = clock
+        cfg = self.bus
+        self.t = float(start)
+        self.energy_wh = cfg["initial_soc"] * cfg["battery_wh"]
+        self.temperature = cfg["initial_temperature_c"]
+        self.load_w = 0.0          # requested by the running step (power_w)
+        self.load_memory_mb = 0.0
+        self._levels = (0.0, cfg["capacity_half_soc"] * cfg["battery_wh"],
+                        cfg["capacity_full_soc"] * cfg["battery_wh"], cfg["battery_wh"])
+        if state is not None:
+            self.restore(state)
+
+    # --- the physics -----------------------------------------------------------
+
+    def _net_w(self, sunlit, capacity):
+        cfg = self.bus
+        return (cfg["solar_w"] if sunlit else 0.0) - cfg["bus_load_w"] - self.load_w * capacity
+
+    def _regime(self, e, sunlit):
+        """(capacity, net power W into the battery) holding just after a time when
+        the energy is e. At a threshold where the battery would fall below it at
+        the upper capacity but rise at the lower one, the energy is pinned there at
+        the lower capacity (the surplus is shed), instead of chattering."""
+        cfg = self.bus
+        cap = models.compute_capacity(e / cfg["battery_wh"], cfg)
+        net = self._net_w(sunlit, cap)
+        lv = self._levels
+        if net < 0 and (e == lv[1] or e == lv[2]) and cap > 0:
+            below = 0.5 if cap == 1.0 else 0.0
+            net_below = self._net_w(sunlit, below)
+            return below, (0.0 if net_below > 0 else net_below)
+        if (net > 0 and e >= lv[3]) or (net < 0 and e <= 0):
+            return cap, 0.0   # full (solar curtailed) or empty
+        return cap, net
+
+    def _segment(self, t, e, t_limit):
+        """One stretch of constant regime from (t, e), ending at t_limit, at the next
+        eclipse boundary or where the energy reaches a level. Returns
+        (t_end, e_end, capacity, sunlit)."""
+        eclipsed, t_env = self.timeline.eclipse_state(t)
+        sunlit = not eclipsed
+        t_end = t_env if t_env < t_limit else t_limit
+        cap, net = self._regime(e, sunlit)
+        level = None
+        if net < 0:
+            for lv in reversed(self._levels):
+                if lv < e:
+                    level = lv
+                    break
+        elif net > 0:
+            for lv in self._levels:
+                if lv > e:
+                    level = lv
+                    break
+        if level is not None:
+            t_cross = t + (level - e) / net * 3600.0
+            if t_cross <= t_end:
+                return t_cross, level, cap, sunlit
+        return t_end, e + net * (t_end - t) / 3600.0, cap, sunlit
+
+    def advance_to(self, t):
+        """Integrate the physics exactly up to Unix time t (never backwards)."""
+        cfg = self.bus
+        while self.t < t:
+            t_end, e_end, cap, sunlit = self._segment(self.t, self.energy_wh, t)
+            target = (cfg["t_sun_c"] if sunlit else cfg["t_eclipse_c"]) + cfg["k_c_per_w"] * self.load_w * cap
+            self.temperature = target + (self.temperature - target) * math.exp(-(t_end - self.t) / cfg["tau_s"])
+            self.energy_wh = min(cfg["battery_wh"], max(0.0, e_end))
+            self.t = t_end
+        return self
+
+    def _sync(self):
+        clock = self.clock
+        if clock is not None:
+            start = getattr(clock, "start_epoch", None)
+            self.advance_to(start + clock.now_ms() / 1000.0 if start is not None else clock.epoch())
+
+    # --- the hardware adapter interface (hal.sim_sensors) -------------------------
+
+    def battery_percent(self):
+        self._sync()
+        return 100.0 * self.energy_wh / self.bus["battery_wh"]
+
+    def temperature_c(self):
+        self._sync()
+        return self.temperature
+
+    def in_eclipse(self):
+        self._sync()
+        return self.timeline.eclipse_state(self.t)[0]
+
+    def link_up(self):
+        self._sync()
+        return self.timeline.contact(self.t) is not None
+
+    def compute_capacity(self):
+        self._sync()
+        return self._regime(self.energy_wh, not self.timeline.eclipse_state(self.t)[0])[0]
+
+    def set_compute_load(self, power_w, memory_mb=0):
+        """The running step's power (W, before capacity scaling) and memory; 0 = idle."""
+        if power_w < 0 or memory_mb < 0:
+            raise ValueError("compute load must not be negative")
+        self._sync()
+        self.load_w = float(power_w)
+        self.load_memory_mb = float(memory_mb)
+
+    def compute_load_w(self):
+        return self.load_w * self.compute_capacity()
+
+    def memory_used_mb(self):
+        return self.bus["memory_base_mb"] + (self.load_memory_mb if self.load_w > 0 else 0.0)
+
+    def cpu_percent(self):
+        idle = self.bus["cpu_idle_percent"]
+        busy = min(1.0, self.compute_load_w() / self.bus["compute_w"]) if self.bus["compute_w"] > 0 else 0.0
+        return idle + (100.0 - idle) * busy
+
+    def state(self):
+        """Everything an observer (telemetry, a timeline, a test) wants at once."""
+        self._sync()
+        eclipsed = self.timeline.eclipse_state(self.t)[0]
+        cap = self._regime(self.energy_wh, not eclipsed)[0]
+        station = self.timeline.contact(self.t)
+        lat, lon, alt = self.orbit.subpoint(self.t)
+        return {"satellite_id": self.id, "time": orbitlib.iso(self.t), "t": self.t,
+                "battery_wh": self.energy_wh,
+                "battery_percent": 100.0 * self.energy_wh / self.bus["battery_wh"],
+                "temperature_c": self.temperature, "in_eclipse": eclipsed,
+                "link_up": station is not None, "station": station,
+                "lat": lat, "lon": lon, "altitude_km": alt,
+                "compute_capacity": cap, "compute_load_w": self.load_w * cap,
+                "memory_mb": self.memory_used_mb(), "cpu_percent": self.cpu_percent()}
+
+    # --- prediction, for a discrete-event driver ------------------------------------
+
+    def next_capacity_change(self, limit_s=None):
+        """Unix time of the next change of compute capacity under the current load,
+        or None within `limit_s` (default: the timeline chunk)."""
+        t, e = self.t, self.energy_wh
+        horizon = t + (limit_s if limit_s is not None else self.timeline.chunk_s)
+        cap0 = self._regime(e, not self.timeline.eclipse_state(t)[0])[0]
+        while t < horizon:
+            t, e, cap, _ = self._segment(t, e, horizon)
+            if cap != cap0:
+                return t
+            if t < horizon and self._regime(e, not self.timeline.eclipse_state(t)[0])[0] != cap0:
+                return t
+        return None
+
+    def next_boundary(self, after=None):
+        """The next time anything about this spacecraft changes regime: an eclipse
+        or contact boundary, or a compute-capacity switch."""
+        after = self.t if after is None else after
+        best = self.timeline.next_boundary(after)
+        cap_t = self.next_capacity_change(best - self.t) if after <= self.t else None
+        if cap_t is not None and after < cap_t < best:
+            best = cap_t
+        return best
+
+    # --- persistence ------------------------------------------------------------------
+
+    def physical_state(self):
+        """The physics worth surviving a firmware reset (a JSON-able dict)."""
+        return {"satellite_id": self.id, "t": self.t, "energy_wh": self.energy_wh,
+                "temperature_c": self.temperature}
+
+    def restore(self, state):
+        """Continue from physical_state(); the computer's load is reset to idle."""
+        try:
+            t = float(state["t"])
+            e = float(state["energy_wh"])
+            temp = float(state["temperature_c"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("bad physical state: %r" % (state,))
+        self.t = t
+        self.energy_wh = min(self.bus["battery_wh"], max(0.0, e))
+        self.temperature = temp
+        self.load_w = 0.0
+        self.load_memory_mb = 0.0
+        return self

@@ -1,0 +1,133 @@
+"""The simulated world: one SimClock, any number of satellites, one ground
+network. A discrete-event driver asks `next_boundary_ms()` and sleeps until
+then, so every eclipse entry/exit, contact start/end and compute-capacity
+switch is seen exactly when it happens.
+
+    w = World(start_epoch, horizon_s=86400)
+    sat = w.add_satellite("25544", orbit.read_tle_text(text))
+    while True:
+        t = w.next_boundary_ms()
+        if t is None: break
+        w.advance_to_ms(t)
+"""
+import math
+
+import clock as clocklib
+import models
+import orbit as orbitlib
+import spacecraft
+import stations as stationlib
+
+
+class World:
+    def __init__(self, start, horizon_s=86400.0, stations=None,
+                 min_elevation_deg=models.MIN_ELEVATION_DEG):
+        if horizon_s <= 0:
+            raise ValueError("the horizon must be positive")
+        self.start = float(start)
+        self.horizon_s = float(horizon_s)
+        self.clock = clocklib.SimClock(start_epoch=self.start)
+        if stations is None:
+            stations = stationlib.default_stations()
+        self.stations = [stationlib.validate_station(s) for s in stations]
+        self.min_elevation_deg = min_elevation_deg
+        self.satellites = {}
+        self.order = []          # satellite ids in the order they were added
+
+    # --- population ---------------------------------------------------------------
+
+    def add_satellite(self, sat_id, elements, bus=None, state=None):
+        """Add a satellite from an elements dict (orbit.parse_tle / keplerian_elements)
+        or an Orbit. Its windows over the horizon are computed now."""
+        if sat_id in self.satellites:
+            raise ValueError("satellite %r is already in the world" % (sat_id,))
+        orb = elements if isinstance(elements, orbitlib.Orbit) else orbitlib.Orbit(elements)
+        timeline = spacecraft.Timeline(orb, self.start, self.horizon_s, self.stations,
+                                       self.min_elevation_deg)
+        sat = spacecraft.SimulatedSatellite(sat_id, orb, self.start, bus=bus, timeline=timeline,
+                                            clock=self.clock, state=state)
+        self.satellites[sat_id] = sat
+        self.order.append(sat_id)
+        return sat
+
+    def satellite(self, sat_id):
+        sat = self.satellites.get(sat_id)
+        if sat is None:
+            raise ValueError("unknown satellite %r" % (sat_id,))
+        return sat
+
+    # --- time ----------------------------------------------------------------------
+
+    def now(self):
+        """Physical time (Unix s): the clock's origin plus its milliseconds."""
+        return self.start + self.clock.now_ms() / 1000.0
+
+    def to_ms(self, t):
+        """Unix time -> the clock's milliseconds, rounded up (at that ms, t has passed)."""
+        return int(math.ceil((t - self.start) * 1000.0 - 1e-6))
+
+    def advance_to_ms(self, t_ms):
+        self.clock.advance_to(t_ms)
+        now = self.now()
+        for sid in self.order:
+            self.satellites[sid].advance_to(now)
+
+    def next_boundary_ms(self, after_ms=None):
+        """The first boundary of any satellite after `after_ms` (default: now),
+        in clock ms, or None past the horizon."""
+        now_ms = self.clock.now_ms()
+        after_ms = now_ms if after_ms is None else after_ms
+        after = self.start + after_ms / 1000.0
+        end = self.start + self.horizon_s
+        best = None
+        for sid in self.order:
+            sat = self.satellites[sid]
+            if after_ms >= now_ms:
+                sat.advance_to(self.now())
+            t = sat.next_boundary(after)
+            if best is None or t < best:
+                best = t
+        if best is None or best > end:
+            return None
+        t_ms = self.to_ms(best)
+        return t_ms if t_ms > after_ms else after_ms + 1
+
+    def boundaries(self, until_ms=None):
+        """Advance through every boundary up to `until_ms` (default: the horizon),
+        yielding the clock ms after each step."""
+        end_ms = self.to_ms(self.start + self.horizon_s) if until_ms is None else until_ms
+        while True:
+            t_ms = self.next_boundary_ms()
+            if t_ms is None or t_ms > end_ms:
+                if self.clock.now_ms() < end_ms:
+                    self.advance_to_ms(end_ms)
+                    yield end_ms
+                return
+            self.advance_to_ms(t_ms)
+            yield t_ms
+
+    # --- links -------------------------------------------------------------------------
+
+    def windows(self, sat_id, kind=None):
+        """The satellite's windows over the horizon (Unix-second start/end)."""
+        return self.satellite(sat_id).timeline.windows_between(
+            self.start, self.start + self.horizon_s, kind)
+
+    def link_up(self, sat_id, t=None):
+        """True while the satellite is in a contact window with any station."""
+        tl = self.satellite(sat_id).timeline
+        return tl.contact(self.now() if t is None else t) is not None
+
+    def distance_km(self, a, b, t=None):
+        t = self.now() if t is None else t
+        xa, ya, za = self.satellite(a).orbit.position(t)
+        xb, yb, zb = self.satellite(b).orbit.position(t)
+        return math.sqrt((xa - xb) ** 2 + (ya - yb) ** 2 + (za - zb) ** 2)
+
+    def isl_link(self, a, b, t=None):
+        """The ISL between satellites a and b at t (MODELS.md): {distance_km,
+        quality, bandwidth_mbps, latency_ms, up}."""
+        t = self.now() if t is None else t
+        either_dark = (self.satellite(a).timeline.eclipse_state(t)[0]
+                       or self.satellite(b).timeline.eclipse_state(t)[0])
+        return models.isl_hop(self.distance_km(a, b, t), either_dark)
