@@ -1,0 +1,135 @@
+"""firmware/seriallink.py + lib/serialport.py under the real MicroPython unix
+port, over real pseudo-terminals, through the real `umbra bridge` process to
+an HTTP server on loopback (serial_helpers.FakeConsole: a recording stand-in
+answering like the Console's agent endpoints)."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from serial_helpers import (FakeConsole, LossyRelay, agent_process, pty_pair, start_bridge,
+                            stop_bridge, wait_for_line)
+
+DRIVE = """
+import json, sys, time
+import seriallink
+
+def drive(gen):
+    # a stand-in for one scheduler task: resume it every millisecond
+    try:
+        while True:
+            next(gen)
+            time.sleep_ms(1)
+    except StopIteration as stop:
+        return stop.args[0] if stop.args else None
+
+def out(obj):
+    print(json.dumps(obj))
+
+def make_link(path, timeout_ms, retries):
+    return seriallink.SerialLink({"agent_id": "sat-link", "api_key": "um_secret"}, "0.1.0",
+                                 port=path, timeout_ms=timeout_ms, retries=retries)
+"""
+
+LOSSY_AGENT = DRIVE + """
+path, batches, per_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+link = make_link(path, 250, 10)
+seq = 0
+resends = 0
+for b in range(batches):
+    batch = [{"type": "step.completed", "agent_id": "sat-link", "seq": seq + k + 1,
+              "timestamp": "2026-01-01T00:00:00Z", "job_id": "job-1", "payload": {"k": k}}
+             for k in range(per_batch)]
+    while True:   # the report task's rule: keep the batch until it is acknowledged
+        status, reply = drive(link.call("POST", "/api/deployments/dep-1/events", batch))
+        if status == 201:
+            break
+        resends += 1
+    seq += per_batch
+    out({"batch": b, "acked_seq": reply["acked_seq"], "ids": reply["ids"], "want": seq})
+    if b % 5 == 0:
+        status, reply = drive(link.call("POST", "/api/agent/telemetry",
+                                        {"agent_id": "sat-link", "status": "executing", "seq": seq}))
+        out({"telemetry": status, "ok": reply.get("ok") if reply else None})
+out({"done": True, "resends": resends, "counters": link.counters()})
+"""
+
+
+@pytest.fixture
+def console():
+    c = FakeConsole().start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def line():
+    """Two pty pairs joined by a relay: (agent path, bridge path, relay factory)."""
+    ma, sa, path_a = pty_pair()
+    mb, sb, path_b = pty_pair()
+    relays = []
+
+    def relay(**rates):
+        r = LossyRelay(ma, mb, **rates).start()
+        relays.append(r)
+        return r
+
+    yield path_a, path_b, relay
+    for r in relays:
+        r.stop()
+    for fd in (ma, sa, mb, sb):
+        os.close(fd)
+
+
+def run_agent(script, tmp_path, *args, timeout=60):
+    path = tmp_path / "agent.py"
+    path.write_text(script)
+    proc = agent_process(str(path), *args)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except Exception:
+        proc.kill()
+        raise
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert proc.returncode == 0, out[-3000:]
+    return lines
+
+
+def test_every_request_is_answered_once_and_relayed_once_over_a_lossy_line(console, line, tmp_path):
+    path_a, path_b, relay = line
+    faults = relay(drop=0.1, dup=0.1, corrupt=0.1, seed=7)
+    bridge = start_bridge(path_b, console.url)
+    wait_for_line(bridge, "open")
+    batches, per_batch = 30, 5
+    lines = run_agent(LOSSY_AGENT, tmp_path, path_a, batches, per_batch)
+    code, out, counts = stop_bridge(bridge)
+    assert code == 0, out
+
+    # Each call got its own reply: the acknowledgement is for exactly its batch.
+    acks = [x for x in lines if "batch" in x]
+    assert [x["acked_seq"] for x in acks] == [x["want"] for x in acks]
+    assert all(x["ids"] == list(range(x["want"] - per_batch + 1, x["want"] + 1)) for x in acks)
+    assert all(x["telemetry"] == 200 and x["ok"] for x in lines if "telemetry" in x)
+    done = lines[-1]
+    assert done["done"]
+
+    # The Console saw each event once: no loss, and no duplicate beyond the
+    # batches the agent itself sent again after giving up (none expected).
+    total = batches * per_batch
+    assert sorted(seq for _, seq in console.stored) == list(range(1, total + 1))
+    assert done["resends"] == 0
+    assert console.received_events == total
+    event_posts = console.paths("/api/deployments/")
+    assert len(event_posts) == batches
+    assert len(console.paths("/api/agent/telemetry")) == len([x for x in lines if "telemetry" in x])
+
+    # The faults really happened, and were absorbed where they should be.
+    assert faults.injected["dropped"] and faults.injected["duplicated"] and faults.injected["corrupted"]
+    assert counts["bad_frames"] > 0 and counts["replayed"] > 0
+    assert done["counters"]["retried"] > 0 and done["counters"]["bad_frames"] > 0
+    assert counts["relayed"] == len(console.requests)
+    # every relayed request carried the hello's credentials
+    assert {(r[2].get("X-Agent-ID"), r[2].get("X-API-Key")) for r in console.requests} == \
+        {("sat-link", "um_secret")}
