@@ -53,3 +53,57 @@ def serve_in_thread(db_path, host="127.0.0.1", port=0, **app_kwargs):
         time.sleep(0.01)
     url = "http://%s:%d" % sock.getsockname()[:2]
     return RunningConsole(server, thread, url, app)
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ConsoleProcess:
+    """`umbra console` in a subprocess (its own interpreter: no GIL shared with
+    the clients), on a free loopback port."""
+
+    def __init__(self, db_path, port=None, extra_args=()):
+        import subprocess
+        import sys
+
+        from tools import ROOT
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.cli", "console", "--db", db_path, "--host", "127.0.0.1",
+             "--port", str(self.port)] + list(extra_args),
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout=20.0):
+        import httpx
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the Console exited: %s" % self.proc.stderr.read().decode())
+            try:
+                if httpx.get(self.url + "/openapi.json", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the Console did not start within %s s" % timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
