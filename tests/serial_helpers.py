@@ -82,7 +82,7 @@ class FakeConsole:
         self.server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self.server.daemon_threads = True
         self._port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self):
@@ -194,38 +194,54 @@ class LossyRelay:
         os.write(dst, frame)
 
 
+class BridgeProcess:
+    """`umbra bridge` as a child process; its output lines are collected by a
+    thread so the test can wait for one without blocking."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.seen = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, needle, timeout=10.0):
+        """Wait for a line containing needle, after the last one waited for."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while self.seen < len(self.lines):
+                line = self.lines[self.seen]
+                self.seen += 1
+                if needle in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError("no %r within %ss; got %r" % (needle, timeout, self.lines))
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Signal it; (exit code, output, counters from its last counter line)."""
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(5)
+        out = "".join(self.lines)
+        counters = {}
+        for line in self.lines:
+            if "bridge counters:" in line:
+                counters = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+        return self.proc.returncode, out, counters
+
+
 def start_bridge(port, console_url, *extra):
-    argv = [sys.executable, "-m", "tools.cli", "bridge", "--port", port,
-            "--console", console_url, "--stats-interval", "0"] + list(extra)
-    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def wait_for_line(proc, needle, timeout=10.0):
-    """Read proc's stdout until a line containing needle; the lines read."""
-    lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if needle in line:
-                return lines
-    raise AssertionError("no %r within %ss; got %r" % (needle, timeout, lines))
-
-
-def stop_bridge(proc, sig=signal.SIGTERM, timeout=10.0):
-    """Signal the bridge; (exit code, output, counters from its last line)."""
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=timeout)
-    counters = {}
-    for line in out.splitlines():
-        if "bridge counters:" in line:
-            counters = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
-    return proc.returncode, out, counters
+    return BridgeProcess([sys.executable, "-m", "tools.cli", "bridge", "--port", port,
+                          "--console", console_url, "--stats-interval", "0"] + list(extra))
 
 
 def agent_process(script, *args):

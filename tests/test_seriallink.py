@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from serial_helpers import (FakeConsole, LossyRelay, agent_process, pty_pair, start_bridge,
-                            stop_bridge, wait_for_line)
+from serial_helpers import (FakeConsole, LossyRelay, agent_process, pty_pair, start_bridge)
 
 DRIVE = """
 import json, sys, time
@@ -101,10 +100,10 @@ def test_every_request_is_answered_once_and_relayed_once_over_a_lossy_line(conso
     path_a, path_b, relay = line
     faults = relay(drop=0.1, dup=0.1, corrupt=0.1, seed=7)
     bridge = start_bridge(path_b, console.url)
-    wait_for_line(bridge, "open")
+    bridge.wait_for("open")
     batches, per_batch = 30, 5
     lines = run_agent(LOSSY_AGENT, tmp_path, path_a, batches, per_batch)
-    code, out, counts = stop_bridge(bridge)
+    code, out, counts = bridge.stop()
     assert code == 0, out
 
     # Each call got its own reply: the acknowledgement is for exactly its batch.
