@@ -159,6 +159,7 @@ class SimulatedSatellite:
         self.temperature = cfg["initial_temperature_c"]
         self.load_w = 0.0          # requested by the running step (power_w)
         self.load_memory_mb = 0.0
+        self.version = 0           # bumped whenever the regime changes from outside (load, restore)
         self._levels = (0.0, cfg["capacity_half_soc"] * cfg["battery_wh"],
                         cfg["capacity_full_soc"] * cfg["battery_wh"], cfg["battery_wh"])
         if state is not None:
@@ -256,6 +257,8 @@ class SimulatedSatellite:
         if power_w < 0 or memory_mb < 0:
             raise ValueError("compute load must not be negative")
         self._sync()
+        if float(power_w) != self.load_w:
+            self.version += 1
         self.load_w = float(power_w)
         self.load_memory_mb = float(memory_mb)
 
@@ -332,4 +335,5 @@ class SimulatedSatellite:
         self.temperature = temp
         self.load_w = 0.0
         self.load_memory_mb = 0.0
+        self.version += 1
         return self

@@ -18,6 +18,8 @@ import orbit as orbitlib
 import spacecraft
 import stations as stationlib
 
+_MARGIN_S = 600.0
+
 
 class World:
     def __init__(self, start, horizon_s=86400.0, stations=None,
@@ -33,6 +35,7 @@ class World:
         self.min_elevation_deg = min_elevation_deg
         self.satellites = {}
         self.order = []          # satellite ids in the order they were added
+        self._next = {}          # sat id -> (sat.version, its next boundary): only stale ones are recomputed
 
     # --- population ---------------------------------------------------------------
 
@@ -42,7 +45,8 @@ class World:
         if sat_id in self.satellites:
             raise ValueError("satellite %r is already in the world" % (sat_id,))
         orb = elements if isinstance(elements, orbitlib.Orbit) else orbitlib.Orbit(elements)
-        timeline = spacecraft.Timeline(orb, self.start, self.horizon_s, self.stations,
+        # windows a little past the horizon, so a state at its very end knows what follows
+        timeline = spacecraft.Timeline(orb, self.start, self.horizon_s + _MARGIN_S, self.stations,
                                        self.min_elevation_deg)
         sat = spacecraft.SimulatedSatellite(sat_id, orb, self.start, bus=bus, timeline=timeline,
                                             clock=self.clock, state=state)
@@ -67,7 +71,12 @@ class World:
         return int(math.ceil((t - self.start) * 1000.0 - 1e-6))
 
     def advance_to_ms(self, t_ms):
+        """Move the clock. Satellites integrate lazily (and exactly) up to the
+        clock's time whenever they are read, so an idle one costs nothing."""
         self.clock.advance_to(t_ms)
+
+    def sync(self):
+        """Bring every satellite's physics up to the clock now."""
         now = self.now()
         for sid in self.order:
             self.satellites[sid].advance_to(now)
@@ -82,9 +91,15 @@ class World:
         best = None
         for sid in self.order:
             sat = self.satellites[sid]
-            if after_ms >= now_ms:
-                sat.advance_to(self.now())
-            t = sat.next_boundary(after)
+            cached = self._next.get(sid)
+            if cached is not None and cached[0] == sat.version and cached[1] > after:
+                t = cached[1]
+            else:
+                if sat.t <= after <= self.now():
+                    sat.advance_to(after)
+                t = sat.next_boundary(after)
+                if after == sat.t:        # complete (capacity switches included): keep it
+                    self._next[sid] = (sat.version, t)
             if best is None or t < best:
                 best = t
         if best is None or best > end:

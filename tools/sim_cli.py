@@ -15,10 +15,6 @@ import stations as stationlib
 import timeutil
 import world as worldlib
 
-# the timeline is computed a little past the horizon, so the state at its very
-# end knows what comes next without a second day of window search
-_MARGIN_S = 600.0
-
 
 def _orbit_options(fn):
     opts = [
@@ -146,12 +142,11 @@ def run(satellite_id, tle_path, elements, start, hours, station_ids, min_elevati
         bus = json.loads(bus_json) if bus_json else None
     except ValueError as exc:
         raise ValueError("--bus is not valid JSON: %s" % exc)
-    world = worldlib.World(t0, hours * 3600.0 + _MARGIN_S, stations, min_elevation)
+    world = worldlib.World(t0, hours * 3600.0, stations, min_elevation)
     sat = world.add_satellite(satellite_id, el, bus=bus)
     sat.set_compute_load(load_w, memory_mb)
-    end_ms = int(hours * 3600000)
     rows = [dict(sat.state(), event="start")]
-    for _ in world.boundaries(end_ms):
+    for _ in world.boundaries():
         st = sat.state()
         st["event"] = _event(rows[-1], st)
         rows.append(st)
