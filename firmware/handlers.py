@@ -15,7 +15,8 @@ The contract (docs/handlers.md has the long form):
 - ctx:   what the executor lends: workdir (where output files go), data_root
          (where relative input paths live, default workdir), inputs (results
          of the steps this one depends on), chunk (bytes per slice, default
-         1024), slice_s (synthetic), key / iv (encrypt).
+         1024), scratch (optional bytearray >= DEFLATE_SEGMENT, allocated once,
+         used as the read buffer), slice_s (synthetic), key / iv (encrypt).
 - result: a JSON-able dict {"path": file or None, "value": small result or
          None, "size": bytes of output, "output_mb": size / 1e6}, so the agent
          can journal it and hand it to the next step as an input.
@@ -113,12 +114,19 @@ def _source(step, ctx):
     raise HandlerError("no input: give step.input or depend on a step with an output")
 
 
-def _chunks(src, offset, chunk):
+def _chunks(src, offset, chunk, ctx):
     """Yield memoryviews of the source from offset on, chunk bytes at a time.
-    The buffer is reused: consume each view before asking for the next."""
+    The buffer is reused: consume each view before asking for the next. It is
+    ctx["scratch"] when that is big enough (a bytearray the executor allocates
+    once at boot, so a long-running board does not need a fresh 4 KiB block
+    from a fragmented heap for every step)."""
     kind, obj, size = src
     if kind == "file":
-        buf = bytearray(chunk)
+        scratch = ctx.get("scratch")
+        if scratch is not None and len(scratch) >= chunk:
+            buf = memoryview(scratch)[:chunk]
+        else:
+            buf = bytearray(chunk)
         view = memoryview(buf)
         with open(obj, "rb") as f:
             f.seek(offset)
@@ -219,7 +227,7 @@ def crc32(step, state, ctx):
     crc = state.get("crc", 0)
     if off > size:
         off, crc = 0, 0
-    chunks = _chunks(src, off, _chunk_size(ctx))
+    chunks = _chunks(src, off, _chunk_size(ctx), ctx)
     try:
         for view in chunks:
             crc = binascii.crc32(view, crc) & 0xFFFFFFFF
@@ -246,7 +254,7 @@ def sha256(step, state, ctx):
     reached = min(state.get("off", 0), size)
     h = hashlib.sha256()
     pos = 0
-    chunks = _chunks(src, 0, _chunk_size(ctx))
+    chunks = _chunks(src, 0, _chunk_size(ctx), ctx)
     try:
         for view in chunks:
             h.update(view)
@@ -325,7 +333,7 @@ def stats(step, state, ctx):
         tok = bytearray(_MAX_TOKEN)
         k = 0                        # bytes in tok; off = file offset of tok[0]
         pos = off
-        chunks = _chunks(src, off, _chunk_size(ctx))
+        chunks = _chunks(src, off, _chunk_size(ctx), ctx)
         try:
             for view in chunks:
                 for c in view:
@@ -525,7 +533,7 @@ def compress(step, state, ctx):
         bw = _BitWriter(f)
         # one chunk = one segment (regular files read full chunks, so the
         # boundaries are the same in a resumed run)
-        chunks = _chunks(src, in_off, DEFLATE_SEGMENT)
+        chunks = _chunks(src, in_off, DEFLATE_SEGMENT, ctx)
         try:
             for view in chunks:
                 for _ in _deflate_segment(view, len(view), bw, codes, lens, head):
@@ -590,7 +598,7 @@ def encrypt(step, state, ctx):
     chunk = _chunk_size(ctx)
     out = memoryview(bytearray(chunk + 16))
     try:
-        chunks = _chunks(src, in_off, chunk)
+        chunks = _chunks(src, in_off, chunk, ctx)
         try:
             for view in chunks:
                 k = len(view)

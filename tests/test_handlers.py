@@ -341,3 +341,29 @@ print(sorted(handlers.REGISTRY), handlers.get("nope"), handlers.available("compr
     assert res.returncode == 0, res.stdout
     assert res.stdout.strip() == \
         "['compress', 'crc32', 'encrypt', 'sha256', 'stats', 'synthetic'] None True"
+
+
+def test_all_handlers_run_one_after_another_in_one_32k_heap_with_a_scratch_buffer(mpy, frozen, data):
+    """A long-running board: one scratch buffer allocated at boot serves every step,
+    so a fragmented heap never has to find a fresh 4 KiB block."""
+    res = mpy("""
+import handlers, json
+ctx = {"workdir": %r, "data_root": %r, "scratch": bytearray(handlers.DEFLATE_SEGMENT),
+       "key": %r, "iv": %r}
+out = {}
+for rnd in range(3):
+    for name, inp in (("crc32", "log.bin"), ("sha256", "log.bin"), ("compress", "log.bin"),
+                      ("encrypt", "log.bin"), ("stats", "series.csv")):
+        res, n = handlers.drive(handlers.get(name), {"id": "m_" + name, "input": inp}, {}, ctx)
+        out[name] = res["value"] if res["path"] is None else res["size"]
+print(json.dumps(out))
+""" % (os.path.join(data["root"], "multi"), data["root"], NIST_KEY, NIST_IV),
+        heap=HEAP, extra_path=(frozen,))
+    assert res.returncode == 0, res.stdout
+    out = res.last_json
+    assert out["crc32"] == zlib.crc32(data["blob"])
+    assert out["sha256"] == hashlib.sha256(data["blob"]).hexdigest()
+    assert out["stats"]["count"] == len(data["values"])
+    assert out["encrypt"] == 16 + (len(data["blob"]) // 16 + 1) * 16
+    packed = open(os.path.join(data["root"], "multi", "m_compress.deflate"), "rb").read()
+    assert out["compress"] == len(packed) and zlib.decompress(packed, -15) == data["blob"]
