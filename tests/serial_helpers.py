@@ -65,6 +65,8 @@ class FakeConsole:
                 if data:
                     self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")   # so stop() really takes it down
+                self.close_connection = True
                 self.end_headers()
                 self.wfile.write(data)
 

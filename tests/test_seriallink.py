@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+import framing
+
 from serial_helpers import (FakeConsole, LossyRelay, agent_process, pty_pair, start_bridge)
 
 DRIVE = """
@@ -132,3 +134,104 @@ def test_every_request_is_answered_once_and_relayed_once_over_a_lossy_line(conso
     # every relayed request carried the hello's credentials
     assert {(r[2].get("X-Agent-ID"), r[2].get("X-API-Key")) for r in console.requests} == \
         {("sat-link", "um_secret")}
+
+
+NO_ANSWER_AGENT = DRIVE + """
+import clock, scheduler
+path = sys.argv[1]
+link = make_link(path, 200, 2)
+sched = scheduler.Scheduler(clock.RealClock())
+state = {"ticks": 0, "result": None}
+
+def ticker():
+    while state["result"] is None:
+        state["ticks"] += 1
+        yield scheduler.sleep_ms(10)
+
+def caller():
+    state["result"] = yield from link.call("POST", "/api/agent/telemetry", {"status": "idle"})
+
+sched.spawn("ticker", ticker)
+sched.spawn("caller", caller)
+sched.run()
+out({"result": list(state["result"]), "ticks": state["ticks"], "counters": link.counters()})
+"""
+
+
+def test_waiting_for_a_reply_yields_to_the_scheduler_and_retries_with_the_same_id(tmp_path):
+    master, slave, path = pty_pair()
+    try:
+        lines = run_agent(NO_ANSWER_AGENT, tmp_path, path)
+        sent = os.read(master, 65536)
+    finally:
+        os.close(master)
+        os.close(slave)
+    out = lines[-1]
+    assert out["result"] == [None, "no reply after 3 tries"]
+    # 3 tries x 200 ms of waiting, polled without blocking: the 10 ms ticker kept running
+    assert out["ticks"] >= 30
+    assert out["counters"]["timeouts"] == 3 and out["counters"]["retried"] == 2
+    # nobody answered the hello: the same hello frame (same id) went out three times
+    frames = [framing.decode(f) for f in sent.split(b"\x00") if f]
+    assert len(frames) == 3 and len(set(frames)) == 1
+    hello = json.loads(frames[0])
+    assert hello["m"] == "HELLO" and hello["i"] == 1
+    assert hello["b"]["agent_id"] == "sat-link" and hello["b"]["api_key"] == "um_secret"
+
+
+STEPPED_AGENT = DRIVE + """
+path = sys.argv[1]
+link = make_link(path, 300, 4)
+for step in range(3):
+    sys.stdin.readline()          # the test changes the ground side in between
+    started = time.ticks_ms()
+    status, reply = drive(link.call("POST", "/api/echo", {"step": step}))
+    out({"step": step, "status": status, "reply": reply,
+         "ms": time.ticks_diff(time.ticks_ms(), started), "counters": link.counters()})
+"""
+
+
+def test_console_down_is_link_down_at_once_and_a_restarted_bridge_gets_a_new_hello(
+        console, line, tmp_path):
+    path_a, path_b, relay = line
+    relay()
+    script = tmp_path / "agent.py"
+    script.write_text(STEPPED_AGENT)
+    agent = agent_process(str(script), path_a)
+    bridge = start_bridge(path_b, console.url)
+    port = int(console.url.rsplit(":", 1)[1])
+    back = None
+    try:
+        bridge.wait_for("open")
+
+        def step():
+            agent.stdin.write("go\n")
+            agent.stdin.flush()
+            return json.loads(agent.stdout.readline())
+
+        first = step()
+        assert first["status"] == 200 and first["reply"]["echo"] == {"step": 0}
+
+        console.stop()
+        down = step()
+        assert down["status"] is None and down["reply"].startswith("bridge: console unreachable")
+        assert down["counters"]["retried"] == first["counters"]["retried"]   # not worth a retry
+
+        back = FakeConsole(port).start()
+        code, out, counts = bridge.stop()
+        assert code == 0 and counts["http_errors"] == 1 and counts["sessions"] == 1
+        bridge = start_bridge(path_b, console.url)
+        bridge.wait_for("open")
+        again = step()
+        assert again["status"] == 200 and again["reply"] == {
+            "echo": {"step": 2}, "agent": "sat-link", "key": "um_secret"}
+        assert again["counters"]["hellos"] == 2      # "no session" -> hello -> the request
+        assert agent.wait(10) == 0
+    finally:
+        code, out, counts = bridge.stop()
+        if agent.poll() is None:
+            agent.kill()
+        if back:
+            back.stop()
+    assert counts["no_session"] == 1 and counts["relayed"] == 1
+    assert len(back.requests) == 1
