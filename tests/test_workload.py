@@ -3,11 +3,10 @@ Every bad input is refused with a clear reason (never an exception), under the
 MicroPython unix port and CPython; signed uplinks are checked with lib/signing."""
 import copy
 import json
+import os
 import random
 
-import pytest
-
-from tools import upy  # noqa: F401  (the fixtures come from conftest)
+import tools
 
 
 def make_spec(steps=None, **job_extra):
@@ -93,8 +92,6 @@ def test_primitive_steps_get_their_defaults(portable):
 
 
 def test_the_shipped_example_jobs_are_accepted(portable):
-    import os
-    import tools
     jobs = []
     folder = os.path.join(tools.ROOT, "examples", "jobs")
     for name in sorted(os.listdir(folder)):
