@@ -15,7 +15,6 @@ R_EARTH_KM = 6378.137           # equatorial radius; also the shadow cylinder ra
 MU_KM3_S2 = 398600.4418         # Earth's gravitational parameter
 J2 = 1.08263e-3                 # second zonal harmonic
 EARTH_FLATTENING = 1 / 298.257223563  # WGS84, for geodetic station positions and altitude
-EARTH_ROTATION_RAD_S = 7.2921158553e-5  # sidereal rate (only for comparisons; GMST has its own)
 OBLIQUITY_DEG = 23.439          # low-precision sun ephemeris
 MIN_ELEVATION_DEG = 5.0         # ground contact: a pass is elevation >= this
 WINDOW_STEP_S = const(60)       # coarse step of the window search (extrema are checked too)

@@ -269,7 +269,6 @@ class Orbit:
         # TLE ndot/2 (rev/day^2) -> rad/s^2 coefficient of dt^2
         self.m_accel = el.get("ndot_rev_day2", 0.0) * TWO_PI / (DAY_S * DAY_S)
         self.period_s = TWO_PI / self.m_rate
-        self.gmst_epoch = gmst_rad(self.epoch)
 
     def position(self, t):
         """ECI position (km) at Unix time t."""
@@ -292,10 +291,6 @@ class Orbit:
         so = math.sin(raan)
         ci = self.cos_i
         return (r * (co * cu - so * su * ci), r * (so * cu + co * su * ci), r * su * self.sin_i)
-
-    def gmst(self, t):
-        """GMST at t (radians), from the epoch's value plus the sidereal rate."""
-        return gmst_rad(t)
 
     def ecef(self, t):
         x, y, z = self.position(t)

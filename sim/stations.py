@@ -24,10 +24,6 @@ def default_stations():
     return [{"id": s[0], "name": s[1], "lat": s[2], "lon": s[3], "alt_m": s[4]} for s in _NETWORK]
 
 
-def station_ids():
-    return [s[0] for s in _NETWORK]
-
-
 def select_stations(ids=None, stations=None):
     """Stations by id from `stations` (default network if None); all of them when
     `ids` is None. An unknown id raises ValueError naming the known ones."""
