@@ -446,15 +446,13 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                                  headers={"Cache-Control": "no-cache"})
 
     async def sse_stream(dep_id, request):
-        sent = set()
+        last_row = 0  # row ids only grow: each round reads only what is new
         last_beat = time.monotonic()
         while not console.simulator.stop.is_set():
-            evs = await sync(deployments.list_events, db, dep_id)
             dep = await sync(deployments.get, db, dep_id)
+            evs = await sync(deployments.list_events, db, dep_id, last_row)
             for row_id, ev in evs:
-                if row_id in sent:
-                    continue
-                sent.add(row_id)
+                last_row = max(last_row, row_id)
                 yield "id: %s\nevent: %s\ndata: %s\n\n" % (
                     ev.get("seq") if ev.get("seq") is not None else row_id, ev["type"],
                     json.dumps(ev, ensure_ascii=False))
@@ -491,6 +489,8 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                 raise ApiError(409, str(exc))
 
         status = await sync(work)
+        # a simulated run writes its job.failed (cancelled) before we answer
+        await sync(console.simulator.cancelled, deployment_id)
         return reply({"id": deployment_id, "status": status})
 
     @app.get("/api/agents", tags=["user"])

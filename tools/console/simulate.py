@@ -4,6 +4,7 @@ otherwise the predicted gaps divided by the multiplier), so the event views
 work for plans that never flew. One daemon thread per running simulation;
 a restarted Console resumes unfinished ones (already stored seqs are skipped)."""
 import threading
+import time
 
 import timeutil
 
@@ -21,6 +22,7 @@ class Simulator:
         self.db = db
         self.stop = threading.Event()
         self._threads = {}
+        self._wakers = {}
         self._lock = threading.Lock()
 
     def start(self, dep_id):
@@ -28,6 +30,7 @@ class Simulator:
             t = self._threads.get(dep_id)
             if t is not None and t.is_alive():
                 return
+            self._wakers[dep_id] = threading.Event()
             t = threading.Thread(target=self._run, args=(dep_id,), daemon=True,
                                  name="sim-" + dep_id)
             self._threads[dep_id] = t
@@ -38,8 +41,20 @@ class Simulator:
                                  "status IN ('pending', 'running')"):
             self.start(row["id"])
 
+    def cancelled(self, dep_id, timeout=5.0):
+        """Wake a running simulation so it writes its job.failed (cancelled) now;
+        returns once it has."""
+        waker = self._wakers.get(dep_id)
+        thread = self._threads.get(dep_id)
+        if waker is not None:
+            waker.set()
+        if thread is not None:
+            thread.join(timeout)
+
     def shutdown(self, timeout=2.0):
         self.stop.set()
+        for waker in list(self._wakers.values()):
+            waker.set()
         for t in list(self._threads.values()):
             t.join(timeout)
 
@@ -57,31 +72,34 @@ class Simulator:
         speed = dep["speed_multiplier"]
         origin = origin_of(dep_id)
         done = deployments.acked_seq(self.db, origin)
+        waker = self._wakers.get(dep_id) or threading.Event()
         prev_t = None
+        prev_wall = time.monotonic()
         for seq, ev in enumerate(predicted, 1):
             t = timeutil.parse_iso(ev["timestamp"])
             if seq <= done:
                 prev_t = t
                 continue
             if speed > 0 and prev_t is not None and t > prev_t:
-                if self.stop.wait((t - prev_t) / speed):
-                    return
-            prev_t = t
+                waker.wait((t - prev_t) / speed)
             if self.stop.is_set():
                 return
-            status = deployments.get(self.db, dep_id)["status"]
-            if status == "cancelled":
-                self._write_cancelled(dep_id, origin, seq, ev, plan)
+            if deployments.get(self.db, dep_id)["status"] == "cancelled":
+                # simulated time reached when the operator cancelled
+                now_t = t if prev_t is None or speed <= 0 else min(
+                    t, prev_t + (time.monotonic() - prev_wall) * speed)
+                self._write_cancelled(dep_id, origin, seq, now_t, ev.get("job_id"), predicted)
                 return
             out = dict(ev)
             out["seq"] = seq
             deployments.store_events(self.db, dep_id, origin, SIM_AGENT, [out])
+            prev_t = t
+            prev_wall = time.monotonic()
 
-    def _write_cancelled(self, dep_id, origin, seq, ev, plan):
-        start = timeutil.parse_iso(plan["events"][0]["timestamp"]) if plan["events"] else 0
-        elapsed = timeutil.parse_iso(ev["timestamp"]) - start
-        failed = {"type": "job.failed", "timestamp": ev["timestamp"], "job_id": ev.get("job_id"),
+    def _write_cancelled(self, dep_id, origin, seq, at, job_id, predicted):
+        start = timeutil.parse_iso(predicted[0]["timestamp"]) if predicted else at
+        failed = {"type": "job.failed", "timestamp": timeutil.iso_utc(at), "job_id": job_id,
                   "step_id": None, "seq": seq,
-                  "payload": {"total_duration_s": elapsed, "status": "cancelled",
+                  "payload": {"total_duration_s": round(at - start, 3), "status": "cancelled",
                               "reason": "cancelled by the operator"}}
         deployments.store_events(self.db, dep_id, origin, SIM_AGENT, [failed])
