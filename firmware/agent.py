@@ -15,7 +15,11 @@ Everything that must survive a reset goes through the journal (journal.py);
 the RAM copies are rebuilt from it at boot. An Agent is an object built from
 config and adapters: a world may hold many.
 """
+import binascii
 import gc
+import hashlib
+import json
+import os
 
 import agentconfig
 import events
@@ -26,6 +30,7 @@ from journal import Journal
 from scheduler import RestartPolicy, Scheduler, sleep_ms
 
 MARKS = (0.25, 0.5, 0.75)
+SAMPLE_LINES = 400   # ~4 KB stand-in for a synthetic step's output
 EPS = 1e-6
 
 
@@ -38,7 +43,7 @@ class Agent:
         self.link = link
         self.watchdog = watchdog
         self.reset_cause = reset_cause
-        self.workdir = workdir or root
+        self.workdir = workdir or root.rstrip("/") + "/work"
         self.journal = Journal(root, cfg["max_log_bytes"], fs)
         self.chunk_ms = cfg["task_deadline_ms"] // 2
         policy = RestartPolicy(backoff_ms=1000, max_backoff_ms=30000, max_crashes=5,
@@ -47,6 +52,8 @@ class Agent:
         self.reset_requested = None
         self.registered = False
         self.telemetry_queue = []
+        self.scratch = bytearray(handlers.DEFLATE_SEGMENT)  # once, before the heap fragments
+        self.data_key = _data_key(cfg)
         self.stats = {"polls": 0, "batches": 0, "events_refused": 0, "feeds": 0,
                       "feeds_refused": 0, "bad_workloads": 0}
 
@@ -199,18 +206,17 @@ class Agent:
         dep = spec.get("deployment_id")
         if dep is None and "plan_data" not in spec:
             return  # a cancel-only reply
-        if not isinstance(dep, str) or not (0 < len(dep) <= 64):
+        if not _ident(dep):
             self.stats["bad_workloads"] += 1
-            return  # nothing to answer to: no deployment to fail
+            return  # nothing to answer to: no usable deployment to fail
         if (job is not None and job["deployment_id"] == dep) or dep in st["done"]:
             return  # re-delivery of what we hold or finished
         if job is not None:
-            return  # busy: the Console keeps it pending/dispatched for later
-        spec_job, reason = workload.validate(spec)
+            return  # busy: the Console keeps it dispatched for later
+        wl, reason = workload.validate_workload(spec)
         if reason is None:
             reason = workload.check_auth(spec, self.cfg["uplink_key"], self.now(), st["nonces"],
-                                         self.cfg["replay_window_s"],
-                                         require=_requires_auth(spec_job))
+                                         self.cfg["replay_window_s"])
         ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
         if reason is not None:
             self.stats["bad_workloads"] += 1
@@ -218,6 +224,7 @@ class Agent:
                                              "reason": reason},
                       ops=[["end", dep]], job=ctx)
             return
+        spec_job = wl["job"]
         record = self._job_record(spec, spec_job, ctx)
         ops = [["job", record]]
         auth = spec.get("auth")
@@ -234,7 +241,11 @@ class Agent:
         for d in plan.get("placement_decisions") or ():
             if isinstance(d, dict) and isinstance(d.get("step_id"), str):
                 placement[d["step_id"]] = [d.get("location"), d.get("reason")]
-        steps = [workload_step(s, placement) for s in workload.topo_order(job["steps"])]
+        order, _ = workload.topo_order(job["steps"])
+        by_id = {}
+        for step in job["steps"]:
+            by_id[step["id"]] = step
+        steps = [workload_step(by_id[sid], placement) for sid in order]
         env = plan.get("orbital_environment") if isinstance(plan.get("orbital_environment"), dict) else {}
         bus = env.get("bus") if isinstance(env.get("bus"), dict) else {}
         summary = plan.get("plan") if isinstance(plan.get("plan"), dict) else {}
@@ -344,7 +355,11 @@ class Agent:
                                         "attempts": s.get("attempts", 0) + 1}]])
         compute = step["compute_s"]
         power = step["power_w"] or job["compute_w"]
-        runner = _HandlerRun(step, s.get("hs"), self.workdir)
+        try:
+            runner = _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
+        except Exception as exc:
+            self._step_failed(job, step, s, "%s: %s" % (type(exc).__name__, exc))
+            return
         last_ck = self.clock.now_ms()
         ck_ms = int(step["checkpoint_interval_s"] * 1000)
         while s["work_s"] < compute - EPS:
@@ -358,7 +373,7 @@ class Agent:
                     ck = s.get("ck", 0) + 1
                     self.emit("checkpoint.saved", sid, {"checkpoint_number": ck,
                                                         "progress_fraction": _r(fraction)},
-                              ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.state}]])
+                              ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.snapshot()}]])
                     self.emit("step.paused", sid, {"reason": reason, "progress_fraction": _r(fraction)},
                               ops=[["st", sid, {"status": "paused", "why": reason,
                                                 "paused_at": self.now()}]])
@@ -389,24 +404,65 @@ class Agent:
             mark = int(fraction * 4 + EPS)
             if 0 < mark < 4 and mark > s.get("mark", 0):
                 self.emit("step.progress", sid, {"percent": mark * 25},
-                          ops=[["st", sid, {"work_s": s["work_s"], "mark": mark, "hs": runner.state}]])
+                          ops=[["st", sid, {"work_s": s["work_s"], "mark": mark, "hs": runner.snapshot()}]])
                 last_ck = self.clock.now_ms()
             elif ck_ms and self.clock.now_ms() - last_ck >= ck_ms and s["work_s"] < compute - EPS:
                 ck = s.get("ck", 0) + 1
                 self.emit("checkpoint.saved", sid, {"checkpoint_number": ck,
                                                     "progress_fraction": _r(fraction)},
-                          ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.state}]])
+                          ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.snapshot()}]])
                 last_ck = self.clock.now_ms()
         error = yield from runner.advance(1.0)
         self.sensors.set_compute_load(0)
         if error is not None:
             self._step_failed(job, step, s, error)
             return
-        out_mb = runner.output_mb if runner.output_mb is not None else step["output_mb"]
+        result = runner.result
+        out_mb = step["output_mb"]
+        if result is not None and isinstance(result.get("output_mb"), (int, float)):
+            out_mb = result["output_mb"]
         self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
                                           "location": "onboard", "data_output_mb": _r(out_mb)},
-                  ops=[["st", sid, {"status": "done", "work_s": compute, "out_mb": out_mb}]])
+                  ops=[["st", sid, {"status": "done", "work_s": compute, "out_mb": out_mb,
+                                    "res": result, "hs": None}]])
         gc.collect()
+
+    def _handler_ctx(self, step):
+        """What a real handler is lent: where files go, the outputs of the
+        steps it depends on, the boot-time scratch buffer, the data key."""
+        if step["handler"] == "synthetic":
+            return None
+        steps = self.journal.state["steps"]
+        inputs = []
+        for dep in step["depends_on"]:
+            res = steps[dep].get("res")
+            if isinstance(res, dict) and (res.get("path") or res.get("value") is not None):
+                inputs.append(res)
+            else:
+                inputs.append({"path": self._sample(dep)})
+        return {"workdir": self.workdir, "data_root": self.workdir, "inputs": inputs,
+                "scratch": self.scratch, "key": self.data_key}
+
+    def _sample(self, step_id):
+        """A synthetic step accounts its output without materialising it (an MCU
+        has no room for 200 MB); real handlers downstream work on this small,
+        deterministic stand-in of it instead (a sensor series, as text)."""
+        path = "%s/%s.sample" % (self.workdir, step_id)
+        try:
+            os.stat(path)
+            return path
+        except OSError:
+            pass
+        tmp = path + ".tmp"
+        seed = 0
+        for ch in step_id:
+            seed = (seed * 31 + ord(ch)) & 0xFFFF
+        with open(tmp, "w") as f:
+            for i in range(SAMPLE_LINES):
+                seed = (seed * 1103 + 12345) & 0xFFFF
+                f.write("%d,%d.%02d\n" % (i, seed % 500, seed % 100))
+        os.rename(tmp, path)
+        return path
 
     def _step_failed(self, job, step, s, error):
         sid = step["id"]
@@ -555,48 +611,41 @@ class Agent:
 
 class _HandlerRun:
     """Drives a real handler alongside the step's modelled compute time: the
-    handler's own progress is kept at or ahead of the step's."""
+    handler's own progress is kept at or ahead of the step's. `synthetic`
+    needs no driving: the modelled time is its work."""
 
-    def __init__(self, step, state, workdir):
+    def __init__(self, step, state, ctx):
         self.name = step["handler"]
-        self.gen = None
-        self.state = state
-        self.output_mb = None
+        self.state = state if isinstance(state, dict) else {}
+        self.result = None
         self.progress = 0.0
+        self.gen = None
         self.done = self.name == "synthetic"
         if not self.done:
-            ctx = {"workdir": workdir, "inputs": step.get("inputs") or []}
-            self.gen = handlers.REGISTRY[self.name](step, state, ctx)
+            self.gen = handlers.REGISTRY[self.name](step, self.state, ctx)
+
+    def snapshot(self):
+        """A copy of the handler's resume point, to journal."""
+        return json.loads(json.dumps(self.state)) if self.gen is not None else None
 
     def advance(self, fraction):
-        """Run handler slices until its progress reaches `fraction`; yields to the
-        scheduler between slices. Returns None, or an error string."""
+        """Run handler slices until its progress reaches `fraction`; yields to
+        the scheduler between slices. Returns None, or an error string."""
         while not self.done and self.progress < fraction - EPS:
             try:
                 report = next(self.gen)
             except StopIteration as stop:
-                self._finished(stop.value)
+                self.done = True
+                self.progress = 1.0
+                self.result = stop.value if isinstance(stop.value, dict) else None
                 break
             except Exception as exc:  # a handler's failure is the step's, not the agent's
                 self.done = True
                 return "%s: %s" % (type(exc).__name__, exc)
-            if isinstance(report, tuple):
-                self.progress, self.state = report[0], report[1]
-            elif isinstance(report, (int, float)):
+            if isinstance(report, (int, float)):
                 self.progress = report
             yield
         return None
-
-    def _finished(self, value):
-        self.done = True
-        self.progress = 1.0
-        size = None
-        if isinstance(value, dict):
-            size = value.get("size")
-        elif isinstance(value, (bytes, bytearray)):
-            size = len(value)
-        if size is not None:
-            self.output_mb = size / 1e6
 
 
 def workload_step(step, placement):
@@ -635,9 +684,21 @@ def _downlink_mb(job, steps):
     return round(total, 6)
 
 
-def _requires_auth(job):
-    sec = job.get("security") if isinstance(job, dict) else None
-    return bool(isinstance(sec, dict) and sec.get("require_authenticated_uplink"))
+def _data_key(cfg):
+    """The AES key for outputs: config `data_key` (hex), else derived from the
+    agent's identity (a development default; flight configs set data_key)."""
+    if cfg.get("data_key"):
+        return binascii.unhexlify(cfg["data_key"])
+    return hashlib.sha256((cfg["agent_id"] + ":" + cfg["api_key"]).encode()).digest()[:16]
+
+
+def _ident(value):
+    if not isinstance(value, str) or not (0 < len(value) <= 128):
+        return False
+    for ch in value:
+        if ch not in workload._ID_CHARS:
+            return False
+    return True
 
 
 def _job_id(spec, dep):

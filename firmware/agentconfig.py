@@ -35,6 +35,7 @@ DEFAULTS = {
     "temp_resume_c": 70.0,         # resume at or below (< temp_stop_c)
     # uplink security
     "replay_window_s": 600,        # a signed workload older than this is stale
+    "data_key": None,              # hex AES-128/256 key for encrypted outputs
     # transfers
     "downlink_mbps": 10.0,         # default when the plan does not state the bus rate
     "transfer_chunk_s": 5,         # progress granularity of a downlink (s)

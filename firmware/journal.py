@@ -75,6 +75,7 @@ class Journal:
         self.store = Store(root, name="journal", max_log_bytes=max_log_bytes, fs=fs)
         self.state = None
         self.replayed = 0
+        self.on_commit = None   # called after every durable record (a simulator syncs its world)
 
     def open(self):
         """Rebuild the state from the store (snapshot + records since)."""
@@ -104,6 +105,8 @@ class Journal:
             apply(self.state, op)
         if self.store.needs_compaction():
             self.store.snapshot(self.state)
+        if self.on_commit is not None:
+            self.on_commit()
 
     def compact(self):
         self.store.snapshot(self.state)

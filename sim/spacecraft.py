@@ -153,6 +153,9 @@ class SimulatedSatellite:
             stations = stationlib.default_stations()
         self.timeline = timeline or Timeline(orb, start, horizon_s, stations, min_elevation_deg)
         self.clock = clock
+        self._station_names = {}
+        for st in (stations or getattr(self.timeline, "stations", None) or ()):
+            self._station_names[st["id"]] = st.get("name", st["id"])
         cfg = self.bus
         self.t = float(start)
         self.energy_wh = cfg["initial_soc"] * cfg["battery_wh"]
@@ -247,6 +250,21 @@ class SimulatedSatellite:
     def link_up(self):
         self._sync()
         return self.timeline.contact(self.t) is not None
+
+    def position(self):
+        """(lat_deg, lon_deg, altitude_km) now."""
+        self._sync()
+        return self.orbit.subpoint(self.t)
+
+    def contact(self):
+        """The contact in progress as {station, station_name, elevation_peak_deg}, or None."""
+        self._sync()
+        t = self.t
+        for w in self.timeline.windows:
+            if w["kind"] == "contact" and w["start"] <= t < w["end"]:
+                return {"station": w["station"], "station_name": self._station_names.get(w["station"], w["station"]),
+                        "elevation_peak_deg": w.get("elevation_peak_deg"), "window": w["id"]}
+        return None
 
     def compute_capacity(self):
         self._sync()

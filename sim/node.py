@@ -1,0 +1,216 @@
+"""A simulated node: the firmware agent and its one-satellite world in one
+MicroPython process, on the simulated clock, talking to a real Console.
+
+    micropython sim/node.py --config CFG.json --world DIR (--tle FILE | restored)
+                            [--start ISO] [--hours H] [--speed X] [--until-idle]
+
+The agent sees the satellite only through lib/hal adapters (sensors, load,
+watchdog). The world keeps its own physics (clock, battery, temperature) in
+its own store under --world, synced whenever the agent makes a record durable,
+so killing this process is a reset of the spacecraft's computer, not of its
+orbit or battery. The watchdog is emulated in simulated time: a missed feed
+drops the agent's RAM and reboots it from its store.
+
+Exit codes: 0 done (or --until-idle reached), 2 bad arguments, 4 out of time.
+"""
+import gc
+import json
+import os
+import sys
+import time
+
+try:
+    gc.threshold(65536)
+except AttributeError:
+    pass
+
+import agentconfig  # noqa: E402
+import hal  # noqa: E402
+import orbit  # noqa: E402
+import timeutil  # noqa: E402
+from agent import Agent  # noqa: E402
+from link import HttpLink  # noqa: E402
+from store import Store  # noqa: E402
+from world import World  # noqa: E402
+
+REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
+WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
+MAX_REBOOTS = 200
+
+try:
+    _wall_ms = time.ticks_ms
+    _wall_diff = time.ticks_diff
+    _sleep_ms = time.sleep_ms
+except AttributeError:  # CPython
+    def _wall_ms():
+        return int(time.monotonic() * 1000)
+
+    def _wall_diff(a, b):
+        return a - b
+
+    def _sleep_ms(ms):
+        time.sleep(ms / 1000)
+
+
+def parse_args(argv):
+    args = {"hours": "48", "speed": "0"}
+    flags = ("--until-idle",)
+    i = 0
+    while i < len(argv):
+        key = argv[i]
+        if key in flags:
+            args[key[2:]] = True
+            i += 1
+        elif key.startswith("--") and i + 1 < len(argv):
+            args[key[2:]] = argv[i + 1]
+            i += 2
+        else:
+            raise ValueError("unexpected argument %r" % key)
+    for required in ("config", "world"):
+        if required not in args:
+            raise ValueError("--%s is required" % required)
+    return args
+
+
+def _mkdirs(path):
+    cur = ""
+    for part in path.split("/"):
+        cur = cur + "/" + part if cur or path.startswith("/") else part
+        if part:
+            try:
+                os.mkdir(cur)
+            except OSError:
+                pass
+
+
+class Node:
+    def __init__(self, args):
+        with open(args["config"]) as f:
+            self.cfg = agentconfig.make(json.load(f))
+        self.speed = float(args["speed"])
+        self.until_idle = bool(args.get("until-idle"))
+        _mkdirs(args["world"])
+        self.wstore = Store(args["world"], name="world", max_log_bytes=4096).open()
+        saved = self.wstore.state if isinstance(self.wstore.state, dict) else None
+        if saved is None:
+            if "tle" not in args:
+                raise ValueError("--tle is required on the first start")
+            with open(args["tle"]) as f:
+                lines = [ln.strip() for ln in f.read().split("\n")
+                         if ln.strip() and not ln.startswith("#")]
+            start = timeutil.parse_iso(args["start"]) if "start" in args else time.time()
+            saved = {"start": start, "tle": lines[-2:], "name": lines[0] if len(lines) > 2 else None,
+                     "end": start + float(args["hours"]) * 3600, "t_ms": 0, "sat": None,
+                     "boots": 0}
+            self.first_boot = True
+        else:
+            self.first_boot = False
+        self.saved = saved
+        elements = orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name"))
+        self.world = World(saved["start"], horizon_s=saved["end"] - saved["start"] + 3600)
+        self.sat = self.world.add_satellite(self.cfg["satellite_id"], elements, state=saved["sat"])
+        self.clock = self.world.clock
+        self.clock.advance_to(saved["t_ms"])
+        self.end_ms = int((saved["end"] - saved["start"]) * 1000)
+        self.last_sync_ms = -1
+        self._last_heartbeat = _wall_ms()
+        self.agent = None
+        self.reboots = 0
+
+    # --- the world's own store ---------------------------------------------------
+
+    def sync_world(self, force=False):
+        now = self.clock.now_ms()
+        if not force and now - self.last_sync_ms < 1000:
+            return
+        self.saved["t_ms"] = now
+        self.saved["sat"] = self.sat.physical_state()
+        self.wstore.snapshot(self.saved)
+        self.last_sync_ms = now
+
+    # --- the computer ---------------------------------------------------------------
+
+    def heartbeat(self):
+        # For a real-time parent (umbra agent run): at most one line a wall second.
+        now = _wall_ms()
+        if _wall_diff(now, self._last_heartbeat) >= 1000:
+            self._last_heartbeat = now
+            print("WDT")
+
+    def boot(self, cause):
+        self.sat.set_compute_load(0)
+        gc.collect()
+        watchdog = hal.SimWatchdog(self.cfg["watchdog_timeout_ms"], clock=self.clock,
+                                   on_feed=self.heartbeat)
+        watchdog.arm()
+        link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        self.agent = Agent(self.cfg, self.clock, hal.sim_sensors(self.sat), link,
+                           self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause)
+        self.agent.journal.on_commit = self.sync_world
+        self.watchdog = watchdog
+        self.agent.boot()
+        self.saved["boots"] = self.saved.get("boots", 0) + 1
+        self.sync_world(force=True)
+
+    def reset(self, cause):
+        self.reboots += 1
+        if self.reboots > MAX_REBOOTS:
+            raise RuntimeError("node keeps resetting (%s)" % cause)
+        self.agent = None
+        self.clock.wait_until(self.clock.now_ms() + REBOOT_MS)
+        self.boot(cause)
+
+    def idle(self):
+        st = self.agent.state
+        return st["job"] is None and not st["outbox"] and len(st["done"]) > 0
+
+    def run(self):
+        self.boot("power_on" if self.first_boot else "unknown")
+        wall0 = _wall_ms()
+        sim0 = self.clock.now_ms()
+        while True:
+            sched = self.agent.sched
+            sched.run_due()
+            now = self.clock.now_ms()
+            if self.agent.reset_requested:
+                self.reset("intended")
+                continue
+            if self.watchdog.expired(now):
+                self.reset("watchdog")
+                continue
+            if self.until_idle and self.idle():
+                return 0
+            if now >= self.end_ms:
+                return 4
+            nxt = sched.next_wake_ms()
+            if nxt is None:
+                nxt = now + 1000
+            nxt = min(nxt, self.end_ms)
+            if self.speed > 0 and nxt > now:
+                due_wall = (nxt - sim0) / self.speed
+                lag = due_wall - _wall_diff(_wall_ms(), wall0)
+                if lag > 0:
+                    _sleep_ms(int(lag))
+            if nxt > now:
+                self.clock.wait_until(nxt)
+                if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
+                    self.sync_world(force=True)
+
+
+def main(argv):
+    try:
+        node = Node(parse_args(argv))
+    except (ValueError, OSError) as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 2
+    code = node.run()
+    node.sync_world(force=True)
+    st = node.agent.state
+    print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
+                      "done": st["done"], "boots": node.saved.get("boots"),
+                      "sim_time": timeutil.iso_utc(node.clock.epoch())}))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
