@@ -36,6 +36,7 @@ RAW_BANNER = b"raw REPL; CTRL-B to exit"
 FRIENDLY_PROMPT = b">>> "
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 START_TIMEOUT_S = 10.0
+HOST_WRITE_TIMEOUT_S = 2.0
 
 
 class VirtualBoard:
@@ -64,6 +65,7 @@ class VirtualBoard:
         tty.setraw(self._host_slave)  # mpremote needs a raw line: no ONLCR, no echo
         # Keeping our own slave fd open keeps the pty alive between mpremote runs.
         self.port = os.ttyname(self._host_slave)
+        os.set_blocking(self._host_master, False)
         self._spawn()
         self._thread = threading.Thread(target=self._relay, name="vboard", daemon=True)
         self._thread.start()
@@ -152,8 +154,16 @@ class VirtualBoard:
     # --- the relay --------------------------------------------------------------
 
     def _write_host(self, data):
+        # Like a USB serial port nobody reads: output waits a little, then is
+        # dropped, rather than stalling the board.
         while data:
-            n = os.write(self._host_master, data)
+            _, writable, _ = select.select([], [self._host_master], [], HOST_WRITE_TIMEOUT_S)
+            if not writable:
+                return
+            try:
+                n = os.write(self._host_master, data)
+            except BlockingIOError:
+                continue
             data = data[n:]
 
     def _track_mode(self, chunk):
