@@ -457,7 +457,8 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                     ev.get("seq") if ev.get("seq") is not None else row_id, ev["type"],
                     json.dumps(ev, ensure_ascii=False))
                 if ev["type"] in event_catalog.TERMINAL:
-                    yield end_message(dep)
+                    # re-read: the status moved with this event, after `dep` was read
+                    yield end_message(await sync(deployments.get, db, dep_id))
                     return
             if dep["status"] in deployments.FINISHED:
                 # finished without a terminal event (e.g. cancelled before dispatch)
