@@ -248,9 +248,10 @@ def format_event(ev):
             colour = c
             break
     payload = ev.get("payload") or {}
-    fields = ["%s=%s" % (k, _short(payload[k])) for k in KEY_FIELDS if k in payload]
+    fields = ["%s=%s" % (k, _short(payload[k])) for k in KEY_FIELDS
+              if payload.get(k) is not None]
     fields += ["%s=%s" % (k, _short(v)) for k, v in payload.items()
-               if k not in KEY_FIELDS][:max(0, 4 - len(fields))]
+               if k not in KEY_FIELDS and v is not None][:max(0, 4 - len(fields))]
     seq = ev.get("seq")
     return "%s %s %s %s %s" % (
         click.style(clock, dim=True),
