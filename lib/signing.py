@@ -41,48 +41,50 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r
 def canonical_json(obj):
     """The canonical JSON text of obj, as UTF-8 bytes."""
     parts = []
-    _emit(obj, parts)
+    write_canonical(obj, parts.append)
     return "".join(parts).encode("utf-8")
 
 
-def _emit(obj, out):
+def write_canonical(obj, write):
+    """Feed the canonical JSON text of obj to write(str), piece by piece (so a
+    MAC can be computed without holding the whole text: small heaps)."""
     if obj is None:
-        out.append("null")
+        write("null")
     elif obj is True:
-        out.append("true")
+        write("true")
     elif obj is False:
-        out.append("false")
+        write("false")
     elif isinstance(obj, int):
-        out.append(str(obj))
+        write(str(obj))
     elif isinstance(obj, float):
-        out.append(format_float(obj))
+        write(format_float(obj))
     elif isinstance(obj, str):
-        out.append(_quote(obj))
+        write(_quote(obj))
     elif isinstance(obj, dict):
         keys = list(obj.keys())
         for k in keys:
             if not isinstance(k, str):
                 raise ValueError("canonical JSON: object keys must be strings")
         keys.sort()
-        out.append("{")
+        write("{")
         first = True
         for k in keys:
             if not first:
-                out.append(",")
+                write(",")
             first = False
-            out.append(_quote(k))
-            out.append(":")
-            _emit(obj[k], out)
-        out.append("}")
+            write(_quote(k))
+            write(":")
+            write_canonical(obj[k], write)
+        write("}")
     elif isinstance(obj, (list, tuple)):
-        out.append("[")
+        write("[")
         first = True
         for item in obj:
             if not first:
-                out.append(",")
+                write(",")
             first = False
-            _emit(item, out)
-        out.append("]")
+            write_canonical(item, write)
+        write("]")
     else:
         raise ValueError("canonical JSON: unsupported type %s" % type(obj))
 
@@ -218,20 +220,37 @@ def _hexlify(raw):
     return "".join("%02x" % b for b in raw)
 
 
-def hmac_sha256(key, msg):
-    """Hex HMAC-SHA256 (RFC 2104) of bytes msg under bytes key."""
+def _hmac_pads(key):
     if isinstance(key, str):
         key = key.encode("utf-8")
-    if isinstance(msg, str):
-        msg = msg.encode("utf-8")
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     key = key + b"\x00" * (_BLOCK - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def _hmac_finish(outer_pad, inner):
+    outer = hashlib.sha256(outer_pad)
     outer.update(inner.digest())
     return _hexlify(outer.digest())
+
+
+def hmac_sha256(key, msg):
+    """Hex HMAC-SHA256 (RFC 2104) of bytes msg under bytes key."""
+    if isinstance(msg, str):
+        msg = msg.encode("utf-8")
+    inner_pad, outer_pad = _hmac_pads(key)
+    inner = hashlib.sha256(inner_pad)
+    inner.update(msg)
+    return _hmac_finish(outer_pad, inner)
+
+
+def hmac_canonical(key, obj):
+    """hmac_sha256(key, canonical_json(obj)) without building the whole text."""
+    inner_pad, outer_pad = _hmac_pads(key)
+    inner = hashlib.sha256(inner_pad)
+    write_canonical(obj, lambda text: inner.update(text.encode("utf-8")))
+    return _hmac_finish(outer_pad, inner)
 
 
 def _equal(a, b):
@@ -246,25 +265,27 @@ def _equal(a, b):
 
 # ---------------------------------------------------------------- sign / verify
 
-def signed_message(spec, auth):
-    """The bytes the MAC covers: the spec with auth reduced to alg, issued_at, nonce."""
+def _signed_body(spec, auth):
+    """The spec with auth reduced to alg, issued_at, nonce (a shallow copy)."""
     body = {}
     for k in spec:
         if k != "auth":
             body[k] = spec[k]
     body["auth"] = {"alg": auth.get("alg"), "issued_at": auth.get("issued_at"),
                     "nonce": auth.get("nonce")}
-    return canonical_json(body)
+    return body
+
+
+def signed_message(spec, auth):
+    """The bytes the MAC covers (canonical JSON of the spec, auth without sig)."""
+    return canonical_json(_signed_body(spec, auth))
 
 
 def sign(spec, key, issued_at, nonce):
     """A copy of spec carrying auth {alg, issued_at, nonce, sig}."""
     auth = {"alg": ALG, "issued_at": issued_at, "nonce": nonce}
-    auth["sig"] = hmac_sha256(key, signed_message(spec, auth))
-    out = {}
-    for k in spec:
-        if k != "auth":
-            out[k] = spec[k]
+    out = _signed_body(spec, auth)
+    auth["sig"] = hmac_canonical(key, out)
     out["auth"] = auth
     return out
 
@@ -284,7 +305,7 @@ def verify(spec, key):
             or not isinstance(auth.get("issued_at"), str):
         return False, "malformed auth"
     try:
-        expected = hmac_sha256(key, signed_message(spec, auth))
+        expected = hmac_canonical(key, _signed_body(spec, auth))
     except ValueError as exc:
         return False, "cannot canonicalise: %s" % exc
     if not _equal(expected, sig.lower()):

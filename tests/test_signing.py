@@ -1,6 +1,7 @@
 """lib/signing.py: canonical JSON and HMAC-SHA256 give byte-identical results
 under MicroPython and CPython, and signatures catch tampering."""
 import hashlib
+import os
 import hmac
 import json
 import random
@@ -105,3 +106,26 @@ def test_signature_made_on_cpython_verifies_under_micropython(mpy):
     res = mpy("import json, signing\nprint(json.dumps(signing.verify(json.loads(%r), 'uplink-secret')))"
               % json.dumps(signed)).check()
     assert res.last_json == [True, None]
+
+
+def test_a_real_workload_spec_verifies_under_micropython_in_a_64k_heap(mpy, tmp_path):
+    """verify() streams the canonical text into the MAC: beyond the parsed spec
+    itself (~48 KB on the 64-bit port) it needs only a few KB."""
+    import tools  # noqa: F401
+    from tools.console import catalog, db, deployments, planning
+    d = db.Database(str(tmp_path / "c.db"))
+    catalog.seed(d)
+    with open(os.path.join(tools.ROOT, "examples", "jobs", "standard-pipeline.json")) as f:
+        job = json.load(f)["custom_job"]
+    plan = planning.make_plan(catalog.get(d, "25544"), job, None, 1772884800)
+    deployments.save_plan(d, plan)
+    dep = deployments.get(d, deployments.create(d, plan, "live", 1))
+    spec = dict(deployments.workload_spec(d, dep), server_time="2026-03-07T12:00:00.000Z")
+    signed = signing.sign(spec, "upk_secret", "2026-03-07T12:00:00Z", "nonce-1")
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(signed, ensure_ascii=False), encoding="utf-8")
+    res = mpy("import json, signing\nspec = json.loads(open(%r).read())\n"
+              "print(json.dumps(signing.verify(spec, 'upk_secret')))\n"
+              "spec['plan_data']['job']['steps'][0]['compute_s'] = 1\n"
+              "print(json.dumps(signing.verify(spec, 'upk_secret')))" % str(path), heap="64K")
+    assert res.check().json_lines == [[True, None], [False, "bad signature"]]
