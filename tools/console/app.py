@@ -25,7 +25,7 @@ import timeutil
 
 from . import auth, catalog, deployments, planning, schemas
 from .db import Database, now_iso
-from .simulate import Simulator, origin_of
+from .simulate import Simulator
 
 DEFAULT_MAX_BODY = 256 * 1024
 SSE_POLL_S = 0.2
