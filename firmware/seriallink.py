@@ -238,9 +238,10 @@ class SerialLink:
         return self.port
 
     def _drop_port(self):
-        """Close a port we opened; the next try opens it again. (The bridge
-        keeps our session across that; if it lost it, it says so.)"""
-        if self.port is not None and self.spec is not None:
+        """Close a tty we opened by path; the next try opens it again (a UART
+        object stays as it is). The bridge keeps our session across that; if
+        it lost it, it says so."""
+        if self.port is not None and isinstance(self.spec, str):   # a path we opened
             try:
                 self.port.close()
             except Exception:

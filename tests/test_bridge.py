@@ -232,3 +232,28 @@ def test_bridge_stops_cleanly_on_a_signal_and_prints_its_counters(console, sig):
     assert "Traceback" not in out
     assert counts["frames_in"] == 1 and counts["frames_out"] == 1 and counts["bad_frames"] == 1
     assert "um_key7" not in out          # the key is never printed
+
+
+def test_bridge_takes_a_pyserial_url_such_as_socket(console):
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(10)
+    bridge = start_bridge("socket://127.0.0.1:%d" % listener.getsockname()[1], console.url)
+    try:
+        conn, _ = listener.accept()        # a radio modem exposed over TCP
+        conn.settimeout(5)
+        bridge.wait_for("open")            # pyserial flushes input while opening
+        conn.sendall(framing.encode(wire({"i": 1, "m": "HELLO", "b": HELLO})) +
+                     framing.encode(wire({"i": 2, "m": "POST", "p": "/api/echo", "b": {"tcp": 1}})))
+        d, replies = framing.Deframer(), []
+        while len(replies) < 2:
+            replies += [json.loads(p) for p in d.feed(conn.recv(4096))]
+        conn.close()
+    finally:
+        code, out, counts = bridge.stop()
+        listener.close()
+    assert [r["s"] for r in replies] == [200, 200]
+    assert replies[1]["b"]["echo"] == {"tcp": 1}
+    assert code == 0, out
