@@ -1,7 +1,8 @@
 """firmware/seriallink.py + lib/serialport.py under the real MicroPython unix
 port, over real pseudo-terminals, through the real `umbra bridge` process to
-an HTTP server on loopback (serial_helpers.FakeConsole: a recording stand-in
-answering like the Console's agent endpoints)."""
+the real Console (uvicorn on loopback), or to serial_helpers.FakeConsole, a
+recording server answering like the Console's agent endpoints, where a test
+must count every request or take "the Console" down."""
 import json
 import os
 import signal
@@ -235,3 +236,72 @@ def test_console_down_is_link_down_at_once_and_a_restarted_bridge_gets_a_new_hel
             back.stop()
     assert counts["no_session"] == 1 and counts["relayed"] == 1
     assert len(back.requests) == 1
+
+
+REAL_CONSOLE_AGENT = DRIVE + """
+path, job_file = sys.argv[1], sys.argv[2]
+with open(job_file) as f:
+    job = json.load(f)
+link = seriallink.SerialLink({"agent_id": job["agent_id"], "api_key": job["key"]}, "0.1.0",
+                             port=path, timeout_ms=400, retries=10)
+def until_ok(method, path, body=None):
+    while True:
+        status, reply = drive(link.call(method, path, body))
+        if status is not None:
+            return status, reply
+status, _ = until_ok("POST", "/api/agent/register", {"agent_id": job["agent_id"],
+                     "satellite_id": job["satellite_id"], "agent_version": "0.1.0"})
+out({"register": status})
+status, spec = until_ok("GET", "/api/agent/workloads")
+out({"poll": status, "deployment_id": spec.get("deployment_id") if spec else None})
+events = job["events"]
+for k in range(0, len(events), 4):
+    status, reply = until_ok("POST", "/api/deployments/%s/events" % job["dep"], events[k:k + 4])
+    out({"status": status, "acked_seq": reply.get("acked_seq"), "want": min(k + 4, len(events))})
+out({"done": True, "counters": link.counters()})
+"""
+
+
+def live_deployment(db, name, steps):
+    """A satellite, a dispatched-to-be live deployment of a small job, and an
+    agent key: (headers, deployment id, predicted events)."""
+    from tools.console import auth, catalog, deployments, planning
+    catalog.add(db, name, name, elements={"altitude_km": 500, "inclination_deg": 97.4})
+    job = {"name": name, "steps": [{"id": "s%d" % i, "compute_s": 60 * (i + 1), "output_mb": 1}
+                                   for i in range(steps)]}
+    plan = planning.make_plan(catalog.get(db, name), job, None, 1772884800)
+    deployments.save_plan(db, plan)
+    dep = deployments.create(db, plan, "live", 1)
+    key = auth.create_key(db, "agent", "agent-" + name, rate_limited=False)["key"]
+    return {"X-API-Key": key, "X-Agent-ID": "agent-" + name}, dep, plan["events"]
+
+
+def test_events_reach_the_real_console_exactly_once_over_a_lossy_line(line, tmp_path):
+    from tools.console import deployments
+    from tools.console.server import serve_in_thread
+    path_a, path_b, relay = line
+    faults = relay(drop=0.1, dup=0.1, corrupt=0.1, seed=11)
+    console = serve_in_thread(str(tmp_path / "console.db"))
+    try:
+        headers, dep, predicted = live_deployment(console.db, "serial-sat", steps=3)
+        events = [dict(e, seq=i + 1) for i, e in enumerate(predicted)]
+        job = tmp_path / "job.json"
+        job.write_text(json.dumps({"agent_id": headers["X-Agent-ID"], "key": headers["X-API-Key"],
+                                   "satellite_id": "serial-sat", "dep": dep, "events": events}))
+        bridge = start_bridge(path_b, console.url)
+        bridge.wait_for("open")
+        lines = run_agent(REAL_CONSOLE_AGENT, tmp_path, path_a, str(job))
+        code, out, counts = bridge.stop()
+        assert code == 0, out
+        assert lines[0] == {"register": 201}
+        assert lines[1] == {"poll": 200, "deployment_id": dep}
+        acks = [x for x in lines if "acked_seq" in x]
+        assert [x["status"] for x in acks] == [201] * len(acks)
+        assert [x["acked_seq"] for x in acks] == [x["want"] for x in acks]
+        stored = [e["seq"] for _, e in deployments.list_events(console.db, dep)]
+        assert stored == list(range(1, len(events) + 1))
+        assert counts["relayed"] == 2 + len(acks)          # register, poll, the batches: once each
+        assert counts["replayed"] > 0 and counts["bad_frames"] > 0
+        assert faults.injected["dropped"] and faults.injected["corrupted"]
+    finally:
+        console.stop()
