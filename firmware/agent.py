@@ -20,9 +20,11 @@ import gc
 import hashlib
 import json
 import os
+import sys
 
 import agentconfig
 import events
+import hal
 import handlers
 import timeutil
 import workload
@@ -61,6 +63,7 @@ class Agent:
 
     def boot(self):
         """Rebuild state from the store, announce the boot, start the tasks."""
+        hal.makedirs(self.workdir)
         j = self.journal.open()
         st = j.state
         boot_count = st["boot_count"] + 1
@@ -147,6 +150,8 @@ class Agent:
             self.clock.sync(server)
 
     def _on_crash(self, name, exc, count):
+        if self.cfg.get("debug"):
+            sys.print_exception(exc) if hasattr(sys, "print_exception") else print(repr(exc))
         self.emit("fault.detected", payload={"kind": "task_crash",
                                              "detail": "%s: %s %s" % (name, type(exc).__name__, exc)})
         self.emit("fault.recovered", payload={"kind": "task_crash", "action": "task_restarted"})
@@ -233,7 +238,13 @@ class Agent:
         payload = {"name": record["name"], "steps": len(record["steps"])}
         if record["security"]:
             payload["security"] = record["security"]
-        self.emit("job.accepted", payload=payload, ops=ops, job=ctx)
+        try:
+            self.emit("job.accepted", payload=payload, ops=ops, job=ctx)
+        except ValueError as exc:  # the store refuses a record this big: flash is small
+            self.stats["bad_workloads"] += 1
+            self.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
+                                             "reason": "too_large: %s" % exc},
+                      ops=[["end", dep]], job=ctx)
 
     def _job_record(self, spec, job, ctx):
         plan = spec.get("plan_data") if isinstance(spec.get("plan_data"), dict) else {}

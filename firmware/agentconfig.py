@@ -46,6 +46,7 @@ DEFAULTS = {
     # clock: discipline the clock from the Console's server_time (off in simulation,
     # where the simulated clock is the truth and the Console's clock is unrelated)
     "time_sync": True,
+    "debug": False,                # print task crashes with their traceback
 }
 
 

@@ -21,7 +21,8 @@ from store import Store
 
 MAX_DONE = 8       # finished deployment ids remembered against re-delivery
 MAX_NONCES = 32    # uplink nonces remembered against replay
-MAX_OUTBOX = 2000  # events kept while the link is down before the oldest unacked are refused
+MAX_RECORD = 8192     # bytes: the largest record (an accepted job is the big one)
+MAX_SNAPSHOT = 98304  # bytes: state + the outbox of unacknowledged events
 
 
 def fresh_state():
@@ -71,8 +72,11 @@ def apply(state, op):
 
 
 class Journal:
-    def __init__(self, root, max_log_bytes=16384, fs=None):
-        self.store = Store(root, name="journal", max_log_bytes=max_log_bytes, fs=fs)
+    def __init__(self, root, max_log_bytes=16384, fs=None, max_record_bytes=MAX_RECORD,
+                 max_snapshot_bytes=MAX_SNAPSHOT):
+        self.store = Store(root, name="journal", max_log_bytes=max_log_bytes, fs=fs,
+                           max_record_bytes=max_record_bytes,
+                           max_snapshot_bytes=max_snapshot_bytes)
         self.state = None
         self.replayed = 0
         self.on_commit = None   # called after every durable record (a simulator syncs its world)

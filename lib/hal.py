@@ -101,12 +101,13 @@ def storage_root(preferred=None):
             return path
         except OSError:
             if preferred:
-                _makedirs(path)
+                makedirs(path)
                 return path
     return "/"
 
 
-def _makedirs(path):
+def makedirs(path):
+    """mkdir -p, portable (MicroPython's os has no makedirs)."""
     parts = [p for p in path.split("/") if p]
     cur = "/" if path.startswith("/") else ""
     for part in parts:

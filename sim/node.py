@@ -154,6 +154,8 @@ class Node:
 
     def reset(self, cause):
         self.reboots += 1
+        print(json.dumps({"reset": cause, "why": self.agent.reset_requested if self.agent else None,
+                          "at": timeutil.iso_utc(self.clock.epoch())}))
         if self.reboots > MAX_REBOOTS:
             raise RuntimeError("node keeps resetting (%s)" % cause)
         self.agent = None

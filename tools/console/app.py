@@ -332,6 +332,39 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
             return reply({"ids": ids, "acked_seq": acked}, 201)
         return reply({"id": ids[0], "acked_seq": acked}, 201)
 
+    @app.post("/api/agent/events", status_code=201, tags=["agent"],
+              openapi_extra=schemas.openapi_body(schemas.events_body_schema()))
+    async def post_agent_events(request: Request, x_api_key: str = Header(None),
+                                x_agent_id: str = Header(None)):
+        """Umbra extension: agent-level events that belong to no deployment
+        (agent.booted, fault.*, agent.safe_mode) -- same exactly-once rules and
+        the same per-agent seq as deployment events."""
+        rec = await sync(console.agent, x_api_key, x_agent_id)
+        await sync(console.registered, x_agent_id)
+        body = await read_json(request, console)
+        await sync(console.rate, rec, "events", "")
+        batch = isinstance(body, list)
+        evs = body if batch else [body]
+        if batch and not evs:
+            raise ApiError(400, "an empty batch")
+        if len(evs) > 1000:
+            raise ApiError(400, "at most 1000 events per batch")
+        for i, ev in enumerate(evs):
+            problem = check_event(ev, x_agent_id, None)
+            if problem:
+                raise ApiError(400, ("event %d: %s" % (i, problem)) if batch else problem)
+        ids, acked = await sync(deployments.store_events, db, None, x_agent_id, x_agent_id, evs)
+        if batch:
+            return reply({"ids": ids, "acked_seq": acked}, 201)
+        return reply({"id": ids[0], "acked_seq": acked}, 201)
+
+    @app.get("/api/agents/{agent_id}/events", tags=["user"])
+    async def agent_events(agent_id: str, x_api_key: str = Header(None)):
+        """Umbra extension: an agent's latest agent-level events (boots, faults, safe mode)."""
+        await sync(console.user, x_api_key)
+        evs = await sync(deployments.agent_events, db, agent_id)
+        return reply({"agent_id": agent_id, "events": evs, "count": len(evs)})
+
     @app.post("/api/agent/telemetry", tags=["agent"],
               openapi_extra=schemas.openapi_body(schemas.TelemetryBody))
     async def telemetry(request: Request, x_api_key: str = Header(None),

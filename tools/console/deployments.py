@@ -115,21 +115,28 @@ def workload_spec(db, dep):
 
 def store_events(db, dep_id, origin, agent_id, evs):
     """Store events exactly once per (origin, seq), in one transaction.
-    Returns (ids, acked_seq); a resent event gets the id it was stored under."""
+    Returns (ids, acked_seq); a resent event gets the id it was stored under.
+    dep_id None: agent-level events (boots, faults, safe mode) that belong to no
+    deployment; they are stored under deployment_id '' and change no status."""
     ids = []
     now = now_iso()
     with db.write() as c:
-        dep = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
-                        (dep_id,)).fetchone()
-        if dep is None:
-            raise KeyError(dep_id)
-        status = dep["status"]
+        if dep_id is None:
+            status = "none"
+        else:
+            dep = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
+                            (dep_id,)).fetchone()
+            if dep is None:
+                raise KeyError(dep_id)
+            status = dep["status"]
         new_status = status
         stored_any = False
         for ev in evs:
             ev = dict(ev)
             ev["agent_id"] = agent_id
             ev["deployment_id"] = dep_id
+            if dep_id is None:
+                ev["job_id"] = None
             ev.setdefault("job_id", None)
             ev.setdefault("step_id", None)
             ev.setdefault("payload", {})
@@ -142,7 +149,7 @@ def store_events(db, dep_id, origin, agent_id, evs):
                     continue
             cur = c.execute("INSERT INTO events (deployment_id, origin, seq, type, data, "
                             "received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (dep_id, origin, seq, ev["type"], dumps(ev), now))
+                            (dep_id or "", origin, seq, ev["type"], dumps(ev), now))
             ids.append(cur.lastrowid)
             stored_any = True
             terminal = event_catalog.TERMINAL.get(ev["type"])
@@ -150,7 +157,7 @@ def store_events(db, dep_id, origin, agent_id, evs):
                 new_status = terminal
             elif new_status in ("pending", "dispatched"):
                 new_status = "running"
-        if stored_any:
+        if stored_any and dep_id is not None:
             finished = now if (new_status in FINISHED and status not in FINISHED) else None
             c.execute("UPDATE deployments SET status = ?, updated_at = ?, "
                       "finished_at = COALESCE(?, finished_at), "
@@ -182,6 +189,13 @@ def advance_acked(c, origin):
 def acked_seq(db, origin):
     row = db.one("SELECT acked_seq FROM acked WHERE origin = ?", (origin,))
     return row["acked_seq"] if row else 0
+
+
+def agent_events(db, agent_id, limit=200):
+    """The latest agent-level events of an agent (deployment-less), in seq order."""
+    rows = db.query("SELECT data FROM events WHERE origin = ? AND deployment_id = '' "
+                    "ORDER BY seq DESC LIMIT ?", (agent_id, limit))
+    return [json.loads(r["data"]) for r in reversed(rows)]
 
 
 def list_events(db, dep_id, after_id=0):
