@@ -25,13 +25,14 @@ import sys
 import agentconfig
 import events
 import hal
-import handlers
 import timeutil
-import workload
 from journal import Journal
 from scheduler import RestartPolicy, Scheduler, sleep_ms
 
 MARKS = (0.25, 0.5, 0.75)
+DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
+# the characters of a deployment id (as workload.py checks them): they end up in URL paths
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
 SAMPLE_LINES = 400   # ~4 KB stand-in for a synthetic step's output
 EPS = 1e-6
 
@@ -54,7 +55,7 @@ class Agent:
         self.reset_requested = None
         self.registered = False
         self.telemetry_queue = []
-        self.scratch = bytearray(handlers.DEFLATE_SEGMENT)  # once, before the heap fragments
+        self.scratch = None  # the real handlers' buffer: allocated once, at first use
         self.data_key = _data_key(cfg)
         self.stats = {"polls": 0, "batches": 0, "events_refused": 0, "feeds": 0,
                       "feeds_refused": 0, "bad_workloads": 0}
@@ -93,7 +94,10 @@ class Agent:
 
     def request_reset(self, reason):
         """Record an intended reset, then stop: the runner resets the node."""
-        self.journal.commit([["set", "intended_reset", "intended:" + reason]])
+        try:
+            self.journal.commit([["set", "intended_reset", "intended:" + reason]])
+        except Exception:
+            pass  # the reset matters more than its label
         self.reset_requested = reason
         self.sched.stop()
 
@@ -150,6 +154,9 @@ class Agent:
             self.clock.sync(server)
 
     def _on_crash(self, name, exc, count):
+        if self.journal.out_of_sync:
+            self.request_reset("journal out of sync after %s" % type(exc).__name__)
+            return
         if self.cfg.get("debug"):
             sys.print_exception(exc) if hasattr(sys, "print_exception") else print(repr(exc))
         self.emit("fault.detected", payload={"kind": "task_crash",
@@ -200,6 +207,12 @@ class Agent:
         if status in (200, 201):
             self.registered = True
             self._sync_time(reply)
+            last = reply.get("last_seq") if isinstance(reply, dict) else None
+            st = self.journal.state
+            if isinstance(last, int) and last > st["seq"]:
+                # Our store was lost (or corrupt) and seq restarted: the Console
+                # would take our new events for resends. Continue above its seqs.
+                self.journal.commit([["reseq", last]])
 
     def _handle_workload(self, spec):
         st = self.journal.state
@@ -218,10 +231,16 @@ class Agent:
             return  # re-delivery of what we hold or finished
         if job is not None:
             return  # busy: the Console keeps it dispatched for later
+        workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
         wl, reason = workload.validate_workload(spec)
         if reason is None:
             reason = workload.check_auth(spec, self.cfg["uplink_key"], self.now(), st["nonces"],
                                          self.cfg["replay_window_s"])
+        order = None
+        if reason is None:
+            order, reason = workload.topo_order(wl["job"]["steps"])
+        workload = None
+        _unload("workload", "signing", "handlers")
         ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
         if reason is not None:
             self.stats["bad_workloads"] += 1
@@ -230,7 +249,8 @@ class Agent:
                       ops=[["end", dep]], job=ctx)
             return
         spec_job = wl["job"]
-        record = self._job_record(spec, spec_job, ctx)
+        wl = None
+        record = self._job_record(spec, spec_job, order, ctx)
         ops = [["job", record]]
         auth = spec.get("auth")
         if isinstance(auth, dict) and auth.get("nonce"):
@@ -246,13 +266,12 @@ class Agent:
                                              "reason": "too_large: %s" % exc},
                       ops=[["end", dep]], job=ctx)
 
-    def _job_record(self, spec, job, ctx):
+    def _job_record(self, spec, job, order, ctx):
         plan = spec.get("plan_data") if isinstance(spec.get("plan_data"), dict) else {}
         placement = {}
         for d in plan.get("placement_decisions") or ():
             if isinstance(d, dict) and isinstance(d.get("step_id"), str):
                 placement[d["step_id"]] = [d.get("location"), d.get("reason")]
-        order, _ = workload.topo_order(job["steps"])
         by_id = {}
         for step in job["steps"]:
             by_id[step["id"]] = step
@@ -429,6 +448,9 @@ class Agent:
             self._step_failed(job, step, s, error)
             return
         result = runner.result
+        if runner.gen is not None:
+            runner.gen = None
+            _unload("handlers")
         out_mb = step["output_mb"]
         if result is not None and isinstance(result.get("output_mb"), (int, float)):
             out_mb = result["output_mb"]
@@ -451,6 +473,8 @@ class Agent:
                 inputs.append(res)
             else:
                 inputs.append({"path": self._sample(dep)})
+        if self.scratch is None:
+            self.scratch = bytearray(DEFLATE_SEGMENT)
         return {"workdir": self.workdir, "data_root": self.workdir, "inputs": inputs,
                 "scratch": self.scratch, "key": self.data_key}
 
@@ -564,24 +588,28 @@ class Agent:
     def _report(self):
         while True:
             yield from self._sleep_s(self.cfg["report_interval_s"])
-            while self.journal.state["outbox"] and self.link_up():
+            # after register: the Console must know us (and we our seq) first
+            while self.registered and self.journal.state["outbox"] and self.link_up():
                 outbox = self.journal.state["outbox"]
-                dep = outbox[0]["deployment_id"]
-                batch = []
-                for ev in outbox:
-                    if ev["deployment_id"] != dep or len(batch) >= self.cfg["report_batch"]:
+                dep = outbox[0][1]
+                n = 0
+                for entry in outbox:
+                    if entry[1] != dep or n >= self.cfg["report_batch"]:
                         break
-                    batch.append(ev)
+                    n += 1
+                last_seq = outbox[n - 1][0]
+                raw = "[" + ",".join([entry[2] for entry in outbox[:n]]) + "]"
                 path = ("/api/deployments/%s/events" % dep) if dep else "/api/agent/events"
-                status, reply = yield from self.link.call("POST", path, batch)
+                status, reply = yield from self.link.call("POST", path, raw=raw)
+                raw = None
                 if status is None or status == 429 or status >= 500:
                     break  # link down or Console busy: try again later
                 self.stats["batches"] += 1
                 if status >= 400:
                     # The Console will never take these (a bug on one side):
                     # count them rather than block the outbox forever.
-                    self.stats["events_refused"] += len(batch)
-                self.journal.commit([["ack", batch[-1]["seq"]]])
+                    self.stats["events_refused"] += n
+                self.journal.commit([["ack", last_seq]])
                 self._sync_time(reply)
 
     # --- telemetry --------------------------------------------------------------------
@@ -633,7 +661,7 @@ class _HandlerRun:
         self.gen = None
         self.done = self.name == "synthetic"
         if not self.done:
-            self.gen = handlers.REGISTRY[self.name](step, self.state, ctx)
+            self.gen = _load("handlers").REGISTRY[self.name](step, self.state, ctx)
 
     def snapshot(self):
         """A copy of the handler's resume point, to journal."""
@@ -695,6 +723,18 @@ def _downlink_mb(job, steps):
     return round(total, 6)
 
 
+def _load(name):
+    return __import__(name)
+
+
+def _unload(*names):
+    """Drop rarely used modules from RAM (a board re-imports them from flash)."""
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+    gc.collect()
+
+
 def _data_key(cfg):
     """The AES key for outputs: config `data_key` (hex), else derived from the
     agent's identity (a development default; flight configs set data_key)."""
@@ -707,7 +747,7 @@ def _ident(value):
     if not isinstance(value, str) or not (0 < len(value) <= 128):
         return False
     for ch in value:
-        if ch not in workload._ID_CHARS:
+        if ch not in ID_CHARS:
             return False
     return True
 

@@ -20,7 +20,7 @@ DEFAULTS = {
     "poll_interval_s": 10,
     "telemetry_interval_s": 30,
     "report_interval_s": 5,        # how often the outbox is offered to the link
-    "report_batch": 50,            # events per batch request (a batch counts once)
+    "report_batch": 20,            # events per batch request (a batch counts once; RAM bound)
     # I/O bounds (ms): each must stay well below watchdog_timeout_ms
     "http_timeout_ms": 3000,
     # watchdog (ms): > every task deadline below; 8 s is the most some boards allow

@@ -1,71 +1,64 @@
 """The event catalog (spec/EVENTS.md), defined once.
 
 The agent emits these, the planner predicts them, the Console validates and
-stores them. CATALOG maps each type to its payload fields; a name ending in
-'?' is optional. An unknown type is a bug.
+stores them. SPEC lists each type with its payload fields; a name ending in '?' is
+optional. An unknown type is a bug.
 """
 
-CATALOG = {
-    # lifecycle
-    "job.accepted": ("name", "steps", "security?", "category?"),
-    "placement.decided": ("location", "reason"),
-    "plan.created": ("segments", "windows_used", "total_duration_s"),
-    "job.completed": ("total_duration_s", "status", "delivery_confidence?"),
-    "job.failed": ("total_duration_s", "status", "reason"),
-    # compute
-    "step.started": ("location", "window", "window_label"),
-    "step.progress": ("percent",),
-    "step.paused": ("reason", "progress_fraction"),
-    "step.resumed": ("progress_fraction", "paused_s"),
-    "step.completed": ("duration_s", "location", "data_output_mb"),
-    # transfers
-    "transfer.started": ("direction", "raw_data_mb", "total_transfer_mb", "fec_scheme?"),
-    "transfer.pass_started": ("ground_station", "station_name", "elevation_peak_deg"),
-    "transfer.progress": ("data_transferred_mb", "total_mb"),
-    "transfer.pass_completed": ("data_transferred_mb", "ground_station"),
-    "transfer.completed": ("total_transferred_mb", "duration_s"),
-    "transfer.retransmission": ("blocks_retransmitted", "ber"),
-    # checkpoints and security
-    "checkpoint.saved": ("checkpoint_number", "progress_fraction"),
-    "checkpoint.predicted": ("hazards_count", "checkpoints_count", "next_hazard",
-                             "max_safe_window_s", "overhead_fraction", "hazards",
-                             "checkpoint_schedule"),
-    "security.encrypted": ("algorithm", "data_mb"),
-    "security.key_exchange": ("duration_s", "encryption"),
-    # orbital primitives
-    "eclipse_step.scheduled": ("window", "energy_budget_wh", "eclipse_policy"),
-    "eclipse_step.energy_check": ("needed_wh", "allowed_wh", "battery_percent", "ok"),
-    "eclipse_step.started": ("energy_budget_wh", "eclipse_policy", "battery_percent"),
-    "eclipse_step.completed": ("energy_consumed_wh", "battery_percent"),
-    "eclipse_step.deferred": ("reason", "needed_wh", "allowed_wh", "next_window?"),
-    "window_step.tier_selected": ("tier", "available_s", "compute_s"),
-    "window_step.started": ("tier",),
-    "window_step.degraded": ("from_tier", "to_tier", "reason"),
-    "window_step.upgraded": ("from_tier", "to_tier", "reason"),
-    "window_step.completed": ("tier", "output_mb"),
-    "window_step.deferred": ("reason", "next_window?"),
-    "pass_step.decomposed": ("segments", "passes"),
-    "pass_step.segment_started": ("segment_index", "segments_total", "pass_id"),
-    "pass_step.segment_completed": ("segment_index", "segments_total", "output_mb"),
-    "pass_step.merged": ("merge_strategy", "segments", "output_mb"),
-    # constellation and ISL
-    "constellation.step_assigned": ("step_id", "satellite_id", "dependencies"),
-    "constellation.step_started": ("step_id", "satellite_id"),
-    "constellation.step_completed": ("step_id", "duration_s", "data_output_mb"),
-    "constellation.failover": ("step_id", "from_satellite", "reason"),
-    "constellation.failover_acknowledged": ("step_id", "to_satellite"),
-    "constellation.satellite_complete": ("satellite_id", "steps_completed", "steps_failed_over"),
-    "isl_transfer.started": ("from", "to", "data_mb", "hop_count"),
-    "isl_transfer.hop_completed": ("from", "to", "hop_index", "quality", "latency_ms"),
-    "isl_transfer.completed": ("from", "to", "total_duration_s", "data_mb"),
-    "isl_transfer.quality_report": ("avg_quality", "min_quality", "total_latency_ms",
-                                    "effective_bandwidth_mbps"),
-    # agent health
-    "agent.booted": ("reset_cause", "boot_count", "firmware_version", "mode"),
-    "fault.detected": ("kind", "detail"),
-    "fault.recovered": ("kind", "action"),
-    "agent.safe_mode": ("reason",),
-}
+# One line per type: the type, then its payload fields ('?' = optional).
+# Kept as one string, not a dict of tuples: on a board that is one object in
+# RAM instead of a few hundred (the whole catalog costs ~3 KB, not ~19 KB).
+SPEC = """
+job.accepted name steps security? category?
+placement.decided location reason
+plan.created segments windows_used total_duration_s
+job.completed total_duration_s status delivery_confidence?
+job.failed total_duration_s status reason
+step.started location window window_label
+step.progress percent
+step.paused reason progress_fraction
+step.resumed progress_fraction paused_s
+step.completed duration_s location data_output_mb
+transfer.started direction raw_data_mb total_transfer_mb fec_scheme?
+transfer.pass_started ground_station station_name elevation_peak_deg
+transfer.progress data_transferred_mb total_mb
+transfer.pass_completed data_transferred_mb ground_station
+transfer.completed total_transferred_mb duration_s
+transfer.retransmission blocks_retransmitted ber
+checkpoint.saved checkpoint_number progress_fraction
+checkpoint.predicted hazards_count checkpoints_count next_hazard max_safe_window_s overhead_fraction hazards checkpoint_schedule
+security.encrypted algorithm data_mb
+security.key_exchange duration_s encryption
+eclipse_step.scheduled window energy_budget_wh eclipse_policy
+eclipse_step.energy_check needed_wh allowed_wh battery_percent ok
+eclipse_step.started energy_budget_wh eclipse_policy battery_percent
+eclipse_step.completed energy_consumed_wh battery_percent
+eclipse_step.deferred reason needed_wh allowed_wh next_window?
+window_step.tier_selected tier available_s compute_s
+window_step.started tier
+window_step.degraded from_tier to_tier reason
+window_step.upgraded from_tier to_tier reason
+window_step.completed tier output_mb
+window_step.deferred reason next_window?
+pass_step.decomposed segments passes
+pass_step.segment_started segment_index segments_total pass_id
+pass_step.segment_completed segment_index segments_total output_mb
+pass_step.merged merge_strategy segments output_mb
+constellation.step_assigned step_id satellite_id dependencies
+constellation.step_started step_id satellite_id
+constellation.step_completed step_id duration_s data_output_mb
+constellation.failover step_id from_satellite reason
+constellation.failover_acknowledged step_id to_satellite
+constellation.satellite_complete satellite_id steps_completed steps_failed_over
+isl_transfer.started from to data_mb hop_count
+isl_transfer.hop_completed from to hop_index quality latency_ms
+isl_transfer.completed from to total_duration_s data_mb
+isl_transfer.quality_report avg_quality min_quality total_latency_ms effective_bandwidth_mbps
+agent.booted reset_cause boot_count firmware_version mode
+fault.detected kind detail
+fault.recovered kind action
+agent.safe_mode reason
+"""
 
 # Events that end a job, and the deployment status each one implies.
 TERMINAL = {"job.completed": "completed", "job.failed": "failed"}
@@ -93,8 +86,34 @@ def is_enriched(event_type):
     return False
 
 
+def fields(event_type):
+    """The payload fields of a type (a tuple; '?' marks optional), or None if unknown."""
+    if " " in event_type or "\n" in event_type:
+        return None
+    i = SPEC.find("\n" + event_type + " ")
+    if i < 0:
+        return None
+    j = SPEC.find("\n", i + 1)
+    return tuple(SPEC[i + 1:j].split()[1:])
+
+
+def types():
+    """Every event type, in catalog order."""
+    return [line.split()[0] for line in SPEC.split("\n") if line]
+
+
+def catalog():
+    """{type: fields} (built on demand: the host's view of SPEC)."""
+    out = {}
+    for line in SPEC.split("\n"):
+        if line:
+            parts = line.split()
+            out[parts[0]] = tuple(parts[1:])
+    return out
+
+
 def required_fields(event_type):
-    return tuple(f for f in CATALOG[event_type] if not f.endswith("?"))
+    return tuple(f for f in fields(event_type) if not f.endswith("?"))
 
 
 def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):
@@ -113,12 +132,12 @@ def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):
 
 def check_payload(event_type, payload):
     """None when the payload has every required field, else the problem."""
-    fields = CATALOG.get(event_type)
-    if fields is None:
+    spec = fields(event_type) if isinstance(event_type, str) else None
+    if spec is None:
         return "unknown event type %r" % (event_type,)
     if not isinstance(payload, dict):
         return "payload of %s must be an object" % event_type
-    for f in fields:
+    for f in spec:
         if not f.endswith("?") and f not in payload:
             return "%s payload lacks %r" % (event_type, f)
     return None

@@ -9,6 +9,9 @@ counts as emitted once its record is on flash (RELIABILITY.md).
 
 Operations:
     ["ev", event]            event emitted: seq advances, event joins the outbox
+
+The outbox holds each event once, already encoded: [seq, deployment_id, json]
+(a few hundred bytes each instead of a dict tree several times that size).
     ["ack", n]               Console stored every seq <= n: drop them from the outbox
     ["job", job]             a job accepted (validated, normalised)
     ["jset", key, value]     a field of the current job changes
@@ -16,7 +19,11 @@ Operations:
     ["set", key, value]      a top-level field changes (boot_count, mode, ...)
     ["end", deployment_id]   the current job is over; remember its id (re-delivery)
     ["nonce", nonce]         an uplink nonce seen (replay memory)
+    ["reseq", base]          the Console already holds seqs up to base (our store was
+                             lost): renumber the unacknowledged outbox above it
 """
+import json
+
 from store import Store
 
 MAX_DONE = 8       # finished deployment ids remembered against re-delivery
@@ -36,12 +43,12 @@ def apply(state, op):
     if kind == "ev":
         ev = op[1]
         state["seq"] = ev["seq"]
-        state["outbox"].append(ev)
+        state["outbox"].append([ev["seq"], ev.get("deployment_id"), json.dumps(ev)])
     elif kind == "ack":
         n = op[1]
         if n > state["acked"]:
             state["acked"] = n
-            state["outbox"] = [e for e in state["outbox"] if e["seq"] > n]
+            state["outbox"] = [e for e in state["outbox"] if e[0] > n]
     elif kind == "job":
         state["job"] = op[1]
         state["steps"] = {}
@@ -64,6 +71,16 @@ def apply(state, op):
             del done[0]
         state["job"] = None
         state["steps"] = {}
+    elif kind == "reseq":
+        base = op[1]
+        for entry in state["outbox"]:
+            base += 1
+            ev = json.loads(entry[2])
+            ev["seq"] = base
+            entry[0] = base
+            entry[2] = json.dumps(ev)
+        state["seq"] = base
+        state["acked"] = op[1]
     elif kind == "nonce":
         nonces = state["nonces"]
         nonces.append(op[1])
@@ -80,6 +97,7 @@ class Journal:
         self.state = None
         self.replayed = 0
         self.on_commit = None   # called after every durable record (a simulator syncs its world)
+        self.out_of_sync = False
 
     def open(self):
         """Rebuild the state from the store (snapshot + records since)."""
@@ -105,8 +123,14 @@ class Journal:
     def commit(self, ops):
         """Make `ops` durable, then apply them in RAM. Compacts when due."""
         self.store.append(ops)
-        for op in ops:
-            apply(self.state, op)
+        try:
+            for op in ops:
+                apply(self.state, op)
+        except Exception:
+            # flash holds the record but RAM does not: only a reboot (replay)
+            # brings them together again
+            self.out_of_sync = True
+            raise
         if self.store.needs_compaction():
             self.store.snapshot(self.state)
         if self.on_commit is not None:

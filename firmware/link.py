@@ -18,17 +18,22 @@ class HttpLink:
         self.base = cfg["api_url"].rstrip("/")
         self.timeout_ms = cfg["http_timeout_ms"]
         self.now_ms = now_ms
+        # X-Umbra-Compact: workloads without the predicted stream and the
+        # window list, which would not fit a microcontroller's heap.
         self.headers = {"X-API-Key": cfg["api_key"], "X-Agent-ID": cfg["agent_id"],
-                        "User-Agent": USER_AGENT + version}
+                        "User-Agent": USER_AGENT + version, "X-Umbra-Compact": "1"}
         self.requests = 0
         self.failures = 0
         self.bytes_sent = 0
+        self.last_error = None
 
-    def call(self, method, path, body=None):
-        data = None
+    def call(self, method, path, body=None, raw=None):
+        """body: an object to send as JSON; raw: JSON text already encoded."""
+        data = raw
         headers = self.headers
         if body is not None:
-            data = json.dumps(body).encode()
+            data = json.dumps(body)
+        if data is not None:
             headers = dict(self.headers)
             headers["Content-Type"] = "application/json"
             self.bytes_sent += len(data)
@@ -37,6 +42,7 @@ class HttpLink:
             method, self.base + path, headers, data, self.timeout_ms, self.now_ms)
         if status is None:
             self.failures += 1
+            self.last_error = raw
             return None, raw
         reply = None
         if raw:

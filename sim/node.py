@@ -36,6 +36,7 @@ from world import World  # noqa: E402
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
 MAX_REBOOTS = 200
+WINDOW_CHUNK_S = 4 * 3600  # the world predicts windows this far ahead at a time
 
 try:
     _wall_ms = time.ticks_ms
@@ -99,18 +100,24 @@ class Node:
                 lines = [ln.strip() for ln in f.read().split("\n")
                          if ln.strip() and not ln.startswith("#")]
             start = timeutil.parse_iso(args["start"]) if "start" in args else time.time()
+            bus = json.loads(args["bus"]) if "bus" in args else None
+            if bus is not None and not isinstance(bus, dict):
+                raise ValueError("--bus must be a JSON object")
             saved = {"start": start, "tle": lines[-2:], "name": lines[0] if len(lines) > 2 else None,
                      "end": start + float(args["hours"]) * 3600, "t_ms": 0, "sat": None,
-                     "boots": 0}
+                     "boots": 0, "bus": bus}
             self.first_boot = True
         else:
             self.first_boot = False
         self.saved = saved
         elements = orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name"))
-        self.world = World(saved["start"], horizon_s=saved["end"] - saved["start"] + 3600)
-        self.sat = self.world.add_satellite(self.cfg["satellite_id"], elements, state=saved["sat"])
+        self.world = World(saved["start"], horizon_s=saved["end"] - saved["start"] + 3600,
+                           chunk_s=WINDOW_CHUNK_S)
+        self.sat = self.world.add_satellite(self.cfg["satellite_id"], elements, bus=saved.get("bus"),
+                                            state=saved["sat"])
         self.clock = self.world.clock
-        self.clock.advance_to(saved["t_ms"])
+        # a restart of this process is a reset of the computer: it takes a moment
+        self.clock.advance_to(saved["t_ms"] + (0 if self.first_boot else REBOOT_MS))
         self.end_ms = int((saved["end"] - saved["start"]) * 1000)
         self.last_sync_ms = -1
         self._last_heartbeat = _wall_ms()
@@ -197,6 +204,7 @@ class Node:
                 self.clock.wait_until(nxt)
                 if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
                     self.sync_world(force=True)
+                    self.world.forget_past()
 
 
 def main(argv):
@@ -210,6 +218,8 @@ def main(argv):
     st = node.agent.state
     print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
                       "done": st["done"], "boots": node.saved.get("boots"),
+                      "stats": node.agent.stats, "link_error": node.agent.link.last_error,
+                      "heap_free": gc.mem_free(),
                       "sim_time": timeutil.iso_utc(node.clock.epoch())}))
     return code
 

@@ -52,6 +52,15 @@ class Timeline:
             self.end = t1
             self._boundaries = None
 
+    def forget_before(self, t):
+        """Drop windows that ended before t (a long run in a small heap keeps only
+        what is current and ahead). Window ids stay stable."""
+        self.windows = [w for w in self.windows if w["end"] >= t]
+        self.eclipses = [e for e in self.eclipses if e[1] >= t]
+        self.contacts = [c for c in self.contacts if c[1] >= t]
+        self._i_ecl = 0
+        self._boundaries = None
+
     def _append(self, w, seam):
         kind = w["kind"]
         if w["start"] == seam and seam > self.start:

@@ -23,7 +23,7 @@ _MARGIN_S = 600.0
 
 class World:
     def __init__(self, start, horizon_s=86400.0, stations=None,
-                 min_elevation_deg=models.MIN_ELEVATION_DEG):
+                 min_elevation_deg=models.MIN_ELEVATION_DEG, chunk_s=None):
         if horizon_s <= 0:
             raise ValueError("the horizon must be positive")
         self.start = float(start)
@@ -33,6 +33,9 @@ class World:
             stations = stationlib.default_stations()
         self.stations = [stationlib.validate_station(s) for s in stations]
         self.min_elevation_deg = min_elevation_deg
+        # windows are predicted this far at a time (default: the whole horizon);
+        # a small chunk keeps a long run inside a small heap
+        self.chunk_s = chunk_s
         self.satellites = {}
         self.order = []          # satellite ids in the order they were added
         self._next = {}          # sat id -> (sat.version, its next boundary): only stale ones are recomputed
@@ -46,8 +49,8 @@ class World:
             raise ValueError("satellite %r is already in the world" % (sat_id,))
         orb = elements if isinstance(elements, orbitlib.Orbit) else orbitlib.Orbit(elements)
         # windows a little past the horizon, so a state at its very end knows what follows
-        timeline = spacecraft.Timeline(orb, self.start, self.horizon_s + _MARGIN_S, self.stations,
-                                       self.min_elevation_deg)
+        timeline = spacecraft.Timeline(orb, self.start, self.chunk_s or (self.horizon_s + _MARGIN_S),
+                                       self.stations, self.min_elevation_deg)
         sat = spacecraft.SimulatedSatellite(sat_id, orb, self.start, bus=bus, timeline=timeline,
                                             clock=self.clock, state=state)
         self.satellites[sat_id] = sat
@@ -80,6 +83,12 @@ class World:
         now = self.now()
         for sid in self.order:
             self.satellites[sid].advance_to(now)
+
+    def forget_past(self, keep_s=3600.0):
+        """Let every satellite drop windows that ended more than keep_s ago."""
+        t = self.now() - keep_s
+        for sid in self.order:
+            self.satellites[sid].timeline.forget_before(t)
 
     def next_boundary_ms(self, after_ms=None):
         """The first boundary of any satellite after `after_ms` (default: now),

@@ -367,3 +367,13 @@ print(json.dumps(out))
     assert out["encrypt"] == 16 + (len(data["blob"]) // 16 + 1) * 16
     packed = open(os.path.join(data["root"], "multi", "m_compress.deflate"), "rb").read()
     assert out["compress"] == len(packed) and zlib.decompress(packed, -15) == data["blob"]
+
+
+def test_workload_knows_exactly_the_registered_handler_names(cpy):
+    res = cpy("import handlers, workload\nprint(sorted(handlers.REGISTRY) == sorted(workload.HANDLER_NAMES))").check()
+    assert res.stdout.strip() == "True"
+
+
+def test_agent_scratch_buffer_fits_the_handlers_deflate_segment(cpy):
+    res = cpy("import handlers, agent\nprint(agent.DEFLATE_SEGMENT >= handlers.DEFLATE_SEGMENT)").check()
+    assert res.stdout.strip() == "True"

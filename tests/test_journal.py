@@ -15,7 +15,7 @@ def test_state_is_rebuilt_from_records_after_reopen(portable, tmp_path):
         j.commit([["ack", 1], ["nonce", "n1"], ["set", "boot_count", 4]])
         again = Journal(%r).open()
         s = again.state
-        print(json.dumps([s["seq"], s["acked"], [e["seq"] for e in s["outbox"]],
+        print(json.dumps([s["seq"], s["acked"], [e[0] for e in s["outbox"]],
                           s["steps"]["a"], s["steps"]["b"]["status"], s["nonces"],
                           s["boot_count"], again.replayed]))
         """ % (str(tmp_path), str(tmp_path))).check()
@@ -38,7 +38,7 @@ def test_compaction_keeps_the_state_and_the_unacked_outbox(portable, tmp_path):
         j.commit([["end", "d"]])
         again = Journal(%r, max_log_bytes=600).open()
         s = again.state
-        print(json.dumps([s["seq"], s["acked"], [e["seq"] for e in s["outbox"]], s["done"],
+        print(json.dumps([s["seq"], s["acked"], [e[0] for e in s["outbox"]], s["done"],
                           again.store.generation > 0, again.replayed]))
         """ % (str(tmp_path), str(tmp_path))).check()
     seq, acked, outbox, done, compacted, replayed = res.last_json
@@ -80,7 +80,7 @@ def test_a_power_cut_at_any_write_leaves_whole_records_only(mpy, tmp_path):
                 pass
             s = Journal(root, max_log_bytes=300).open().state
             work = s.get("work", 0)
-            seqs = [e["seq"] for e in s["outbox"]]
+            seqs = [e[0] for e in s["outbox"]]
             if s["seq"] != work or (seqs and seqs[-1] != s["seq"]) or seqs != list(range(s["acked"] + 1, s["seq"] + 1)):
                 bad.append([cut, s["seq"], work, s["acked"], seqs])
         print(json.dumps({"cuts": total, "bad": bad}))

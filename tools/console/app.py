@@ -274,12 +274,19 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                     (body.agent_id, body.satellite_id, body.satellite_name, body.agent_version,
                      body.orbit_altitude_km, now, now))
         await sync(work)
-        return reply({"id": rec["agent_id"], "status": "idle"}, 201)
+        # Umbra extension: what the Console already holds from this agent, so an
+        # agent whose store was lost can continue its seq above it (PROTOCOL.md).
+        row = await sync(db.one, "SELECT MAX(seq) AS m FROM events WHERE origin = ?", (x_agent_id,))
+        last = row["m"] if row and row["m"] is not None else 0
+        acked = await sync(deployments.acked_seq, db, x_agent_id)
+        return reply({"id": rec["agent_id"], "status": "idle", "last_seq": last,
+                      "acked_seq": acked}, 201)
 
     @app.get("/api/agent/workloads", tags=["agent"],
              responses={200: {"description": "a WorkloadSpec and/or {cancel: [...]}"},
                         204: {"description": "nothing to do"}})
-    async def workloads(x_api_key: str = Header(None), x_agent_id: str = Header(None)):
+    async def workloads(x_api_key: str = Header(None), x_agent_id: str = Header(None),
+                        x_umbra_compact: str = Header(None)):
         """Poll: the oldest pending live deployment for the agent's satellite, or
         the one already dispatched to it; 204 when there is nothing to do."""
 
@@ -290,7 +297,8 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
             dep, cancels = deployments.poll(db, x_agent_id, agent["satellite_id"])
             if dep is None and not cancels:
                 return None
-            body = deployments.workload_spec(db, dep) if dep is not None else {}
+            compact = x_umbra_compact not in (None, "", "0")
+            body = deployments.workload_spec(db, dep, compact) if dep is not None else {}
             if cancels:
                 body["cancel"] = cancels
             body["server_time"] = now_iso()

@@ -104,11 +104,25 @@ def poll(db, agent_id, satellite_id):
     return (dict(row) if row else None), cancels
 
 
-def workload_spec(db, dep):
+# What a compact WorkloadSpec keeps of the plan: what the agent executes by.
+COMPACT_PLAN_KEYS = ("id", "version", "job", "placement_decisions", "schedule", "plan")
+
+
+def workload_spec(db, dep, compact=False):
     """The WorkloadSpec (unsigned). plan_data is the plan without its events, which
-    travel once, in `events` (they are most of the plan's size)."""
+    travel once, in `events` (they are most of the plan's size).
+
+    compact (Umbra extension, header X-Umbra-Compact: 1): an agent on a
+    microcontroller cannot hold a 48-hour plan in its heap; it gets the plan's
+    job, placements, schedule and summary, the bus, and no predicted events."""
     plan = get_plan(db, dep["plan_id"])
     predicted = plan.pop("events", [])
+    if compact:
+        env = plan.get("orbital_environment") or {}
+        slim = {k: plan[k] for k in COMPACT_PLAN_KEYS if k in plan}
+        slim["orbital_environment"] = {"bus": env.get("bus"),
+                                       "prediction_start": env.get("prediction_start")}
+        plan, predicted = slim, []
     return {"plan_id": dep["plan_id"], "deployment_id": dep["id"],
             "satellite_id": dep["satellite_id"], "plan_data": plan, "events": predicted}
 

@@ -110,7 +110,7 @@ def event_schema():
         "type": "object",
         "required": ["type", "timestamp", "payload"],
         "properties": {
-            "type": {"type": "string", "enum": sorted(event_catalog.CATALOG)},
+            "type": {"type": "string", "enum": event_catalog.types()},
             "timestamp": {"type": "string", "format": "date-time"},
             "job_id": {"type": ["string", "null"]},
             "step_id": {"type": ["string", "null"]},
