@@ -30,6 +30,7 @@ from journal import Journal
 from scheduler import RestartPolicy, Scheduler, sleep_ms
 
 MARKS = (0.25, 0.5, 0.75)
+AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
 DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
 # the characters of a deployment id (as workload.py checks them): they end up in URL paths
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
@@ -54,6 +55,8 @@ class Agent:
         self.sched = Scheduler(clock, policy=policy, on_crash=self._on_crash)
         self.reset_requested = None
         self.registered = False
+        self.empty_polls = 0     # 204 replies since the last job began or ended
+        self.ground_time = None  # the Console's clock at its last reply (Unix s)
         self.telemetry_queue = []
         self.scratch = None  # the real handlers' buffer: allocated once, at first use
         self.data_key = _data_key(cfg)
@@ -72,7 +75,8 @@ class Agent:
         self.emit("agent.booted", payload={
             "reset_cause": cause, "boot_count": boot_count,
             "firmware_version": agentconfig.FIRMWARE_VERSION, "mode": st["mode"]},
-            ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None]])
+            ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None]],
+            job=AGENT_LEVEL)
         if j.corrupt:
             self.emit("fault.detected", payload={"kind": "storage_corrupt",
                                                  "detail": "journal unreadable; safe defaults"})
@@ -109,6 +113,8 @@ class Agent:
         st = self.journal.state
         if job is None:
             job = st["job"]
+        elif job is AGENT_LEVEL:
+            job = None
         payload = payload if payload is not None else {}
         if events.is_enriched(etype):
             self._enrich(payload)
@@ -144,11 +150,14 @@ class Agent:
             yield sleep_ms(min(left, self.chunk_ms))
 
     def _sync_time(self, reply):
-        if not self.cfg["time_sync"] or not isinstance(reply, dict):
+        if not isinstance(reply, dict):
             return
         try:
             server = timeutil.parse_iso(reply.get("server_time"))
         except ValueError:
+            return
+        self.ground_time = server
+        if not self.cfg["time_sync"]:
             return
         if not self.clock.synced or abs(self.clock.epoch() - server) > 2:
             self.clock.sync(server)
@@ -185,12 +194,15 @@ class Agent:
             if self.link_up():
                 if not self.registered:
                     yield from self._register()
+                ground_before = self.ground_time
                 status, reply = yield from self.link.call("GET", "/api/agent/workloads")
                 self.stats["polls"] += 1
                 if status is not None:
                     self._sync_time(reply)
                 if status == 200 and isinstance(reply, dict):
-                    self._handle_workload(reply)
+                    self._handle_workload(reply, ground_before)
+                elif status == 204:
+                    self.empty_polls += 1
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
                 yield sleep_ms(self.chunk_ms)
@@ -214,7 +226,16 @@ class Agent:
                 # would take our new events for resends. Continue above its seqs.
                 self.journal.commit([["reseq", last]])
 
-    def _handle_workload(self, spec):
+    def _uplink_now(self, ground_before):
+        """The time a signature's age is judged by. With a disciplined clock, the
+        clock; in simulation (the agent's clock is not the ground's), the
+        Console's time at the exchange *before* this one (never the reply's own,
+        which a replayed reply would carry too); None when unknown."""
+        if self.cfg["time_sync"]:
+            return self.now()
+        return ground_before
+
+    def _handle_workload(self, spec, ground_before=None):
         st = self.journal.state
         job = st["job"]
         cancel = spec.get("cancel")
@@ -234,7 +255,8 @@ class Agent:
         workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
         wl, reason = workload.validate_workload(spec)
         if reason is None:
-            reason = workload.check_auth(spec, self.cfg["uplink_key"], self.now(), st["nonces"],
+            reason = workload.check_auth(spec, self.cfg["uplink_key"],
+                                         self._uplink_now(ground_before), st["nonces"],
                                          self.cfg["replay_window_s"])
         order = None
         if reason is None:
@@ -242,6 +264,7 @@ class Agent:
         workload = None
         _unload("workload", "signing", "handlers")
         ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
+        self.empty_polls = 0
         if reason is not None:
             self.stats["bad_workloads"] += 1
             self.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
@@ -360,7 +383,7 @@ class Agent:
         battery = sensors.battery_percent()
         if battery is not None:
             floor = cfg["battery_resume_pct"] if paused_for == "battery" else cfg["battery_stop_pct"]
-            if battery < floor:
+            if battery < floor + cfg["battery_margin_pct"]:
                 return "battery"
         temp = sensors.temperature_c()
         if temp is not None:
@@ -415,7 +438,11 @@ class Agent:
                           ops=[["st", sid, {"status": "running", "why": None}]])
                 last_ck = self.clock.now_ms()
             capacity = agentconfig.compute_capacity(self.sensors.battery_percent(), self.cfg)
-            self.sensors.set_compute_load(power * capacity, step["memory_mb"])
+            if capacity <= 0:
+                yield sleep_ms(self.chunk_ms)  # compute unavailable: the gate pauses next round
+                continue
+            # the step's power before capacity scaling: the bus scales it (MODELS.md)
+            self.sensors.set_compute_load(power, step["memory_mb"])
             left = compute - s["work_s"]
             mark_at = _next_mark(s["work_s"] / compute) * compute
             dt = min(self.cfg["slice_s"], left / capacity, (mark_at - s["work_s"]) / capacity)
@@ -572,6 +599,7 @@ class Agent:
                 ops=[["jset", "phase", "done"]])
 
     def _finish(self, status, reason):
+        self.empty_polls = 0
         st = self.journal.state
         job = st["job"]
         total = round(self.now() - job["accepted_at"], 1)

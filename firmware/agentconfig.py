@@ -31,6 +31,10 @@ DEFAULTS = {
     "battery_stop_pct": 15.0,      # pause below; also compute capacity 0 below this
     "battery_resume_pct": 20.0,    # resume at or above (> battery_stop_pct)
     "battery_full_compute_pct": 30.0,  # capacity 1.0 at or above, 0.5 below
+    # a reading this close above a threshold counts as below it: a bus held at
+    # its threshold by its own load (compute on, drain; compute off, charge) has
+    # no compute to give, whatever the last digit says
+    "battery_margin_pct": 0.05,
     "temp_stop_c": 75.0,           # pause above
     "temp_resume_c": 70.0,         # resume at or below (< temp_stop_c)
     # uplink security
@@ -74,8 +78,9 @@ def compute_capacity(battery_pct, cfg):
     """1.0 at >= 30 %, 0.5 from 15 % to 30 %, 0 below 15 % (MODELS.md)."""
     if battery_pct is None:
         return 1.0
-    if battery_pct >= cfg["battery_full_compute_pct"]:
+    margin = cfg["battery_margin_pct"]
+    if battery_pct >= cfg["battery_full_compute_pct"] + margin:
         return 1.0
-    if battery_pct >= cfg["battery_stop_pct"]:
+    if battery_pct >= cfg["battery_stop_pct"] + margin:
         return 0.5
     return 0.0

@@ -2,7 +2,8 @@
 MicroPython process, on the simulated clock, talking to a real Console.
 
     micropython sim/node.py --config CFG.json --world DIR (--tle FILE | restored)
-                            [--start ISO] [--hours H] [--speed X] [--until-idle]
+                            [--start ISO] [--hours H] [--until ISO] [--speed X]
+                            [--bus JSON] [--until-idle]
 
 The agent sees the satellite only through lib/hal adapters (sensors, load,
 watchdog). The world keeps its own physics (clock, battery, temperature) in
@@ -118,7 +119,10 @@ class Node:
         self.clock = self.world.clock
         # a restart of this process is a reset of the computer: it takes a moment
         self.clock.advance_to(saved["t_ms"] + (0 if self.first_boot else REBOOT_MS))
-        self.end_ms = int((saved["end"] - saved["start"]) * 1000)
+        if "until" in args:  # stop this run at a time (the world carries on at the next start)
+            self.end_ms = int((timeutil.parse_iso(args["until"]) - saved["start"]) * 1000)
+        else:
+            self.end_ms = int((saved["end"] - saved["start"]) * 1000)
         self.last_sync_ms = -1
         self._last_heartbeat = _wall_ms()
         self.agent = None
@@ -170,8 +174,10 @@ class Node:
         self.boot(cause)
 
     def idle(self):
+        """A job has ended, everything is reported, and the Console has nothing more."""
         st = self.agent.state
-        return st["job"] is None and not st["outbox"] and len(st["done"]) > 0
+        return (st["job"] is None and not st["outbox"] and len(st["done"]) > 0
+                and self.agent.empty_polls > 0)
 
     def run(self):
         self.boot("power_on" if self.first_boot else "unknown")
