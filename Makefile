@@ -29,5 +29,9 @@ bench: setup
 deploy: setup
 	$(UMBRA) deploy --port $(PORT)
 
+# make emu FIRMWARE=path/to/micropython.elf [EMULATOR=qemu|renode]  (docs/boards.md)
+emu: setup
+	$(PY) -m tools.emu --firmware $(FIRMWARE) --emulator $(or $(EMULATOR),qemu)
+
 clean:
 	rm -rf $(VENV) var build bench/results.json

@@ -19,6 +19,8 @@ BENCHES = (
     "tools.benches.sim",
     "tools.benches.console",
     "tools.benches.agent",
+    "tools.benches.link",
+    "tools.benches.deploy",
 )
 
 RESULTS = os.path.join(ROOT, "bench", "results.json")
