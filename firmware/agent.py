@@ -60,8 +60,8 @@ class Agent:
         self.telemetry_queue = []
         self.scratch = None  # the real handlers' buffer: allocated once, at first use
         self.data_key = _data_key(cfg)
-        self.stats = {"polls": 0, "batches": 0, "events_refused": 0, "feeds": 0,
-                      "feeds_refused": 0, "bad_workloads": 0}
+        self.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
+                      "events_refused": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0}
 
     # --- boot ---------------------------------------------------------------
 
@@ -629,10 +629,11 @@ class Agent:
                 raw = "[" + ",".join([entry[2] for entry in outbox[:n]]) + "]"
                 path = ("/api/deployments/%s/events" % dep) if dep else "/api/agent/events"
                 status, reply = yield from self.link.call("POST", path, raw=raw)
-                raw = None
                 if status is None or status == 429 or status >= 500:
                     break  # link down or Console busy: try again later
                 self.stats["batches"] += 1
+                self.stats["events_sent"] += n
+                self.stats["event_bytes"] += len(raw)
                 if status >= 400:
                     # The Console will never take these (a bug on one side):
                     # count them rather than block the outbox forever.

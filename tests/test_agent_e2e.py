@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from agent_harness import (ECLIPSE_1, PASS_1, PASS_2_START, Ground, Node, load_job, types)
+from tools.scenario import (ECLIPSE_1, PASS_1, PASS_2_START, Ground, Node, load_job, types)
 from tools.timefmt import parse
 
 

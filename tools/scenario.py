@@ -1,6 +1,7 @@
-"""End-to-end harness: a real Console on loopback, and the firmware agent with
-its simulated world in one MicroPython process (sim/node.py) on the simulated
-clock. Only the hardware is simulated."""
+"""A ground-and-space scenario for tests and benchmarks: a real Console on
+loopback (Ground), and the firmware agent with its simulated world in one
+MicroPython process (sim/node.py) on the simulated clock (Node). Only the
+hardware is simulated."""
 import json
 import os
 import subprocess
@@ -81,7 +82,7 @@ class Node:
     """One simulated satellite running the firmware under the unix port."""
 
     def __init__(self, ground, tmp_path, agent_id="sat-25544", uplink=False, cfg=None,
-                 bus=None, heap=None):
+                 bus=None, heap=None, mpy_dir=None):
         self.agent_id = agent_id
         key = auth.create_key(ground.db, "agent", agent_id, uplink=uplink, rate_limited=False)
         self.dir = tmp_path / ("node-" + agent_id)
@@ -96,6 +97,7 @@ class Node:
         self.tle = ground.tle_path
         self.bus = bus
         self.heap = heap
+        self.mpy_dir = mpy_dir  # run the modules compiled to .mpy from here (as on a board)
 
     def argv(self, until=None, until_idle=True, start=START, speed=0):
         args = ["--config", self.cfg_path, "--world", str(self.dir / "world"), "--tle", self.tle,
@@ -106,6 +108,11 @@ class Node:
             args.append("--until-idle")
         if self.bus:
             args += ["--bus", json.dumps(self.bus)]
+        if self.mpy_dir:
+            # the node itself as a module, so it too is loaded compiled
+            argv, env = upy.command(NODE, heap=self.heap, args=args, mpy_dir=self.mpy_dir)
+            i = argv.index(NODE)
+            return argv[:i] + ["-m", "node"] + argv[i + 1:], env
         return upy.command(NODE, heap=self.heap, args=args)
 
     def run(self, timeout=120, **kw):
