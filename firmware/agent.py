@@ -203,6 +203,7 @@ class Agent:
                     self._handle_workload(reply, ground_before)
                 elif status == 204:
                     self.empty_polls += 1
+                reply = None  # a workload is big: do not keep it alive in this frame
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
                 yield sleep_ms(self.chunk_ms)
@@ -640,6 +641,7 @@ class Agent:
                     self.stats["events_refused"] += n
                 self.journal.commit([["ack", last_seq]])
                 self._sync_time(reply)
+                raw = reply = outbox = None
 
     # --- telemetry --------------------------------------------------------------------
 
