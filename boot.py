@@ -31,6 +31,14 @@ def _heartbeat():
     print("WDT")
 
 
+def make_link(cfg):
+    """HTTP or the serial binding, by config; everything above is identical."""
+    if cfg["transport"] == "serial":
+        from seriallink import SerialLink
+        return SerialLink(cfg, agentconfig.FIRMWARE_VERSION)
+    return HttpLink(cfg, agentconfig.FIRMWARE_VERSION)
+
+
 def load_config(path):
     with open(path) as f:
         return agentconfig.make(json.load(f))
@@ -51,8 +59,8 @@ def main(argv):
         watchdog.arm()
     real_clock = clock.RealClock()
     root = hal.storage_root(cfg["storage_root"])
-    agent = Agent(cfg, real_clock, hal.Sensors(), HttpLink(cfg, agentconfig.FIRMWARE_VERSION),
-                  root, watchdog=watchdog, reset_cause=hal.board_reset_cause())
+    agent = Agent(cfg, real_clock, hal.Sensors(), make_link(cfg), root, watchdog=watchdog,
+                  reset_cause=hal.board_reset_cause())
     agent.boot()
     print(json.dumps({"booted": cfg["agent_id"], "boot_count": agent.state["boot_count"],
                       "seq": agent.state["seq"]}))

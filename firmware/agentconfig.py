@@ -16,6 +16,13 @@ DEFAULTS = {
     "api_key": "",
     "uplink_key": None,            # hex/str HMAC key; None = unsigned uplink accepted
     "orbit_altitude_km": None,
+    # transport: "http" (api_url) or "serial" (a UART / pty behind a radio; the
+    # ground end is `umbra bridge`, which holds the Console URL)
+    "transport": "http",
+    "serial_port": None,           # UART id (board) or tty/pty path (unix port)
+    "serial_baud": 115200,
+    "serial_timeout_ms": 1500,     # per try; (retries+1) x 2 x this must stay < task_deadline_ms
+    "serial_retries": 1,
     # task periods (s). poll >= 10 and telemetry >= 30 are the Console's rate limits.
     "poll_interval_s": 10,
     "telemetry_interval_s": 30,
@@ -69,6 +76,10 @@ def make(overrides=None):
         raise ValueError("task_deadline_ms must be below watchdog_timeout_ms")
     if cfg["slice_s"] * 1000 >= cfg["task_deadline_ms"]:
         raise ValueError("slice_s must be below task_deadline_ms")
+    if cfg["transport"] not in ("http", "serial"):
+        raise ValueError("transport must be http or serial")
+    if cfg["transport"] == "serial" and cfg["serial_port"] is None:
+        raise ValueError("transport serial needs serial_port")
     if cfg["poll_interval_s"] < 10:
         raise ValueError("poll_interval_s must be >= 10 (Console rate limit)")
     return cfg

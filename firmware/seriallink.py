@@ -115,7 +115,11 @@ class SerialLink:
                 "bad_frames": self.bad_frames, "hellos": self.hellos,
                 "port_errors": self.port_errors}
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, raw=None):
+        """As HttpLink.call; raw: a JSON text already encoded (an event batch)."""
+        if raw is not None:
+            body = json.loads(raw)
+            raw = None
         self.requests += 1
         # One request on the line at a time; a holder that vanished without
         # cleaning up (killed task) is overtaken after the longest call.
