@@ -66,11 +66,7 @@ def main(argv):
                       "seq": agent.state["seq"]}))
     agent.sched.run()
     if agent.reset_requested:
-        try:
-            import machine
-            machine.reset()
-        except (ImportError, AttributeError):
-            pass
+        hal.board_reset()  # does not return on a board
         return EXIT_RESET
     return 0
 

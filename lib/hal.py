@@ -40,6 +40,16 @@ def board_reset_cause():
     return UNKNOWN
 
 
+def board_reset():
+    """machine.reset() where the board has it; False on the unix port (the
+    parent process restarts the node instead)."""
+    fn = getattr(machine, "reset", None)
+    if fn is None:
+        return False
+    fn()
+    return True
+
+
 class BoardWatchdog:
     """machine.WDT; once armed it cannot be stopped (that is the point)."""
 

@@ -134,3 +134,35 @@ def test_adding_the_same_satellite_twice_or_asking_for_an_unknown_one_is_an_erro
         w.add_satellite("a", orbit.keplerian_elements({"altitude_km": 500, "epoch": 0}))
     with pytest.raises(ValueError, match="unknown satellite"):
         w.link_up("b")
+
+
+def test_a_chunked_world_that_forgets_the_past_keeps_the_same_eclipses_and_contacts(portable):
+    """A small heap predicts 4 h at a time and drops windows once past; what the
+    satellite sees (eclipse, link, station) is the same as with the whole horizon."""
+    res = portable("""
+import json, orbit, world
+el = orbit.keplerian_elements({'altitude_km': 550, 'inclination_deg': 51.6,
+                               'epoch': '2026-03-08T00:00:00Z'})
+whole = world.World(el['epoch'], 12 * 3600)
+a = whole.add_satellite('s', el)
+chunked = world.World(el['epoch'], 12 * 3600, chunk_s=4 * 3600)
+b = chunked.add_satellite('s', el)
+diff = 0
+most = 0
+for i in range(0, 12 * 3600, 30):
+    for w in (whole, chunked):
+        w.advance_to_ms(i * 1000)
+    if i % 600 == 0:
+        chunked.forget_past(keep_s=600)
+    most = max(most, len(b.timeline.windows))
+    ca, cb = a.contact(), b.contact()
+    diff += (a.in_eclipse() != b.in_eclipse()) + (a.link_up() != b.link_up())
+    diff += (ca or {}).get('station') != (cb or {}).get('station')
+print(json.dumps({'diff': diff, 'most': most, 'all': len(a.timeline.windows),
+                  'pos': [round(x, 3) for x in b.position()]}))
+""").check()
+    r = res.last_json
+    assert r["diff"] == 0
+    assert r["most"] < r["all"]
+    lat, lon, alt = r["pos"]
+    assert -51.7 <= lat <= 51.7 and 530 < alt < 570
