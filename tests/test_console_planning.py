@@ -1,6 +1,6 @@
-"""make_plan (the placeholder sequential planner) and simulated deployments:
-normalised jobs, placement of `either` steps, a valid predicted stream, and
-simulations that pace, cancel and resume."""
+"""make_plan (the Console's door to the orbital planner) and simulated
+deployments: normalised jobs, placement of `either` steps, a valid predicted
+stream, and simulations that pace, cancel and resume."""
 import json
 import os
 import time
@@ -37,9 +37,12 @@ def test_example_job_plans_with_aliases_resolved_and_a_valid_predicted_stream(db
         assert events.check(ev) is None
         assert ev["job_id"] == plan["job"]["id"]
     times = [timeutil.parse_iso(e["timestamp"]) for e in plan["events"]]
-    assert times == sorted(times) and times[0] == NOW
-    assert times[-1] - times[0] == plan["plan"]["total_duration_s"] == 3360
-    per_step = [e["type"] for e in plan["events"] if e["step_id"] == "features"]
+    # accepted at the first ground contact after the start, completed after the downlink
+    assert times == sorted(times) and NOW <= times[0] < NOW + 12 * 3600
+    assert abs(times[-1] - times[0] - plan["plan"]["total_duration_s"]) < 1
+    assert plan["plan"]["total_duration_s"] >= 3360
+    per_step = [e["type"] for e in plan["events"] if e["step_id"] == "features"
+                and e["type"] not in ("checkpoint.saved", "step.paused", "step.resumed")]
     assert per_step == ["placement.decided", "step.started", "step.progress", "step.progress",
                         "step.progress", "step.completed"]
     assert [p["percent"] for p in (e["payload"] for e in plan["events"]

@@ -388,10 +388,14 @@ def test_plan_has_the_steps_md_shape_and_its_predicted_events(console, http, use
     assert plan["satellite"]["norad_id"] == 25544
     assert plan["orbital_environment"]["prediction_start"] == "2026-03-07T12:00:00Z"
     types = [e["type"] for e in plan["events"]]
-    assert types[:4] == ["job.accepted", "placement.decided", "placement.decided", "plan.created"]
-    assert types[4:9] == ["step.started"] + ["step.progress"] * 3 + ["step.completed"]
+    assert types[:5] == ["job.accepted", "placement.decided", "placement.decided", "plan.created",
+                         "checkpoint.predicted"]
+    assert types[5:10] == ["step.started"] + ["step.progress"] * 3 + ["step.completed"]
     assert types[-1] == "job.completed"
-    assert plan["events"][-1]["timestamp"] == "2026-03-07T12:03:00Z"
+    # accepted at the first contact after the start; done when the outputs are down
+    first, last = (timeutil.parse_iso(plan["events"][i]["timestamp"]) for i in (0, -1))
+    assert timeutil.parse_iso("2026-03-07T12:00:00Z") <= first
+    assert abs(last - first - plan["plan"]["total_duration_s"]) < 1
     got = assert_ok(http.get("/v1/plan/%s/events" % plan["id"], headers=user))
     assert got["plan_id"] == plan["id"] and got["events"] == plan["events"]
     assert got["count"] == len(plan["events"])
@@ -407,7 +411,7 @@ def test_plan_has_the_steps_md_shape_and_its_predicted_events(console, http, use
     ({"steps": [{"id": "a", "compute_s": 1e12}]}, 400),
     ({"steps": [{"id": "a", "compute_s": 1, "type": "quantum"}]}, 400),
     ({"steps": []}, 400),
-    ({"steps": [{"id": "a", "type": "eclipse", "compute_s": 60}]}, 422),
+    ({"steps": [{"id": "a", "type": "eclipse", "compute_s": 600, "energy_budget_wh": 0.1}]}, 422),
     ({"steps": [{"id": "a", "compute_s": 86400}], "policy": {"deadline_orbits": 1}}, 422),
 ])
 def test_invalid_or_infeasible_jobs_are_refused_and_not_stored(console, http, user, job, status):
