@@ -91,6 +91,7 @@ class Node:
         with open(args["config"]) as f:
             self.cfg = agentconfig.make(json.load(f))
         self.speed = float(args["speed"])
+        self.restart_cause = args.get("reset-cause", "power_on")
         self.until_idle = bool(args.get("until-idle"))
         _mkdirs(args["world"])
         self.wstore = Store(args["world"], name="world", max_log_bytes=4096).open()
@@ -181,7 +182,10 @@ class Node:
                 and self.agent.empty_polls > 0)
 
     def run(self):
-        self.boot("power_on" if self.first_boot else "unknown")
+        # A restart of this process is a power cycle of the computer (SIGKILL is a
+        # power cut) unless the parent says otherwise (--reset-cause watchdog
+        # after it killed a node whose heartbeat stopped).
+        self.boot(self.restart_cause if not self.first_boot else "power_on")
         wall0 = _wall_ms()
         sim0 = self.clock.now_ms()
         while True:
