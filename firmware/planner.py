@@ -90,6 +90,9 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
         summary = orb.summary()
         summary["id"] = satellite.get("id") or satellite.get("satellite_id")
         summary["name"] = satellite.get("name")
+        nid = summary.get("norad_id")
+        if isinstance(nid, str) and nid.isdigit():
+            summary["norad_id"] = int(nid)
     period_s = summary["period_min"] * 60.0 if summary.get("period_min") else orb.period_s
 
     # the horizon, stretched to cover the deadline (48 h at most)
@@ -164,6 +167,9 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
                          compute_s=e["compute_s"])
             if "tier" in e:
                 entry["tier"] = e["tier"]
+                for d in decisions:
+                    if d["step_id"] == sid:
+                        d["quality_tier"] = e["tier"]
             if "energy_wh" in e:
                 entry["energy_wh"] = e["energy_wh"]
             if "segments" in e:

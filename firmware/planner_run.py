@@ -76,7 +76,7 @@ class Run:
         self.contacts = [w for w in env["windows"] if w["kind"] == "contact"]
         self.sunlits = [w for w in env["windows"] if w["kind"] == "sunlit"]
         self.saa = list(env.get("saa_checkpoints") or ())
-        self.ledger = {}         # eclipse id -> [allowed_wh, granted_wh]
+        self.ledger = {}         # eclipse id -> [battery Wh at its start, hours, granted Wh]
         self.outputs = {}        # step id -> output_mb
         self.runs = {}           # step id -> _Step
         self.schedule = {}       # step id -> schedule entry extras
@@ -417,18 +417,19 @@ class Run:
     # --- eclipse steps (STEPS.md) ---------------------------------------------------------
 
     def allowance(self, step, w):
-        """[allowed_wh, granted_wh] of eclipse w: computed once, when the first
-        eclipse step looks at it (its start, or now if it is under way)."""
+        """This step's allowed_wh in eclipse w, less what steps before it in the
+        same eclipse were granted: B and T are taken once per eclipse, when the
+        first eclipse step looks at it (its start, or now if under way).
+        Returns (allowed_wh, ledger) where ledger = [B_wh, T_h, granted_wh]."""
         led = self.ledger.get(w["id"])
         if led is None:
-            sat = self.sat
             self.sat.advance_to(self.t)
-            hours = (w["end"] - self.t) / 3600.0
-            allowed = rules.eclipse_allowance_wh(step, sat.energy_wh, sat.bus["battery_wh"],
-                                                 sat.bus["bus_load_w"], hours)
-            led = [allowed, 0.0]
+            led = [self.sat.energy_wh, (w["end"] - self.t) / 3600.0, 0.0]
             self.ledger[w["id"]] = led
-        return led
+        sat = self.sat
+        allowed = rules.eclipse_allowance_wh(step, led[0], sat.bus["battery_wh"],
+                                             sat.bus["bus_load_w"], led[1])
+        return allowed - led[2], led
 
     def run_eclipse(self, step):
         st = self.new_step(step, step.get("compute_s") or 0)
@@ -449,8 +450,7 @@ class Run:
                 self.load(0)
                 self.to(self.tick_at_or_after(since, w["start"]))
             needed = rules.eclipse_needed_wh(step, st.compute - st.work, self.bus["compute_w"])
-            led = self.allowance(step, w)
-            allowed = led[0] - led[1]
+            allowed, led = self.allowance(step, w)
             if budget is not None:
                 allowed = min(allowed, budget - st.energy_wh)
             allowed = max(0.0, allowed)
@@ -463,7 +463,7 @@ class Run:
                                         % (needed, allowed), needed, allowed)
                 since = self.t
                 continue
-            led[1] += needed
+            led[2] += needed
             self.use_window(w)
             if st.t0 is None:
                 first_window = w

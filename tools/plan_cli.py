@@ -1,0 +1,90 @@
+"""`umbra plan JOB.json [--satellite ID] [--start ISO] [--hours H] [--json]`: plan a
+job locally with the orbital planner (no Console needed), on a satellite of the
+Console's shipped catalog, and print the plan and its predicted events.
+
+--json prints the plan document exactly as `POST /v1/plan` returns it (same
+function: tools.console.planning.make_plan). Exit status 1 with the reason when
+the job is invalid (400) or cannot be planned (422).
+"""
+import json
+import time
+
+import click
+
+import tools  # noqa: F401  (portable folders on sys.path)
+
+
+def seed_satellite(satellite_id):
+    """The catalog record of a shipped satellite (by NORAD id or name), or None."""
+    from tools.console import catalog
+    for name, l1, l2 in catalog.read_seed():
+        sid = str(int(l1[2:7]))
+        if satellite_id in (sid, name) or satellite_id.lower() in name.lower():
+            rec = {"satellite_id": sid, "name": name, "tle": [l1, l2], "elements": None,
+                   "bus": None}
+            rec["orbit"] = catalog.summary(rec)
+            return rec
+    return None
+
+
+def load_job(path):
+    with open(path) as f:
+        doc = json.load(f)
+    if not isinstance(doc, dict):
+        raise click.ClickException("%s: a job file holds a JSON object" % path)
+    return doc.get("custom_job", doc), doc.get("satellite_id")
+
+
+@click.command()
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--satellite", default=None, help="Catalog satellite (NORAD id or name); "
+              "default: the file's satellite_id, else 25544 (ISS).")
+@click.option("--start", default=None, help="Plan start, ISO 8601 UTC (default: now).")
+@click.option("--hours", default=12.0, type=float, show_default=True,
+              help="Prediction horizon (1-48; stretched to cover policy.deadline_orbits).")
+@click.option("--min-elevation", default=5.0, type=float, show_default=True,
+              help="Ground contact elevation threshold (deg).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan document as JSON.")
+def plan(job_file, satellite, start, hours, min_elevation, as_json):
+    """Plan a job; print the plan and its predicted events."""
+    from tools.console import planning
+    from tools.console.cli import format_event
+
+    job, file_sat = load_job(job_file)
+    sat_id = str(satellite or file_sat or "25544")
+    sat = seed_satellite(sat_id)
+    if sat is None:
+        raise click.ClickException("no satellite %r in the shipped catalog" % sat_id)
+    options = {"prediction_hours": hours, "min_elevation_deg": min_elevation}
+    if start:
+        options["start"] = start
+    try:
+        doc = planning.make_plan(sat, job, options, time.time())
+    except planning.PlanError as exc:
+        raise click.ClickException("%d: %s" % (exc.status, exc.reason))
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    env = doc["orbital_environment"]
+    s = doc["plan"]
+    click.secho("Plan %s  %s on %s (%s)" % (doc["id"], doc["job"].get("name") or "job",
+                                         doc["satellite"].get("name"), doc["satellite"]["id"]),
+                bold=True)
+    click.echo("  horizon   %s + %s h, %d windows (%d contacts), eclipse fraction %.2f" % (
+        env["prediction_start"], env["prediction_hours"], env["summary"]["total_windows"],
+        env["summary"]["comms_windows"], env["eclipse_fraction"]))
+    click.echo("  plan      %s s, %d segments, %d windows used, downlink %s MB over %d passes" % (
+        s["total_duration_s"], s["segments"], s["windows_used"],
+        doc["transfer_schedule"]["total_downlink_mb"], doc["transfer_schedule"]["passes_used"]))
+    for e in doc["schedule"]:
+        extra = ""
+        if e.get("tier"):
+            extra = " tier=%s" % e["tier"]
+        if e.get("segments"):
+            extra = " segments=%d" % len(e["segments"])
+        click.echo("  %-14s %-8s %-7s %s .. %s  %s%s" % (
+            e["step_id"], e["type"], e["location"], e["start"] or "-", e["end"] or "-",
+            e["window_id"] or "", extra))
+    click.echo()
+    for ev in doc["events"]:
+        click.echo(format_event(ev))
