@@ -31,7 +31,7 @@ BUS_KEYS = ("battery_wh", "solar_w", "bus_load_w", "compute_w", "memory_mb", "st
 
 class PlanError(Exception):
     def __init__(self, status, reason):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.status = status
         self.reason = reason
 

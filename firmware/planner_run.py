@@ -25,7 +25,7 @@ class Infeasible(Exception):
     """(status, reason): the job cannot be planned."""
 
     def __init__(self, status, reason):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.status = status
         self.reason = reason
 
