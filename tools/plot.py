@@ -1,0 +1,202 @@
+"""`umbra plot PLAN.json|DEPLOYMENT -o timeline.png`: a job's timeline.
+
+Top: the orbital windows (eclipse, sunlit, ground contacts). Middle: each
+step's execution from its events (running spans, paused spans hatched, pass
+segments, the tier of window steps) and the downlink passes. Bottom: battery
+and temperature.
+
+    umbra plot plan.json -o t.png                  # a plan (`umbra plan --json`): predicted
+    umbra plot dep-… --db var/demo/console.db -o t.png    # a deployment: executed events
+    umbra plot dep-… --console URL --key KEY --plan plan.json -o t.png
+
+A plan is drawn from its predicted events and battery/temperature forecast; a
+deployment from the events the Console stored (battery and temperature where
+the events carry them, over the plan's forecast when the plan is known).
+"""
+import json
+import os
+
+import click
+
+import tools  # noqa: F401
+
+COLOURS = {"eclipse": "#3b4252", "sunlit": "#f2d16b", "contact": "#4caf50"}
+
+
+def spans_from_events(evs):
+    """{step_id: {"run": [(a, b)], "pause": [(a, b, reason)], "tier": str?, "segments": n}}
+    and the downlink passes [(a, b, station)], times in Unix seconds."""
+    import timeutil
+    steps = {}
+    order = []
+    passes = []
+    open_pass = None
+    end_t = None
+    for e in evs:
+        t = timeutil.parse_iso(e["timestamp"])
+        end_t = t
+        sid = e.get("step_id")
+        typ = e["type"]
+        p = e.get("payload") or {}
+        if sid is not None and sid not in steps and typ != "placement.decided":
+            steps[sid] = {"run": [], "pause": [], "tier": None, "segments": 0, "_run": None,
+                          "_pause": None}
+            order.append(sid)
+        s = steps.get(sid)
+        if typ in ("step.started", "step.resumed") and s is not None:
+            if s["_pause"] is not None:
+                s["pause"].append((s["_pause"][0], t, s["_pause"][1]))
+                s["_pause"] = None
+            s["_run"] = t
+        elif typ in ("step.paused", "step.completed") and s is not None:
+            if s["_run"] is not None:
+                s["run"].append((s["_run"], t))
+                s["_run"] = None
+            if typ == "step.paused":
+                s["_pause"] = (t, p.get("reason"))
+        elif typ == "window_step.tier_selected" and s is not None:
+            s["tier"] = p.get("tier")
+        elif typ == "pass_step.segment_started" and s is not None:
+            s["segments"] += 1
+        elif typ == "transfer.pass_started":
+            open_pass = (t, p.get("ground_station"))
+        elif typ == "transfer.pass_completed" and open_pass is not None:
+            passes.append((open_pass[0], max(t, open_pass[0] + 1), open_pass[1]))
+            open_pass = None
+    for s in steps.values():
+        if s["_run"] is not None and end_t is not None:
+            s["run"].append((s["_run"], end_t))
+        s.pop("_run")
+        s.pop("_pause")
+    return [(sid, steps[sid]) for sid in order], passes
+
+
+def draw(plan, evs, path, title=None, executed=False):
+    """Write the timeline PNG. plan: the plan document (windows, forecast), or None."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import timeutil
+    times = [timeutil.parse_iso(e["timestamp"]) for e in evs]
+    t0 = timeutil.parse_iso(plan["orbital_environment"]["prediction_start"]) if plan else min(times)
+    t_end = max(times) if times else t0 + 3600
+    span = max(600.0, t_end - t0)
+    lo, hi = -0.02 * span, t_end - t0 + 0.05 * span
+
+    def h(t):
+        return (t - t0) / 3600.0
+
+    steps, passes = spans_from_events(evs)
+    fig, (ax_w, ax_s, ax_b) = plt.subplots(3, 1, figsize=(13, 3 + 0.45 * len(steps) + 4),
+                                            sharex=True,
+                                            gridspec_kw={"height_ratios": [1.2, 1 + 0.35 * len(steps), 2]})
+    # windows
+    if plan:
+        for w in plan["orbital_environment"]["windows"]:
+            a, b = timeutil.parse_iso(w["start"]), timeutil.parse_iso(w["end"])
+            if b < t0 + lo or a > t0 + hi:
+                continue
+            row = {"sunlit": 2, "eclipse": 2, "contact": 1}[w["kind"]]
+            ax_w.broken_barh([(h(a), h(b) - h(a))], (row - 0.4, 0.8), color=COLOURS[w["kind"]])
+            if w["kind"] == "contact":
+                ax_w.text(h(a), 0.35, w.get("station", ""), fontsize=6, rotation=0)
+    ax_w.set_yticks([1, 2])
+    ax_w.set_yticklabels(["contacts", "sun / eclipse"])
+    ax_w.set_ylim(0.2, 2.6)
+    # steps
+    labels = []
+    for i, (sid, s) in enumerate(steps):
+        y = len(steps) - i
+        ax_s.broken_barh([(h(a), max(h(b) - h(a), 0.002)) for a, b in s["run"]], (y - 0.35, 0.7),
+                         color="#1f77b4")
+        for a, b, why in s["pause"]:
+            ax_s.broken_barh([(h(a), h(b) - h(a))], (y - 0.2, 0.4), facecolor="none",
+                             edgecolor="#d62728", hatch="///")
+        label = sid
+        if s["tier"]:
+            label += " [%s]" % s["tier"]
+        if s["segments"]:
+            label += " (%d seg)" % s["segments"]
+        labels.append((y, label))
+    ax_s.broken_barh([(h(a), h(b) - h(a)) for a, b, _ in passes], (-0.35, 0.7), color="#9467bd")
+    labels.append((0, "downlink"))
+    ax_s.set_yticks([y for y, _ in labels])
+    ax_s.set_yticklabels([l for _, l in labels])
+    ax_s.set_ylim(-0.8, len(steps) + 0.8)
+    for ax in (ax_w, ax_s):
+        ax.grid(axis="x", alpha=0.3)
+    # battery and temperature
+    ax_t = ax_b.twinx()
+    fc = (plan or {}).get("forecast")
+    if fc and fc.get("samples"):
+        xs = [row[0] / 3600.0 for row in fc["samples"]]
+        ax_b.plot(xs, [row[1] for row in fc["samples"]], color="#2ca02c",
+                  linestyle="--" if executed else "-", label="battery % (forecast)")
+        ax_t.plot(xs, [row[2] for row in fc["samples"]], color="#ff7f0e",
+                  linestyle="--" if executed else "-", label="temperature °C (forecast)")
+    pts = [(h(timeutil.parse_iso(e["timestamp"])), e["payload"]) for e in evs
+           if "actual_battery_percent" in (e.get("payload") or {})]
+    if pts:
+        ax_b.plot([x for x, _ in pts], [p["actual_battery_percent"] for _, p in pts], "o",
+                  color="#2ca02c", label="battery % (executed)")
+        ax_t.plot([x for x, p in pts if p.get("actual_temperature_c") is not None],
+                  [p["actual_temperature_c"] for _, p in pts if p.get("actual_temperature_c") is not None],
+                  "s", color="#ff7f0e", label="temperature °C (executed)")
+    ax_b.set_ylabel("battery %")
+    ax_b.set_ylim(0, 105)
+    ax_t.set_ylabel("°C")
+    ax_b.set_xlabel("hours from %s" % timeutil.iso_utc(t0))
+    ax_b.set_xlim(h(t0 + lo), h(t0 + hi))
+    handles = ax_b.get_legend_handles_labels()
+    handles2 = ax_t.get_legend_handles_labels()
+    if handles[0] or handles2[0]:
+        ax_b.legend(handles[0] + handles2[0], handles[1] + handles2[1], loc="lower left", fontsize=7)
+    fig.suptitle(title or "timeline")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@click.command()
+@click.argument("target")
+@click.option("-o", "--output", default="timeline.png", show_default=True, help="PNG to write.")
+@click.option("--db", default=None, help="A Console's SQLite file (reads plan and events directly).")
+@click.option("--plan", "plan_file", default=None, help="The deployment's plan (JSON), for windows.")
+@click.option("--key", envvar="UMBRA_KEY", default=None, help="User API key (or $UMBRA_KEY).")
+@click.option("--console", "console_url", envvar="UMBRA_CONSOLE", default="http://127.0.0.1:8080",
+              show_default=True, help="Console URL (or $UMBRA_CONSOLE).")
+def plot(target, output, db, plan_file, key, console_url):
+    """Draw a deployment's or plan's timeline."""
+    plan = None
+    if plan_file:
+        with open(plan_file) as f:
+            plan = json.load(f)
+    if os.path.exists(target):
+        with open(target) as f:
+            plan = json.load(f)
+        if "events" not in plan or "orbital_environment" not in plan:
+            raise click.ClickException("%s is not a plan document (umbra plan --json)" % target)
+        draw(plan, plan["events"], output, "plan %s: %s (predicted)" % (
+            plan["id"], plan["job"].get("name") or ""))
+    elif db:
+        from tools.console import deployments
+        from tools.console.db import Database
+        d = Database(db)
+        dep = deployments.get(d, target)
+        if dep is None:
+            raise click.ClickException("no deployment %r in %s" % (target, db))
+        plan = deployments.get_plan(d, dep["plan_id"])
+        evs = [e for _, e in deployments.list_events(d, target)]
+        draw(plan, evs, output, "deployment %s (executed)" % target, executed=True)
+    else:
+        import httpx
+        if not key:
+            raise click.ClickException("a deployment needs --key (or $UMBRA_KEY), or --db")
+        r = httpx.get(console_url + "/api/deployments/%s/events" % target,
+                      headers={"X-API-Key": key}, timeout=30)
+        if r.status_code != 200:
+            raise click.ClickException("%d: %s" % (r.status_code, r.text[:200]))
+        draw(plan, r.json()["events"], output, "deployment %s (executed)" % target, executed=True)
+    click.echo(output)
