@@ -1,5 +1,6 @@
-"""The first file the board runs: arm the watchdog, learn why we booted, start
-the agent. On the MicroPython unix port: `micropython boot.py CONFIG.json`
+"""The first file the board runs: arm the watchdog, learn why we booted, check
+the firmware against its manifest, start the agent (which picks normal or
+safe mode from the reset history and the integrity check). On the MicroPython unix port: `micropython boot.py CONFIG.json`
 (what `umbra agent run` does), with lib/ and firmware/ on MICROPYPATH.
 
 Exit codes on the unix port (the parent process restarts the node):
@@ -31,6 +32,18 @@ def _heartbeat():
     print("WDT")
 
 
+def check_integrity():
+    """Every deployed module against the SHA-256 manifest `umbra deploy` wrote.
+    No manifest at all means this is not a deployed board (the unix port run
+    from a checkout): nothing to check. Any other problem -> safe mode."""
+    try:
+        import manifest
+        problems = manifest.verify("")
+    except Exception as exc:  # boot must survive anything here
+        return [("manifest", "unverifiable: %s" % exc)]
+    return [p for p in problems if p[1] != manifest.NO_MANIFEST]
+
+
 def make_link(cfg):
     """HTTP or the serial binding, by config; everything above is identical."""
     if cfg["transport"] == "serial":
@@ -60,7 +73,7 @@ def main(argv):
     real_clock = clock.RealClock()
     root = hal.storage_root(cfg["storage_root"])
     agent = Agent(cfg, real_clock, hal.Sensors(), make_link(cfg), root, watchdog=watchdog,
-                  reset_cause=hal.board_reset_cause())
+                  reset_cause=hal.board_reset_cause(), integrity=check_integrity())
     agent.boot()
     print(json.dumps({"booted": cfg["agent_id"], "boot_count": agent.state["boot_count"],
                       "seq": agent.state["seq"]}))

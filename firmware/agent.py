@@ -28,6 +28,8 @@ import hal
 import timeutil
 from journal import Journal
 from scheduler import RestartPolicy, Scheduler, sleep_ms
+from tmr import Cell
+from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
 AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
@@ -40,7 +42,7 @@ EPS = 1e-6
 
 class Agent:
     def __init__(self, cfg, clock, sensors, link, root, watchdog=None, fs=None,
-                 reset_cause="unknown", workdir=None):
+                 reset_cause="unknown", workdir=None, integrity=None):
         self.cfg = cfg
         self.clock = clock
         self.sensors = sensors
@@ -60,34 +62,171 @@ class Agent:
         self.telemetry_queue = []
         self.scratch = None  # the real handlers' buffer: allocated once, at first use
         self.data_key = _data_key(cfg)
+        self.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
+        # critical RAM state, triple-redundant: mirrored at every commit, scrubbed
+        self.tmr = {"seq": Cell(), "mode": Cell(), "deployment": Cell(), "step": Cell(),
+                    "work_ms": Cell()}
+        self.journal.after_commit = self._mirror
+        self._scrubbing = False
         self.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
-                      "events_refused": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0}
+                      "events_refused": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
+                      "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
 
     # --- boot ---------------------------------------------------------------
 
     def boot(self):
-        """Rebuild state from the store, announce the boot, start the tasks."""
+        """Rebuild state from the store, judge the reset, announce the boot,
+        start the tasks."""
         hal.makedirs(self.workdir)
         j = self.journal.open()
         st = j.state
+        self._mirror()
         boot_count = st["boot_count"] + 1
-        cause = st.get("intended_reset") or self.reset_cause
+        intended = st.get("intended_reset")
+        cause = intended or self.reset_cause
+        # An unexplained reset (watchdog, crash, power glitch: anything but a
+        # power-on or our own intended reset) counts; a stable run clears it.
+        unexplained = not intended and self.reset_cause not in ("power_on",)
+        resets = st.get("resets", 0) + 1 if unexplained else 0
         self.emit("agent.booted", payload={
             "reset_cause": cause, "boot_count": boot_count,
             "firmware_version": agentconfig.FIRMWARE_VERSION, "mode": st["mode"]},
-            ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None]],
+            ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None],
+                 ["set", "resets", resets]],
             job=AGENT_LEVEL)
         if j.corrupt:
             self.emit("fault.detected", payload={"kind": "storage_corrupt",
-                                                 "detail": "journal unreadable; safe defaults"})
+                                                 "detail": "journal unreadable; safe defaults"},
+                      job=AGENT_LEVEL)
+        if unexplained:
+            self._blame_running_step(cause)
+        if st["mode"] != "safe":
+            if self.integrity:
+                module, problem = self.integrity[0]
+                self.emit("fault.detected", payload={"kind": "integrity",
+                                                     "detail": "%s: %s" % (module, problem)},
+                          job=AGENT_LEVEL)
+                self._enter_safe_mode("integrity: %s %s" % (module, problem))
+            elif resets >= self.cfg["safe_mode_resets"]:
+                self._enter_safe_mode("%d unexplained resets in a row" % resets)
         deadline = self.cfg["task_deadline_ms"]
         spawn = self.sched.spawn
         spawn("supervisor", self._supervisor, priority=9, deadline_ms=deadline)
+        spawn("scrub", self._scrub_task, priority=7, deadline_ms=deadline)
         spawn("poll", self._poll, priority=5, deadline_ms=deadline)
         spawn("report", self._report, priority=4, deadline_ms=deadline)
         spawn("telemetry", self._telemetry, priority=3, deadline_ms=deadline)
         spawn("execute", self._execute, priority=1, deadline_ms=deadline)
+        self.booted_ms = self.clock.now_ms()
         return self
+
+    def _blame_running_step(self, cause):
+        """A step that was running when an unexplained reset hit is charged with
+        it; the same step causing quarantine_resets resets in a row fails."""
+        st = self.journal.state
+        job = st["job"]
+        if job is None:
+            return
+        for step in job["steps"]:
+            s = st["steps"][step["id"]]
+            if s["status"] != "running":
+                continue
+            blamed = s.get("resets", 0) + 1
+            if blamed >= self.cfg["quarantine_resets"]:
+                self.emit("fault.detected", step["id"], {
+                    "kind": "watchdog" if cause == "watchdog" else "task_crash",
+                    "detail": "step %s was running at %d resets in a row" % (step["id"], blamed)})
+                self.emit("fault.recovered", step["id"], {"kind": "watchdog",
+                                                          "action": "step_quarantined"},
+                          ops=[["st", step["id"], {"status": "failed", "resets": blamed,
+                                                   "error": "quarantined"}]])
+            else:
+                self.journal.commit([["st", step["id"], {"resets": blamed}]])
+
+    def _enter_safe_mode(self, reason):
+        self.sensors.set_compute_load(0)
+        self.emit("agent.safe_mode", payload={"reason": reason}, ops=[["set", "mode", "safe"]],
+                  job=AGENT_LEVEL)
+
+    def _leave_safe_mode(self):
+        self.journal.commit([["set", "mode", "normal"], ["set", "resets", 0]])
+
+    # --- SEU: triple-redundant critical state --------------------------------------
+
+    def _current_step(self):
+        st = self.journal.state
+        job = st["job"]
+        if job is None:
+            return None, None
+        for step in job["steps"]:
+            s = st["steps"][step["id"]]
+            if s["status"] in ("running", "paused"):
+                return step["id"], s
+        return None, None
+
+    def _live(self):
+        """The critical values as RAM holds them now."""
+        st = self.journal.state
+        job = st["job"]
+        sid, s = self._current_step()
+        return {"seq": st["seq"], "mode": st["mode"],
+                "deployment": job["deployment_id"] if job else None, "step": sid,
+                "work_ms": int(s["work_s"] * 1000) if s else None}
+
+    def _mirror(self):
+        live = self._live()
+        for name in live:
+            self.tmr[name].set(live[name])
+
+    def scrub(self):
+        """Vote every cell, repair one upset copy, check RAM against the vote.
+        A disagreement no vote can settle restores the state from the store."""
+        self._scrubbing = True
+        try:
+            self._scrub()
+        finally:
+            self._scrubbing = False
+
+    def _scrub(self):
+        self.stats["scrubs"] += 1
+        corrected, lost = tmr_scrub_all(self.tmr)
+        live = self._live()
+        wrong = [name for name in live if name not in lost and live[name] != self.tmr[name].vote()[0]]
+        if lost or wrong[1:] or (wrong and wrong[0] != "seq" and wrong[0] != "mode"):
+            self._restore_from_store(lost + wrong)
+            return
+        for name in wrong:  # a single live value upset: the cells outvote it
+            self.journal.state[name] = self.tmr[name].vote()[0]
+            corrected.append(name)
+        if corrected:
+            self.stats["seu_corrected"] += len(corrected)
+            self.emit("fault.detected", payload={"kind": "seu",
+                                                 "detail": "corrected " + ",".join(corrected)},
+                      job=AGENT_LEVEL)
+            self.emit("fault.recovered", payload={"kind": "seu", "action": "tmr_vote"},
+                      job=AGENT_LEVEL)
+
+    def _restore_from_store(self, names):
+        """RAM cannot be trusted: rebuild it from flash (the last checkpoint and
+        the records since), as a reset would, without resetting."""
+        self.stats["seu_restored"] += 1
+        self.journal.open()
+        self._mirror()
+        self.emit("fault.detected", payload={"kind": "seu",
+                                             "detail": "no majority: " + ",".join(names)},
+                  job=AGENT_LEVEL)
+        self.emit("fault.recovered", payload={"kind": "seu", "action": "restored_checkpoint"},
+                  job=AGENT_LEVEL)
+
+    def _scrub_task(self):
+        while True:
+            saa = self.sensors.in_saa()
+            yield from self._sleep_s(self.cfg["scrub_interval_saa_s"] if saa
+                                     else self.cfg["scrub_interval_s"])
+            self.scrub()
+            if self.journal.state.get("resets") and \
+                    self.clock.now_ms() - self.booted_ms >= self.cfg["stable_after_s"] * 1000:
+                self.journal.commit([["set", "resets", 0]])  # a stable run
 
     @property
     def state(self):
@@ -111,6 +250,10 @@ class Agent:
         """Write one event (and the state change it reports) to flash. Only then
         does it count as emitted."""
         st = self.journal.state
+        seq_vote, status = self.tmr["seq"].vote()
+        if seq_vote != st["seq"] and not self._scrubbing:
+            self.scrub()  # never number an event from an upset counter
+            st = self.journal.state
         if job is None:
             job = st["job"]
         elif job is AGENT_LEVEL:
@@ -238,6 +381,10 @@ class Agent:
 
     def _handle_workload(self, spec, ground_before=None):
         st = self.journal.state
+        if spec.get("clear_safe_mode") is True and st["mode"] == "safe":
+            self._leave_safe_mode()  # the ground has looked and cleared it
+        if st["mode"] == "safe":
+            return  # telemetry and polling only: new work waits at the Console
         job = st["job"]
         cancel = spec.get("cancel")
         if isinstance(cancel, list) and job is not None and job["deployment_id"] in cancel:
@@ -453,6 +600,7 @@ class Agent:
             s["work_s"] = min(compute, s["work_s"] + elapsed * capacity)
             if s["work_s"] >= mark_at - EPS:
                 s["work_s"] = max(s["work_s"], mark_at)
+            self.tmr["work_ms"].set(int(s["work_s"] * 1000))
             fraction = s["work_s"] / compute
             error = yield from runner.advance(fraction)
             if error is not None:
@@ -656,7 +804,10 @@ class Agent:
                "compute_capacity": agentconfig.compute_capacity(s.battery_percent(), self.cfg),
                "boot_count": st["boot_count"], "reset_cause": self.reset_cause, "mode": st["mode"],
                "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None,
-               "outbox_depth": len(st["outbox"]), "seq": st["seq"]}
+               "outbox_depth": len(st["outbox"]), "seq": st["seq"],
+               "unexplained_resets": st.get("resets", 0),
+               "seu_corrected": self.stats["seu_corrected"],
+               "seu_restored": self.stats["seu_restored"]}
         if job is not None and job["phase"] == "transfer":
             doc["status"] = "transferring"
         if pos:

@@ -44,6 +44,12 @@ DEFAULTS = {
     "battery_margin_pct": 0.05,
     "temp_stop_c": 75.0,           # pause above
     "temp_resume_c": 70.0,         # resume at or below (< temp_stop_c)
+    # recovery (RELIABILITY.md)
+    "scrub_interval_s": 10,        # TMR scrub of critical RAM state
+    "scrub_interval_saa_s": 2,     # ... inside the South Atlantic Anomaly
+    "quarantine_resets": 3,        # a step causing this many resets in a row fails
+    "safe_mode_resets": 5,         # unexplained resets in a row at boot -> safe mode
+    "stable_after_s": 300,         # up this long: the unexplained-reset count clears
     # uplink security
     "replay_window_s": 600,        # a signed workload older than this is stale
     "data_key": None,              # hex AES-128/256 key for encrypted outputs

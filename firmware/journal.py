@@ -98,6 +98,7 @@ class Journal:
         self.replayed = 0
         self.on_commit = None   # called after every durable record (a simulator syncs its world)
         self.out_of_sync = False
+        self.after_commit = None  # the agent mirrors critical state into its TMR cells
 
     def open(self):
         """Rebuild the state from the store (snapshot + records since)."""
@@ -135,6 +136,8 @@ class Journal:
             self.store.snapshot(self.state)
         if self.on_commit is not None:
             self.on_commit()
+        if self.after_commit is not None:
+            self.after_commit()
 
     def compact(self):
         self.store.snapshot(self.state)

@@ -137,7 +137,8 @@ class Sensors:
     TEMPERATURE_RANGE = (-60.0, 150.0)
 
     def __init__(self, read_battery=None, read_temperature=None, read_eclipse=None,
-                 read_link=None, read_position=None, read_contact=None, apply_load=None):
+                 read_link=None, read_position=None, read_contact=None, apply_load=None,
+                 read_saa=None):
         self._battery = read_battery
         self._temperature = read_temperature
         self._eclipse = read_eclipse
@@ -145,6 +146,7 @@ class Sensors:
         self._position = read_position    # -> (lat_deg, lon_deg, altitude_km)
         self._contact = read_contact      # -> {station, station_name, elevation_peak_deg}
         self._apply_load = apply_load     # (power_w, memory_mb): the simulator's power model
+        self._saa = read_saa              # -> inside the South Atlantic Anomaly (radiation monitor)
         self.bad_readings = 0
 
     def _read(self, fn, lo=None, hi=None):
@@ -188,6 +190,10 @@ class Sensors:
         value = self._read(self._contact)
         return value if isinstance(value, dict) else None
 
+    def in_saa(self):
+        value = self._read(self._saa)
+        return None if value is None else bool(value)
+
     def set_compute_load(self, power_w, memory_mb=0):
         """Tell the power model what compute runs now (a no-op on real boards,
         where the load is physically real)."""
@@ -201,4 +207,4 @@ def sim_sensors(satellite):
     return Sensors(satellite.battery_percent, satellite.temperature_c,
                    satellite.in_eclipse, satellite.link_up,
                    getattr(satellite, "position", None), getattr(satellite, "contact", None),
-                   getattr(satellite, "set_compute_load", None))
+                   getattr(satellite, "set_compute_load", None), getattr(satellite, "in_saa", None))

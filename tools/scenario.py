@@ -66,6 +66,10 @@ class Ground:
     def agent_events(self, agent_id):
         return self.http.get("/api/agents/%s/events" % agent_id).json()["events"]
 
+    def agent(self, agent_id):
+        agents = self.http.get("/api/agents").json()["agents"]
+        return [a for a in agents if a["agent_id"] == agent_id][0]
+
     def status(self, dep):
         return self.http.get("/api/deployments/%s" % dep).json()["status"]
 
@@ -99,9 +103,11 @@ class Node:
         self.heap = heap
         self.mpy_dir = mpy_dir  # run the modules compiled to .mpy from here (as on a board)
 
-    def argv(self, until=None, until_idle=True, start=START, speed=0):
+    def argv(self, until=None, until_idle=True, start=START, speed=0, reset_cause=None):
         args = ["--config", self.cfg_path, "--world", str(self.dir / "world"), "--tle", self.tle,
                 "--start", start, "--hours", "30", "--speed", str(speed)]
+        if reset_cause:
+            args += ["--reset-cause", reset_cause]
         if until:
             args += ["--until", until]
         if until_idle:

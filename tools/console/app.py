@@ -295,12 +295,15 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
             agent = console.registered(x_agent_id)
             console.rate(rec, "poll")
             dep, cancels = deployments.poll(db, x_agent_id, agent["satellite_id"])
-            if dep is None and not cancels:
+            clear = bool(agent["clear_safe_mode"])
+            if dep is None and not cancels and not clear:
                 return None
             compact = x_umbra_compact not in (None, "", "0")
             body = deployments.workload_spec(db, dep, compact) if dep is not None else {}
             if cancels:
                 body["cancel"] = cancels
+            if clear:
+                body["clear_safe_mode"] = True  # until the agent reports mode normal
             body["server_time"] = now_iso()
             secret = auth.uplink_secret(db, x_agent_id)
             if secret and dep is not None:
@@ -396,8 +399,25 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                 c.execute("UPDATE agents SET status = ?, last_heartbeat_at = ?, telemetry = ?, "
                           "updated_at = ? WHERE agent_id = ?",
                           (body.status, now, json.dumps(data), now, x_agent_id))
+                if body.status != "safe_mode" and body.mode in (None, "normal"):
+                    c.execute("UPDATE agents SET clear_safe_mode = 0 WHERE agent_id = ?",
+                              (x_agent_id,))
         await sync(work)
         return reply({"ok": True})
+
+    @app.post("/api/agents/{agent_id}/clear-safe-mode", tags=["user"])
+    async def clear_safe_mode(agent_id: str, x_api_key: str = Header(None)):
+        """Umbra extension: the ground clears an agent's safe mode; the next poll
+        reply tells it (clear_safe_mode: true) until its telemetry says normal."""
+        await sync(console.user, x_api_key)
+
+        def work():
+            console.registered(agent_id)
+            with db.write() as c:
+                c.execute("UPDATE agents SET clear_safe_mode = 1, updated_at = ? "
+                          "WHERE agent_id = ?", (now_iso(), agent_id))
+        await sync(work)
+        return reply({"agent_id": agent_id, "clear_safe_mode": True})
 
     # ------------------------------------------------------------------ user side
 

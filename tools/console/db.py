@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS agents (
     registered_at     TEXT NOT NULL,
     updated_at        TEXT NOT NULL,
     last_heartbeat_at TEXT,
-    telemetry         TEXT
+    telemetry         TEXT,
+    clear_safe_mode   INTEGER NOT NULL DEFAULT 0   -- the ground cleared safe mode; told at polls
 );
 CREATE TABLE IF NOT EXISTS satellites (
     satellite_id TEXT PRIMARY KEY,
@@ -100,6 +101,9 @@ class Database:
         conn = self.conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(agents)")]
+        if "clear_safe_mode" not in cols:  # a database from before that column
+            conn.execute("ALTER TABLE agents ADD COLUMN clear_safe_mode INTEGER NOT NULL DEFAULT 0")
 
     def conn(self):
         c = getattr(self._local, "conn", None)

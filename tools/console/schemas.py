@@ -49,6 +49,9 @@ class TelemetryBody(Body):
     heap_free: Optional[int] = Field(None, ge=0, le=2 ** 53)
     outbox_depth: Optional[int] = Field(None, ge=0, le=2 ** 53)
     seq: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    unexplained_resets: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    seu_corrected: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    seu_restored: Optional[int] = Field(None, ge=0, le=2 ** 53)
 
 
 class PlanningOptions(Body):
