@@ -87,6 +87,7 @@ def test_fuzzed_requests_never_crash_the_console_or_store_rejected_data(console)
 
     assert problems == []
     # only operations without a body can lack an invalid form; every body was fuzzed negatively
-    assert all(s.startswith("get ") or "/cancel " in s for s in skipped), skipped
+    assert all(s.startswith("get ") or "/cancel " in s or "/clear-safe-mode " in s
+               for s in skipped), skipped
     assert calls["total"] > 200
     assert 0 < calls["rejected"] < calls["total"]
