@@ -3,7 +3,7 @@ MicroPython process, on the simulated clock, talking to a real Console.
 
     micropython sim/node.py --config CFG.json --world DIR (--tle FILE | restored)
                             [--start ISO] [--hours H] [--until ISO] [--speed X]
-                            [--bus JSON] [--until-idle]
+                            [--bus JSON] [--until-idle] [--faults FILE.json [--seed S]]
 
 The agent sees the satellite only through lib/hal adapters (sensors, load,
 watchdog). The world keeps its own physics (clock, battery, temperature) in
@@ -11,6 +11,12 @@ its own store under --world, synced whenever the agent makes a record durable,
 so killing this process is a reset of the spacecraft's computer, not of its
 orbit or battery. The watchdog is emulated in simulated time: a missed feed
 drops the agent's RAM and reboots it from its store.
+
+--faults runs the seeded fault injector (sim/faults.py) on a script of faults:
+the journal's file system, the link and the sensors are wrapped, the
+injector fires timed faults between scheduler rounds, and a power cut resets
+the node as a power-on. The exit summary carries what was injected
+("faults"); each injection is also a {"fault": ...} line as it happens.
 
 Exit codes: 0 done (or --until-idle reached), 2 bad arguments, 4 out of time.
 """
@@ -31,6 +37,7 @@ import hal  # noqa: E402
 import orbit  # noqa: E402
 import timeutil  # noqa: E402
 from agent import Agent  # noqa: E402
+from faultfs import PowerCut  # noqa: E402
 from link import HttpLink  # noqa: E402
 from store import Store  # noqa: E402
 from world import World  # noqa: E402
@@ -129,6 +136,14 @@ class Node:
         self._last_heartbeat = _wall_ms()
         self.agent = None
         self.reboots = 0
+        self.injector = None
+        if "faults" in args:
+            import faults
+            with open(args["faults"]) as f:
+                script = json.load(f)
+            self.injector = faults.Injector(script, seed=int(args.get("seed", "0")),
+                                            state_path=args["world"].rstrip("/") + "/faults.state",
+                                            echo=_echo)
 
     # --- the world's own store ---------------------------------------------------
 
@@ -151,28 +166,51 @@ class Node:
             print("WDT")
 
     def boot(self, cause):
+        while True:
+            try:
+                self._boot(cause)
+                return
+            except PowerCut:  # the scripted cut landed while booting
+                self.injector.power_cut_now()
+                self._down("power_on")
+                cause = "power_on"
+
+    def _boot(self, cause):
         self.sat.set_compute_load(0)
         gc.collect()
+        inj = self.injector
         watchdog = hal.SimWatchdog(self.cfg["watchdog_timeout_ms"], clock=self.clock,
                                    on_feed=self.heartbeat)
         watchdog.arm()
         link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        fs = None
+        if inj is not None:
+            inj.before_boot(self)
+            fs = inj.storage_fs()
+            link = inj.wrap_link(link)
         self.agent = Agent(self.cfg, self.clock, hal.sim_sensors(self.sat), link,
-                           self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause)
+                           self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
         self.agent.journal.on_commit = self.sync_world
         self.watchdog = watchdog
+        if inj is not None:
+            inj.after_boot(self, self.agent)  # sensors wrapped before the boot reads them
         self.agent.boot()
         self.saved["boots"] = self.saved.get("boots", 0) + 1
         self.sync_world(force=True)
 
-    def reset(self, cause):
+    def _down(self, cause):
         self.reboots += 1
         print(json.dumps({"reset": cause, "why": self.agent.reset_requested if self.agent else None,
                           "at": timeutil.iso_utc(self.clock.epoch())}))
         if self.reboots > MAX_REBOOTS:
             raise RuntimeError("node keeps resetting (%s)" % cause)
+        if self.injector is not None:
+            self.injector.note_reset(cause, self.clock.now_ms(), _wall_ms())
         self.agent = None
         self.clock.wait_until(self.clock.now_ms() + REBOOT_MS)
+
+    def reset(self, cause):
+        self._down(cause)
         self.boot(cause)
 
     def idle(self):
@@ -188,10 +226,22 @@ class Node:
         self.boot(self.restart_cause if not self.first_boot else "power_on")
         wall0 = _wall_ms()
         sim0 = self.clock.now_ms()
+        inj = self.injector
         while True:
             sched = self.agent.sched
-            sched.run_due()
+            try:
+                sched.run_due()
+            except PowerCut:
+                pass  # the agent's storage lost power: the computer goes with it
             now = self.clock.now_ms()
+            if inj is not None:
+                if inj.power_cut_now():
+                    self.reset("power_on")
+                    continue
+                cause = inj.tick(self, now)
+                if cause is not None:
+                    self.reset(cause)
+                    continue
             if self.agent.reset_requested:
                 self.reset("intended")
                 continue
@@ -218,6 +268,10 @@ class Node:
                     self.world.forget_past()
 
 
+def _echo(doc):
+    print(json.dumps(doc))
+
+
 def main(argv):
     try:
         node = Node(parse_args(argv))
@@ -230,7 +284,8 @@ def main(argv):
     print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
                       "done": st["done"], "boots": node.saved.get("boots"),
                       "stats": node.agent.stats, "link_error": node.agent.link.last_error,
-                      "heap_free": gc.mem_free(),
+                      "heap_free": gc.mem_free(), "reboots": node.reboots,
+                      "faults": node.injector.report() if node.injector else None,
                       "sim_time": timeutil.iso_utc(node.clock.epoch())}))
     return code
 

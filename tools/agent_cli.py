@@ -37,18 +37,26 @@ def node_config(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir,
 class NodeProcess:
     """One MicroPython node process, restarted like a board on reset."""
 
-    def __init__(self, argv, env, watchdog_s, echo=None):
+    def __init__(self, argv, env, watchdog_s, echo=None, boot_grace_s=None):
         self.argv = argv
         self.env = env
         self.watchdog_s = watchdog_s
+        # Until its first feed a node gets at least this long: starting the unix
+        # port and loading the modules is not part of the firmware's budget (a
+        # board's boot.py arms the WDT only once it runs).
+        self.boot_grace_s = max(watchdog_s, 5.0) if boot_grace_s is None else boot_grace_s
         self.echo = echo
         self.proc = None
         self.resets = {"watchdog": 0, "intended": 0, "crash": 0}
+        self.starts = []   # monotonic time of each (re)start
+        self.kills = []    # monotonic time of each watchdog kill
 
     def start(self):
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, bufsize=0)
         self.last_feed = time.monotonic()
+        self.fed = False
+        self.starts.append(self.last_feed)
         self._buf = b""
 
     def kill(self):
@@ -71,8 +79,10 @@ class NodeProcess:
                 if chunk:
                     self._lines(chunk)
             code = self.proc.poll()
-            if code is None and time.monotonic() - self.last_feed > self.watchdog_s:
+            limit = self.watchdog_s if self.fed else self.boot_grace_s
+            if code is None and time.monotonic() - self.last_feed > limit:
                 self.kill()
+                self.kills.append(time.monotonic())
                 code, cause = -1, "watchdog"
             elif code is None:
                 continue
@@ -100,6 +110,7 @@ class NodeProcess:
             text = line.decode(errors="replace").strip()
             if text == "WDT":
                 self.last_feed = time.monotonic()
+                self.fed = True
             elif text and self.echo:
                 self.echo(text)
 
@@ -127,15 +138,30 @@ def agent():
 @click.option("--mpy", "use_mpy", is_flag=True,
               help="Run the modules compiled to .mpy with mpy-cross (as on a board).")
 @click.option("--bus", default=None, help="--sim: JSON of bus overrides (MODELS.md), e.g. '{\"initial_soc\": 0.2}'.")
+@click.option("--faults", "faults_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="--sim: a fault script (JSON list, sim/faults.py) for the fault injector.")
+@click.option("--seed", default=0, type=int, help="--sim: seed of the fault injector.")
+@click.option("--max-restarts", default=None, type=int, help="Give up after this many resets.")
+@click.option("--config-json", default=None,
+              help="JSON of agent config overrides, e.g. '{\"watchdog_timeout_ms\": 2000}'.")
 @click.option("--quiet", is_flag=True)
 def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tle_file, start,
-        speed, hours, until_idle, heap, use_mpy, bus, quiet):
+        speed, hours, until_idle, heap, use_mpy, bus, faults_file, seed, max_restarts,
+        config_json, quiet):
     """Run the firmware (boot.py) under the unix port, restarting it on reset."""
     state_dir = state_dir or os.path.join(ROOT, "var", "nodes", agent_id)
     os.makedirs(os.path.join(state_dir, "flash"), exist_ok=True)
     extra = {}
     if sim:
         extra["time_sync"] = False
+    if config_json:
+        try:
+            extra.update(json.loads(config_json))
+        except (ValueError, TypeError, AttributeError):
+            raise click.BadParameter("not a JSON object", param_hint="--config-json")
+    if faults_file and not sim:
+        raise click.BadParameter("the fault injector runs in the simulated world: add --sim",
+                                 param_hint="--faults")
     cfg = node_config(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, extra)
     cfg_path = os.path.join(state_dir, "umbra.json")
     with open(cfg_path, "w") as f:
@@ -145,6 +171,8 @@ def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tl
         args = _sim_args(cfg_path, state_dir, tle_file, start, speed, hours, until_idle)
         if bus:
             args += ["--bus", bus]
+        if faults_file:
+            args += ["--faults", os.path.abspath(faults_file), "--seed", str(seed)]
         argv, env = upy.command(SIM_NODE, heap=heap, args=args, mpy_dir=mpy_dir)
     else:
         argv, env = upy.command(BOOT, heap=heap, args=[cfg_path], mpy_dir=mpy_dir)
@@ -157,7 +185,7 @@ def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tl
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        code = node.supervise()
+        code = node.supervise(max_restarts=max_restarts)
     except KeyboardInterrupt:
         node.kill()
         code = 130
