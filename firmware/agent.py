@@ -32,6 +32,8 @@ from tmr import Cell
 from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
+HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
+                  "overhead_fraction")
 AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
 DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
 # the characters of a deployment id (as workload.py checks them): they end up in URL paths
@@ -451,7 +453,11 @@ class Agent:
         bus = env.get("bus") if isinstance(env.get("bus"), dict) else {}
         summary = plan.get("plan") if isinstance(plan.get("plan"), dict) else {}
         security = job.get("security") if isinstance(job.get("security"), dict) else {}
-        return {"deployment_id": ctx["deployment_id"], "job_id": ctx["job_id"],
+        haz = plan.get("hazards") if isinstance(plan.get("hazards"), dict) else {}
+        hazards = {}
+        for key in HAZARD_SUMMARY:
+            hazards[key] = haz.get(key)
+        return {"deployment_id": ctx["deployment_id"], "job_id": ctx["job_id"], "hazards": hazards,
                 "plan_id": spec.get("plan_id"), "name": job.get("name") or ctx["job_id"],
                 "steps": steps, "phase": "accepted", "accepted_at": self.now(),
                 "security": security.get("encryption") if security.get("encryption") not in (None, "none") else None,
@@ -505,8 +511,14 @@ class Agent:
         total = job["plan_total_s"] or sum(s["compute_s"] for s in job["steps"])
         self.emit("plan.created", payload={"segments": int(job["plan_segments"]),
                                            "windows_used": int(job["plan_windows"]),
-                                           "total_duration_s": total},
-                  ops=[["jset", "phase", "run"]])
+                                           "total_duration_s": total})
+        # the hazard summary the plan predicted (its lists stay on the ground)
+        predicted = {"hazards": [], "checkpoint_schedule": []}
+        hazards = job.get("hazards") or {}
+        for key in HAZARD_SUMMARY:
+            predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
+                (0 if key.endswith(("count", "fraction")) else None)
+        self.emit("checkpoint.predicted", payload=predicted, ops=[["jset", "phase", "run"]])
 
     def _next_step(self, job):
         steps = self.journal.state["steps"]

@@ -24,10 +24,13 @@ def test_the_agent_executes_the_predicted_stream_of_the_standard_pipeline(tmp_pa
         executed = [e for e in ground.events(dep)]
     finally:
         ground.close()
-    # checkpoint.predicted is the planner's; the agent does not echo it yet (docs/planner.md)
-    predicted = [e for e in plan["events"] if e["type"] != "checkpoint.predicted"]
+    predicted = plan["events"]
     assert [(e["type"], e["step_id"]) for e in executed] == \
         [(e["type"], e["step_id"]) for e in predicted]
     for a, b in zip(executed, predicted):
         dt = abs(timeutil.parse_iso(a["timestamp"]) - timeutil.parse_iso(b["timestamp"]))
         assert dt <= 10, (a, b)
+    said = [e for e in executed if e["type"] == "checkpoint.predicted"][0]["payload"]
+    plan_haz = plan["hazards"]
+    assert said["hazards_count"] == plan_haz["hazards_count"]
+    assert said["checkpoints_count"] == plan_haz["checkpoints_count"]

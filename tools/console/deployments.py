@@ -122,6 +122,10 @@ def workload_spec(db, dep, compact=False):
         slim = {k: plan[k] for k in COMPACT_PLAN_KEYS if k in plan}
         slim["orbital_environment"] = {"bus": env.get("bus"),
                                        "prediction_start": env.get("prediction_start")}
+        haz = plan.get("hazards")
+        if isinstance(haz, dict):  # the counts; the lists stay on the ground
+            slim["hazards"] = dict((k, v) for k, v in haz.items()
+                                   if k not in ("hazards", "checkpoint_schedule"))
         plan, predicted = slim, []
     return {"plan_id": dep["plan_id"], "deployment_id": dep["id"],
             "satellite_id": dep["satellite_id"], "plan_data": plan, "events": predicted}
