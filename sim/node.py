@@ -133,7 +133,7 @@ class Node:
         else:
             self.end_ms = int((saved["end"] - saved["start"]) * 1000)
         self.last_sync_ms = -1
-        self._last_heartbeat = _wall_ms()
+        self._last_heartbeat = _wall_ms() - 1000  # the first feed shows at once
         self.agent = None
         self.reboots = 0
         self.injector = None
@@ -282,6 +282,7 @@ def main(argv):
     node.sync_world(force=True)
     st = node.agent.state
     print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
+                      "outbox": len(st["outbox"]), "mode": st["mode"],
                       "done": st["done"], "boots": node.saved.get("boots"),
                       "stats": node.agent.stats, "link_error": node.agent.link.last_error,
                       "heap_free": gc.mem_free(), "reboots": node.reboots,

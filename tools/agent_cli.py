@@ -37,8 +37,14 @@ def node_config(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir,
 class NodeProcess:
     """One MicroPython node process, restarted like a board on reset."""
 
-    def __init__(self, argv, env, watchdog_s, echo=None, boot_grace_s=None):
+    RESTART_CAUSES = {"watchdog": "watchdog", "intended": "soft", "crash": "unknown"}
+
+    def __init__(self, argv, env, watchdog_s, echo=None, boot_grace_s=None, cause_arg=None):
         self.argv = argv
+        # a node that takes its reset cause as an argument (sim/node.py
+        # --reset-cause): a restart tells it why, as machine.reset_cause() would
+        self.cause_arg = cause_arg
+        self.cause = None
         self.env = env
         self.watchdog_s = watchdog_s
         # Until its first feed a node gets at least this long: starting the unix
@@ -52,7 +58,10 @@ class NodeProcess:
         self.kills = []    # monotonic time of each watchdog kill
 
     def start(self):
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE,
+        argv = self.argv
+        if self.cause_arg and self.cause:
+            argv = argv + [self.cause_arg, self.RESTART_CAUSES[self.cause]]
+        self.proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, bufsize=0)
         self.last_feed = time.monotonic()
         self.fed = False
@@ -96,6 +105,7 @@ class NodeProcess:
                     return 2
                 cause = "intended" if code == 3 else "crash"
             self.resets[cause] += 1
+            self.cause = cause
             restarts += 1
             if max_restarts is not None and restarts > max_restarts:
                 return code
@@ -177,7 +187,8 @@ def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tl
     else:
         argv, env = upy.command(BOOT, heap=heap, args=[cfg_path], mpy_dir=mpy_dir)
     echo = None if quiet else click.echo
-    node = NodeProcess(argv, env, watchdog_s=cfg.get("watchdog_timeout_ms", 8000) / 1000, echo=echo)
+    node = NodeProcess(argv, env, watchdog_s=cfg.get("watchdog_timeout_ms", 8000) / 1000, echo=echo,
+                       cause_arg="--reset-cause" if sim else None)
 
     def stop(*_):
         node.kill()

@@ -182,7 +182,8 @@ def judge(ground, agent_id, dep, summary, lines):
     if seqs and seqs[0] != 1:
         lost += 0  # counted by the gap above (seq[-1] - len)
     fr = (summary or {}).get("faults") or {}
-    idle = summary is not None and summary.get("exit") == 0
+    # everything the node made has left it: what the Console lacks is lost
+    idle = summary is not None and summary.get("outbox") == 0
     if idle and summary.get("seq", 0) > (seqs[-1] if seqs else 0):
         lost += summary["seq"] - (seqs[-1] if seqs else 0)
     dup = 0
@@ -327,15 +328,16 @@ def campaign_bitflip(lab, runs, rng, progress, sweep=2000, ram_per_run=50, stora
 def storage_sweep(lab, flips, seed):
     """Store-level: flip one bit at a time in a copy of a mid-job journal and
     boot it (the journal's open) under MicroPython."""
-    node = lab.node()
-    lab.ground.deploy(LONG_JOB)
-    argv, env = node.argv(until=_iso(JOB_T0 + 900), until_idle=False)
+    node = lab.node(cfg={"max_log_bytes": 4096})  # small: slots and logs both on flash
+    dep = lab.ground.deploy(LONG_JOB)
+    argv, env = node.argv(until=_iso(JOB_T0 + 1200), until_idle=False)
     import subprocess
     subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     root = str(node.dir / "flash")
-    code = ("import faults, json\nprint(json.dumps(faults.storage_sweep(%r, %d, %d, max_log_bytes=16384)))"
+    code = ("import faults, json\nprint(json.dumps(faults.storage_sweep(%r, %d, %d, max_log_bytes=4096)))"
             % (root, flips, seed))
     res = upy.run_code(code, timeout=600)
+    _settle(lab.ground, dep)
     docs = _json_lines(res.stdout)
     shutil.rmtree(root + ".sweep", ignore_errors=True)
     if not docs:
@@ -368,7 +370,8 @@ def campaign_hang(lab, runs, rng, progress, max_restarts=8):
                 stamps.append((time.monotonic(), doc))
 
         t0 = time.monotonic()
-        proc = NodeProcess(argv, env, watchdog_s=HANG_CFG["watchdog_timeout_ms"] / 1000, echo=echo)
+        proc = NodeProcess(argv, env, watchdog_s=HANG_CFG["watchdog_timeout_ms"] / 1000, echo=echo,
+                           cause_arg="--reset-cause")
         code = proc.supervise(max_restarts=max_restarts)
         summary = None
         for d in lines:
