@@ -402,6 +402,51 @@ def _real_recoveries(stamps, proc):
     return out
 
 
+def recovery_times(lab, runs, rng):
+    """Mean recovery time, reset -> the step computing again: in simulated
+    time (an in-process reset, the node's REBOOT_MS included) and in real
+    time (a step that spins once, killed by the real-time watchdog parent,
+    restarted from its store)."""
+    from tools.agent_cli import NodeProcess
+    sim = []
+    wall = []
+    for i in range(runs):
+        rec = lab.run(LONG_JOB, [{"kind": "reset", "at_s": JOB_T0 + 30 + rng.uniform(0, 500)}],
+                      seed=rng.randrange(1 << 30))
+        if rec["recovery_sim_ms"] is not None:
+            sim.append(rec["recovery_sim_ms"] / 1000.0)
+            wall.append(rec["recovery_wall_ms"] / 1000.0)
+    real = []
+    for i in range(runs):
+        dep = lab.ground.deploy(SMALL_JOB)
+        node = lab.node(cfg=HANG_CFG)
+        path = str(node.dir / "faults.json")
+        with open(path, "w") as f:
+            json.dump([{"kind": "hang", "step": "a", "mode": "spin", "once": True}], f)
+        argv, env = node.argv(until=_iso(20 * 3600), until_idle=True)
+        argv += ["--faults", path, "--seed", str(i)]
+        stamps = []
+
+        def echo(text, stamps=stamps):
+            if text.startswith("{"):
+                try:
+                    stamps.append((time.monotonic(), json.loads(text)))
+                except ValueError:
+                    pass
+
+        proc = NodeProcess(argv, env, watchdog_s=HANG_CFG["watchdog_timeout_ms"] / 1000, echo=echo,
+                           cause_arg="--reset-cause")
+        proc.supervise(max_restarts=3)
+        real += _real_recoveries(stamps, proc)
+        _settle(lab.ground, dep)
+
+    def mean(xs):
+        return round(sum(xs) / len(xs), 3) if xs else None
+
+    return {"sim_s": mean(sim), "sim_wall_s": mean(wall), "real_s": mean(real),
+            "real_watchdog_s": HANG_CFG["watchdog_timeout_ms"] / 1000, "samples": [len(sim), len(real)]}
+
+
 def campaign_crash(lab, runs, rng, progress):
     """An exception inside every task: three per run at random moments."""
     plan = [(task, r) for r in range(runs) for task in TASKS]
