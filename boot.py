@@ -19,11 +19,10 @@ except AttributeError:
 import agentconfig  # noqa: E402
 import clock  # noqa: E402
 import hal  # noqa: E402
-from agent import Agent  # noqa: E402
-from link import HttpLink  # noqa: E402
 
 EXIT_BAD_CONFIG = 2
 EXIT_RESET = 3
+EXIT_BROKEN = 4  # the agent itself cannot be loaded (its bytes are damaged)
 
 
 def _heartbeat():
@@ -49,6 +48,7 @@ def make_link(cfg):
     if cfg["transport"] == "serial":
         from seriallink import SerialLink
         return SerialLink(cfg, agentconfig.FIRMWARE_VERSION)
+    from link import HttpLink
     return HttpLink(cfg, agentconfig.FIRMWARE_VERSION)
 
 
@@ -72,8 +72,15 @@ def main(argv):
         watchdog.arm()
     real_clock = clock.RealClock()
     root = hal.storage_root(cfg["storage_root"])
-    agent = Agent(cfg, real_clock, hal.Sensors(), make_link(cfg), root, watchdog=watchdog,
-                  reset_cause=hal.board_reset_cause(), integrity=check_integrity())
+    integrity = check_integrity()  # before loading the code it vouches for
+    try:
+        from agent import Agent
+        link = make_link(cfg)
+    except Exception as exc:  # the agent's own bytes are damaged: nothing to run
+        print(json.dumps({"error": "cannot load the agent: %r" % (exc,), "integrity": integrity}))
+        return EXIT_BROKEN
+    agent = Agent(cfg, real_clock, hal.Sensors(), link, root, watchdog=watchdog,
+                  reset_cause=hal.board_reset_cause(), integrity=integrity)
     agent.boot()
     print(json.dumps({"booted": cfg["agent_id"], "boot_count": agent.state["boot_count"],
                       "seq": agent.state["seq"]}))

@@ -34,7 +34,12 @@ from tmr import scrub_all as tmr_scrub_all
 MARKS = (0.25, 0.5, 0.75)
 HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
                   "overhead_fraction")
-AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
+AGENT_LEVEL = {}
+ABORT = "abort"  # _compute: the job went away, was cancelled, or the step failed
+# the fields of the orbital primitives (STEPS.md) an executor needs
+PRIM_KEYS = ("energy_budget_wh", "eclipse_policy", "min_battery_soc", "priority", "power_w",
+             "quality_tiers", "min_tier", "preferred_tier", "window_kind", "merge_strategy",
+             "max_segments", "min_pass_duration_s")  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
 DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
 # the characters of a deployment id (as workload.py checks them): they end up in URL paths
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
@@ -63,6 +68,7 @@ class Agent:
         self.ground_time = None  # the Console's clock at its last reply (Unix s)
         self.telemetry_queue = []
         self.scratch = None  # the real handlers' buffer: allocated once, at first use
+        self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
         self.data_key = _data_key(cfg)
         self.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
         # critical RAM state, triple-redundant: mirrored at every commit, scrubbed
@@ -457,7 +463,18 @@ class Agent:
         hazards = {}
         for key in HAZARD_SUMMARY:
             hazards[key] = haz.get(key)
+        windows = []
+        for w in env.get("windows") or ():  # compact workloads carry them for primitives only
+            try:
+                windows.append([w["id"], w["kind"], timeutil.parse_iso(w["start"]),
+                                timeutil.parse_iso(w["end"])])
+            except (KeyError, TypeError, ValueError):
+                continue
         return {"deployment_id": ctx["deployment_id"], "job_id": ctx["job_id"], "hazards": hazards,
+                "windows": windows, "ledger": {},
+                "battery_wh": _number(bus.get("battery_wh"), 80.0),
+                "bus_load_w": _number(bus.get("bus_load_w"), 8.0),
+                "memory_mb": _number(bus.get("memory_mb"), 512.0),
                 "plan_id": spec.get("plan_id"), "name": job.get("name") or ctx["job_id"],
                 "steps": steps, "phase": "accepted", "accepted_at": self.now(),
                 "security": security.get("encryption") if security.get("encryption") not in (None, "none") else None,
@@ -521,23 +538,39 @@ class Agent:
         self.emit("checkpoint.predicted", payload=predicted, ops=[["jset", "phase", "run"]])
 
     def _next_step(self, job):
+        """The first ready step in topological order; when that is an eclipse
+        step, the ready eclipse step of highest priority (one step at a time)."""
         steps = self.journal.state["steps"]
+        first = None
         for step in job["steps"]:
             s = steps[step["id"]]
             if s["status"] in ("done", "failed"):
                 continue
-            if all(steps[d]["status"] == "done" for d in step["depends_on"]):
-                return step
-        return None
+            if s["status"] in ("running", "paused"):
+                return step  # under way (e.g. after a reset): finish it first
+            if first is None and all(steps[d]["status"] == "done" for d in step["depends_on"]):
+                first = step
+        if first is None or first["type"] != "eclipse":
+            return first
+        best = first
+        for step in job["steps"]:
+            if step["type"] != "eclipse" or steps[step["id"]]["status"] != "pending":
+                continue
+            if all(steps[d]["status"] == "done" for d in step["depends_on"]) and \
+                    (step["prim"].get("priority") or 0) > (best["prim"].get("priority") or 0):
+                best = step
+        return best
 
-    def _gate(self, step, s):
-        """Why the step may not run now (a reason string), or None."""
+    def _gate(self, step, s, kind="sunlit"):
+        """Why the step may not run now (a reason string), or None. kind: where
+        it may run -- 'sunlit' (standard), 'eclipse' (battery-only night), or
+        'any' (contact-bound work: battery and heat only)."""
         sensors, cfg = self.sensors, self.cfg
         eclipse = sensors.in_eclipse()
-        if step["type"] == "eclipse":
+        if kind == "eclipse":
             if eclipse is False:
                 return "eclipse"  # an eclipse step waits for the night
-        elif eclipse:
+        elif kind == "sunlit" and eclipse:
             return "eclipse"
         paused_for = s.get("why") if s["status"] == "paused" else None
         battery = sensors.battery_percent()
@@ -560,55 +593,100 @@ class Agent:
             # inputs are downlinked; on board they are only bookkeeping.
             self.journal.commit([["st", sid, {"status": "done", "ground": True}]])
             return
-        if s["status"] == "pending":
-            self.emit("step.started", sid, {"location": "onboard", "window": self._window_id(),
-                                            "window_label": self._window_label()},
-                      ops=[["st", sid, {"status": "running", "t0": self.now(), "work_s": 0.0,
-                                        "mark": 0, "ck": 0, "hs": None,
-                                        "attempts": s.get("attempts", 0) + 1}]])
-        compute = step["compute_s"]
-        power = step["power_w"] or job["compute_w"]
+        self.last_ck = self.clock.now_ms()
+        kind = step["type"]
+        if kind == "eclipse":
+            yield from self._run_eclipse(job, step, s)
+        elif kind == "window":
+            yield from self._run_window(job, step, s)
+        elif kind == "pass":
+            yield from self._run_pass(job, step, s)
+        else:
+            if s["status"] == "pending":
+                self._start(step, s, self._window_id(), self._window_label())
+            runner = self._runner(job, step, s)
+            if runner is None:
+                return
+            why = yield from self._compute(job, step, s, runner, step["compute_s"], "sunlit")
+            if why is None:
+                yield from self._complete(job, step, s, runner, step["output_mb"])
+
+    def _start(self, step, s, window, label, extra=None):
+        fields = {"status": "running", "t0": self.now(), "work_s": 0.0, "mark": 0, "ck": 0,
+                  "hs": None, "attempts": s.get("attempts", 0) + 1, "energy_wh": 0.0}
+        if extra:
+            for key in extra:
+                fields[key] = extra[key]
+        self.emit("step.started", step["id"], {"location": "onboard", "window": window,
+                                               "window_label": label},
+                  ops=[["st", step["id"], fields]])
+        self.last_ck = self.clock.now_ms()
+
+    def _runner(self, job, step, s):
         try:
-            runner = _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
+            return _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
         except Exception as exc:
             self._step_failed(job, step, s, "%s: %s" % (type(exc).__name__, exc))
-            return
-        last_ck = self.clock.now_ms()
+            return None
+
+    def _pause(self, step, s, reason, runner):
+        self.sensors.set_compute_load(0)
+        sid = step["id"]
+        fraction = _r(s["work_s"] / self._compute_s(step, s))
+        ck = s.get("ck", 0) + 1
+        self.emit("checkpoint.saved", sid, {"checkpoint_number": ck, "progress_fraction": fraction},
+                  ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "energy_wh": s.get("energy_wh", 0.0),
+                                    "hs": runner.snapshot() if runner else None}]])
+        self.emit("step.paused", sid, {"reason": reason, "progress_fraction": fraction},
+                  ops=[["st", sid, {"status": "paused", "why": reason, "paused_at": self.now()}]])
+
+    def _resume(self, step, s):
+        self.emit("step.resumed", step["id"],
+                  {"progress_fraction": _r(s["work_s"] / self._compute_s(step, s)),
+                   "paused_s": round(self.now() - s.get("paused_at", self.now()), 1)},
+                  ops=[["st", step["id"], {"status": "running", "why": None}]])
+        self.last_ck = self.clock.now_ms()
+
+    def _compute_s(self, step, s):
+        c = s.get("compute")
+        return c if c is not None else step["compute_s"]
+
+    def _compute(self, job, step, s, runner, until_work, kind, leave_on=None):
+        """Run the step's work up to until_work (s at full capacity) under the
+        gates of `kind` ('sunlit', 'eclipse', or 'any'). Returns None when
+        reached; the pause reason when it pauses for `leave_on`; ABORT when the
+        job went away, was cancelled, or the step failed."""
+        sid = step["id"]
+        compute = self._compute_s(step, s)
+        power = step["power_w"] or job["compute_w"]
+        memory = s.get("memory") if s.get("memory") is not None else step["memory_mb"]
         ck_ms = int(step["checkpoint_interval_s"] * 1000)
-        while s["work_s"] < compute - EPS:
+        while s["work_s"] < until_work - EPS:
             if self.journal.state["job"] is not job or job.get("cancel"):
-                return
-            reason = self._gate(step, s)
+                return ABORT
+            reason = self._gate(step, s, kind)
             if reason is not None:
                 if s["status"] != "paused":
-                    self.sensors.set_compute_load(0)
-                    fraction = s["work_s"] / compute
-                    ck = s.get("ck", 0) + 1
-                    self.emit("checkpoint.saved", sid, {"checkpoint_number": ck,
-                                                        "progress_fraction": _r(fraction)},
-                              ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.snapshot()}]])
-                    self.emit("step.paused", sid, {"reason": reason, "progress_fraction": _r(fraction)},
-                              ops=[["st", sid, {"status": "paused", "why": reason,
-                                                "paused_at": self.now()}]])
+                    self._pause(step, s, reason, runner)
+                if leave_on is not None and reason == leave_on:
+                    return reason
                 yield sleep_ms(self.chunk_ms)
                 continue
             if s["status"] == "paused":
-                self.emit("step.resumed", sid, {"progress_fraction": _r(s["work_s"] / compute),
-                                                "paused_s": round(self.now() - s.get("paused_at", self.now()), 1)},
-                          ops=[["st", sid, {"status": "running", "why": None}]])
-                last_ck = self.clock.now_ms()
+                self._resume(step, s)
             capacity = agentconfig.compute_capacity(self.sensors.battery_percent(), self.cfg)
             if capacity <= 0:
                 yield sleep_ms(self.chunk_ms)  # compute unavailable: the gate pauses next round
                 continue
             # the step's power before capacity scaling: the bus scales it (MODELS.md)
-            self.sensors.set_compute_load(power, step["memory_mb"])
-            left = compute - s["work_s"]
-            mark_at = _next_mark(s["work_s"] / compute) * compute
+            self.sensors.set_compute_load(power, memory)
+            left = until_work - s["work_s"]
+            mark_at = min(_next_mark(s["work_s"] / compute) * compute, until_work)
             dt = min(self.cfg["slice_s"], left / capacity, (mark_at - s["work_s"]) / capacity)
             t0 = self.clock.now_ms()
             yield sleep_ms(max(1, int(dt * 1000 + 0.5)))
             elapsed = (self.clock.now_ms() - t0) / 1000
+            s["energy_wh"] = s.get("energy_wh", 0.0) + power * capacity * elapsed / 3600.0
             s["work_s"] = min(compute, s["work_s"] + elapsed * capacity)
             if s["work_s"] >= mark_at - EPS:
                 s["work_s"] = max(s["work_s"], mark_at)
@@ -618,18 +696,25 @@ class Agent:
             if error is not None:
                 self.sensors.set_compute_load(0)
                 self._step_failed(job, step, s, error)
-                return
+                return ABORT
             mark = int(fraction * 4 + EPS)
             if 0 < mark < 4 and mark > s.get("mark", 0):
                 self.emit("step.progress", sid, {"percent": mark * 25},
-                          ops=[["st", sid, {"work_s": s["work_s"], "mark": mark, "hs": runner.snapshot()}]])
-                last_ck = self.clock.now_ms()
-            elif ck_ms and self.clock.now_ms() - last_ck >= ck_ms and s["work_s"] < compute - EPS:
+                          ops=[["st", sid, {"work_s": s["work_s"], "mark": mark,
+                                            "energy_wh": s["energy_wh"], "hs": runner.snapshot()}]])
+                self.last_ck = self.clock.now_ms()
+            elif ck_ms and self.clock.now_ms() - self.last_ck >= ck_ms and s["work_s"] < compute - EPS:
                 ck = s.get("ck", 0) + 1
                 self.emit("checkpoint.saved", sid, {"checkpoint_number": ck,
                                                     "progress_fraction": _r(fraction)},
-                          ops=[["st", sid, {"work_s": s["work_s"], "ck": ck, "hs": runner.snapshot()}]])
-                last_ck = self.clock.now_ms()
+                          ops=[["st", sid, {"work_s": s["work_s"], "ck": ck,
+                                            "energy_wh": s["energy_wh"], "hs": runner.snapshot()}]])
+                self.last_ck = self.clock.now_ms()
+        return None
+
+    def _complete(self, job, step, s, runner, out_mb, then=None):
+        """Finish the real handler, report step.completed (and `then`, a
+        primitive's own completion event, in the same breath)."""
         error = yield from runner.advance(1.0)
         self.sensors.set_compute_load(0)
         if error is not None:
@@ -639,14 +724,292 @@ class Agent:
         if runner.gen is not None:
             runner.gen = None
             _unload("handlers")
-        out_mb = step["output_mb"]
         if result is not None and isinstance(result.get("output_mb"), (int, float)):
             out_mb = result["output_mb"]
-        self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
-                                          "location": "onboard", "data_output_mb": _r(out_mb)},
-                  ops=[["st", sid, {"status": "done", "work_s": compute, "out_mb": out_mb,
-                                    "res": result, "hs": None}]])
+        sid = step["id"]
+        done = {"status": "done", "work_s": self._compute_s(step, s), "out_mb": out_mb,
+                "res": result, "hs": None}
+        if then is None:
+            self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
+                                              "location": "onboard", "data_output_mb": _r(out_mb)},
+                      ops=[["st", sid, done]])
+        else:
+            self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
+                                              "location": "onboard", "data_output_mb": _r(out_mb)})
+            self.emit(then[0], sid, then[1], ops=[["st", sid, done]])
         gc.collect()
+
+    # --- orbital primitives (STEPS.md; docs/planner.md is the contract) ----------------
+
+    def _windows(self, job, kind):
+        return [w for w in job.get("windows") or () if w[1] == kind]
+
+    def _window_containing(self, job, kind, t):
+        for w in self._windows(job, kind):
+            if w[2] <= t < w[3]:
+                return w
+        return None
+
+    def _window_after(self, job, kind, t):
+        for w in self._windows(job, kind):
+            if w[2] > t:
+                return w
+        return None
+
+    def _window_by_id(self, job, wid):
+        for w in job.get("windows") or ():
+            if w[0] == wid:
+                return w
+        return None
+
+    def _wait_until(self, job, t):
+        """Sleep in ticks until epoch t (False if the job went away meanwhile)."""
+        while self.now() < t:
+            if self.journal.state["job"] is not job or job.get("cancel"):
+                return False
+            self.sensors.set_compute_load(0)
+            yield sleep_ms(self.chunk_ms)
+        return True
+
+    def _prim_fail(self, job, step, s, reason):
+        self.journal.commit([["st", step["id"], {"status": "failed", "error": reason}]])
+
+    def _run_eclipse(self, job, step, s):
+        rules = _load("planner_rules")
+        sid = step["id"]
+        p = step["prim"]
+        budget = p.get("energy_budget_wh")
+        policy = p.get("eclipse_policy") or "balanced"
+        if s.get("ecl") is None:
+            w = self._window_containing(job, "eclipse", self.now()) or \
+                self._window_after(job, "eclipse", self.now())
+            if w is None:
+                self._prim_fail(job, step, s, "no eclipse ahead")
+                return
+            payload = {"window": w[0], "energy_budget_wh": budget, "eclipse_policy": policy}
+            warning = rules.eclipse_warning(p)
+            if warning:
+                payload["reason"] = warning
+            self.emit("eclipse_step.scheduled", sid, payload, ops=[["st", sid, {"ecl": w[0]}]])
+        runner = self._runner(job, step, s)
+        if runner is None:
+            return
+        compute = step["compute_s"]
+        capacity_wh = job["battery_wh"]
+        while True:
+            w = self._window_by_id(job, s["ecl"])
+            if w is None:
+                self._prim_fail(job, step, s, "no eclipse ahead")
+                return
+            ok = yield from self._wait_until(job, w[2])
+            if not ok:
+                return
+            needed = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
+            pct = self.sensors.battery_percent()
+            ledger = job.get("ledger") or {}
+            led = ledger.get(w[0])
+            if led is None:  # B and T are fixed when the first eclipse step looks at this eclipse
+                led = [(pct if pct is not None else 100.0) / 100.0 * capacity_wh,
+                       (w[3] - self.now()) / 3600.0, 0.0]
+            allowed = rules.eclipse_allowance_wh(p, led[0], capacity_wh, job["bus_load_w"],
+                                                 led[1]) - led[2]
+            if budget is not None:
+                allowed = min(allowed, budget - s.get("energy_wh", 0.0))
+            allowed = max(0.0, allowed)
+            fits = needed <= allowed + 1e-9
+            self.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(needed),
+                                                         "allowed_wh": _r(allowed),
+                                                         "battery_percent": _r(pct), "ok": fits})
+            if not fits:
+                if not self._defer_eclipse(job, step, s, w, "insufficient_energy: needs %.2f Wh, "
+                                           "%.2f Wh allowed" % (needed, allowed), needed, allowed):
+                    return
+                continue
+            led[2] += needed
+            ledger[w[0]] = led
+            self.journal.commit([["jset", "ledger", ledger]])
+            if s["status"] == "pending":
+                self.emit("eclipse_step.started", sid, {"energy_budget_wh": budget,
+                                                        "eclipse_policy": policy,
+                                                        "battery_percent": _r(pct)})
+                self._start(step, s, w[0], "eclipse")
+            elif s["status"] == "paused":
+                self._resume(step, s)
+            why = None
+            half = compute / 2.0
+            if s["work_s"] < half - EPS:
+                why = yield from self._compute(job, step, s, runner, half, "eclipse", leave_on="eclipse")
+                if why == ABORT:
+                    return
+                if why is None and s["work_s"] < compute - EPS:
+                    # the 50 % check, with the real battery
+                    pct = self.sensors.battery_percent()
+                    rest = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
+                    fine, room = rules.eclipse_finish_ok(
+                        p, (pct if pct is not None else 100.0) / 100.0 * capacity_wh, capacity_wh,
+                        job["bus_load_w"], (w[3] - self.now()) / 3600.0, rest)
+                    self.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(rest),
+                                                                 "allowed_wh": _r(room),
+                                                                 "battery_percent": _r(pct),
+                                                                 "ok": fine})
+                    if not fine:
+                        self._pause(step, s, "battery", runner)
+                        if not self._defer_eclipse(job, step, s, w, "min_battery_soc: finishing "
+                                                   "would go below it (checked at 50 %)", rest, room):
+                            return
+                        continue
+            if why is None:
+                why = yield from self._compute(job, step, s, runner, compute, "eclipse",
+                                               leave_on="eclipse")
+                if why == ABORT:
+                    return
+            if why is None:
+                break
+            nxt = self._window_after(job, "eclipse", self.now())  # the eclipse ended first
+            if nxt is None:
+                self._prim_fail(job, step, s, "needs more eclipse time than the plan holds")
+                return
+            self.journal.commit([["st", sid, {"ecl": nxt[0]}]])
+        pct = self.sensors.battery_percent()
+        yield from self._complete(job, step, s, runner, step["output_mb"], then=(
+            "eclipse_step.completed", {"energy_consumed_wh": _r(s.get("energy_wh", 0.0)),
+                                       "battery_percent": _r(pct)}))
+
+    def _defer_eclipse(self, job, step, s, w, reason, needed, allowed):
+        nxt = self._window_after(job, "eclipse", w[2])
+        payload = {"reason": reason, "needed_wh": _r(needed), "allowed_wh": _r(allowed)}
+        if nxt is not None:
+            payload["next_window"] = nxt[0]
+        self.emit("eclipse_step.deferred", step["id"], payload,
+                  ops=[["st", step["id"], {"ecl": nxt[0] if nxt else None}]])
+        if nxt is None:
+            self._prim_fail(job, step, s, reason)
+            return False
+        return True
+
+    def _run_window(self, job, step, s):
+        sid = step["id"]
+        p = step["prim"]
+        kind = p.get("window_kind") or "sunlit"
+        if s.get("tier") is None:
+            rules = _load("planner_rules")
+            free = job["memory_mb"] - self.cfg["memory_base_mb"]
+            w = self._window_containing(job, kind, self.now())
+            while True:
+                if w is None:
+                    w = self._window_after(job, kind, self.now())
+                    if w is None:
+                        self._prim_fail(job, step, s, "no %s window fits min_tier" % kind)
+                        return
+                    ok = yield from self._wait_until(job, w[2])
+                    if not ok:
+                        return
+                available = w[3] - self.now() - rules.TIER_MARGIN_S
+                capacity = agentconfig.compute_capacity(self.sensors.battery_percent(), self.cfg)
+                tier = rules.select_tier(p, available, free, capacity)
+                if tier is not None:
+                    break
+                nxt = self._window_after(job, kind, w[2])
+                payload = {"reason": "no tier from %s to %s fits %d s of %s window (%.0f MB free)"
+                           % (p.get("min_tier") or "minimal", p.get("preferred_tier"),
+                              max(0, available), kind, free)}
+                if nxt is not None:
+                    payload["next_window"] = nxt[0]
+                self.emit("window_step.deferred", sid, payload)
+                w = None
+            t = p["quality_tiers"][tier]
+            self.emit("window_step.tier_selected", sid, {"tier": tier, "available_s": round(available, 1),
+                                                         "compute_s": t["compute_s"]},
+                      ops=[["st", sid, {"tier": tier, "compute": float(t["compute_s"]),
+                                        "memory": t.get("memory_mb", 0),
+                                        "out": t.get("output_mb", 0)}]])
+            self.emit("window_step.started", sid, {"tier": tier})
+            self._start(step, s, w[0], kind)
+        runner = self._runner(job, step, s)
+        if runner is None:
+            return
+        gates = "eclipse" if kind == "eclipse" else ("any" if kind == "contact" else "sunlit")
+        why = yield from self._compute(job, step, s, runner, s["compute"], gates)
+        if why is None:
+            yield from self._complete(job, step, s, runner, s["out"], then=(
+                "window_step.completed", {"tier": s["tier"], "output_mb": _r(s["out"])}))
+
+    def _run_pass(self, job, step, s):
+        sid = step["id"]
+        p = step["prim"]
+        compute = step["compute_s"]
+        if s.get("segs") is None:
+            rules = _load("planner_rules")
+            segs, left = self._decompose(job, p, compute, self.now(), rules)
+            limit = p.get("max_segments")
+            if left > EPS or (limit is not None and len(segs) > limit):
+                self._prim_fail(job, step, s, "pass segments: %d needed, %s allowed, %.0f s unplaced"
+                                % (len(segs), limit, left))
+                return
+            self.emit("pass_step.decomposed", sid, {"segments": len(segs),
+                                                    "passes": [seg[0] for seg in segs]},
+                      ops=[["st", sid, {"segs": segs, "seg_i": 0, "outs": [], "done_s": 0.0}]])
+        runner = self._runner(job, step, s)
+        if runner is None:
+            return
+        segs = s["segs"]
+        n = len(segs)
+        total_out = step["output_mb"]
+        while s["seg_i"] < n:
+            i = s["seg_i"]
+            pid, start, c = segs[i]
+            ok = yield from self._wait_until(job, start)
+            if not ok:
+                return
+            self.emit("pass_step.segment_started", sid, {"segment_index": i + 1,
+                                                         "segments_total": n, "pass_id": pid})
+            if s["status"] == "pending":
+                self._start(step, s, pid, "contact")
+            elif s["status"] == "paused":
+                self._resume(step, s)
+            target = min(s["done_s"] + c, compute)
+            if compute > 0:
+                why = yield from self._compute(job, step, s, runner, target, "any")
+                if why is not None:
+                    return
+            out = total_out * c / compute if compute else total_out
+            outs = list(s["outs"]) + [out]
+            self.emit("pass_step.segment_completed", sid, {"segment_index": i + 1,
+                                                           "segments_total": n,
+                                                           "output_mb": _r(out)},
+                      ops=[["st", sid, {"seg_i": i + 1, "outs": outs, "done_s": target,
+                                        "work_s": s["work_s"]}]])
+            if i < n - 1:
+                self._pause(step, s, "link", runner)
+        rules = _load("planner_rules")
+        strategy = p.get("merge_strategy") or "concat"
+        merged = rules.merged_output_mb(strategy, s["outs"])
+        self.emit("pass_step.merged", sid, {"merge_strategy": strategy, "segments": n,
+                                            "output_mb": _r(merged)})
+        yield from self._complete(job, step, s, runner, merged)
+
+    def _decompose(self, job, p, compute, t, rules):
+        """[[pass id, start, compute_s]] per usable contact after t (docs/planner.md)."""
+        remaining = float(compute)
+        min_s = p.get("min_pass_duration_s") or 0
+        cursor = t
+        segs = []
+        for w in self._windows(job, "contact"):
+            if w[3] <= cursor:
+                continue
+            a = max(w[2], cursor)
+            usable = w[3] - a
+            if usable < min_s:
+                continue
+            c = rules.pass_segment_s(usable, remaining)
+            if c <= 0 and remaining > 0:
+                continue
+            segs.append([w[0], a, c])
+            remaining -= c
+            cursor = a + c + rules.PASS_MARGIN_S
+            if remaining <= EPS:
+                return segs, 0.0
+        return segs, remaining
 
     def _handler_ctx(self, step):
         """What a real handler is lent: where files go, the outputs of the
@@ -898,7 +1261,18 @@ def workload_step(step, placement):
             "depends_on": list(step.get("depends_on") or ()),
             "retry_policy": step.get("retry_policy", "retry_immediate"),
             "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
-            "input": step.get("input"), "params": step.get("params")}
+            "input": step.get("input"), "params": step.get("params"),
+            "prim": _prim(step)}
+
+
+def _prim(step):
+    if step.get("type", "standard") == "standard":
+        return None
+    p = {}
+    for key in PRIM_KEYS:
+        if key in step:
+            p[key] = step[key]
+    return p
 
 
 def _downlink_mb(job, steps):

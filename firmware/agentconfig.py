@@ -53,6 +53,9 @@ DEFAULTS = {
     # uplink security
     "replay_window_s": 600,        # a signed workload older than this is stale
     "data_key": None,              # hex AES-128/256 key for encrypted outputs
+    # window steps: RAM the payload computer uses with no step running (MB); the
+    # plan's bus gives the total (sim/models.py memory_base_mb, the same figure)
+    "memory_base_mb": 64.0,
     # transfers
     "downlink_mbps": 10.0,         # default when the plan does not state the bus rate
     "transfer_chunk_s": 5,         # progress granularity of a downlink (s)

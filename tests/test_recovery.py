@@ -61,7 +61,8 @@ def test_a_module_changed_after_deploy_is_caught_at_boot_and_the_agent_enters_sa
     cfg_path = tmp_path / "umbra.json"
     cfg_path.write_text(json.dumps(cfg))
     deploy.build(str(board), config=str(cfg_path))
-    with open(board / "lib" / "agent.mpy", "r+b") as f:   # one flipped bit after deploy
+    # one flipped bit after deploy, in a module the agent loads only when it needs it
+    with open(board / "lib" / "handlers.mpy", "r+b") as f:
         f.seek(100)
         byte = f.read(1)
         f.seek(100)
@@ -80,7 +81,7 @@ def test_a_module_changed_after_deploy_is_caught_at_boot_and_the_agent_enters_sa
         proc.kill()
         proc.wait()
     assert safe, "no agent.safe_mode reached the Console"
-    assert "integrity" in safe[0]["payload"]["reason"] and "agent.mpy" in safe[0]["payload"]["reason"]
+    assert "integrity" in safe[0]["payload"]["reason"] and "handlers.mpy" in safe[0]["payload"]["reason"]
     detected = [e for e in health if e["type"] == "fault.detected"]
     assert detected and detected[0]["payload"]["kind"] == "integrity"
 

@@ -3,6 +3,7 @@ import json
 import uuid
 
 import events as event_catalog
+import timeutil
 
 from .db import dumps, now_iso
 
@@ -108,6 +109,20 @@ def poll(db, agent_id, satellite_id):
 COMPACT_PLAN_KEYS = ("id", "version", "job", "placement_decisions", "schedule", "plan")
 
 
+SPARE_WINDOWS_S = 3 * 3600  # windows kept past the plan's end, for run-time deferrals
+
+
+def _plan_end(plan):
+    """The latest end in the plan's schedule (ISO), plus nothing: windows that
+    start after it are of no use to the agent. None when unknown."""
+    ends = [e.get("end") for e in plan.get("schedule") or () if isinstance(e.get("end"), str)]
+    for e in plan.get("schedule") or ():
+        for seg in e.get("segments") or ():
+            if isinstance(seg.get("end"), str):
+                ends.append(seg["end"])
+    return max(ends) if ends else None
+
+
 def workload_spec(db, dep, compact=False):
     """The WorkloadSpec (unsigned). plan_data is the plan without its events, which
     travel once, in `events` (they are most of the plan's size).
@@ -122,6 +137,15 @@ def workload_spec(db, dep, compact=False):
         slim = {k: plan[k] for k in COMPACT_PLAN_KEYS if k in plan}
         slim["orbital_environment"] = {"bus": env.get("bus"),
                                        "prediction_start": env.get("prediction_start")}
+        steps = (plan.get("job") or {}).get("steps") or []
+        if any(st.get("type", "standard") != "standard" for st in steps):
+            # orbital primitives act on the predicted windows: the job's span of them
+            end = _plan_end(plan)
+            horizon = None if end is None else timeutil.parse_iso(end) + SPARE_WINDOWS_S
+            slim["orbital_environment"]["windows"] = [
+                {"id": w["id"], "kind": w["kind"], "start": w["start"], "end": w["end"]}
+                for w in env.get("windows") or ()
+                if horizon is None or timeutil.parse_iso(w["start"]) <= horizon]
         haz = plan.get("hazards")
         if isinstance(haz, dict):  # the counts; the lists stay on the ground
             slim["hazards"] = dict((k, v) for k, v in haz.items()
