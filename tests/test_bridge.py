@@ -62,6 +62,8 @@ def test_hello_credentials_go_with_every_relayed_request(relay, console):
     _, _, headers, _ = console.requests[0]
     assert headers["User-Agent"].startswith("umbra-agent/0.1.0 via umbra-bridge/")
     assert headers["Content-Type"] == "application/json"
+    # compact workloads, as HttpLink asks: a full one would not fit a board's reply limit
+    assert headers["X-Umbra-Compact"] == "1"
 
 
 def test_a_repeated_request_id_is_answered_from_the_cache_not_relayed_twice(relay, console):

@@ -147,8 +147,12 @@ class Bridge:
                 or not _SAFE_PATH.match(path) or ".." in path:
             self.counts["bad_requests"] += 1
             return {"i": rid, "s": 400, "b": {"error": "bridge: bad method or path"}}, True
+        # X-Umbra-Compact as HttpLink sends it: the agent at the end of a serial
+        # line is a microcontroller, and a full workload would not fit its reply
+        # limit (the standard pipeline's is ~24 KB, compact ~2.5 KB).
         headers = {"X-Agent-ID": session.agent_id, "X-API-Key": session.api_key,
-                   "User-Agent": session.user_agent + " via " + VERSION}
+                   "User-Agent": session.user_agent + " via " + VERSION,
+                   "X-Umbra-Compact": "1"}
         content = None
         if "b" in msg and msg["b"] is not None:
             content = json.dumps(msg["b"], separators=(",", ":")).encode()
