@@ -35,6 +35,7 @@ MARKS = (0.25, 0.5, 0.75)
 HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
                   "overhead_fraction")
 AGENT_LEVEL = {}
+REFUSALS_BEFORE_DROP = 4  # a batch the Console refuses this often is given up (and counted)
 ABORT = "abort"  # _compute: the job went away, was cancelled, or the step failed
 # the fields of the orbital primitives (STEPS.md) an executor needs
 PRIM_KEYS = ("energy_budget_wh", "eclipse_policy", "min_battery_soc", "priority", "power_w",
@@ -69,6 +70,7 @@ class Agent:
         self.telemetry_queue = []
         self.scratch = None  # the real handlers' buffer: allocated once, at first use
         self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
+        self.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
         self.data_key = _data_key(cfg)
         self.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
         # critical RAM state, triple-redundant: mirrored at every commit, scrubbed
@@ -102,9 +104,14 @@ class Agent:
             ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None],
                  ["set", "resets", resets]],
             job=AGENT_LEVEL)
+        cut = j.store.counts.get("records_bad", 0)
         if j.corrupt:
             self.emit("fault.detected", payload={"kind": "storage_corrupt",
                                                  "detail": "journal unreadable; safe defaults"},
+                      job=AGENT_LEVEL)
+        elif cut:
+            self.emit("fault.detected", payload={"kind": "storage_corrupt",
+                                                 "detail": "%d corrupt journal record(s) cut at boot" % cut},
                       job=AGENT_LEVEL)
         if unexplained:
             self._blame_running_step(cause)
@@ -1155,13 +1162,21 @@ class Agent:
                 status, reply = yield from self.link.call("POST", path, raw=raw)
                 if status is None or status == 429 or status >= 500:
                     break  # link down or Console busy: try again later
+                if status >= 400:
+                    # Refused: maybe the request was mangled on the way (a noisy
+                    # link), maybe the Console will never take it (a bug on one
+                    # side). Try again a few times before giving these up, so
+                    # the outbox is never blocked forever.
+                    head = outbox[0][0]
+                    tries = self.refused[1] + 1 if self.refused[0] == head else 1
+                    self.refused = (head, tries)
+                    if tries < REFUSALS_BEFORE_DROP:
+                        break
+                    self.stats["events_refused"] += n
+                self.refused = (None, 0)
                 self.stats["batches"] += 1
                 self.stats["events_sent"] += n
                 self.stats["event_bytes"] += len(raw)
-                if status >= 400:
-                    # The Console will never take these (a bug on one side):
-                    # count them rather than block the outbox forever.
-                    self.stats["events_refused"] += n
                 self.journal.commit([["ack", last_seq]])
                 self._sync_time(reply)
                 raw = reply = outbox = None

@@ -100,20 +100,24 @@ class SimWatchdog:
 
 
 def storage_root(preferred=None):
-    """Where the persistent store lives: the given folder, else /flash or / on
-    boards, else ./var/node on the unix port. Created if missing."""
-    candidates = (preferred,) if preferred else ("/flash", "/")
-    for path in candidates:
-        if path is None:
-            continue
+    """Where the persistent store lives: the given folder (created if missing);
+    else /flash or / on a board; else ./var/node on the unix port, where / is
+    the host's own root."""
+    if preferred:
         try:
-            os.stat(path)
-            return path
+            os.stat(preferred)
         except OSError:
-            if preferred:
-                makedirs(path)
-                return path
-    return "/"
+            makedirs(preferred)
+        return preferred
+    import sys
+    if sys.platform in ("linux", "darwin", "win32"):  # the unix port (or CPython)
+        makedirs("var/node")
+        return "var/node"
+    try:
+        os.stat("/flash")
+        return "/flash"
+    except OSError:
+        return "/"
 
 
 def makedirs(path):

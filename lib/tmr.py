@@ -44,13 +44,20 @@ class Cell:
             v = 1 << bit
         elif isinstance(v, int):
             v ^= 1 << bit
-        else:
-            raw = bytearray(v.encode() if isinstance(v, str) else v)
+        elif isinstance(v, str):
+            # text cells hold ASCII ids: flip one of a character's 7 bits, so
+            # the upset copy stays a string (MicroPython decodes UTF-8 only)
+            raw = bytearray(v.encode())
             if raw:
-                raw[(bit // 8) % len(raw)] ^= 1 << (bit % 8)
-                v = bytes(raw).decode("latin-1") if isinstance(v, str) else bytes(raw)
+                raw[(bit // 7) % len(raw)] ^= 1 << (bit % 7)
+                v = bytes(raw).decode()
             else:
                 v = chr(1 << (bit % 7))
+        else:
+            raw = bytearray(v)
+            if raw:
+                raw[(bit // 8) % len(raw)] ^= 1 << (bit % 8)
+            v = bytes(raw)
         self.copies[index] = v
 
 

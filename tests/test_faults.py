@@ -68,9 +68,6 @@ def test_thirty_percent_request_loss_with_duplicates_and_delays_loses_and_duplic
     assert_clean(s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware/agent.py _report acknowledges a batch the Console answered 4xx (events_refused): "
-    "a request corrupted on the link is refused once and its events are dropped for good"))
 def test_corrupted_requests_lose_no_events():
     link = {"kind": "link", "at_s": 0, "drop": 0.2, "corrupt": 0.1}
     s = fc.run_campaign("link", runs=3, seed=5, link=link)
@@ -111,9 +108,9 @@ def test_ram_bit_flips_in_the_tmr_cells_are_voted_out_and_the_job_completes():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "a journal record cut at boot (CRC) rolls the agent back silently: no fault.detected event "
-    "(only both-slots-bad is reported) and the job the Console re-delivers is accepted and run "
-    "again, so job.accepted / step events reach the Console twice"))
+    "a journal record cut at boot (CRC) rolls the agent back: it reports fault.detected "
+    "storage_corrupt, but it accepts the job the Console re-delivers and runs it again, so "
+    "job.accepted / step events reach the Console twice (a mirrored log would heal it)"))
 def test_a_flipped_bit_in_the_journal_duplicates_nothing_at_the_console(tmp_path):
     lab = fc.Lab(str(tmp_path))
     try:

@@ -22,6 +22,7 @@ BENCHES = (
     "tools.benches.agent",
     "tools.benches.link",
     "tools.benches.deploy",
+    "tools.benches.faults",
 )
 
 RESULTS = os.path.join(ROOT, "bench", "results.json")

@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 
+from starlette.requests import ClientDisconnect
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -123,11 +124,14 @@ async def read_json(request, console):
         except ValueError:
             raise ApiError(400, "bad Content-Length")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > console.max_body:
-            raise ApiError(413, "body larger than %d bytes" % console.max_body)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > console.max_body:
+                raise ApiError(413, "body larger than %d bytes" % console.max_body)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the sender went away mid-body (a link cut, a reset)
+        raise ApiError(400, "the client disconnected before its body arrived")
     raw = b"".join(chunks)
     if not raw.strip():
         raise ApiError(400, "a JSON body is required")

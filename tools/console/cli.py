@@ -290,16 +290,21 @@ def _sse(lines):
 @click.argument("deployment")
 @click.option("--follow", "-f", is_flag=True, help="Stream new events until the job ends.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@click.option("--compare", is_flag=True,
+              help="Predicted beside executed, aligned; divergences marked and explained.")
 @_client_options
-def events(deployment, follow, as_json, console_url, key):
+def events(deployment, follow, as_json, compare, console_url, key):
     """Print or follow a deployment's events. With --follow the exit status is 0
-    when the job completed, 1 when it failed or was cancelled."""
+    when the job completed, 1 when it failed or was cancelled. With --compare the
+    exit status is 0 when the execution matched the plan, 1 when it diverged."""
     import httpx
 
     def show(ev):
         click.echo(json.dumps(ev, ensure_ascii=False) if as_json else format_event(ev))
 
     path = "/api/deployments/%s/events" % deployment
+    if compare:
+        sys.exit(_compare(deployment, as_json, console_url, key))
     if not follow:
         with _client(console_url, key) as c:
             body = _call(c, "GET", path)
@@ -331,6 +336,46 @@ def events(deployment, follow, as_json, console_url, key):
                                fg="green" if status == "completed" else "red"), err=True)
     if status != "completed":
         sys.exit(1)
+
+
+def _compare(deployment, as_json, console_url, key):
+    from .compare import compare, with_agent_events
+    with _client(console_url, key) as c:
+        dep = _call(c, "GET", "/api/deployments/%s" % deployment)
+        predicted = _call(c, "GET", "/v1/plan/%s/events" % dep["plan_id"])["events"]
+        executed = _call(c, "GET", "/api/deployments/%s/events" % deployment)["events"]
+        if dep.get("agent_id"):
+            health = _call(c, "GET", "/api/agents/%s/events" % dep["agent_id"])["events"]
+            executed = with_agent_events(executed, health)
+    rows, summary = compare(predicted, executed)
+    if as_json:
+        click.echo(json.dumps({"deployment": deployment, "summary": summary, "rows": [
+            {"mark": r["mark"], "note": r["note"],
+             "predicted": _brief(r["predicted"]), "executed": _brief(r["executed"])}
+            for r in rows]}, ensure_ascii=False))
+        return 0 if summary["identical"] else 1
+    colours = {"=": "white", "~": "yellow", "-": "red", "+": "cyan"}
+    click.echo(click.style("%-1s %-8s %-28s %-12s | %-8s %-28s %-12s %s" % (
+        "", "planned", "predicted", "step", "actual", "executed", "step", "why"), bold=True))
+    for r in rows:
+        p, e = r["predicted"] or {}, r["executed"] or {}
+        click.echo(click.style("%-1s %-8s %-28s %-12s | %-8s %-28s %-12s %s" % (
+            r["mark"], (p.get("timestamp") or "")[11:19], p.get("type") or "",
+            p.get("step_id") or "", (e.get("timestamp") or "")[11:19], e.get("type") or "",
+            e.get("step_id") or "", r["note"]), fg=colours[r["mark"]]))
+    first = summary["first_divergence"]
+    click.echo("%d as predicted, %d shifted, %d missing, %d extra%s" % (
+        summary["matched"], summary["shifted"], summary["missing"], summary["extra"],
+        "" if first is None else "; first divergence at %s: %s %s (%s)" % (
+            first["timestamp"], first["type"], first["step_id"] or "", first["note"])))
+    return 0 if summary["identical"] else 1
+
+
+def _brief(ev):
+    if ev is None:
+        return None
+    return {"type": ev.get("type"), "step_id": ev.get("step_id"), "timestamp": ev.get("timestamp"),
+            "seq": ev.get("seq")}
 
 
 __all__ = ["console", "keys", "satellites", "submit", "events"]
