@@ -120,7 +120,8 @@ def test_a_real_workload_spec_verifies_under_micropython_in_a_64k_heap(mpy, tmp_
     plan = planning.make_plan(catalog.get(d, "25544"), job, None, 1772884800)
     deployments.save_plan(d, plan)
     dep = deployments.get(d, deployments.create(d, plan, "live", 1))
-    spec = dict(deployments.workload_spec(d, dep), server_time="2026-03-07T12:00:00.000Z")
+    # as the agent asks for it (X-Umbra-Compact): the plan's job, placements and schedule
+    spec = dict(deployments.workload_spec(d, dep, compact=True), server_time="2026-03-07T12:00:00.000Z")
     signed = signing.sign(spec, "upk_secret", "2026-03-07T12:00:00Z", "nonce-1")
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(signed, ensure_ascii=False), encoding="utf-8")
