@@ -104,14 +104,18 @@ class Agent:
             ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None],
                  ["set", "resets", resets]],
             job=AGENT_LEVEL)
-        cut = j.store.counts.get("records_bad", 0)
+        cut = j.damage()
         if j.corrupt:
             self.emit("fault.detected", payload={"kind": "storage_corrupt",
                                                  "detail": "journal unreadable; safe defaults"},
                       job=AGENT_LEVEL)
         elif cut:
             self.emit("fault.detected", payload={"kind": "storage_corrupt",
-                                                 "detail": "%d corrupt journal record(s) cut at boot" % cut},
+                                                 "detail": "%d corrupt journal record(s) or slot(s) at boot; "
+                                                           "the other copy is whole" % cut},
+                      job=AGENT_LEVEL)
+            self.emit("fault.recovered", payload={"kind": "storage_corrupt",
+                                                  "action": "restored_checkpoint"},
                       job=AGENT_LEVEL)
         if unexplained:
             self._blame_running_step(cause)

@@ -19,6 +19,7 @@ The outbox holds each event once, already encoded: [seq, deployment_id, json]
     ["set", key, value]      a top-level field changes (boot_count, mode, ...)
     ["end", deployment_id]   the current job is over; remember its id (re-delivery)
     ["nonce", nonce]         an uplink nonce seen (replay memory)
+    ["n", k]                 the record's number (first in every record: which copy is ahead)
     ["reseq", base]          the Console already holds seqs up to base (our store was
                              lost): renumber the unacknowledged outbox above it
 """
@@ -33,7 +34,7 @@ MAX_SNAPSHOT = 98304  # bytes: state + the outbox of unacknowledged events
 
 
 def fresh_state():
-    return {"seq": 0, "acked": 0, "boot_count": 0, "mode": "normal", "job": None,
+    return {"n": 0, "seq": 0, "acked": 0, "boot_count": 0, "mode": "normal", "job": None,
             "steps": {}, "done": [], "nonces": [], "outbox": [], "resets": 0,
             "quarantine": {}}
 
@@ -81,6 +82,8 @@ def apply(state, op):
             entry[2] = json.dumps(ev)
         state["seq"] = base
         state["acked"] = op[1]
+    elif kind == "n":
+        state["n"] = op[1]
     elif kind == "nonce":
         nonces = state["nonces"]
         nonces.append(op[1])
@@ -89,58 +92,98 @@ def apply(state, op):
 
 
 class Journal:
+    """Two independent copies of the journal (journal and journal2), written
+    record for record: a bit flip that cuts one copy's log short (its CRC
+    fails) leaves the other whole. At open the copy that got furthest (the
+    highest record number `n`) wins and the other is rebuilt from it; a power
+    cut between the two appends is the same case. Flash is written twice;
+    what is acknowledged survives a single upset of either copy."""
+
     def __init__(self, root, max_log_bytes=16384, fs=None, max_record_bytes=MAX_RECORD,
                  max_snapshot_bytes=MAX_SNAPSHOT):
-        self.store = Store(root, name="journal", max_log_bytes=max_log_bytes, fs=fs,
-                           max_record_bytes=max_record_bytes,
-                           max_snapshot_bytes=max_snapshot_bytes)
+        self.stores = tuple(Store(root, name=name, max_log_bytes=max_log_bytes, fs=fs,
+                                  max_record_bytes=max_record_bytes,
+                                  max_snapshot_bytes=max_snapshot_bytes)
+                            for name in ("journal", "journal2"))
+        self.store = self.stores[0]
         self.state = None
         self.replayed = 0
+        self.repaired = None    # the copy rebuilt at open (index), if any
         self.on_commit = None   # called after every durable record (a simulator syncs its world)
         self.out_of_sync = False
         self.after_commit = None  # the agent mirrors critical state into its TMR cells
 
-    def open(self):
-        """Rebuild the state from the store (snapshot + records since)."""
-        self.store.open()
-        base = self.store.state
-        self.state = fresh_state()
+    def _load(self, store):
+        store.open()
+        state = fresh_state()
+        base = store.state
         if isinstance(base, dict):
             for key in base:
-                self.state[key] = base[key]
-        self.replayed = 0
-        for record in self.store.records():
+                state[key] = base[key]
+        replayed = 0
+        for record in store.records():
             if not isinstance(record, list):
                 continue
             for op in record:
-                apply(self.state, op)
-            self.replayed += 1
+                apply(state, op)
+            replayed += 1
+        return state, replayed
+
+    def open(self):
+        """Rebuild the state from the copy that got furthest (snapshot + records
+        since); bring the other copy level with it."""
+        best = None
+        loaded = []
+        for i, store in enumerate(self.stores):
+            state, replayed = self._load(store)
+            loaded.append((state, replayed))
+            if best is None or state["n"] > loaded[best][0]["n"]:
+                best = i
+        self.state, self.replayed = loaded[best]
+        self.store = self.stores[best]
+        self.repaired = None
+        for i, store in enumerate(self.stores):
+            if i != best and (loaded[i][0]["n"] != self.state["n"] or store.corrupt):
+                store.snapshot(self.state)  # rebuilt from the good copy
+                self.repaired = i
         return self
 
     @property
     def corrupt(self):
-        return bool(self.store.corrupt)
+        """Both copies unreadable: safe defaults."""
+        return all(store.corrupt for store in self.stores)
+
+    def damage(self):
+        """Corrupt records and snapshot slots found at open, in either copy (a
+        copy merely one record behind after a power cut is not damage)."""
+        return sum(store.counts.get("records_bad", 0) + store.counts.get("slot_fallbacks", 0)
+                   for store in self.stores)
 
     def commit(self, ops):
-        """Make `ops` durable, then apply them in RAM. Compacts when due."""
-        self.store.append(ops)
+        """Make `ops` durable (in both copies), then apply them in RAM. Compacts
+        when due."""
+        record = [["n", self.state["n"] + 1]]
+        record.extend(ops)
+        for store in self.stores:
+            store.append(record)
         try:
-            for op in ops:
+            for op in record:
                 apply(self.state, op)
         except Exception:
             # flash holds the record but RAM does not: only a reboot (replay)
             # brings them together again
             self.out_of_sync = True
             raise
-        if self.store.needs_compaction():
-            self.store.snapshot(self.state)
+        if self.stores[0].needs_compaction() or self.stores[1].needs_compaction():
+            self.compact()
         if self.on_commit is not None:
             self.on_commit()
         if self.after_commit is not None:
             self.after_commit()
 
     def compact(self):
-        self.store.snapshot(self.state)
+        for store in self.stores:
+            store.snapshot(self.state)
 
     def next_seq(self):
         return self.state["seq"] + 1

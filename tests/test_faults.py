@@ -107,10 +107,6 @@ def test_ram_bit_flips_in_the_tmr_cells_are_voted_out_and_the_job_completes():
     assert_clean(s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a journal record cut at boot (CRC) rolls the agent back: it reports fault.detected "
-    "storage_corrupt, but it accepts the job the Console re-delivers and runs it again, so "
-    "job.accepted / step events reach the Console twice (a mirrored log would heal it)"))
 def test_a_flipped_bit_in_the_journal_duplicates_nothing_at_the_console(tmp_path):
     lab = fc.Lab(str(tmp_path))
     try:
