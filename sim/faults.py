@@ -553,7 +553,8 @@ def journal_files(root):
     except OSError:
         return out
     for name in sorted(names):
-        if name.startswith("journal.") and not name.endswith(".tmp"):
+        # both copies of the journal (journal.* and journal2.*)
+        if (name.startswith("journal.") or name.startswith("journal2.")) and not name.endswith(".tmp"):
             path = root + "/" + name
             try:
                 size = os.stat(path)[6]
@@ -640,8 +641,8 @@ def storage_sweep(root, flips, seed=0, scratch=None, max_log_bytes=16384):
             out["unreadable"] += 1
             out["flips"] += 1
             continue
-        stats = j.store.stats
-        noticed = j.corrupt or stats.get("slot_fallbacks", 0) or stats.get("records_cut", 0)
+        noticed = j.corrupt or j.damage() or any(
+            st.stats.get("records_cut", 0) for st in getattr(j, "stores", (j.store,)))
         same = same_state(j.state, ref)
         out["flips"] += 1
         if noticed:

@@ -310,7 +310,7 @@ def campaign_power_cut(lab, runs, rng, progress, torn=False, job=None):
     return recs, {"writes_per_job": writes, "write_indices": len(indices), "torn": bool(torn)}
 
 
-def campaign_bitflip(lab, runs, rng, progress, sweep=2000, ram_per_run=50, storage_per_run=2):
+def campaign_bitflip(lab, runs, rng, progress, sweep=8000, ram_per_run=50, storage_per_run=2):
     recs = []
     for i in progress(range(runs)):
         script = []
