@@ -127,6 +127,8 @@ def test_a_stuck_handler_under_the_real_time_watchdog_is_reset_three_times_then_
     assert s["injected_by_kind"].get("hang") == 3
     assert s["quarantined"] == 1
     assert s["jobs_failed"] == 1      # the quarantined step fails the job
+    assert s["rest_of_job_ran"]       # ... but its independent step still ran
+    assert s["next_jobs_completed"] == 1
     assert_clean(s)
 
 

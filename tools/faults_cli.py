@@ -51,6 +51,11 @@ LONG_JOB = {"name": "fault campaign (long)", "steps": [
 # the job is accepted at the first pass (13:21:09 = world 369 s)
 JOB_T0 = 370
 HANG_CFG = {"watchdog_timeout_ms": 2000, "task_deadline_ms": 1500, "slice_s": 1}
+# the hang campaign: step a hangs; step c does not depend on it; a next job follows
+HANG_JOB = {"name": "fault campaign (hang)", "steps": [
+    {"id": "a", "compute_s": 60, "output_mb": 0.5},
+    {"id": "c", "compute_s": 60, "output_mb": 0.2}]}
+NEXT_JOB = {"name": "the next job", "steps": [{"id": "x", "compute_s": 60, "output_mb": 0.1}]}
 FIGURES = ("runs", "injected", "detected", "recovered", "jobs_completed", "jobs_failed",
            "events_lost", "events_duplicated", "wrong_state", "wall_s")
 
@@ -350,7 +355,8 @@ def campaign_hang(lab, runs, rng, progress, max_restarts=8):
     from tools.agent_cli import NodeProcess
     recs = []
     for i in progress(range(runs)):
-        dep = lab.ground.deploy(SMALL_JOB)
+        dep = lab.ground.deploy(HANG_JOB)
+        nxt = lab.ground.deploy(NEXT_JOB)
         node = lab.node(cfg=HANG_CFG)
         path = str(node.dir / "faults.json")
         with open(path, "w") as f:
@@ -383,9 +389,16 @@ def campaign_hang(lab, runs, rng, progress, max_restarts=8):
         rec["watchdog_kills"] = proc.resets["watchdog"]
         rec["real_recovery_s"] = _real_recoveries(stamps, proc)
         rec["detected"] += 0
+        # the rest of the job still ran, and so did the next job
+        done = [e["step_id"] for e in lab.ground.events(dep) if e["type"] == "step.completed"]
+        rec["rest_of_job_ran"] = "c" in done and "a" not in done
+        rec["next_job"] = lab.ground.status(nxt)
         recs.append(rec)
         _settle(lab.ground, dep)
-    return recs, {"watchdog_timeout_ms": HANG_CFG["watchdog_timeout_ms"]}
+        _settle(lab.ground, nxt)
+    return recs, {"watchdog_timeout_ms": HANG_CFG["watchdog_timeout_ms"],
+                  "rest_of_job_ran": all(r["rest_of_job_ran"] for r in recs),
+                  "next_jobs_completed": sum(1 for r in recs if r["next_job"] == "completed")}
 
 
 def _real_recoveries(stamps, proc):
