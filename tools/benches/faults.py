@@ -6,7 +6,7 @@ import tempfile
 
 from tools import faults_cli as fc
 
-SIZES = (("power-cut", None, {"torn": True}), ("bitflip", 3, {"sweep": 2000}), ("crash", 1, {}),
+SIZES = (("power-cut", None, {"torn": True}), ("bitflip", None, {}), ("crash", 1, {}),
          ("link", 5, {}), ("mixed", 10, {}), ("hang", 1, {}))
 FIGURES = (("injected", "faults"), ("detected", "faults"), ("recovered", "faults"),
            ("jobs_completed", "jobs"), ("events_lost", "events"), ("events_duplicated", "events"),
