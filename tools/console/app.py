@@ -329,23 +329,7 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         per (agent_id, seq)."""
         rec = await sync(console.agent, x_api_key, x_agent_id)
         await sync(console.deployment_for_agent, deployment_id, x_agent_id, True)
-        body = await read_json(request, console)
-        await sync(console.rate, rec, "events", deployment_id)
-        batch = isinstance(body, list)
-        evs = body if batch else [body]
-        if batch and not evs:
-            raise ApiError(400, "an empty batch")
-        if len(evs) > 1000:
-            raise ApiError(400, "at most 1000 events per batch")
-        for i, ev in enumerate(evs):
-            problem = check_event(ev, x_agent_id, deployment_id)
-            if problem:
-                raise ApiError(400, ("event %d: %s" % (i, problem)) if batch else problem)
-        ids, acked = await sync(deployments.store_events, db, deployment_id, x_agent_id,
-                                x_agent_id, evs)
-        if batch:
-            return reply({"ids": ids, "acked_seq": acked}, 201)
-        return reply({"id": ids[0], "acked_seq": acked}, 201)
+        return await ingest(request, rec, x_agent_id, deployment_id)
 
     @app.post("/api/agent/events", status_code=201, tags=["agent"],
               openapi_extra=schemas.openapi_body(schemas.events_body_schema()))
@@ -356,8 +340,13 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         the same per-agent seq as deployment events."""
         rec = await sync(console.agent, x_api_key, x_agent_id)
         await sync(console.registered, x_agent_id)
+        return await ingest(request, rec, x_agent_id, None)
+
+    async def ingest(request, rec, agent_id, deployment_id):
+        """One event ({id}) or a batch ({ids}), validated whole, stored exactly once
+        per (agent_id, seq); deployment_id None: agent-level events."""
         body = await read_json(request, console)
-        await sync(console.rate, rec, "events", "")
+        await sync(console.rate, rec, "events", deployment_id or "")
         batch = isinstance(body, list)
         evs = body if batch else [body]
         if batch and not evs:
@@ -365,10 +354,11 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         if len(evs) > 1000:
             raise ApiError(400, "at most 1000 events per batch")
         for i, ev in enumerate(evs):
-            problem = check_event(ev, x_agent_id, None)
+            problem = check_event(ev, agent_id, deployment_id)
             if problem:
                 raise ApiError(400, ("event %d: %s" % (i, problem)) if batch else problem)
-        ids, acked = await sync(deployments.store_events, db, None, x_agent_id, x_agent_id, evs)
+        ids, acked = await sync(deployments.store_events, db, deployment_id, agent_id,
+                                agent_id, evs)
         if batch:
             return reply({"ids": ids, "acked_seq": acked}, 201)
         return reply({"id": ids[0], "acked_seq": acked}, 201)
