@@ -211,7 +211,9 @@ class Agent:
         corrected, lost = tmr_scrub_all(self.tmr)
         live = self._live()
         wrong = [name for name in live if name not in lost and live[name] != self.tmr[name].vote()[0]]
-        if lost or wrong[1:] or (wrong and wrong[0] != "seq" and wrong[0] != "mode"):
+        # one upset working value of seq or mode the cells can outvote; anything
+        # more (or a step/deployment/progress upset) is reloaded from flash
+        if lost or len(wrong) > 1 or (wrong and wrong[0] not in ("seq", "mode")):
             self._restore_from_store(lost + wrong)
             return
         for name in wrong:  # a single live value upset: the cells outvote it
@@ -614,7 +616,8 @@ class Agent:
             yield from self._run_pass(job, step, s)
         else:
             if s["status"] == "pending":
-                self._start(step, s, self._window_id(), self._window_label())
+                kind = self._window_kind()
+                self._start(step, s, kind, kind)
             runner = self._runner(job, step, s)
             if runner is None:
                 return
@@ -1071,10 +1074,7 @@ class Agent:
             return
         self.journal.commit([["st", sid, {"status": "failed", "error": error}]])
 
-    def _window_id(self):
-        return "eclipse" if self.sensors.in_eclipse() else "sunlit"
-
-    def _window_label(self):
+    def _window_kind(self):
         return "eclipse" if self.sensors.in_eclipse() else "sunlit"
 
     # --- transfers ------------------------------------------------------------------

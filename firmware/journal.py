@@ -184,6 +184,3 @@ class Journal:
     def compact(self):
         for store in self.stores:
             store.snapshot(self.state)
-
-    def next_seq(self):
-        return self.state["seq"] + 1
