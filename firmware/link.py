@@ -26,6 +26,7 @@ class HttpLink:
         self.failures = 0
         self.bytes_sent = 0
         self.last_error = None
+        self.busy = None  # ms-since-start of the exchange on the link, if any
 
     def call(self, method, path, body=None, raw=None):
         """body: an object to send as JSON; raw: JSON text already encoded."""
@@ -38,8 +39,17 @@ class HttpLink:
             headers["Content-Type"] = "application/json"
             self.bytes_sent += len(data)
         self.requests += 1
-        status, _, raw = yield from httpc.request_gen(
-            method, self.base + path, headers, data, self.timeout_ms, self.now_ms)
+        # One exchange on the link at a time: one radio, one socket and one
+        # reply in the heap; and the order the Console sees is the order the
+        # tasks asked in. A holder that vanished uncleaned is overtaken.
+        while self.busy is not None and self.busy() < self.timeout_ms + 1000:
+            yield None
+        self.busy = httpc.stopwatch()
+        try:
+            status, _, raw = yield from httpc.request_gen(
+                method, self.base + path, headers, data, self.timeout_ms, self.now_ms)
+        finally:
+            self.busy = None
         if status is None:
             self.failures += 1
             self.last_error = raw

@@ -63,7 +63,7 @@ class LinkDown(Exception):
     """Internal: any reason to give up on the exchange."""
 
 
-def _elapsed_clock():
+def stopwatch():
     """Milliseconds since this call, wrap-safe over ticks_ms."""
     t0 = _ticks_ms()
     return lambda: _ticks_diff(_ticks_ms(), t0)
@@ -363,7 +363,7 @@ def _result(stop):
 def request(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
             max_body=MAX_BODY, now_ms=None):
     """Blocking request, bounded by timeout_ms. See the module doc."""
-    now_ms = now_ms or _elapsed_clock()
+    now_ms = now_ms or stopwatch()
     deadline = now_ms() + timeout_ms
     core = _exchange(method, url, headers, body, timeout_ms, now_ms, max_body)
     poller = select.poll()
@@ -385,7 +385,7 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
                 now_ms=None, pause=None, max_body=MAX_BODY):
     """Generator version for cooperative tasks:
     `status, headers, body = yield from httpc.request_gen(...)`."""
-    now_ms = now_ms or _elapsed_clock()
+    now_ms = now_ms or stopwatch()
     core = _exchange(method, url, headers, body, timeout_ms, now_ms, max_body)
     poller = select.poll()
     try:
