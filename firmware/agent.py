@@ -1158,9 +1158,11 @@ class Agent:
             while self.registered and self.journal.state["outbox"] and self.link_up():
                 outbox = self.journal.state["outbox"]
                 dep = outbox[0][1]
-                n = 0
+                n = size = 0
                 for entry in outbox:
-                    if entry[1] != dep or n >= self.cfg["report_batch"]:
+                    size += len(entry[2]) + 1
+                    if entry[1] != dep or n >= self.cfg["report_batch"] or \
+                            (n and size > self.cfg["report_batch_bytes"]):
                         break
                     n += 1
                 last_seq = outbox[n - 1][0]

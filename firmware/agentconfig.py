@@ -28,6 +28,7 @@ DEFAULTS = {
     "telemetry_interval_s": 30,
     "report_interval_s": 5,        # how often the outbox is offered to the link
     "report_batch": 20,            # events per batch request (a batch counts once; RAM bound)
+    "report_batch_bytes": 2048,    # ... and JSON bytes: one contiguous block in a fragmented heap
     # I/O bounds (ms): each must stay well below watchdog_timeout_ms
     "http_timeout_ms": 3000,
     # watchdog (ms): > every task deadline below; 8 s is the most some boards allow

@@ -70,10 +70,19 @@ class Files:
             return -1
 
 
-def _encode(obj):
+def _encode(obj, text_ok=False):
+    """(kind, payload). text_ok: MicroPython may keep JSON as the str itself,
+    which is a buffer of its UTF-8 bytes there (no second copy of a big state)."""
     if isinstance(obj, (bytes, bytearray)):
         return KIND_BYTES, bytes(obj)
-    return KIND_JSON, json.dumps(obj).encode()
+    text = json.dumps(obj)
+    if text_ok:
+        try:
+            memoryview(text)
+            return KIND_JSON, text
+        except TypeError:  # CPython
+            pass
+    return KIND_JSON, text.encode()
 
 
 def _decode(kind, payload):
@@ -335,8 +344,12 @@ class Store:
         """Store the folded state as generation+1 and restart the journal empty.
         Atomic: a power cut leaves either the old snapshot + old records or
         the new snapshot + no records."""
-        kind, payload = _encode(state)
-        n = len(payload)
+        try:
+            kind, payload = _encode(state, True)
+            n = len(memoryview(payload))
+        except MemoryError:  # no block for it in one piece: stream it (lib/jsonsink.py)
+            import jsonsink
+            kind, payload, n = KIND_JSON, None, jsonsink.measure(state)
         if n > self.max_snapshot_bytes:
             raise ValueError("snapshot of %d bytes > max_snapshot_bytes" % n)
         gen = max(self._max_gen, self.generation, self._cur) + 1
@@ -344,8 +357,14 @@ class Store:
         head = struct.pack("<II", gen, (kind << 24) | n)
         tmp = self._path("tmp")
         with self.fs.open(tmp, "wb") as f:
-            f.write(_SLOT_MAGIC + head + struct.pack("<I", _crc(payload, _crc(head))))
-            f.write(payload)
+            if payload is None:
+                f.write(_SLOT_MAGIC + head + b"\0\0\0\0")
+                crc = jsonsink.write(state, f, _crc(head))
+                f.seek(_SLOT_HDR - 4)
+                f.write(struct.pack("<I", crc))
+            else:
+                f.write(_SLOT_MAGIC + head + struct.pack("<I", _crc(payload, _crc(head))))
+                f.write(payload)
             f.flush()
         self.fs.rename(tmp, self._path(_SLOTS[target]))  # the commit point
         prev = None if self._slot is None else self.generation

@@ -424,3 +424,54 @@ def test_snapshot_restarts_the_journal_and_the_newest_slot_wins(portable, root):
     assert out["records"] == [3]
     assert out["stats"]["slot_fallbacks"] == 0 and out["stats"]["corrupt"] is False
     assert sorted(os.listdir(root)) == ["journal.1.log", "journal.2.log", "journal.a", "journal.b"]
+
+
+def test_a_streamed_snapshot_holds_the_same_bytes_as_one_piece(portable, root):
+    res = portable('''
+        import binascii, json, jsonsink
+        obj = {"a": [1, 2.5, None, True], "t": "h\\u00e9 \\"q\\"", "n": {"k": list(range(300))}}
+        text = json.dumps(obj).encode()
+        with open(%r + "/s.bin", "wb") as f:
+            crc = jsonsink.write(obj, f, 7)
+        with open(%r + "/s.bin", "rb") as f:
+            got = f.read()
+        print(json.dumps({"n": jsonsink.measure(obj) == len(text), "bytes": got == text,
+                          "crc": crc == binascii.crc32(text, 7) & 0xFFFFFFFF}))
+    ''' % (root, root))
+    assert res.check().last_json == {"n": True, "bytes": True, "crc": True}
+
+
+def test_a_snapshot_with_no_block_for_it_in_a_fragmented_heap_is_streamed(mpy, tmp_path, root):
+    """A long-running board: the state's JSON no longer fits any free block of
+    the heap in one piece; the snapshot streams it instead and reads back whole."""
+    out = tmp_path / "mpy"
+    out.mkdir()
+    for src in ("lib/store.py", "lib/jsonsink.py"):
+        upy.compile_one(os.path.join(ROOT, src), str(out / (os.path.basename(src)[:-3] + ".mpy")))
+    res = mpy('''
+import gc, json
+from store import Store
+state = {"items": ["item-%%04d" %% i for i in range(500)]}
+gc.collect()
+keep, holes = [], []
+try:
+    while True:                       # the heap in 96-byte pieces, every other one kept
+        keep.append(bytearray(96))
+        holes.append(bytearray(96))
+except MemoryError:
+    pass
+holes = None
+keep = keep[:len(keep) - 24]
+gc.collect()
+try:
+    json.dumps(state)
+    one_piece = True
+except MemoryError:
+    one_piece = False
+Store(%r).open().snapshot(state)
+keep = None
+gc.collect()
+st = Store(%r).open()
+print(json.dumps({"one_piece": one_piece, "same": st.state == state, "gen": st.generation}))
+''' % (root, root), heap="96K", extra_path=(str(out),))
+    assert res.check().last_json == {"one_piece": False, "same": True, "gen": 1}
