@@ -35,12 +35,13 @@ except AttributeError:
 import agentconfig  # noqa: E402
 import hal  # noqa: E402
 import orbit  # noqa: E402
+import stations  # noqa: E402
 import timeutil  # noqa: E402
 from agent import Agent  # noqa: E402
-from faultfs import PowerCut  # noqa: E402
+from clock import SimClock  # noqa: E402
 from link import HttpLink  # noqa: E402
+from spacecraft import SimulatedSatellite, Timeline  # noqa: E402
 from store import Store  # noqa: E402
-from world import World  # noqa: E402
 
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
@@ -120,12 +121,12 @@ class Node:
         else:
             self.first_boot = False
         self.saved = saved
-        elements = orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name"))
-        self.world = World(saved["start"], horizon_s=saved["end"] - saved["start"] + 3600,
-                           chunk_s=WINDOW_CHUNK_S)
-        self.sat = self.world.add_satellite(self.cfg["satellite_id"], elements, bus=saved.get("bus"),
-                                            state=saved["sat"])
-        self.clock = self.world.clock
+        # one satellite needs no World: its clock, its timeline and itself
+        orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
+        self.clock = SimClock(start_epoch=saved["start"])
+        timeline = Timeline(orb, saved["start"], WINDOW_CHUNK_S, stations.default_stations())
+        self.sat = SimulatedSatellite(self.cfg["satellite_id"], orb, saved["start"], bus=saved.get("bus"),
+                                      timeline=timeline, clock=self.clock, state=saved["sat"])
         # a restart of this process is a reset of the computer: it takes a moment
         self.clock.advance_to(saved["t_ms"] + (0 if self.first_boot else REBOOT_MS))
         if "until" in args:  # stop this run at a time (the world carries on at the next start)
@@ -137,8 +138,11 @@ class Node:
         self.agent = None
         self.reboots = 0
         self.injector = None
+        self.power_cut = ()   # the exception a power cut raises: none without --faults
         if "faults" in args:
             import faults
+            from faultfs import PowerCut
+            self.power_cut = PowerCut
             with open(args["faults"]) as f:
                 script = json.load(f)
             self.injector = faults.Injector(script, seed=int(args.get("seed", "0")),
@@ -170,7 +174,7 @@ class Node:
             try:
                 self._boot(cause)
                 return
-            except PowerCut:  # the scripted cut landed while booting
+            except self.power_cut:  # the scripted cut landed while booting
                 self.injector.power_cut_now()
                 self._down("power_on")
                 cause = "power_on"
@@ -231,7 +235,7 @@ class Node:
             sched = self.agent.sched
             try:
                 sched.run_due()
-            except PowerCut:
+            except self.power_cut:
                 pass  # the agent's storage lost power: the computer goes with it
             now = self.clock.now_ms()
             if inj is not None:
@@ -265,7 +269,8 @@ class Node:
                 self.clock.wait_until(nxt)
                 if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
                     self.sync_world(force=True)
-                    self.world.forget_past()
+                    # keep the windows of the last hour and ahead
+                    self.sat.timeline.forget_before(self.saved["start"] + nxt / 1000.0 - 3600)
 
 
 def _echo(doc):
