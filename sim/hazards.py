@@ -2,7 +2,8 @@
 
 Two hazards: eclipses (battery only: a reset or brown-out is likeliest there)
 and South Atlantic Anomaly transits (single-event upsets: checkpoint before,
-scrub protected state more often inside). `predict()` returns a dict shaped as
+scrub protected state more often inside; the intensity is
+models.saa_intensity). `predict()` returns a dict shaped as
 the `checkpoint.predicted` event payload (EVENTS.md) and the plan's `hazards`.
 """
 import math
@@ -15,43 +16,11 @@ DEFAULT_CHECKPOINT_COST_S = 2.0  # time one checkpoint costs (for overhead_fract
 SAA_SCRUB_INTERVAL_S = 30.0      # scrub protected state this often inside the SAA
 
 
-def _in_polygon(lat, lon, poly):
-    """Ray casting in the (lon, lat) plane."""
-    inside = False
-    j = len(poly) - 1
-    for i in range(len(poly)):
-        lat_i, lon_i = poly[i]
-        lat_j, lon_j = poly[j]
-        if (lat_i > lat) != (lat_j > lat):
-            cross = lon_i + (lat - lat_i) * (lon_j - lon_i) / (lat_j - lat_i)
-            if lon < cross:
-                inside = not inside
-        j = i
-    return inside
-
-
-def saa_intensity(lat, lon, alt_km):
-    """SAA intensity 0..1 at a geodetic point: 0 outside the polygon; inside, 1 at
-    the core falling to SAA_EDGE_INTENSITY at the edge, times an altitude factor
-    that falls off to 0 at SAA_FLOOR_KM (full at SAA_FULL_KM and above)."""
-    if lon > 180:
-        lon -= 360
-    if not _in_polygon(lat, lon, models.SAA_POLYGON):
-        return 0.0
-    clat, clon = models.SAA_CORE
-    dlat = lat - clat
-    dlon = (lon - clon) * math.cos(lat * orbitlib.DEG)
-    dist = math.sqrt(dlat * dlat + dlon * dlon)
-    shape = 1.0 - (1.0 - models.SAA_EDGE_INTENSITY) * min(1.0, dist / models.SAA_CORE_RADIUS_DEG)
-    alt_factor = (alt_km - models.SAA_FLOOR_KM) / (models.SAA_FULL_KM - models.SAA_FLOOR_KM)
-    return shape * max(0.0, min(1.0, alt_factor))
-
-
 def saa_transits(orb, t0, t1, step_s=models.WINDOW_STEP_S):
     """[(start, end, peak_intensity)] where the intensity is >= SAA_MIN_INTENSITY,
     boundaries bisected to WINDOW_TOLERANCE_S."""
     def level(t):
-        return saa_intensity(*orb.subpoint(t)) - models.SAA_MIN_INTENSITY
+        return models.saa_intensity(*orb.subpoint(t)) - models.SAA_MIN_INTENSITY
 
     out = []
     start = None

@@ -1,9 +1,14 @@
 """The constants of MODELS.md, defined once (orbit, power, thermal, memory/CPU,
-ISL link). Every spacecraft constant can be overridden per satellite with
-`bus_config(overrides)`; the physical constants cannot.
+SAA), and the small models built on them. Every spacecraft constant can be
+overridden per satellite with `bus_config(overrides)`; the physical constants
+cannot. (The ISL link model lives with the only thing that has two satellites:
+world.py.)
 
-Units are in the names or the comment beside them.
+Units are in the names or the comment beside them. Names starting with `_` are
+`const()`: folded into the code that uses them, they cost no RAM as globals.
 """
+import math
+
 try:
     from micropython import const
 except ImportError:
@@ -21,58 +26,47 @@ WINDOW_STEP_S = const(60)       # coarse step of the window search (extrema are 
 WINDOW_TOLERANCE_S = 0.5        # window boundaries refined to better than this (<= 1 s asked)
 
 # --- South Atlantic Anomaly (hazard model) -------------------------------------
-# A polygon (lat, lon) roughly covering lat -50..0, lon -90..+40, with its core
-# near (-27, -50). Intensity 0..1: 1 at the core, falling to SAA_EDGE_INTENSITY at
-# the edge, times an altitude factor (the inner belt dips low over the South
-# Atlantic: flux grows with altitude through LEO, negligible below ~200 km).
-SAA_POLYGON = ((0.0, -90.0), (-5.0, -60.0), (0.0, -30.0), (-5.0, 0.0), (-10.0, 25.0),
-               (-25.0, 40.0), (-40.0, 35.0), (-50.0, 10.0), (-50.0, -40.0),
-               (-45.0, -75.0), (-30.0, -90.0))
-SAA_CORE = (-27.0, -50.0)
-SAA_CORE_RADIUS_DEG = 45.0      # distance from the core at which the shape factor reaches the edge value
-SAA_EDGE_INTENSITY = 0.3
-SAA_FLOOR_KM = 200.0            # below: no SAA effect
-SAA_FULL_KM = 1000.0            # at and above: full intensity
-SAA_MIN_INTENSITY = 0.05        # transits weaker than this are not hazards
-
-# --- Spacecraft bus (a 6U-class default; every key overridable) ----------------
-BUS_DEFAULTS = (
-    ("battery_wh", 80.0),        # capacity
-    ("initial_soc", 0.8),        # state of charge at start (0..1)
-    ("solar_w", 45.0),           # array output in sunlight
-    ("bus_load_w", 8.0),         # always-on platform load
-    ("compute_w", 20.0),         # default power_w of a running step
-    ("capacity_full_soc", 0.30),  # compute capacity 1.0 at or above
-    ("capacity_half_soc", 0.15),  # 0.5 from here to full_soc; 0 below ("compute unavailable")
-    ("critical_soc", 0.10),      # below: critical
-    ("t_sun_c", 30.0),           # thermal equilibrium in sunlight, no compute
-    ("t_eclipse_c", -10.0),      # in eclipse, no compute
-    ("k_c_per_w", 2.0),          # heating per watt of compute load
-    ("tau_s", 600.0),            # thermal time constant
-    ("initial_temperature_c", 20.0),
-    ("thermal_limit_c", 75.0),   # the agent's gate (STEPS.md); informative here
-    ("memory_mb", 512.0),        # total RAM of the payload computer
-    ("memory_base_mb", 64.0),    # used with no step running
-    ("cpu_idle_percent", 5.0),   # CPU with no compute load
-    ("storage_mb", 8192.0),
-    ("downlink_mbps", 10.0),
-)
-
-# --- ISL link model --------------------------------------------------------------
-ISL_RANGE_KM = 5000.0
-ISL_DISTANCE_SLOPE = 0.6        # quality loss at full range
-ISL_ECLIPSE_PENALTY = 0.9       # x when either endpoint is in eclipse
-ISL_MAX_MBPS = 100.0
-LIGHT_KM_S = 299792.458
-ISL_HOP_OVERHEAD_S = 0.002
+# A polygon (lat, lon pairs, flat; whole degrees) roughly covering lat -50..0,
+# lon -90..+40, with its core near (-27, -50). Intensity 0..1: 1 at the core,
+# falling to _SAA_EDGE_INTENSITY at the edge, times an altitude factor (the
+# inner belt dips low over the South Atlantic: flux grows with altitude through
+# LEO, negligible below ~200 km).
+_SAA_POLYGON = const((0, -90, -5, -60, 0, -30, -5, 0, -10, 25, -25, 40, -40, 35,
+                      -50, 10, -50, -40, -45, -75, -30, -90))
+_SAA_CORE_LAT = const(-27.0)
+_SAA_CORE_LON = const(-50.0)
+_SAA_CORE_RADIUS_DEG = const(45.0)  # distance from the core at which the shape factor reaches the edge value
+_SAA_EDGE_INTENSITY = const(0.3)
+_SAA_FLOOR_KM = const(200.0)        # below: no SAA effect
+_SAA_FULL_KM = const(1000.0)        # at and above: full intensity
+SAA_MIN_INTENSITY = 0.05            # transits weaker than this are not hazards
 
 
 def bus_config(overrides=None):
-    """A satellite's bus: the defaults updated by `overrides` (dict). Unknown keys
-    or non-numeric values raise ValueError (a typo must not silently do nothing)."""
-    cfg = {}
-    for key, value in BUS_DEFAULTS:
-        cfg[key] = value
+    """A satellite's bus (a 6U-class default): these defaults updated by
+    `overrides` (dict). Unknown keys or non-numeric values raise ValueError (a
+    typo must not silently do nothing)."""
+    cfg = {
+        "battery_wh": 80.0,          # capacity
+        "initial_soc": 0.8,          # state of charge at start (0..1)
+        "solar_w": 45.0,             # array output in sunlight
+        "bus_load_w": 8.0,           # always-on platform load
+        "compute_w": 20.0,           # default power_w of a running step
+        "capacity_full_soc": 0.30,   # compute capacity 1.0 at or above
+        "capacity_half_soc": 0.15,   # 0.5 from here to full_soc; 0 below ("compute unavailable")
+        "critical_soc": 0.10,        # below: critical
+        "t_sun_c": 30.0,             # thermal equilibrium in sunlight, no compute
+        "t_eclipse_c": -10.0,        # in eclipse, no compute
+        "k_c_per_w": 2.0,            # heating per watt of compute load
+        "tau_s": 600.0,              # thermal time constant
+        "initial_temperature_c": 20.0,
+        "thermal_limit_c": 75.0,     # the agent's gate (STEPS.md); informative here
+        "memory_mb": 512.0,          # total RAM of the payload computer
+        "memory_base_mb": 64.0,      # used with no step running
+        "cpu_idle_percent": 5.0,     # CPU with no compute load
+        "storage_mb": 8192.0,
+        "downlink_mbps": 10.0,
+    }
     if overrides:
         for key in overrides:
             if key not in cfg:
@@ -99,19 +93,29 @@ def compute_capacity(soc, cfg):
     return 0.0
 
 
-def isl_quality(distance_km, either_in_eclipse):
-    """Link quality 0..1 between two satellites `distance_km` apart (0 beyond range)."""
-    if distance_km > ISL_RANGE_KM or distance_km < 0:
+def saa_intensity(lat, lon, alt_km):
+    """SAA intensity 0..1 at a geodetic point (degrees, km): 0 outside the
+    polygon; inside, 1 at the core falling to _SAA_EDGE_INTENSITY at the edge,
+    times an altitude factor that falls off to 0 at _SAA_FLOOR_KM (full at
+    _SAA_FULL_KM and above)."""
+    if lon > 180:
+        lon -= 360
+    poly = _SAA_POLYGON
+    inside = False
+    lat_j = poly[-2]
+    lon_j = poly[-1]
+    for i in range(0, len(poly), 2):   # ray casting in the (lon, lat) plane
+        lat_i = poly[i]
+        lon_i = poly[i + 1]
+        if (lat_i > lat) != (lat_j > lat) and lon < lon_i + (lat - lat_i) * (lon_j - lon_i) / (lat_j - lat_i):
+            inside = not inside
+        lat_j = lat_i
+        lon_j = lon_i
+    if not inside:
         return 0.0
-    quality = 1.0 - (distance_km / ISL_RANGE_KM) * ISL_DISTANCE_SLOPE
-    if either_in_eclipse:
-        quality *= ISL_ECLIPSE_PENALTY
-    return quality
-
-
-def isl_hop(distance_km, either_in_eclipse):
-    """{distance_km, quality, bandwidth_mbps, latency_ms, up} for one ISL hop."""
-    quality = isl_quality(distance_km, either_in_eclipse)
-    return {"distance_km": distance_km, "quality": quality, "up": quality > 0,
-            "bandwidth_mbps": ISL_MAX_MBPS * quality,
-            "latency_ms": (distance_km / LIGHT_KM_S + ISL_HOP_OVERHEAD_S) * 1000.0}
+    dlat = lat - _SAA_CORE_LAT
+    dlon = (lon - _SAA_CORE_LON) * math.cos(math.radians(lat))
+    dist = math.sqrt(dlat * dlat + dlon * dlon)
+    shape = 1.0 - (1.0 - _SAA_EDGE_INTENSITY) * min(1.0, dist / _SAA_CORE_RADIUS_DEG)
+    alt_factor = (alt_km - _SAA_FLOOR_KM) / (_SAA_FULL_KM - _SAA_FLOOR_KM)
+    return shape * max(0.0, min(1.0, alt_factor))

@@ -267,9 +267,8 @@ class SimulatedSatellite:
 
     def in_saa(self):
         """Inside the South Atlantic Anomaly (a radiation monitor's view)."""
-        import hazards
         lat, lon, alt = self.position()
-        return hazards.saa_intensity(lat, lon, alt) >= models.SAA_MIN_INTENSITY
+        return models.saa_intensity(lat, lon, alt) >= models.SAA_MIN_INTENSITY
 
     def contact(self):
         """The contact in progress as {station, station_name, elevation_peak_deg}, or None."""

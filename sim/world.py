@@ -20,6 +20,32 @@ import stations as stationlib
 
 _MARGIN_S = 600.0
 
+# --- ISL link model (MODELS.md) ----------------------------------------------------
+ISL_RANGE_KM = 5000.0
+ISL_DISTANCE_SLOPE = 0.6        # quality loss at full range
+ISL_ECLIPSE_PENALTY = 0.9       # x when either endpoint is in eclipse
+ISL_MAX_MBPS = 100.0
+LIGHT_KM_S = 299792.458
+ISL_HOP_OVERHEAD_S = 0.002
+
+
+def isl_quality(distance_km, either_in_eclipse):
+    """Link quality 0..1 between two satellites `distance_km` apart (0 beyond range)."""
+    if distance_km > ISL_RANGE_KM or distance_km < 0:
+        return 0.0
+    quality = 1.0 - (distance_km / ISL_RANGE_KM) * ISL_DISTANCE_SLOPE
+    if either_in_eclipse:
+        quality *= ISL_ECLIPSE_PENALTY
+    return quality
+
+
+def isl_hop(distance_km, either_in_eclipse):
+    """{distance_km, quality, bandwidth_mbps, latency_ms, up} for one ISL hop."""
+    quality = isl_quality(distance_km, either_in_eclipse)
+    return {"distance_km": distance_km, "quality": quality, "up": quality > 0,
+            "bandwidth_mbps": ISL_MAX_MBPS * quality,
+            "latency_ms": (distance_km / LIGHT_KM_S + ISL_HOP_OVERHEAD_S) * 1000.0}
+
 
 class World:
     def __init__(self, start, horizon_s=86400.0, stations=None,
@@ -154,4 +180,4 @@ class World:
         t = self.now() if t is None else t
         either_dark = (self.satellite(a).timeline.eclipse_state(t)[0]
                        or self.satellite(b).timeline.eclipse_state(t)[0])
-        return models.isl_hop(self.distance_km(a, b, t), either_dark)
+        return isl_hop(self.distance_km(a, b, t), either_dark)

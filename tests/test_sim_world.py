@@ -24,8 +24,8 @@ def _train(n=4):
 
 def test_isl_link_model_matches_the_worked_example(portable):
     res = portable("""
-import json, models
-print(json.dumps([models.isl_hop(2000.0, True), models.isl_hop(2000.0, False), models.isl_hop(5001.0, False)]))
+import json, world
+print(json.dumps([world.isl_hop(2000.0, True), world.isl_hop(2000.0, False), world.isl_hop(5001.0, False)]))
 """).check()
     dark, lit, far = res.last_json
     assert abs(dark["quality"] - 0.684) < 1e-9
@@ -118,13 +118,13 @@ def orbit_time(iso):
 
 
 def test_saa_intensity_is_zero_outside_and_grows_towards_the_core_and_with_altitude():
-    assert hazards.saa_intensity(40.0, -50.0, 500) == 0.0            # north Atlantic
-    assert hazards.saa_intensity(-27.0, 100.0, 500) == 0.0           # Indian ocean
-    core = hazards.saa_intensity(-27.0, -50.0, 500)
-    edge = hazards.saa_intensity(-45.0, 20.0, 500)
+    assert models.saa_intensity(40.0, -50.0, 500) == 0.0            # north Atlantic
+    assert models.saa_intensity(-27.0, 100.0, 500) == 0.0           # Indian ocean
+    core = models.saa_intensity(-27.0, -50.0, 500)
+    edge = models.saa_intensity(-45.0, 20.0, 500)
     assert 0 < edge < core
-    assert hazards.saa_intensity(-27.0, -50.0, 150) == 0.0
-    assert hazards.saa_intensity(-27.0, -50.0, 400) < core < hazards.saa_intensity(-27.0, -50.0, 900)
+    assert models.saa_intensity(-27.0, -50.0, 150) == 0.0
+    assert models.saa_intensity(-27.0, -50.0, 400) < core < models.saa_intensity(-27.0, -50.0, 900)
 
 
 def test_adding_the_same_satellite_twice_or_asking_for_an_unknown_one_is_an_error():
