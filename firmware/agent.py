@@ -609,12 +609,13 @@ class Agent:
             return
         self.last_ck = self.clock.now_ms()
         kind = step["type"]
-        if kind == "eclipse":
-            yield from self._run_eclipse(job, step, s)
-        elif kind == "window":
-            yield from self._run_window(job, step, s)
-        elif kind == "pass":
-            yield from self._run_pass(job, step, s)
+        if kind in ("eclipse", "window", "pass"):
+            run = self._run_eclipse if kind == "eclipse" else (
+                self._run_window if kind == "window" else self._run_pass)
+            try:
+                yield from run(job, step, s)
+            finally:
+                _unload("planner_rules")  # the primitives' rules: loaded again by the next one
         else:
             if s["status"] == "pending":
                 kind = self._window_kind()
@@ -640,6 +641,8 @@ class Agent:
     def _runner(self, job, step, s):
         try:
             return _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
+        except MemoryError:
+            raise  # the heap's state, not the step's fault: the task restarts and tries again
         except Exception as exc:
             self._step_failed(job, step, s, "%s: %s" % (type(exc).__name__, exc))
             return None
@@ -1217,11 +1220,12 @@ class Agent:
     def _telemetry(self):
         while True:
             queue = self.telemetry_queue
-            queue.append(self.telemetry())
+            queue.append(json.dumps(self.telemetry()))  # as text: a third of a dict's RAM
             if len(queue) > self.cfg["telemetry_queue"]:
                 del queue[0]
             while queue and self.link_up():
-                status, reply = yield from self.link.call("POST", "/api/agent/telemetry", queue[0])
+                status, reply = yield from self.link.call("POST", "/api/agent/telemetry",
+                                                          raw=queue[0])
                 if status is None or status == 429 or status >= 500:
                     break
                 del queue[0]
@@ -1259,6 +1263,8 @@ class _HandlerRun:
                 self.progress = 1.0
                 self.result = stop.value if isinstance(stop.value, dict) else None
                 break
+            except MemoryError:
+                raise  # not the step's fault (see _runner)
             except Exception as exc:  # a handler's failure is the step's, not the agent's
                 self.done = True
                 return "%s: %s" % (type(exc).__name__, exc)
