@@ -175,24 +175,6 @@ def sun_direction(t):
     return (math.cos(lam), math.cos(eps) * s, math.sin(eps) * s)
 
 
-class SunTrack:
-    """The Sun over a span of a few days, linear in ecliptic longitude (error
-    < 0.001 deg/day^2): two trig calls per sample instead of a full ephemeris."""
-
-    def __init__(self, t_ref):
-        self.t_ref = t_ref
-        self.lam0 = sun_longitude_deg(t_ref) * DEG
-        self.rate = (sun_longitude_deg(t_ref + 3600.0) - sun_longitude_deg(t_ref - 3600.0)) * DEG / 7200.0
-        eps = OBLIQUITY_DEG * DEG
-        self.cos_eps = math.cos(eps)
-        self.sin_eps = math.sin(eps)
-
-    def direction(self, t):
-        lam = self.lam0 + self.rate * (t - self.t_ref)
-        s = math.sin(lam)
-        return (math.cos(lam), self.cos_eps * s, self.sin_eps * s)
-
-
 # --- stations ------------------------------------------------------------------------
 
 def geodetic_to_ecef(lat_deg, lon_deg, alt_km):
@@ -306,13 +288,6 @@ class Orbit:
     def in_eclipse(self, t, sun=None):
         return shadow_margin_km(self.position(t), (sun or sun_direction(t))) < 0
 
-    def elevation_deg(self, t, station):
-        sx, sy, sz = geodetic_to_ecef(station["lat"], station["lon"], station.get("alt_m", 0.0) / 1000.0)
-        ux, uy, uz = _up(station)
-        x, y, z = self.ecef(t)
-        rx, ry, rz = x - sx, y - sy, z - sz
-        return math.asin((rx * ux + ry * uy + rz * uz) / math.sqrt(rx * rx + ry * ry + rz * rz)) / DEG
-
     def summary(self):
         el = self.elements
         out = {"altitude_km": round(self.a - R_EARTH_KM, 1),
@@ -349,11 +324,19 @@ def shadow_margin_km(pos, sun):
 
 class _Scanner:
     """Evaluates the two functions whose signs define windows: the shadow margin
-    (km, < 0 in eclipse) and, per station, sin(elevation) - sin(min elevation)."""
+    (km, < 0 in eclipse) and, per station, sin(elevation) - sin(min elevation).
+
+    Over one search the Sun is linear in ecliptic longitude (error < 0.001
+    deg/day^2): two trig calls per sample instead of a full ephemeris."""
 
     def __init__(self, orbit, t0, stations, min_elevation_deg):
         self.orbit = orbit
-        self.sun = SunTrack(t0)
+        self.t0 = t0
+        self.lam0 = sun_longitude_deg(t0) * DEG
+        self.lam_rate = (sun_longitude_deg(t0 + 3600.0) - sun_longitude_deg(t0 - 3600.0)) * DEG / 7200.0
+        eps = OBLIQUITY_DEG * DEG
+        self.cos_eps = math.cos(eps)
+        self.sin_eps = math.sin(eps)
         self.sin_min = math.sin(min_elevation_deg * DEG)
         self.sites = []
         for s in stations:
@@ -368,8 +351,14 @@ class _Scanner:
         self.cos_cone = math.cos(min(lam + 2 * DEG, math.pi))
         self.far = -2.0   # value reported for stations outside the cone
 
+    def sun(self, t):
+        """Unit vector Earth -> Sun at t."""
+        lam = self.lam0 + self.lam_rate * (t - self.t0)
+        s = math.sin(lam)
+        return (math.cos(lam), self.cos_eps * s, self.sin_eps * s)
+
     def shadow(self, t):
-        return shadow_margin_km(self.orbit.position(t), self.sun.direction(t))
+        return shadow_margin_km(self.orbit.position(t), self.sun(t))
 
     def visibility(self, t, k):
         x, y, z = self.orbit.ecef(t)
@@ -430,6 +419,7 @@ class _Tracker:
         self.fn = fn
         self.step_s = step_s
         self.sign = sign            # +1: inside when fn >= 0; -1: inside when fn < 0
+        self.pos = sign > 0         # so inside is (v >= 0) == pos
         self.margin = margin        # closest approach (in fn units) worth a search
         self.t_end = t_end
         self.intervals = []         # (start, end, t_extremum, extremum)
@@ -439,20 +429,18 @@ class _Tracker:
         self.prev = None            # (t, value) of the last two samples
         self.prev2 = None
 
-    def _inside(self, v):
-        return v >= 0 if self.sign > 0 else v < 0
-
     def add(self, t, v):
         sign = self.sign
+        pos = self.pos
         prev = self.prev
         if prev is None:
-            if self._inside(v):
+            if (v >= 0) == pos:
                 self.start = t
                 self.best_t, self.best = t, v
         else:
             tp, vp = prev
-            was_in = self._inside(vp)
-            now_in = self._inside(v)
+            was_in = (vp >= 0) == pos
+            now_in = (v >= 0) == pos
             if now_in and not was_in:
                 self.start = refine_boundary(self.fn, tp, t, vp)
                 self.best_t, self.best = t, v
@@ -466,7 +454,7 @@ class _Tracker:
                 # sampled extremum outside the interval, but close to its edge
                 if sign * vp >= sign * vq and sign * vp >= sign * v and sign * vp > -self.margin:
                     te, ve = _extremum(self.fn, tq, t, sign)
-                    if self._inside(ve):
+                    if (ve >= 0) == pos:
                         self.intervals.append((refine_boundary(self.fn, tq, te, vq), refine_boundary(self.fn, te, t, ve), te, ve))
         self.prev2 = prev
         self.prev = (t, v)
@@ -503,11 +491,11 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
     ecl = _Tracker(sc.shadow, -1, 200.0, t1, step_s)
     trackers = []
     for k in range(len(sc.sites)):
-        trackers.append(_Tracker(_bind(sc.visibility, k), 1, 0.2, t1, step_s))
+        trackers.append(_Tracker(lambda t, k=k: sc.visibility(t, k), 1, 0.2, t1, step_s))
     sites = sc.sites
     vis = sc._vis
     position = orbit.position
-    sun = sc.sun.direction
+    sun = sc.sun
     n_steps = int(math.ceil((t1 - t0) / step_s))
     for i in range(n_steps + 1):
         t = t0 + i * step_s if i < n_steps else t1
@@ -531,10 +519,6 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
             passes.append((k, a, b, tp, el))
     passes.sort(key=lambda p: p[1])
     return eclipses, passes
-
-
-def _bind(fn, k):
-    return lambda t: fn(t, k)
 
 
 def _window(wid, kind, start, end, **extra):
@@ -585,11 +569,3 @@ def as_iso(window):
         value = window[key]
         w[key] = iso(value) if key in ("start", "end") else value
     return w
-
-
-def window_at(windows, t, kind):
-    """The window of `kind` containing t, or None."""
-    for w in windows:
-        if w["kind"] == kind and w["start"] <= t < w["end"]:
-            return w
-    return None

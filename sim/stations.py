@@ -5,23 +5,26 @@ give low-inclination orbits their passes). Positions rounded to ~0.01 deg.
 A station is a plain dict {id, name, lat, lon, alt_m} (degrees, metres).
 """
 
-# (id, name, lat_deg, lon_deg, alt_m)
+# id, name, lat and lon in hundredths of a degree, alt_m: whole numbers here
+# (a float constant costs a node more RAM than the small int it is made from)
 _NETWORK = (
-    ("svalbard", "SvalSat, Svalbard", 78.23, 15.41, 500.0),
-    ("fairbanks", "Fairbanks, Alaska", 64.97, -147.51, 380.0),
-    ("kiruna", "Esrange, Kiruna", 67.88, 21.07, 340.0),
-    ("wallops", "Wallops Island, Virginia", 37.92, -75.48, 10.0),
-    ("hartebeesthoek", "Hartebeesthoek, South Africa", -25.89, 27.71, 1415.0),
-    ("singapore", "Singapore", 1.35, 103.82, 20.0),
-    ("santiago", "Santiago, Chile", -33.15, -70.67, 720.0),
-    ("awarua", "Awarua, New Zealand", -46.53, 168.38, 10.0),
-    ("mcmurdo", "McMurdo, Antarctica", -77.85, 166.67, 30.0),
+    "svalbard", "SvalSat, Svalbard", 7823, 1541, 500,
+    "fairbanks", "Fairbanks, Alaska", 6497, -14751, 380,
+    "kiruna", "Esrange, Kiruna", 6788, 2107, 340,
+    "wallops", "Wallops Island, Virginia", 3792, -7548, 10,
+    "hartebeesthoek", "Hartebeesthoek, South Africa", -2589, 2771, 1415,
+    "singapore", "Singapore", 135, 10382, 20,
+    "santiago", "Santiago, Chile", -3315, -7067, 720,
+    "awarua", "Awarua, New Zealand", -4653, 16838, 10,
+    "mcmurdo", "McMurdo, Antarctica", -7785, 16667, 30,
 )
 
 
 def default_stations():
     """A fresh list of the default network's station dicts."""
-    return [{"id": s[0], "name": s[1], "lat": s[2], "lon": s[3], "alt_m": s[4]} for s in _NETWORK]
+    n = _NETWORK
+    return [{"id": n[i], "name": n[i + 1], "lat": n[i + 2] / 100, "lon": n[i + 3] / 100,
+             "alt_m": float(n[i + 4])} for i in range(0, len(n), 5)]
 
 
 def select_stations(ids=None, stations=None):
@@ -39,13 +42,3 @@ def select_stations(ids=None, stations=None):
             raise ValueError("unknown station %r (known: %s)" % (sid, ", ".join(sorted(by_id))))
         out.append(by_id[sid])
     return out
-
-
-def validate_station(s):
-    """Check one station dict; returns it, or raises ValueError."""
-    for key in ("id", "lat", "lon"):
-        if key not in s:
-            raise ValueError("station needs %r: %r" % (key, s))
-    if not -90 <= s["lat"] <= 90 or not -180 <= s["lon"] <= 360:
-        raise ValueError("station %r: latitude/longitude out of range" % (s["id"],))
-    return s

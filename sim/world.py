@@ -29,6 +29,16 @@ LIGHT_KM_S = 299792.458
 ISL_HOP_OVERHEAD_S = 0.002
 
 
+def validate_station(s):
+    """Check one station dict ({id, lat, lon, ...}); returns it, or raises ValueError."""
+    for key in ("id", "lat", "lon"):
+        if key not in s:
+            raise ValueError("station needs %r: %r" % (key, s))
+    if not -90 <= s["lat"] <= 90 or not -180 <= s["lon"] <= 360:
+        raise ValueError("station %r: latitude/longitude out of range" % (s["id"],))
+    return s
+
+
 def isl_quality(distance_km, either_in_eclipse):
     """Link quality 0..1 between two satellites `distance_km` apart (0 beyond range)."""
     if distance_km > ISL_RANGE_KM or distance_km < 0:
@@ -57,7 +67,7 @@ class World:
         self.clock = clocklib.SimClock(start_epoch=self.start)
         if stations is None:
             stations = stationlib.default_stations()
-        self.stations = [stationlib.validate_station(s) for s in stations]
+        self.stations = [validate_station(s) for s in stations]
         self.min_elevation_deg = min_elevation_deg
         # windows are predicted this far at a time (default: the whole horizon);
         # a small chunk keeps a long run inside a small heap
