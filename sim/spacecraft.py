@@ -38,7 +38,7 @@ class Timeline:
         self.contacts = []      # [(start, end, station_id)]
         self._counts = {"sunlit": 0, "eclipse": 0, "contact": 0}
         self._i_ecl = 0
-        self._boundaries = None   # sorted eclipse/contact boundary times, built on demand
+        self.boundaries = None    # sorted eclipse/contact boundary times, built by world.next_boundary
         self.extend_to(start)
 
     def extend_to(self, t):
@@ -50,7 +50,7 @@ class Timeline:
             for w in new:
                 self._append(w, t0)
             self.end = t1
-            self._boundaries = None
+            self.boundaries = None
 
     def forget_before(self, t):
         """Drop windows that ended before t (a long run in a small heap keeps only
@@ -59,7 +59,7 @@ class Timeline:
         self.eclipses = [e for e in self.eclipses if e[1] >= t]
         self.contacts = [c for c in self.contacts if c[1] >= t]
         self._i_ecl = 0
-        self._boundaries = None
+        self.boundaries = None
 
     def _append(self, w, seam):
         kind = w["kind"]
@@ -94,7 +94,7 @@ class Timeline:
         else:
             lst.append(item)
             lst.sort()
-        self._boundaries = None
+        self.boundaries = None
 
     def eclipse_state(self, t):
         """(in_eclipse, time of the next eclipse entry/exit after t)."""
@@ -121,32 +121,6 @@ class Timeline:
             if a > t:
                 break
         return None
-
-    def next_boundary(self, t):
-        """The first window boundary (eclipse or contact start/end) after t."""
-        self.extend_to(t)
-        b = self._boundaries
-        if b is None:
-            b = []
-            for w in self.windows:
-                if w["kind"] != "sunlit":
-                    b.append(w["start"])
-                    b.append(w["end"])
-            b.sort()
-            self._boundaries = b
-        lo, hi = 0, len(b)
-        while lo < hi:              # first boundary > t
-            mid = (lo + hi) // 2
-            if b[mid] <= t:
-                lo = mid + 1
-            else:
-                hi = mid
-        return b[lo] if lo < len(b) else self.end
-
-    def windows_between(self, t0, t1, kind=None):
-        self.extend_to(t1 - 1e-6)
-        return [w for w in self.windows if w["end"] > t0 and w["start"] < t1
-                and (kind is None or w["kind"] == kind)]
 
 
 class SimulatedSatellite:
@@ -293,59 +267,6 @@ class SimulatedSatellite:
             self.version += 1
         self.load_w = float(power_w)
         self.load_memory_mb = float(memory_mb)
-
-    def compute_load_w(self):
-        return self.load_w * self.compute_capacity()
-
-    def memory_used_mb(self):
-        return self.bus["memory_base_mb"] + (self.load_memory_mb if self.load_w > 0 else 0.0)
-
-    def cpu_percent(self):
-        idle = self.bus["cpu_idle_percent"]
-        busy = min(1.0, self.compute_load_w() / self.bus["compute_w"]) if self.bus["compute_w"] > 0 else 0.0
-        return idle + (100.0 - idle) * busy
-
-    def state(self):
-        """Everything an observer (telemetry, a timeline, a test) wants at once."""
-        self._sync()
-        eclipsed = self.timeline.eclipse_state(self.t)[0]
-        cap = self._regime(self.energy_wh, not eclipsed)[0]
-        station = self.timeline.contact(self.t)
-        lat, lon, alt = self.orbit.subpoint(self.t)
-        return {"satellite_id": self.id, "time": orbitlib.iso(self.t), "t": self.t,
-                "battery_wh": self.energy_wh,
-                "battery_percent": 100.0 * self.energy_wh / self.bus["battery_wh"],
-                "temperature_c": self.temperature, "in_eclipse": eclipsed,
-                "link_up": station is not None, "station": station,
-                "lat": lat, "lon": lon, "altitude_km": alt,
-                "compute_capacity": cap, "compute_load_w": self.load_w * cap,
-                "memory_mb": self.memory_used_mb(), "cpu_percent": self.cpu_percent()}
-
-    # --- prediction, for a discrete-event driver ------------------------------------
-
-    def next_capacity_change(self, limit_s=None):
-        """Unix time of the next change of compute capacity under the current load,
-        or None within `limit_s` (default: the timeline chunk)."""
-        t, e = self.t, self.energy_wh
-        horizon = t + (limit_s if limit_s is not None else self.timeline.chunk_s)
-        cap0 = self._regime(e, not self.timeline.eclipse_state(t)[0])[0]
-        while t < horizon:
-            t, e, cap, _ = self._segment(t, e, horizon)
-            if cap != cap0:
-                return t
-            if t < horizon and self._regime(e, not self.timeline.eclipse_state(t)[0])[0] != cap0:
-                return t
-        return None
-
-    def next_boundary(self, after=None):
-        """The next time anything about this spacecraft changes regime: an eclipse
-        or contact boundary, or a compute-capacity switch."""
-        after = self.t if after is None else after
-        best = self.timeline.next_boundary(after)
-        cap_t = self.next_capacity_change(best - self.t) if after <= self.t else None
-        if cap_t is not None and after < cap_t < best:
-            best = cap_t
-        return best
 
     # --- persistence ------------------------------------------------------------------
 

@@ -142,7 +142,7 @@ class World:
             else:
                 if sat.t <= after <= self.now():
                     sat.advance_to(after)
-                t = sat.next_boundary(after)
+                t = next_boundary(sat, after)
                 if after == sat.t:        # complete (capacity switches included): keep it
                     self._next[sid] = (sat.version, t)
             if best is None or t < best:
@@ -170,8 +170,12 @@ class World:
 
     def windows(self, sat_id, kind=None):
         """The satellite's windows over the horizon (Unix-second start/end)."""
-        return self.satellite(sat_id).timeline.windows_between(
-            self.start, self.start + self.horizon_s, kind)
+        tl = self.satellite(sat_id).timeline
+        t0 = self.start
+        t1 = t0 + self.horizon_s
+        tl.extend_to(t1 - 1e-6)
+        return [w for w in tl.windows if w["end"] > t0 and w["start"] < t1
+                and (kind is None or w["kind"] == kind)]
 
     def link_up(self, sat_id, t=None):
         """True while the satellite is in a contact window with any station."""
@@ -191,3 +195,80 @@ class World:
         either_dark = (self.satellite(a).timeline.eclipse_state(t)[0]
                        or self.satellite(b).timeline.eclipse_state(t)[0])
         return isl_hop(self.distance_km(a, b, t), either_dark)
+
+
+# --- a satellite as a discrete-event driver and an observer see it -----------------
+# (here, not in spacecraft.py: a node's one satellite needs neither, and every
+# function a node loads costs it RAM)
+
+def state_of(sat):
+    """Everything an observer (a timeline, a test) wants of a satellite at once."""
+    sat._sync()
+    t = sat.t
+    tl = sat.timeline
+    bus = sat.bus
+    eclipsed = tl.eclipse_state(t)[0]
+    cap = sat._regime(sat.energy_wh, not eclipsed)[0]
+    station = tl.contact(t)
+    lat, lon, alt = sat.orbit.subpoint(t)
+    load_w = sat.load_w * cap
+    idle = bus["cpu_idle_percent"]
+    busy = min(1.0, load_w / bus["compute_w"]) if bus["compute_w"] > 0 else 0.0
+    return {"satellite_id": sat.id, "time": orbitlib.iso(t), "t": t,
+            "battery_wh": sat.energy_wh,
+            "battery_percent": 100.0 * sat.energy_wh / bus["battery_wh"],
+            "temperature_c": sat.temperature, "in_eclipse": eclipsed,
+            "link_up": station is not None, "station": station,
+            "lat": lat, "lon": lon, "altitude_km": alt,
+            "compute_capacity": cap, "compute_load_w": load_w,
+            "memory_mb": bus["memory_base_mb"] + (sat.load_memory_mb if sat.load_w > 0 else 0.0),
+            "cpu_percent": idle + (100.0 - idle) * busy}
+
+
+def next_capacity_change(sat, limit_s=None):
+    """Unix time of the satellite's next change of compute capacity under its
+    current load, or None within `limit_s` (default: its timeline's chunk)."""
+    tl = sat.timeline
+    t, e = sat.t, sat.energy_wh
+    horizon = t + (limit_s if limit_s is not None else tl.chunk_s)
+    cap0 = sat._regime(e, not tl.eclipse_state(t)[0])[0]
+    while t < horizon:
+        t, e, cap, _ = sat._segment(t, e, horizon)
+        if cap != cap0:
+            return t
+        if t < horizon and sat._regime(e, not tl.eclipse_state(t)[0])[0] != cap0:
+            return t
+    return None
+
+
+def next_window_boundary(tl, t):
+    """The first window boundary (eclipse or contact start/end) of a Timeline after t."""
+    tl.extend_to(t)
+    b = tl.boundaries
+    if b is None:
+        b = []
+        for w in tl.windows:
+            if w["kind"] != "sunlit":
+                b.append(w["start"])
+                b.append(w["end"])
+        b.sort()
+        tl.boundaries = b
+    lo, hi = 0, len(b)
+    while lo < hi:              # first boundary > t
+        mid = (lo + hi) // 2
+        if b[mid] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return b[lo] if lo < len(b) else tl.end
+
+
+def next_boundary(sat, after=None):
+    """The next time anything about a satellite changes regime: an eclipse or
+    contact boundary, or a compute-capacity switch."""
+    after = sat.t if after is None else after
+    best = next_window_boundary(sat.timeline, after)
+    cap_t = next_capacity_change(sat, best - sat.t) if after <= sat.t else None
+    if cap_t is not None and after < cap_t < best:
+        best = cap_t
+    return best

@@ -7,7 +7,7 @@ import tools
 ISS = os.path.join(tools.ROOT, "tests", "data", "iss-2018-07-03.tle")
 
 SETUP = """
-import json, math, orbit, spacecraft, models
+import json, math, orbit, spacecraft, models, world
 el = orbit.read_tle_text(open(%r).read())
 o = orbit.Orbit(el)
 t0 = el['epoch']
@@ -79,7 +79,7 @@ sat = spacecraft.SimulatedSatellite('s', o, w['start'] + 1, bus={'initial_soc': 
 sat.set_compute_load(60.0)
 out = []
 for _ in range(2):
-    t = sat.next_capacity_change()
+    t = world.next_capacity_change(sat)
     before = spacecraft.SimulatedSatellite('b', o, sat.t, stations=[], timeline=sat.timeline,
                                            state=sat.physical_state())
     before.set_compute_load(60.0)
@@ -107,7 +107,7 @@ sat = spacecraft.SimulatedSatellite('s', o, w['start'] + 1, bus={'initial_soc': 
 sat.set_compute_load(60.0)
 sat.advance_to(w['start'] + 1200)
 print(json.dumps({'pct': sat.battery_percent(), 'cap': sat.compute_capacity(),
-                  'next': sat.next_capacity_change(), 'end': w['end']}))
+                  'next': world.next_capacity_change(sat), 'end': w['end']}))
 """).check()
     r = res.last_json
     assert abs(r["pct"] - 30.0) < 1e-9 and r["cap"] == 0.5
@@ -133,12 +133,12 @@ def test_memory_and_cpu_follow_the_compute_load(portable):
     res = portable(SETUP + """
 w = ecl[2]
 sat = spacecraft.SimulatedSatellite('s', o, w['start'] + 1, stations=[])
-idle = sat.state()
+idle = world.state_of(sat)
 sat.set_compute_load(20.0, 100)
-busy = sat.state()
+busy = world.state_of(sat)
 sat.restore({'t': sat.t, 'energy_wh': 0.2 * 80, 'temperature_c': 20})
 sat.set_compute_load(20.0, 100)
-half = sat.state()
+half = world.state_of(sat)
 print(json.dumps([[s['memory_mb'], s['cpu_percent'], s['compute_capacity'], s['compute_load_w']] for s in (idle, busy, half)]))
 """).check()
     idle, busy, half = res.last_json
@@ -190,7 +190,7 @@ sat = w.add_satellite('iss', el)
 sensors = hal.sim_sensors(sat)
 rows = []
 for t_ms in w.boundaries():
-    s = sat.state()
+    s = world.state_of(sat)
     rows.append([sensors.battery_percent() == s['battery_percent'], sensors.temperature_c() == s['temperature_c'],
                  sensors.in_eclipse() == s['in_eclipse'], sensors.link_up() == s['link_up'],
                  abs(s['t'] - (el['epoch'] + t_ms / 1000)) < 0.002])
@@ -213,7 +213,7 @@ sat = w.add_satellite('iss', el)
 sat.set_compute_load(20.0, 100)
 n = 0
 for _ in w.boundaries():
-    sat.state()
+    world.state_of(sat)
     n += 1
 print(json.dumps({'ms': time.ticks_diff(time.ticks_ms(), t), 'boundaries': n,
                   'sim_s': w.clock.now_ms() / 1000}))

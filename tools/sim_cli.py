@@ -145,9 +145,9 @@ def run(satellite_id, tle_path, elements, start, hours, station_ids, min_elevati
     world = worldlib.World(t0, hours * 3600.0, stations, min_elevation)
     sat = world.add_satellite(satellite_id, el, bus=bus)
     sat.set_compute_load(load_w, memory_mb)
-    rows = [dict(sat.state(), event="start")]
+    rows = [dict(worldlib.state_of(sat), event="start")]
     for _ in world.boundaries():
-        st = sat.state()
+        st = worldlib.state_of(sat)
         st["event"] = _event(rows[-1], st)
         rows.append(st)
     if as_json:
