@@ -22,8 +22,9 @@ would be polled forever. DNS (getaddrinfo) is the one blocking step: use IP
 addresses on flight links.
 
 One request per connection (Connection: close). Replies: Content-Length,
-chunked, or read-to-close, with at most max_body bytes of body and
-MAX_HEADER bytes of head; anything bigger is refused as link down.
+chunked (lib/httpchunk.py, imported at the first one), or read-to-close,
+with at most max_body bytes of body and MAX_HEADER bytes of head; anything
+bigger is refused as link down.
 """
 import errno
 import json
@@ -34,8 +35,7 @@ import time
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = int  # CPython: the value itself
 
 MAX_HEADER = const(8192)      # bytes: status line + headers
 MAX_BODY = const(65536)       # bytes: default body cap
@@ -152,8 +152,9 @@ class _Reply:
             self.remaining -= n
             if self.remaining <= 0:
                 self.done = True
-        elif self.mode == "chunked":
-            self._dechunk()
+        elif self.mode == "chunked":  # rare from the Console: loaded on first use
+            import httpchunk
+            httpchunk.dechunk(self)
         elif self.mode == "close":
             self._take(len(self.buf))
 
@@ -207,50 +208,6 @@ class _Reply:
         else:
             self.mode = "close"
 
-    def _dechunk(self):
-        while not self.done:
-            if self.chunk_state == 0:           # "<hex size>[;ext]\r\n"
-                eol = self.buf.find(b"\r\n")
-                if eol < 0:
-                    if len(self.buf) > 256:
-                        raise LinkDown("malformed chunk size")
-                    return
-                line = self.buf[:eol].split(b";")[0].strip()
-                self.buf = self.buf[eol + 2:]
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise LinkDown("malformed chunk size")
-                if size < 0:
-                    raise LinkDown("malformed chunk size")
-                if len(self.body) + size > self.max_body:
-                    raise LinkDown("reply body larger than %d bytes" % self.max_body)
-                self.remaining = size
-                self.chunk_state = 1 if size else 3
-            elif self.chunk_state == 1:         # chunk data
-                n = min(len(self.buf), self.remaining)
-                self._take(n)
-                self.remaining -= n
-                if self.remaining:
-                    return
-                self.chunk_state = 2
-            elif self.chunk_state == 2:         # CRLF after the data
-                if len(self.buf) < 2:
-                    return
-                if self.buf[:2] != b"\r\n":
-                    raise LinkDown("malformed chunk end")
-                self.buf = self.buf[2:]
-                self.chunk_state = 0
-            else:                               # trailers up to an empty line
-                eol = self.buf.find(b"\r\n")
-                if eol < 0:
-                    if len(self.buf) > MAX_HEADER:
-                        raise LinkDown("reply trailers too large")
-                    return
-                self.buf = self.buf[eol + 2:]
-                if eol == 0:
-                    self.done = True
-
     def closed(self):
         """The peer closed the connection: finished or cut short?"""
         if self.status is None:
@@ -261,10 +218,25 @@ class _Reply:
             raise LinkDown("connection closed mid-reply")
 
 
-def _exchange(method, url, headers, body, timeout_ms, now_ms, max_body):
-    """The whole exchange as a generator that yields (socket, poll_mask)
-    whenever it would block; the driver waits or yields, then resumes it.
-    Returns the result tuple; never raises (except GeneratorExit)."""
+def _ready(poller, sock, mask, pause, wait_ms):
+    """Poll the socket for `mask` up to wait_ms; when it is not ready, yield
+    `pause` once. Returns the poll events (0 when none)."""
+    poller.register(sock, mask)
+    events = poller.poll(wait_ms)
+    if not events:
+        yield pause
+        return 0
+    return events[0][1]
+
+
+def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
+                now_ms=None, pause=None, max_body=MAX_BODY, _block_ms=0):
+    """Generator version for cooperative tasks:
+    `status, headers, body = yield from httpc.request_gen(...)`.
+    Polls with a zero timeout (request() passes _block_ms to block instead)
+    and yields `pause` whenever the socket is not ready. Returns the result
+    tuple; never raises (except GeneratorExit)."""
+    now_ms = now_ms or stopwatch()
     sock = None
     try:
         target = parse_url(url)
@@ -286,6 +258,7 @@ def _exchange(method, url, headers, body, timeout_ms, now_ms, max_body):
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         sock = socket.socket(addr[0], socket.SOCK_STREAM)
         sock.setblocking(False)
+        poller = select.poll()
         try:
             sock.connect(addr[-1])
         except OSError as exc:
@@ -307,8 +280,9 @@ def _exchange(method, url, headers, body, timeout_ms, now_ms, max_body):
             if n:
                 sent += n
             else:
-                ready = yield (sock, _POLLOUT)
-                if ready is not None and ready & _POLL_FAIL and not ready & _POLLOUT:
+                ready = yield from _ready(poller, sock, _POLLOUT, pause,
+                                          max(0, min(deadline - now_ms(), _block_ms)))
+                if ready & _POLL_FAIL and not ready & _POLLOUT:
                     raise LinkDown("connection failed")
 
         reply = _Reply(max_body, method == "HEAD")
@@ -320,10 +294,10 @@ def _exchange(method, url, headers, body, timeout_ms, now_ms, max_body):
             except OSError as exc:
                 if _errno(exc) not in _WOULD_BLOCK:
                     raise
-                yield (sock, _POLLIN)
-                continue
-            if data is None:            # some ports return None on EAGAIN
-                yield (sock, _POLLIN)
+                data = None
+            if data is None:            # would block (some ports return None)
+                yield from _ready(poller, sock, _POLLIN, pause,
+                                  max(0, min(deadline - now_ms(), _block_ms)))
                 continue
             if not data:
                 reply.closed()
@@ -355,49 +329,15 @@ def _os_reason(exc):
     return str(exc)
 
 
-def _result(stop):
-    value = stop.value if hasattr(stop, "value") else (stop.args[0] if stop.args else None)
-    return value if value is not None else (None, None, "link down")
-
-
 def request(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
             max_body=MAX_BODY, now_ms=None):
-    """Blocking request, bounded by timeout_ms. See the module doc."""
-    now_ms = now_ms or stopwatch()
-    deadline = now_ms() + timeout_ms
-    core = _exchange(method, url, headers, body, timeout_ms, now_ms, max_body)
-    poller = select.poll()
+    """Blocking request, bounded by timeout_ms: request_gen with polls that
+    wait (up to a second each) instead of yielding. See the module doc."""
+    gen = request_gen(method, url, headers, body, timeout_ms, now_ms, None, max_body, 1000)
     try:
-        want = next(core)
         while True:
-            sock, mask = want
-            poller.register(sock, mask)
-            wait = max(0, min(deadline - now_ms(), 1000))
-            events = poller.poll(wait)
-            want = core.send(events[0][1] if events else None)
+            next(gen)
     except StopIteration as stop:
-        return _result(stop)
+        return stop.value
     finally:
-        core.close()
-
-
-def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
-                now_ms=None, pause=None, max_body=MAX_BODY):
-    """Generator version for cooperative tasks:
-    `status, headers, body = yield from httpc.request_gen(...)`."""
-    now_ms = now_ms or stopwatch()
-    core = _exchange(method, url, headers, body, timeout_ms, now_ms, max_body)
-    poller = select.poll()
-    try:
-        want = next(core)
-        while True:
-            sock, mask = want
-            poller.register(sock, mask)
-            events = poller.poll(0)
-            if not events:
-                yield pause
-            want = core.send(events[0][1] if events else None)
-    except StopIteration as stop:
-        return _result(stop)
-    finally:
-        core.close()
+        gen.close()

@@ -116,10 +116,11 @@ def refused_url():
 
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory):
-    """httpc precompiled with mpy-cross, as on a board: compiling the source
-    needs more RAM than a 32 KiB heap has."""
+    """httpc (and its chunked decoder) precompiled with mpy-cross, as on a
+    board: compiling the source needs more RAM than a 32 KiB heap has."""
     out = tmp_path_factory.mktemp("mpy")
-    upy.compile_one(os.path.join(tools.ROOT, "lib", "httpc.py"), str(out / "httpc.mpy"))
+    for name in ("httpc", "httpchunk"):
+        upy.compile_one(os.path.join(tools.ROOT, "lib", name + ".py"), str(out / (name + ".mpy")))
     return str(out)
 
 
