@@ -18,16 +18,17 @@ within it -- the watchdog is fed on that answer alone. A task that raises is
 reported (on_crash) and handed to the policy, which restarts it (its factory
 is called again) after a backoff or gives up and escalates.
 
-Nothing here is module-level state: schedulers may share one SimClock, and
-run_many() drives several of them in time order.
+Nothing here is module-level state: schedulers may share one SimClock.
+lib/schedutil.py has what the agent does not use: chunked sleeps and waits
+that keep a task checking in, and run_many() to drive several schedulers
+on one clock in time order.
 """
 from heapq import heappop, heappush
 
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = int  # CPython: the value itself
 
 _SLEEP = const(0)
 _UNTIL = const(1)
@@ -195,42 +196,6 @@ class Scheduler:
         now = self.clock.now_ms()
         return sorted(t.name for t in self.tasks.values() if self._late(t, now))
 
-    # --- long waits that keep checking in ----------------------------------
-
-    def _chunk(self, chunk_ms):
-        if chunk_ms is None and self._current is not None:
-            d = self._current.deadline_ms
-            if d is not None:
-                chunk_ms = max(1, d // 2)
-        return chunk_ms
-
-    def sleep_chunked(self, ms, chunk_ms=None):
-        """`yield from sched.sleep_chunked(ms)`: sleep in pieces (default: half
-        the task's deadline) so the task keeps checking in."""
-        clock = self.clock
-        end = clock.now_ms() + ms
-        chunk_ms = self._chunk(chunk_ms)
-        now = clock.now_ms()
-        while now < end:
-            yield until_ms(end if chunk_ms is None else min(end, now + chunk_ms))
-            now = clock.now_ms()
-
-    def wait_chunked(self, event, chunk_ms=None, timeout_ms=None):
-        """`v = yield from sched.wait_chunked(ev)`: wait for an Event, checking
-        in every chunk; returns event.value, or None on timeout."""
-        clock = self.clock
-        chunk_ms = self._chunk(chunk_ms)
-        end = None if timeout_ms is None else clock.now_ms() + timeout_ms
-        while not event.is_set:
-            now = clock.now_ms()
-            if end is not None and now >= end:
-                return None
-            step = chunk_ms
-            if end is not None:
-                step = end - now if step is None else min(step, end - now)
-            yield event if step is None else wait_for(event, step)
-        return event.value
-
     # --- the loop ------------------------------------------------------------
 
     def next_wake_ms(self):
@@ -390,28 +355,3 @@ class Scheduler:
             task.state = BACKOFF
             self._queue(task, now + delay)
 
-
-def run_many(clock, schedulers, until_ms=None):
-    """Drive several schedulers on one clock in time order (a world of many
-    nodes on one SimClock). Returns when all are idle or stopped, or at
-    until_ms (the clock is then left there)."""
-    for s in schedulers:
-        s.stopped = False
-    while True:
-        t = None
-        for s in schedulers:
-            if not s.stopped:
-                w = s.next_wake_ms()
-                if w is not None and (t is None or w < t):
-                    t = w
-        if t is None or (until_ms is not None and t > until_ms):
-            break
-        clock.wait_until(t)
-        now = clock.now_ms()
-        for s in schedulers:
-            if not s.stopped:
-                w = s.next_wake_ms()
-                if w is not None and w <= now:
-                    s.run_due()
-    if until_ms is not None:
-        clock.wait_until(until_ms)

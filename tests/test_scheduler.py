@@ -1,6 +1,7 @@
 """The cooperative scheduler (lib/scheduler.py): time and priority order,
-events, supervision (may_feed), crash restart and escalation, several
-schedulers on one simulated clock. Runs under the MicroPython unix port with a
+events, supervision (may_feed), crash restart and escalation; and its
+helpers (lib/schedutil.py): chunked waits, several schedulers on one
+simulated clock. Runs under the MicroPython unix port with a
 32 KiB heap and, for the portable logic, under CPython.
 
 On the 32 KiB heap the modules are imported as .mpy (as on a board, where
@@ -23,14 +24,14 @@ try:
 except AttributeError:
     pass
 from clock import SimClock, RealClock
-from scheduler import Scheduler, Event, sleep_ms, until_ms, wait_for, RestartPolicy, run_many
+from scheduler import Scheduler, Event, sleep_ms, until_ms, wait_for, RestartPolicy
 """
 
 
 @pytest.fixture(scope="module")
 def mpy_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpy")
-    for name in ("scheduler", "clock"):
+    for name in ("scheduler", "schedutil", "clock"):
         upy.compile_one(os.path.join(ROOT, "lib", name + ".py"), str(out / (name + ".mpy")))
     return str(out)
 
@@ -350,14 +351,15 @@ def test_a_task_checks_in_explicitly_while_running(run):
 
 def test_chunked_sleep_and_wait_keep_long_waiters_checked_in(run):
     res = run("""
+        from schedutil import sleep_chunked, wait_chunked
         c = SimClock()
         s = Scheduler(c)
         ev = Event()
         done = []
         def eclipse():
-            yield from s.sleep_chunked(3600 * 1000)      # pieces of half its deadline
+            yield from sleep_chunked(s, 3600 * 1000)     # pieces of half its deadline
             done.append(("slept", c.now_ms()))
-            v = yield from s.wait_chunked(ev)
+            v = yield from wait_chunked(s, ev)
             done.append(("event", c.now_ms(), v))
         s.spawn("eclipse", eclipse, deadline_ms=8000)
         fed = [0, 0]
@@ -380,6 +382,7 @@ def test_chunked_sleep_and_wait_keep_long_waiters_checked_in(run):
 
 def test_several_schedulers_on_one_sim_clock_interleave_in_time_order(run):
     res = run("""
+        from schedutil import run_many
         c = SimClock()
         log = []
         nodes = []
