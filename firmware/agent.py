@@ -32,18 +32,10 @@ from tmr import Cell
 from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
-HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
-                  "overhead_fraction")
-AGENT_LEVEL = {}
+AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
 REFUSALS_BEFORE_DROP = 4  # a batch the Console refuses this often is given up (and counted)
 ABORT = "abort"  # _compute: the job went away, was cancelled, or the step failed
-# the fields of the orbital primitives (STEPS.md) an executor needs
-PRIM_KEYS = ("energy_budget_wh", "eclipse_policy", "min_battery_soc", "priority", "power_w",
-             "quality_tiers", "min_tier", "preferred_tier", "window_kind", "merge_strategy",
-             "max_segments", "min_pass_duration_s")  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
 DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
-# the characters of a deployment id (as workload.py checks them): they end up in URL paths
-ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
 SAMPLE_LINES = 400   # ~4 KB stand-in for a synthetic step's output
 EPS = 1e-6
 
@@ -84,7 +76,6 @@ class Agent:
                       "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
 
     # --- boot ---------------------------------------------------------------
-
     def boot(self):
         """Rebuild state from the store, judge the reset, announce the boot,
         start the tasks."""
@@ -139,7 +130,6 @@ class Agent:
         spawn("execute", self._execute, priority=1, deadline_ms=deadline)
         self.booted_ms = self.clock.now_ms()
         return self
-
     def _blame_running_step(self, cause):
         """A step that was running when an unexplained reset hit is charged with
         it; the same step causing quarantine_resets resets in a row fails."""
@@ -162,17 +152,14 @@ class Agent:
                                                    "error": "quarantined"}]])
             else:
                 self.journal.commit([["st", step["id"], {"resets": blamed}]])
-
     def _enter_safe_mode(self, reason):
         self.sensors.set_compute_load(0)
         self.emit("agent.safe_mode", payload={"reason": reason}, ops=[["set", "mode", "safe"]],
                   job=AGENT_LEVEL)
-
     def _leave_safe_mode(self):
         self.journal.commit([["set", "mode", "normal"], ["set", "resets", 0]])
 
     # --- SEU: triple-redundant critical state --------------------------------------
-
     def _current_step(self):
         st = self.journal.state
         job = st["job"]
@@ -183,7 +170,6 @@ class Agent:
             if s["status"] in ("running", "paused"):
                 return step["id"], s
         return None, None
-
     def _live(self):
         """The critical values as RAM holds them now."""
         st = self.journal.state
@@ -192,12 +178,10 @@ class Agent:
         return {"seq": st["seq"], "mode": st["mode"],
                 "deployment": job["deployment_id"] if job else None, "step": sid,
                 "work_ms": int(s["work_s"] * 1000) if s else None}
-
     def _mirror(self):
         live = self._live()
         for name in live:
             self.tmr[name].set(live[name])
-
     def scrub(self):
         """Vote every cell, repair one upset copy, check RAM against the vote.
         A disagreement no vote can settle restores the state from the store."""
@@ -206,7 +190,6 @@ class Agent:
             self._scrub()
         finally:
             self._scrubbing = False
-
     def _scrub(self):
         self.stats["scrubs"] += 1
         corrected, lost = tmr_scrub_all(self.tmr)
@@ -227,7 +210,6 @@ class Agent:
                       job=AGENT_LEVEL)
             self.emit("fault.recovered", payload={"kind": "seu", "action": "tmr_vote"},
                       job=AGENT_LEVEL)
-
     def _restore_from_store(self, names):
         """RAM cannot be trusted: rebuild it from flash (the last checkpoint and
         the records since), as a reset would, without resetting."""
@@ -239,7 +221,6 @@ class Agent:
                   job=AGENT_LEVEL)
         self.emit("fault.recovered", payload={"kind": "seu", "action": "restored_checkpoint"},
                   job=AGENT_LEVEL)
-
     def _scrub_task(self):
         while True:
             saa = self.sensors.in_saa()
@@ -253,10 +234,8 @@ class Agent:
     @property
     def state(self):
         return self.journal.state
-
     def now(self):
         return self.clock.epoch()
-
     def request_reset(self, reason):
         """Record an intended reset, then stop: the runner resets the node."""
         try:
@@ -267,7 +246,6 @@ class Agent:
         self.sched.stop()
 
     # --- events ---------------------------------------------------------------
-
     def emit(self, etype, step_id=None, payload=None, ops=(), job=None):
         """Write one event (and the state change it reports) to flash. Only then
         does it count as emitted."""
@@ -291,7 +269,6 @@ class Agent:
         record.extend(ops)
         self.journal.commit(record)
         return ev
-
     def _enrich(self, payload):
         s = self.sensors
         payload["actual_battery_percent"] = s.battery_percent()
@@ -301,10 +278,8 @@ class Agent:
         payload["in_eclipse"] = s.in_eclipse()
 
     # --- helpers ----------------------------------------------------------------
-
     def link_up(self):
         return self.sensors.link_up() is not False  # unknown: try
-
     def _sleep_s(self, seconds):
         """Sleep in pieces shorter than the task deadline (the supervisor rule)."""
         end = self.clock.now_ms() + int(seconds * 1000)
@@ -313,7 +288,6 @@ class Agent:
             if left <= 0:
                 return
             yield sleep_ms(min(left, self.chunk_ms))
-
     def _sync_time(self, reply):
         if not isinstance(reply, dict):
             return
@@ -326,7 +300,6 @@ class Agent:
             return
         if not self.clock.synced or abs(self.clock.epoch() - server) > 2:
             self.clock.sync(server)
-
     def _on_crash(self, name, exc, count):
         if self.journal.out_of_sync:
             self.request_reset("journal out of sync after %s" % type(exc).__name__)
@@ -336,12 +309,10 @@ class Agent:
         self.emit("fault.detected", payload={"kind": "task_crash",
                                              "detail": "%s: %s %s" % (name, type(exc).__name__, exc)})
         self.emit("fault.recovered", payload={"kind": "task_crash", "action": "task_restarted"})
-
     def _escalate(self, name, crashes):
         self.request_reset("task %s crashed %d times" % (name, crashes))
 
     # --- supervisor -------------------------------------------------------------
-
     def _supervisor(self):
         while True:
             if self.sched.may_feed():
@@ -353,7 +324,6 @@ class Agent:
             yield sleep_ms(1000)
 
     # --- poll -------------------------------------------------------------------
-
     def _poll(self):
         while True:
             if self.link_up():
@@ -365,14 +335,14 @@ class Agent:
                 if status is not None:
                     self._sync_time(reply)
                 if status == 200 and isinstance(reply, dict):
-                    self._handle_workload(reply, ground_before)
+                    _load("accept").handle_workload(self, reply, ground_before)
+                    _unload("accept")
                 elif status == 204:
                     self.empty_polls += 1
                 reply = None  # a workload is big: do not keep it alive in this frame
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
                 yield sleep_ms(self.chunk_ms)
-
     def _register(self):
         cfg = self.cfg
         body = {"agent_id": cfg["agent_id"], "satellite_id": cfg["satellite_id"],
@@ -392,115 +362,8 @@ class Agent:
                 # would take our new events for resends. Continue above its seqs.
                 self.journal.commit([["reseq", last]])
 
-    def _uplink_now(self, ground_before):
-        """The time a signature's age is judged by. With a disciplined clock, the
-        clock; in simulation (the agent's clock is not the ground's), the
-        Console's time at the exchange *before* this one (never the reply's own,
-        which a replayed reply would carry too); None when unknown."""
-        if self.cfg["time_sync"]:
-            return self.now()
-        return ground_before
-
-    def _handle_workload(self, spec, ground_before=None):
-        st = self.journal.state
-        if spec.get("clear_safe_mode") is True and st["mode"] == "safe":
-            self._leave_safe_mode()  # the ground has looked and cleared it
-        if st["mode"] == "safe":
-            return  # telemetry and polling only: new work waits at the Console
-        job = st["job"]
-        cancel = spec.get("cancel")
-        if isinstance(cancel, list) and job is not None and job["deployment_id"] in cancel:
-            if not job.get("cancel"):
-                self.journal.commit([["jset", "cancel", True]])
-        dep = spec.get("deployment_id")
-        if dep is None and "plan_data" not in spec:
-            return  # a cancel-only reply
-        if not _ident(dep):
-            self.stats["bad_workloads"] += 1
-            return  # nothing to answer to: no usable deployment to fail
-        if (job is not None and job["deployment_id"] == dep) or dep in st["done"]:
-            return  # re-delivery of what we hold or finished
-        if job is not None:
-            return  # busy: the Console keeps it dispatched for later
-        workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
-        wl, reason = workload.validate_workload(spec)
-        if reason is None:
-            reason = workload.check_auth(spec, self.cfg["uplink_key"],
-                                         self._uplink_now(ground_before), st["nonces"],
-                                         self.cfg["replay_window_s"])
-        order = None
-        if reason is None:
-            order, reason = workload.topo_order(wl["job"]["steps"])
-        workload = None
-        _unload("workload", "signing", "handlers")
-        ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
-        self.empty_polls = 0
-        if reason is not None:
-            self.stats["bad_workloads"] += 1
-            self.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
-                                             "reason": reason},
-                      ops=[["end", dep]], job=ctx)
-            return
-        spec_job = wl["job"]
-        wl = None
-        record = self._job_record(spec, spec_job, order, ctx)
-        ops = [["job", record]]
-        auth = spec.get("auth")
-        if isinstance(auth, dict) and auth.get("nonce"):
-            ops.append(["nonce", auth["nonce"]])
-        payload = {"name": record["name"], "steps": len(record["steps"])}
-        if record["security"]:
-            payload["security"] = record["security"]
-        try:
-            self.emit("job.accepted", payload=payload, ops=ops, job=ctx)
-        except ValueError as exc:  # the store refuses a record this big: flash is small
-            self.stats["bad_workloads"] += 1
-            self.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
-                                             "reason": "too_large: %s" % exc},
-                      ops=[["end", dep]], job=ctx)
-
-    def _job_record(self, spec, job, order, ctx):
-        plan = spec.get("plan_data") if isinstance(spec.get("plan_data"), dict) else {}
-        placement = {}
-        for d in plan.get("placement_decisions") or ():
-            if isinstance(d, dict) and isinstance(d.get("step_id"), str):
-                placement[d["step_id"]] = [d.get("location"), d.get("reason")]
-        by_id = {}
-        for step in job["steps"]:
-            by_id[step["id"]] = step
-        steps = [workload_step(by_id[sid], placement) for sid in order]
-        env = plan.get("orbital_environment") if isinstance(plan.get("orbital_environment"), dict) else {}
-        bus = env.get("bus") if isinstance(env.get("bus"), dict) else {}
-        summary = plan.get("plan") if isinstance(plan.get("plan"), dict) else {}
-        security = job.get("security") if isinstance(job.get("security"), dict) else {}
-        haz = plan.get("hazards") if isinstance(plan.get("hazards"), dict) else {}
-        hazards = {}
-        for key in HAZARD_SUMMARY:
-            hazards[key] = haz.get(key)
-        windows = []
-        for w in env.get("windows") or ():  # compact workloads carry them for primitives only
-            try:
-                windows.append([w["id"], w["kind"], timeutil.parse_iso(w["start"]),
-                                timeutil.parse_iso(w["end"])])
-            except (KeyError, TypeError, ValueError):
-                continue
-        return {"deployment_id": ctx["deployment_id"], "job_id": ctx["job_id"], "hazards": hazards,
-                "windows": windows, "ledger": {},
-                "battery_wh": _number(bus.get("battery_wh"), 80.0),
-                "bus_load_w": _number(bus.get("bus_load_w"), 8.0),
-                "memory_mb": _number(bus.get("memory_mb"), 512.0),
-                "plan_id": spec.get("plan_id"), "name": job.get("name") or ctx["job_id"],
-                "steps": steps, "phase": "accepted", "accepted_at": self.now(),
-                "security": security.get("encryption") if security.get("encryption") not in (None, "none") else None,
-                "downlink_mbps": _number(bus.get("downlink_mbps"), self.cfg["downlink_mbps"]),
-                "compute_w": _number(bus.get("compute_w"), 20.0),
-                "plan_segments": _number(summary.get("segments"), 0),
-                "plan_windows": _number(summary.get("windows_used"), 0),
-                "plan_total_s": _number(summary.get("total_duration_s"), 0),
-                "cancel": False}
 
     # --- execute ------------------------------------------------------------------
-
     def _execute(self):
         while True:
             st = self.journal.state
@@ -514,7 +377,8 @@ class Agent:
                 continue
             phase = job["phase"]
             if phase == "accepted":
-                self._announce(job)
+                _load("accept").announce(self, job)
+                _unload("accept")
                 yield
             elif phase == "run":
                 step = self._next_step(job)
@@ -530,26 +394,6 @@ class Agent:
                 yield from self._transfer(job)
             else:
                 self._finish("completed", None)
-
-    def _announce(self, job):
-        steps = self.journal.state["steps"]
-        for step in job["steps"]:
-            if steps[step["id"]].get("placed"):
-                continue  # announced before a reset
-            self.emit("placement.decided", step["id"],
-                      {"location": step["location"], "reason": step["reason"]},
-                      ops=[["st", step["id"], {"placed": True}]])
-        total = job["plan_total_s"] or sum(s["compute_s"] for s in job["steps"])
-        self.emit("plan.created", payload={"segments": int(job["plan_segments"]),
-                                           "windows_used": int(job["plan_windows"]),
-                                           "total_duration_s": total})
-        # the hazard summary the plan predicted (its lists stay on the ground)
-        predicted = {"hazards": [], "checkpoint_schedule": []}
-        hazards = job.get("hazards") or {}
-        for key in HAZARD_SUMMARY:
-            predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
-                (0 if key.endswith(("count", "fraction")) else None)
-        self.emit("checkpoint.predicted", payload=predicted, ops=[["jset", "phase", "run"]])
 
     def _next_step(self, job):
         """The first ready step in topological order; when that is an eclipse
@@ -574,7 +418,6 @@ class Agent:
                     (step["prim"].get("priority") or 0) > (best["prim"].get("priority") or 0):
                 best = step
         return best
-
     def _gate(self, step, s, kind="sunlit"):
         """Why the step may not run now (a reason string), or None. kind: where
         it may run -- 'sunlit' (standard), 'eclipse' (battery-only night), or
@@ -598,7 +441,6 @@ class Agent:
             if temp > ceiling:
                 return "thermal"
         return None
-
     def _run_step(self, job, step):
         sid = step["id"]
         s = self.journal.state["steps"][sid]
@@ -626,7 +468,6 @@ class Agent:
             why = yield from self._compute(job, step, s, runner, step["compute_s"], "sunlit")
             if why is None:
                 yield from self._complete(job, step, s, runner, step["output_mb"])
-
     def _start(self, step, s, window, label, extra=None):
         fields = {"status": "running", "t0": self.now(), "work_s": 0.0, "mark": 0, "ck": 0,
                   "hs": None, "attempts": s.get("attempts", 0) + 1, "energy_wh": 0.0}
@@ -637,7 +478,6 @@ class Agent:
                                                "window_label": label},
                   ops=[["st", step["id"], fields]])
         self.last_ck = self.clock.now_ms()
-
     def _runner(self, job, step, s):
         try:
             return _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
@@ -646,7 +486,6 @@ class Agent:
         except Exception as exc:
             self._step_failed(job, step, s, "%s: %s" % (type(exc).__name__, exc))
             return None
-
     def _pause(self, step, s, reason, runner):
         self.sensors.set_compute_load(0)
         sid = step["id"]
@@ -657,18 +496,15 @@ class Agent:
                                     "hs": runner.snapshot() if runner else None}]])
         self.emit("step.paused", sid, {"reason": reason, "progress_fraction": fraction},
                   ops=[["st", sid, {"status": "paused", "why": reason, "paused_at": self.now()}]])
-
     def _resume(self, step, s):
         self.emit("step.resumed", step["id"],
                   {"progress_fraction": _r(s["work_s"] / self._compute_s(step, s)),
                    "paused_s": round(self.now() - s.get("paused_at", self.now()), 1)},
                   ops=[["st", step["id"], {"status": "running", "why": None}]])
         self.last_ck = self.clock.now_ms()
-
     def _compute_s(self, step, s):
         c = s.get("compute")
         return c if c is not None else step["compute_s"]
-
     def _compute(self, job, step, s, runner, until_work, kind, leave_on=None):
         """Run the step's work up to until_work (s at full capacity) under the
         gates of `kind` ('sunlit', 'eclipse', or 'any'). Returns None when
@@ -729,7 +565,6 @@ class Agent:
                                             "energy_wh": s["energy_wh"], "hs": runner.snapshot()}]])
                 self.last_ck = self.clock.now_ms()
         return None
-
     def _complete(self, job, step, s, runner, out_mb, then=None):
         """Finish the real handler, report step.completed (and `then`, a
         primitive's own completion event, in the same breath)."""
@@ -756,7 +591,6 @@ class Agent:
                                               "location": "onboard", "data_output_mb": _r(out_mb)})
             self.emit(then[0], sid, then[1], ops=[["st", sid, done]])
         gc.collect()
-
     def _handler_ctx(self, step):
         """What a real handler is lent: where files go, the outputs of the
         steps it depends on, the boot-time scratch buffer, the data key."""
@@ -776,7 +610,6 @@ class Agent:
             self.deflate_head = _load("handlers").new_deflate_head()
         return {"workdir": self.workdir, "data_root": self.workdir, "inputs": inputs,
                 "scratch": self.scratch, "deflate_head": self.deflate_head, "key": self.data_key}
-
     def _sample(self, step_id):
         """A synthetic step accounts its output without materialising it (an MCU
         has no room for 200 MB); real handlers downstream work on this small,
@@ -797,7 +630,6 @@ class Agent:
                 f.write("%d,%d.%02d\n" % (i, seed % 500, seed % 100))
         os.rename(tmp, path)
         return path
-
     def _step_failed(self, job, step, s, error):
         sid = step["id"]
         attempts = s.get("attempts", 1)
@@ -807,12 +639,10 @@ class Agent:
                       ops=[["st", sid, {"status": "pending", "work_s": 0.0, "mark": 0, "hs": None}]])
             return
         self.journal.commit([["st", sid, {"status": "failed", "error": error}]])
-
     def _window_kind(self):
         return "eclipse" if self.sensors.in_eclipse() else "sunlit"
 
     # --- transfers ------------------------------------------------------------------
-
     def _transfer(self, job):
         """Downlink the outputs that must reach the ground, at contact windows."""
         st = self.journal.state
@@ -866,7 +696,6 @@ class Agent:
                 "total_transferred_mb": _r(total),
                 "duration_s": round(self.now() - job.get("tx_t0", self.now()), 1)},
                 ops=[["jset", "phase", "done"]])
-
     def _finish(self, status, reason):
         self.empty_polls = 0
         st = self.journal.state
@@ -881,7 +710,6 @@ class Agent:
                       ops=[["end", job["deployment_id"]]])
 
     # --- report ---------------------------------------------------------------------
-
     def _report(self):
         while True:
             yield from self._sleep_s(self.cfg["report_interval_s"])
@@ -922,7 +750,6 @@ class Agent:
                 raw = reply = outbox = None
 
     # --- telemetry --------------------------------------------------------------------
-
     def telemetry(self):
         s = self.sensors
         st = self.journal.state
@@ -944,7 +771,6 @@ class Agent:
             doc["position"] = {"lat": pos[0], "lon": pos[1], "altitude_km": pos[2],
                                "in_eclipse": bool(s.in_eclipse())}
         return doc
-
     def _telemetry(self):
         while True:
             queue = self.telemetry_queue
@@ -965,7 +791,6 @@ class _HandlerRun:
     """Drives a real handler alongside the step's modelled compute time: the
     handler's own progress is kept at or ahead of the step's. `synthetic`
     needs no driving: the modelled time is its work."""
-
     def __init__(self, step, state, ctx):
         self.name = step["handler"]
         self.state = state if isinstance(state, dict) else {}
@@ -975,11 +800,9 @@ class _HandlerRun:
         self.done = self.name == "synthetic"
         if not self.done:
             self.gen = _load("handlers").REGISTRY[self.name](step, self.state, ctx)
-
     def snapshot(self):
         """A copy of the handler's resume point, to journal."""
         return json.loads(json.dumps(self.state)) if self.gen is not None else None
-
     def advance(self, fraction):
         """Run handler slices until its progress reaches `fraction`; yields to
         the scheduler between slices. Returns None, or an error string."""
@@ -1000,37 +823,6 @@ class _HandlerRun:
                 self.progress = report
             yield
         return None
-
-
-def workload_step(step, placement):
-    """The fields the executor needs, with the plan's placement."""
-    loc, reason = placement.get(step["id"], (None, None))
-    location = step.get("location", "onboard")
-    if loc in ("onboard", "ground"):
-        location = loc
-    elif location == "either":
-        location = "onboard"
-        reason = reason or "data_reduction"
-    return {"id": step["id"], "type": step.get("type", "standard"), "location": location,
-            "reason": reason or "preset_defined", "compute_s": float(step.get("compute_s", 0)),
-            "output_mb": float(step.get("output_mb", 0)), "power_w": step.get("power_w"),
-            "memory_mb": step.get("memory_mb") or 0,
-            "checkpoint_interval_s": step.get("checkpoint_interval_s") or 0,
-            "depends_on": list(step.get("depends_on") or ()),
-            "retry_policy": step.get("retry_policy", "retry_immediate"),
-            "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
-            "input": step.get("input"), "params": step.get("params"),
-            "prim": _prim(step)}
-
-
-def _prim(step):
-    if step.get("type", "standard") == "standard":
-        return None
-    p = {}
-    for key in PRIM_KEYS:
-        if key in step:
-            p[key] = step[key]
-    return p
 
 
 def _downlink_mb(job, steps):
@@ -1069,28 +861,8 @@ def _data_key(cfg):
     return hashlib.sha256((cfg["agent_id"] + ":" + cfg["api_key"]).encode()).digest()[:16]
 
 
-def _ident(value):
-    if not isinstance(value, str) or not (0 < len(value) <= 128):
-        return False
-    for ch in value:
-        if ch not in ID_CHARS:
-            return False
-    return True
-
-
-def _job_id(spec, dep):
-    plan_id = spec.get("plan_id")
-    return plan_id if isinstance(plan_id, str) and plan_id else dep
-
-
 def _algorithm(name):
     return {"aes128": "AES-128-CBC", "aes256": "AES-256-CBC"}.get(name, name)
-
-
-def _number(value, default):
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return default
 
 
 def _next_mark(fraction):

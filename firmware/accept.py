@@ -1,0 +1,199 @@
+"""Taking a workload on board: validate it (firmware/workload.py), check its
+signature, record the job in the journal and answer with job.accepted or
+job.failed; at the job's start, announce its placement, plan and predicted
+hazards. Functions of the agent (`ag`), loaded by its poll and execute tasks
+when a workload arrives or a job starts, dropped right after: a board holds
+none of this while it works."""
+import timeutil
+from agent import _load, _unload
+
+HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
+                  "overhead_fraction")
+# the fields of the orbital primitives (STEPS.md) an executor needs
+PRIM_KEYS = ("energy_budget_wh", "eclipse_policy", "min_battery_soc", "priority", "power_w",
+             "quality_tiers", "min_tier", "preferred_tier", "window_kind", "merge_strategy",
+             "max_segments", "min_pass_duration_s")
+# the characters of a deployment id (as workload.py checks them): they end up in URL paths
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
+
+
+def uplink_now(ag, ground_before):
+    """The time a signature's age is judged by. With a disciplined clock, the
+    clock; in simulation (the agent's clock is not the ground's), the
+    Console's time at the exchange *before* this one (never the reply's own,
+    which a replayed reply would carry too); None when unknown."""
+    if ag.cfg["time_sync"]:
+        return ag.now()
+    return ground_before
+
+
+def handle_workload(ag, spec, ground_before=None):
+    st = ag.journal.state
+    if spec.get("clear_safe_mode") is True and st["mode"] == "safe":
+        ag._leave_safe_mode()  # the ground has looked and cleared it
+    if st["mode"] == "safe":
+        return  # telemetry and polling only: new work waits at the Console
+    job = st["job"]
+    cancel = spec.get("cancel")
+    if isinstance(cancel, list) and job is not None and job["deployment_id"] in cancel:
+        if not job.get("cancel"):
+            ag.journal.commit([["jset", "cancel", True]])
+    dep = spec.get("deployment_id")
+    if dep is None and "plan_data" not in spec:
+        return  # a cancel-only reply
+    if not _ident(dep):
+        ag.stats["bad_workloads"] += 1
+        return  # nothing to answer to: no usable deployment to fail
+    if (job is not None and job["deployment_id"] == dep) or dep in st["done"]:
+        return  # re-delivery of what we hold or finished
+    if job is not None:
+        return  # busy: the Console keeps it dispatched for later
+    workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
+    wl, reason = workload.validate_workload(spec)
+    if reason is None:
+        reason = workload.check_auth(spec, ag.cfg["uplink_key"],
+                                     uplink_now(ag, ground_before), st["nonces"],
+                                     ag.cfg["replay_window_s"])
+    order = None
+    if reason is None:
+        order, reason = workload.topo_order(wl["job"]["steps"])
+    workload = None
+    _unload("workload", "signing", "handlers")
+    ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
+    ag.empty_polls = 0
+    if reason is not None:
+        ag.stats["bad_workloads"] += 1
+        ag.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
+                                         "reason": reason},
+                  ops=[["end", dep]], job=ctx)
+        return
+    spec_job = wl["job"]
+    wl = None
+    record = job_record(ag, spec, spec_job, order, ctx)
+    ops = [["job", record]]
+    auth = spec.get("auth")
+    if isinstance(auth, dict) and auth.get("nonce"):
+        ops.append(["nonce", auth["nonce"]])
+    payload = {"name": record["name"], "steps": len(record["steps"])}
+    if record["security"]:
+        payload["security"] = record["security"]
+    try:
+        ag.emit("job.accepted", payload=payload, ops=ops, job=ctx)
+    except ValueError as exc:  # the store refuses a record this big: flash is small
+        ag.stats["bad_workloads"] += 1
+        ag.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
+                                         "reason": "too_large: %s" % exc},
+                  ops=[["end", dep]], job=ctx)
+
+
+def job_record(ag, spec, job, order, ctx):
+    plan = spec.get("plan_data") if isinstance(spec.get("plan_data"), dict) else {}
+    placement = {}
+    for d in plan.get("placement_decisions") or ():
+        if isinstance(d, dict) and isinstance(d.get("step_id"), str):
+            placement[d["step_id"]] = [d.get("location"), d.get("reason")]
+    by_id = {}
+    for step in job["steps"]:
+        by_id[step["id"]] = step
+    steps = [workload_step(by_id[sid], placement) for sid in order]
+    env = plan.get("orbital_environment") if isinstance(plan.get("orbital_environment"), dict) else {}
+    bus = env.get("bus") if isinstance(env.get("bus"), dict) else {}
+    summary = plan.get("plan") if isinstance(plan.get("plan"), dict) else {}
+    security = job.get("security") if isinstance(job.get("security"), dict) else {}
+    haz = plan.get("hazards") if isinstance(plan.get("hazards"), dict) else {}
+    hazards = {}
+    for key in HAZARD_SUMMARY:
+        hazards[key] = haz.get(key)
+    windows = []
+    for w in env.get("windows") or ():  # compact workloads carry them for primitives only
+        try:
+            windows.append([w["id"], w["kind"], timeutil.parse_iso(w["start"]),
+                            timeutil.parse_iso(w["end"])])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return {"deployment_id": ctx["deployment_id"], "job_id": ctx["job_id"], "hazards": hazards,
+            "windows": windows, "ledger": {},
+            "battery_wh": _number(bus.get("battery_wh"), 80.0),
+            "bus_load_w": _number(bus.get("bus_load_w"), 8.0),
+            "memory_mb": _number(bus.get("memory_mb"), 512.0),
+            "plan_id": spec.get("plan_id"), "name": job.get("name") or ctx["job_id"],
+            "steps": steps, "phase": "accepted", "accepted_at": ag.now(),
+            "security": security.get("encryption") if security.get("encryption") not in (None, "none") else None,
+            "downlink_mbps": _number(bus.get("downlink_mbps"), ag.cfg["downlink_mbps"]),
+            "compute_w": _number(bus.get("compute_w"), 20.0),
+            "plan_segments": _number(summary.get("segments"), 0),
+            "plan_windows": _number(summary.get("windows_used"), 0),
+            "plan_total_s": _number(summary.get("total_duration_s"), 0),
+            "cancel": False}
+
+
+def announce(ag, job):
+    steps = ag.journal.state["steps"]
+    for step in job["steps"]:
+        if steps[step["id"]].get("placed"):
+            continue  # announced before a reset
+        ag.emit("placement.decided", step["id"],
+                  {"location": step["location"], "reason": step["reason"]},
+                  ops=[["st", step["id"], {"placed": True}]])
+    total = job["plan_total_s"] or sum(s["compute_s"] for s in job["steps"])
+    ag.emit("plan.created", payload={"segments": int(job["plan_segments"]),
+                                       "windows_used": int(job["plan_windows"]),
+                                       "total_duration_s": total})
+    # the hazard summary the plan predicted (its lists stay on the ground)
+    predicted = {"hazards": [], "checkpoint_schedule": []}
+    hazards = job.get("hazards") or {}
+    for key in HAZARD_SUMMARY:
+        predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
+            (0 if key.endswith(("count", "fraction")) else None)
+    ag.emit("checkpoint.predicted", payload=predicted, ops=[["jset", "phase", "run"]])
+
+
+def workload_step(step, placement):
+    """The fields the executor needs, with the plan's placement."""
+    loc, reason = placement.get(step["id"], (None, None))
+    location = step.get("location", "onboard")
+    if loc in ("onboard", "ground"):
+        location = loc
+    elif location == "either":
+        location = "onboard"
+        reason = reason or "data_reduction"
+    return {"id": step["id"], "type": step.get("type", "standard"), "location": location,
+            "reason": reason or "preset_defined", "compute_s": float(step.get("compute_s", 0)),
+            "output_mb": float(step.get("output_mb", 0)), "power_w": step.get("power_w"),
+            "memory_mb": step.get("memory_mb") or 0,
+            "checkpoint_interval_s": step.get("checkpoint_interval_s") or 0,
+            "depends_on": list(step.get("depends_on") or ()),
+            "retry_policy": step.get("retry_policy", "retry_immediate"),
+            "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
+            "input": step.get("input"), "params": step.get("params"),
+            "prim": _prim(step)}
+
+
+def _prim(step):
+    if step.get("type", "standard") == "standard":
+        return None
+    p = {}
+    for key in PRIM_KEYS:
+        if key in step:
+            p[key] = step[key]
+    return p
+
+
+def _ident(value):
+    if not isinstance(value, str) or not (0 < len(value) <= 128):
+        return False
+    for ch in value:
+        if ch not in ID_CHARS:
+            return False
+    return True
+
+
+def _job_id(spec, dep):
+    plan_id = spec.get("plan_id")
+    return plan_id if isinstance(plan_id, str) and plan_id else dep
+
+
+def _number(value, default):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return default
