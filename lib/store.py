@@ -27,8 +27,7 @@ import struct
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = int  # CPython: the value itself
 
 KIND_JSON = const(0)
 KIND_BYTES = const(1)
@@ -45,22 +44,14 @@ class StoreFull(Exception):
 
 
 class Files:
-    """Default file-system adapter: builtin open and os functions."""
+    """Default file-system adapter: builtin open and os functions (builtins
+    are not bound as methods, so Files().rename(a, b) is os.rename(a, b))."""
 
-    def open(self, path, mode):
-        return open(path, mode)
-
-    def rename(self, src, dst):
-        os.rename(src, dst)
-
-    def remove(self, path):
-        os.remove(path)
-
-    def listdir(self, path):
-        return os.listdir(path)
-
-    def mkdir(self, path):
-        os.mkdir(path)
+    open = open
+    rename = os.rename
+    remove = os.remove
+    listdir = os.listdir
+    mkdir = os.mkdir
 
     def size(self, path):
         """File size in bytes, or -1 when missing."""
