@@ -76,6 +76,7 @@ class Agent:
                       "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
 
     # --- boot ---------------------------------------------------------------
+
     def boot(self):
         """Rebuild state from the store, judge the reset, announce the boot,
         start the tasks."""
@@ -130,6 +131,7 @@ class Agent:
         spawn("execute", self._execute, priority=1, deadline_ms=deadline)
         self.booted_ms = self.clock.now_ms()
         return self
+
     def _blame_running_step(self, cause):
         """A step that was running when an unexplained reset hit is charged with
         it; the same step causing quarantine_resets resets in a row fails."""
@@ -152,14 +154,17 @@ class Agent:
                                                    "error": "quarantined"}]])
             else:
                 self.journal.commit([["st", step["id"], {"resets": blamed}]])
+
     def _enter_safe_mode(self, reason):
         self.sensors.set_compute_load(0)
         self.emit("agent.safe_mode", payload={"reason": reason}, ops=[["set", "mode", "safe"]],
                   job=AGENT_LEVEL)
+
     def _leave_safe_mode(self):
         self.journal.commit([["set", "mode", "normal"], ["set", "resets", 0]])
 
     # --- SEU: triple-redundant critical state --------------------------------------
+
     def _current_step(self):
         st = self.journal.state
         job = st["job"]
@@ -170,6 +175,7 @@ class Agent:
             if s["status"] in ("running", "paused"):
                 return step["id"], s
         return None, None
+
     def _live(self):
         """The critical values as RAM holds them now."""
         st = self.journal.state
@@ -178,10 +184,12 @@ class Agent:
         return {"seq": st["seq"], "mode": st["mode"],
                 "deployment": job["deployment_id"] if job else None, "step": sid,
                 "work_ms": int(s["work_s"] * 1000) if s else None}
+
     def _mirror(self):
         live = self._live()
         for name in live:
             self.tmr[name].set(live[name])
+
     def scrub(self):
         """Vote every cell, repair one upset copy, check RAM against the vote.
         A disagreement no vote can settle restores the state from the store."""
@@ -190,6 +198,7 @@ class Agent:
             self._scrub()
         finally:
             self._scrubbing = False
+
     def _scrub(self):
         self.stats["scrubs"] += 1
         corrected, lost = tmr_scrub_all(self.tmr)
@@ -210,6 +219,7 @@ class Agent:
                       job=AGENT_LEVEL)
             self.emit("fault.recovered", payload={"kind": "seu", "action": "tmr_vote"},
                       job=AGENT_LEVEL)
+
     def _restore_from_store(self, names):
         """RAM cannot be trusted: rebuild it from flash (the last checkpoint and
         the records since), as a reset would, without resetting."""
@@ -221,6 +231,7 @@ class Agent:
                   job=AGENT_LEVEL)
         self.emit("fault.recovered", payload={"kind": "seu", "action": "restored_checkpoint"},
                   job=AGENT_LEVEL)
+
     def _scrub_task(self):
         while True:
             saa = self.sensors.in_saa()
@@ -234,8 +245,10 @@ class Agent:
     @property
     def state(self):
         return self.journal.state
+
     def now(self):
         return self.clock.epoch()
+
     def request_reset(self, reason):
         """Record an intended reset, then stop: the runner resets the node."""
         try:
@@ -246,6 +259,7 @@ class Agent:
         self.sched.stop()
 
     # --- events ---------------------------------------------------------------
+
     def emit(self, etype, step_id=None, payload=None, ops=(), job=None):
         """Write one event (and the state change it reports) to flash. Only then
         does it count as emitted."""
@@ -269,6 +283,7 @@ class Agent:
         record.extend(ops)
         self.journal.commit(record)
         return ev
+
     def _enrich(self, payload):
         s = self.sensors
         payload["actual_battery_percent"] = s.battery_percent()
@@ -278,8 +293,10 @@ class Agent:
         payload["in_eclipse"] = s.in_eclipse()
 
     # --- helpers ----------------------------------------------------------------
+
     def link_up(self):
         return self.sensors.link_up() is not False  # unknown: try
+
     def _sleep_s(self, seconds):
         """Sleep in pieces shorter than the task deadline (the supervisor rule)."""
         end = self.clock.now_ms() + int(seconds * 1000)
@@ -288,6 +305,7 @@ class Agent:
             if left <= 0:
                 return
             yield sleep_ms(min(left, self.chunk_ms))
+
     def _sync_time(self, reply):
         if not isinstance(reply, dict):
             return
@@ -300,6 +318,7 @@ class Agent:
             return
         if not self.clock.synced or abs(self.clock.epoch() - server) > 2:
             self.clock.sync(server)
+
     def _on_crash(self, name, exc, count):
         if self.journal.out_of_sync:
             self.request_reset("journal out of sync after %s" % type(exc).__name__)
@@ -309,10 +328,12 @@ class Agent:
         self.emit("fault.detected", payload={"kind": "task_crash",
                                              "detail": "%s: %s %s" % (name, type(exc).__name__, exc)})
         self.emit("fault.recovered", payload={"kind": "task_crash", "action": "task_restarted"})
+
     def _escalate(self, name, crashes):
         self.request_reset("task %s crashed %d times" % (name, crashes))
 
     # --- supervisor -------------------------------------------------------------
+
     def _supervisor(self):
         while True:
             if self.sched.may_feed():
@@ -324,6 +345,7 @@ class Agent:
             yield sleep_ms(1000)
 
     # --- poll -------------------------------------------------------------------
+
     def _poll(self):
         while True:
             if self.link_up():
@@ -343,6 +365,7 @@ class Agent:
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
                 yield sleep_ms(self.chunk_ms)
+
     def _register(self):
         cfg = self.cfg
         body = {"agent_id": cfg["agent_id"], "satellite_id": cfg["satellite_id"],
@@ -364,6 +387,7 @@ class Agent:
 
 
     # --- execute ------------------------------------------------------------------
+
     def _execute(self):
         while True:
             st = self.journal.state
@@ -418,6 +442,7 @@ class Agent:
                     (step["prim"].get("priority") or 0) > (best["prim"].get("priority") or 0):
                 best = step
         return best
+
     def _gate(self, step, s, kind="sunlit"):
         """Why the step may not run now (a reason string), or None. kind: where
         it may run -- 'sunlit' (standard), 'eclipse' (battery-only night), or
@@ -441,6 +466,7 @@ class Agent:
             if temp > ceiling:
                 return "thermal"
         return None
+
     def _run_step(self, job, step):
         sid = step["id"]
         s = self.journal.state["steps"][sid]
@@ -468,6 +494,7 @@ class Agent:
             why = yield from self._compute(job, step, s, runner, step["compute_s"], "sunlit")
             if why is None:
                 yield from self._complete(job, step, s, runner, step["output_mb"])
+
     def _start(self, step, s, window, label, extra=None):
         fields = {"status": "running", "t0": self.now(), "work_s": 0.0, "mark": 0, "ck": 0,
                   "hs": None, "attempts": s.get("attempts", 0) + 1, "energy_wh": 0.0}
@@ -478,6 +505,7 @@ class Agent:
                                                "window_label": label},
                   ops=[["st", step["id"], fields]])
         self.last_ck = self.clock.now_ms()
+
     def _runner(self, job, step, s):
         try:
             return _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
@@ -486,6 +514,7 @@ class Agent:
         except Exception as exc:
             self._step_failed(job, step, s, "%s: %s" % (type(exc).__name__, exc))
             return None
+
     def _pause(self, step, s, reason, runner):
         self.sensors.set_compute_load(0)
         sid = step["id"]
@@ -496,15 +525,18 @@ class Agent:
                                     "hs": runner.snapshot() if runner else None}]])
         self.emit("step.paused", sid, {"reason": reason, "progress_fraction": fraction},
                   ops=[["st", sid, {"status": "paused", "why": reason, "paused_at": self.now()}]])
+
     def _resume(self, step, s):
         self.emit("step.resumed", step["id"],
                   {"progress_fraction": _r(s["work_s"] / self._compute_s(step, s)),
                    "paused_s": round(self.now() - s.get("paused_at", self.now()), 1)},
                   ops=[["st", step["id"], {"status": "running", "why": None}]])
         self.last_ck = self.clock.now_ms()
+
     def _compute_s(self, step, s):
         c = s.get("compute")
         return c if c is not None else step["compute_s"]
+
     def _compute(self, job, step, s, runner, until_work, kind, leave_on=None):
         """Run the step's work up to until_work (s at full capacity) under the
         gates of `kind` ('sunlit', 'eclipse', or 'any'). Returns None when
@@ -565,6 +597,7 @@ class Agent:
                                             "energy_wh": s["energy_wh"], "hs": runner.snapshot()}]])
                 self.last_ck = self.clock.now_ms()
         return None
+
     def _complete(self, job, step, s, runner, out_mb, then=None):
         """Finish the real handler, report step.completed (and `then`, a
         primitive's own completion event, in the same breath)."""
@@ -591,6 +624,7 @@ class Agent:
                                               "location": "onboard", "data_output_mb": _r(out_mb)})
             self.emit(then[0], sid, then[1], ops=[["st", sid, done]])
         gc.collect()
+
     def _handler_ctx(self, step):
         """What a real handler is lent: where files go, the outputs of the
         steps it depends on, the boot-time scratch buffer, the data key."""
@@ -610,6 +644,7 @@ class Agent:
             self.deflate_head = _load("handlers").new_deflate_head()
         return {"workdir": self.workdir, "data_root": self.workdir, "inputs": inputs,
                 "scratch": self.scratch, "deflate_head": self.deflate_head, "key": self.data_key}
+
     def _sample(self, step_id):
         """A synthetic step accounts its output without materialising it (an MCU
         has no room for 200 MB); real handlers downstream work on this small,
@@ -630,6 +665,7 @@ class Agent:
                 f.write("%d,%d.%02d\n" % (i, seed % 500, seed % 100))
         os.rename(tmp, path)
         return path
+
     def _step_failed(self, job, step, s, error):
         sid = step["id"]
         attempts = s.get("attempts", 1)
@@ -639,10 +675,12 @@ class Agent:
                       ops=[["st", sid, {"status": "pending", "work_s": 0.0, "mark": 0, "hs": None}]])
             return
         self.journal.commit([["st", sid, {"status": "failed", "error": error}]])
+
     def _window_kind(self):
         return "eclipse" if self.sensors.in_eclipse() else "sunlit"
 
     # --- transfers ------------------------------------------------------------------
+
     def _transfer(self, job):
         """Downlink the outputs that must reach the ground, at contact windows."""
         st = self.journal.state
@@ -696,6 +734,7 @@ class Agent:
                 "total_transferred_mb": _r(total),
                 "duration_s": round(self.now() - job.get("tx_t0", self.now()), 1)},
                 ops=[["jset", "phase", "done"]])
+
     def _finish(self, status, reason):
         self.empty_polls = 0
         st = self.journal.state
@@ -710,6 +749,7 @@ class Agent:
                       ops=[["end", job["deployment_id"]]])
 
     # --- report ---------------------------------------------------------------------
+
     def _report(self):
         while True:
             yield from self._sleep_s(self.cfg["report_interval_s"])
@@ -750,6 +790,7 @@ class Agent:
                 raw = reply = outbox = None
 
     # --- telemetry --------------------------------------------------------------------
+
     def telemetry(self):
         s = self.sensors
         st = self.journal.state
@@ -771,6 +812,7 @@ class Agent:
             doc["position"] = {"lat": pos[0], "lon": pos[1], "altitude_km": pos[2],
                                "in_eclipse": bool(s.in_eclipse())}
         return doc
+
     def _telemetry(self):
         while True:
             queue = self.telemetry_queue
@@ -791,6 +833,7 @@ class _HandlerRun:
     """Drives a real handler alongside the step's modelled compute time: the
     handler's own progress is kept at or ahead of the step's. `synthetic`
     needs no driving: the modelled time is its work."""
+
     def __init__(self, step, state, ctx):
         self.name = step["handler"]
         self.state = state if isinstance(state, dict) else {}
@@ -800,9 +843,11 @@ class _HandlerRun:
         self.done = self.name == "synthetic"
         if not self.done:
             self.gen = _load("handlers").REGISTRY[self.name](step, self.state, ctx)
+
     def snapshot(self):
         """A copy of the handler's resume point, to journal."""
         return json.loads(json.dumps(self.state)) if self.gen is not None else None
+
     def advance(self, fraction):
         """Run handler slices until its progress reaches `fraction`; yields to
         the scheduler between slices. Returns None, or an error string."""
