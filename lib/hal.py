@@ -25,12 +25,9 @@ UNKNOWN = "unknown"
 
 def board_reset_cause():
     """machine.reset_cause() as a name; 'unknown' where the port lacks it."""
-    fn = getattr(machine, "reset_cause", None)
-    if fn is None:
-        return UNKNOWN
     try:
-        code = fn()
-    except Exception:
+        code = machine.reset_cause()
+    except Exception:  # no machine module, no reset_cause(), or it failed
         return UNKNOWN
     for attr, name in (("PWRON_RESET", POWER_ON), ("WDT_RESET", WATCHDOG),
                        ("SOFT_RESET", SOFT), ("HARD_RESET", HARD),
@@ -135,10 +132,8 @@ def makedirs(path):
 class Sensors:
     """Sensor interface. Readings: battery_percent() 0..100, temperature_c(),
     in_eclipse() bool, link_up() bool — or None when unknown. Values outside
-    the physical range are reported as None (a stuck or broken sensor)."""
-
-    BATTERY_RANGE = (0.0, 100.0)
-    TEMPERATURE_RANGE = (-60.0, 150.0)
+    the physical range (battery 0..100 %, temperature -60..150 C) are
+    reported as None (a stuck or broken sensor)."""
 
     def __init__(self, read_battery=None, read_temperature=None, read_eclipse=None,
                  read_link=None, read_position=None, read_contact=None, apply_load=None,
@@ -169,10 +164,10 @@ class Sensors:
         return value
 
     def battery_percent(self):
-        return self._read(self._battery, *self.BATTERY_RANGE)
+        return self._read(self._battery, 0.0, 100.0)
 
     def temperature_c(self):
-        return self._read(self._temperature, *self.TEMPERATURE_RANGE)
+        return self._read(self._temperature, -60.0, 150.0)
 
     def in_eclipse(self):
         value = self._read(self._eclipse)
