@@ -385,7 +385,6 @@ class Agent:
                 # would take our new events for resends. Continue above its seqs.
                 self.journal.commit([["reseq", last]])
 
-
     # --- execute ------------------------------------------------------------------
 
     def _execute(self):
@@ -415,7 +414,10 @@ class Agent:
                 else:
                     yield from self._run_step(job, step)
             elif phase == "transfer":
-                yield from self._transfer(job)
+                try:
+                    yield from _load("transfer").transfer(self, job)
+                finally:
+                    _unload("transfer")
             else:
                 self._finish("completed", None)
 
@@ -681,60 +683,6 @@ class Agent:
 
     # --- transfers ------------------------------------------------------------------
 
-    def _transfer(self, job):
-        """Downlink the outputs that must reach the ground, at contact windows."""
-        st = self.journal.state
-        total = job.get("tx_total")
-        if total is None:
-            total = _downlink_mb(job, st["steps"])
-            self.journal.commit([["jset", "tx_total", total], ["jset", "tx_done", 0.0]])
-        if total <= 0:
-            self.journal.commit([["jset", "phase", "done"]])
-            return
-        if job["security"] and not job.get("encrypted"):
-            self.emit("security.encrypted", payload={"algorithm": _algorithm(job["security"]),
-                                                     "data_mb": _r(total)},
-                      ops=[["jset", "encrypted", True]])
-        while not self.link_up():
-            yield sleep_ms(self.chunk_ms)
-            if job.get("cancel") or self.journal.state["job"] is not job:
-                return
-        if not job.get("tx_started"):
-            self.emit("transfer.started", payload={"direction": "downlink", "raw_data_mb": _r(total),
-                                                   "total_transfer_mb": _r(total)},
-                      ops=[["jset", "tx_started", True], ["jset", "tx_t0", self.now()]])
-        contact = self.sensors.contact() or {}
-        station = contact.get("station") or "unknown"
-        self.emit("transfer.pass_started", payload={
-            "ground_station": station, "station_name": contact.get("station_name") or station,
-            "elevation_peak_deg": contact.get("elevation_peak_deg")})
-        rate_mb_s = job["downlink_mbps"] / 8.0
-        done = job["tx_done"]
-        in_pass = 0.0
-        mark = int(done / total * 4 + EPS)
-        while done < total - EPS and self.link_up() and not job.get("cancel"):
-            t0 = self.clock.now_ms()
-            dt = min(self.cfg["transfer_chunk_s"], (total - done) / rate_mb_s)
-            yield sleep_ms(max(1, int(dt * 1000 + 0.5)))
-            sent = min(total - done, (self.clock.now_ms() - t0) / 1000 * rate_mb_s)
-            done += sent
-            in_pass += sent
-            job["tx_done"] = done
-            new_mark = int(done / total * 4 + EPS)
-            if new_mark > mark and done < total - EPS:
-                mark = new_mark
-                self.emit("transfer.progress", payload={"data_transferred_mb": _r(done),
-                                                        "total_mb": _r(total)},
-                          ops=[["jset", "tx_done", done]])
-        self.emit("transfer.pass_completed", payload={"data_transferred_mb": _r(in_pass),
-                                                      "ground_station": station},
-                  ops=[["jset", "tx_done", done]])
-        if done >= total - EPS:
-            self.emit("transfer.completed", payload={
-                "total_transferred_mb": _r(total),
-                "duration_s": round(self.now() - job.get("tx_t0", self.now()), 1)},
-                ops=[["jset", "phase", "done"]])
-
     def _finish(self, status, reason):
         self.empty_polls = 0
         st = self.journal.state
@@ -870,22 +818,6 @@ class _HandlerRun:
         return None
 
 
-def _downlink_mb(job, steps):
-    """Output that must reach the ground: every onboard step's output that no
-    other onboard step consumes, plus inputs of ground steps."""
-    consumed = set()
-    for step in job["steps"]:
-        if step["location"] == "onboard":
-            for d in step["depends_on"]:
-                consumed.add(d)
-    total = 0.0
-    for step in job["steps"]:
-        if step["location"] == "onboard" and step["id"] not in consumed:
-            out = steps[step["id"]].get("out_mb")
-            total += out if out is not None else step["output_mb"]
-    return round(total, 6)
-
-
 def _load(name):
     return __import__(name)
 
@@ -904,10 +836,6 @@ def _data_key(cfg):
     if cfg.get("data_key"):
         return binascii.unhexlify(cfg["data_key"])
     return hashlib.sha256((cfg["agent_id"] + ":" + cfg["api_key"]).encode()).digest()[:16]
-
-
-def _algorithm(name):
-    return {"aes128": "AES-128-CBC", "aes256": "AES-256-CBC"}.get(name, name)
 
 
 def _next_mark(fraction):
