@@ -12,18 +12,9 @@ timeline); nothing here is module-level state.
 import time
 
 try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
+    from time import sleep_ms as _sleep_ms, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
+except ImportError:  # CPython
+    from hostticks import sleep_ms as _sleep_ms, ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 
 # Boards whose epoch is 2000-01-01 report time.time() 30 years short.
 _EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0

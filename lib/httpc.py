@@ -30,7 +30,6 @@ import errno
 import json
 import select
 import socket
-import time
 
 try:
     from micropython import const
@@ -49,14 +48,9 @@ _POLLIN = select.POLLIN
 _POLL_FAIL = select.POLLERR | select.POLLHUP
 
 try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-except AttributeError:  # CPython
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
+    from time import ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
+except ImportError:  # CPython
+    from hostticks import ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 
 
 class LinkDown(Exception):
