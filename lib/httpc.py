@@ -315,12 +315,8 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
 
 
 def _os_reason(exc):
-    n = _errno(exc)
-    for name in ("ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH",
-                 "ECONNABORTED", "ENOTCONN", "EPIPE", "ENETUNREACH"):
-        if getattr(errno, name, None) == n and n is not None:
-            return name
-    return str(exc)
+    """The errno's name (ECONNREFUSED ...), else the error's text."""
+    return errno.errorcode.get(_errno(exc)) or str(exc)
 
 
 def request(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
