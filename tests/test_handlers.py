@@ -1,8 +1,9 @@
-"""firmware/handlers.py: each handler's output is right (checked against CPython's
+"""firmware/handlers.py (the front) and its handler modules h_*.py: each handler's output is right (checked against CPython's
 zlib / hashlib / statistics on the host and NIST AES vectors), a run resumed from
 a checkpoint after a reset gives the same output as an uninterrupted one, and
-everything runs in a 32 KiB MicroPython heap (the module precompiled with
-mpy-cross, as a board would carry it)."""
+everything runs in a 32 KiB MicroPython heap (the modules precompiled with
+mpy-cross, as a board would carry them), and running one handler loads only
+the front and that handler's own module."""
 import hashlib
 import json
 import os
@@ -16,12 +17,15 @@ import tools
 from tools import upy
 
 HEAP = "32K"
+# The handler modules (handlers.MODULES; a test below keeps the two equal).
+HANDLER_MODULES = ("h_synthetic", "h_deflate", "h_digest", "h_stats", "h_crypt")
 
 
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpy")
-    upy.compile_one(os.path.join(tools.ROOT, "firmware", "handlers.py"), str(out / "handlers.mpy"))
+    for name in ("handlers",) + HANDLER_MODULES:
+        upy.compile_one(os.path.join(tools.ROOT, "firmware", name + ".py"), str(out / (name + ".mpy")))
     return str(out)
 
 
@@ -229,7 +233,7 @@ def test_synthetic_counts_the_compute_seconds_the_executor_sends(portable):
     res = portable("""
 import handlers
 state = {}
-gen = handlers.synthetic({"compute_s": 60, "output_mb": 1}, state, {"slice_s": 5})
+gen = handlers.get("synthetic")({"compute_s": 60, "output_mb": 1}, state, {"slice_s": 5})
 print([next(gen), gen.send(30), gen.send(None), state["done_ms"]])
 try:
     gen.send(100)
@@ -333,18 +337,74 @@ def test_step_without_any_input_is_a_handler_error(portable, frozen, data):
 def test_registry_holds_the_shipped_handlers(portable):
     res = portable("""
 import handlers
-print(sorted(handlers.REGISTRY), handlers.get("nope"), handlers.available("compress"))
+print(sorted(handlers.MODULE_OF), handlers.get("nope"), handlers.available("compress"))
 """)
     assert res.returncode == 0, res.stdout
     assert res.stdout.strip() == \
         "['compress', 'crc32', 'encrypt', 'sha256', 'stats', 'synthetic'] None True"
 
 
+def test_modules_lists_every_module_a_handler_lives_in(cpy):
+    res = cpy("""
+import handlers, json
+print(json.dumps([sorted(handlers.MODULES), sorted(set(handlers.MODULE_OF.values()))]))
+""").check()
+    modules, homes = res.last_json
+    assert modules == homes == sorted(HANDLER_MODULES)
+    for name in modules:
+        assert os.path.exists(os.path.join(tools.ROOT, "firmware", name + ".py"))
+
+
+@pytest.mark.parametrize("name,inp,home", [
+    ("crc32", "log.bin", "h_digest"), ("sha256", "log.bin", "h_digest"),
+    ("compress", "log.bin", "h_deflate"), ("encrypt", "log.bin", "h_crypt"),
+    ("stats", "series.csv", "h_stats"), ("synthetic", None, "h_synthetic")])
+def test_running_one_handler_loads_only_the_front_and_its_own_module(mpy, frozen, data, name, inp, home):
+    """A board's heap holds the code of the step it runs, not of every handler:
+    before the step only the front is loaded, after it the front and one module."""
+    res = mpy("""
+import sys, json, handlers
+ours = ("handlers",) + handlers.MODULES
+loaded = lambda: sorted(m for m in ours if m in sys.modules)
+before = loaded()
+ctx = {"workdir": %r, "data_root": %r, "key": %r, "iv": %r}
+step = {"id": "one_" + %r, "handler": %r, "input": %r, "compute_s": 3}
+if %r == "compress":
+    ctx["deflate_head"] = handlers.new_deflate_head()
+res, n = handlers.drive(handlers.get(step["handler"]), step, {}, ctx)
+print(json.dumps({"before": before, "after": loaded(), "slices": n}))
+""" % (os.path.join(data["root"], "one"), data["root"], NIST_KEY, NIST_IV, name, name, inp, name),
+        heap=HEAP, extra_path=(frozen,))
+    assert res.returncode == 0, res.stdout
+    out = res.last_json
+    assert out["before"] == ["handlers"]
+    assert out["after"] == sorted(["handlers", home])
+    assert out["slices"] >= 1
+
+
+def test_a_deflate_head_is_allocated_without_a_temporary_of_its_size(mpy, frozen):
+    """A fragmented board heap must find one 2 KiB block for compress's hash
+    table, not two (the table and a zeroed bytes to build it from)."""
+    res = mpy("""
+import gc, handlers
+gc.collect()
+before = gc.mem_alloc()
+head = handlers.new_deflate_head()
+print(gc.mem_alloc() - before, len(head), head.itemsize if hasattr(head, "itemsize") else 2)
+""", heap=HEAP, extra_path=(frozen,))
+    assert res.returncode == 0, res.stdout
+    grown, entries, itemsize = (int(x) for x in res.stdout.split())
+    assert entries * itemsize == 2048
+    assert grown < 2048 + 512        # the table and small change, no second 2 KiB
+
+
 def test_all_handlers_run_one_after_another_in_one_32k_heap_with_a_scratch_buffer(mpy, frozen, data):
     """A long-running board: the scratch buffers allocated once serve every step,
-    so a fragmented heap never has to find a fresh 4 KiB (or 2 KiB) block."""
+    so a fragmented heap never has to find a fresh 4 KiB (or 2 KiB) block; and,
+    as the agent does, the handler modules are dropped after each step and
+    imported again by the next one that needs them."""
     res = mpy("""
-import handlers, json
+import handlers, json, sys
 ctx = {"workdir": %r, "data_root": %r, "scratch": bytearray(handlers.DEFLATE_SEGMENT),
        "deflate_head": handlers.new_deflate_head(), "key": %r, "iv": %r}
 out = {}
@@ -353,6 +413,8 @@ for rnd in range(3):
                       ("encrypt", "log.bin"), ("stats", "series.csv")):
         res, n = handlers.drive(handlers.get(name), {"id": "m_" + name, "input": inp}, {}, ctx)
         out[name] = res["value"] if res["path"] is None else res["size"]
+        for module in handlers.MODULES:
+            sys.modules.pop(module, None)
 print(json.dumps(out))
 """ % (os.path.join(data["root"], "multi"), data["root"], NIST_KEY, NIST_IV),
         heap=HEAP, extra_path=(frozen,))
@@ -367,7 +429,7 @@ print(json.dumps(out))
 
 
 def test_workload_knows_exactly_the_registered_handler_names(cpy):
-    res = cpy("import handlers, workload\nprint(sorted(handlers.REGISTRY) == sorted(workload.HANDLER_NAMES))").check()
+    res = cpy("import handlers, workload\nprint(sorted(handlers.MODULE_OF) == sorted(workload.HANDLER_NAMES))").check()
     assert res.stdout.strip() == "True"
 
 
