@@ -611,7 +611,7 @@ class Agent:
         result = runner.result
         if runner.gen is not None:
             runner.gen = None
-            _unload("handlers")
+            _unload("handlers", *_load("handlers").MODULES)
         if result is not None and isinstance(result.get("output_mb"), (int, float)):
             out_mb = result["output_mb"]
         sid = step["id"]
@@ -670,11 +670,14 @@ class Agent:
 
     def _step_failed(self, job, step, s, error):
         sid = step["id"]
-        attempts = s.get("attempts", 1)
+        attempts = s.get("attempts", 0)
+        if s["status"] == "pending":
+            attempts += 1  # it failed before it started (_start counts the others): a try all the same
         if step["retry_policy"] != "fail" and attempts <= step["max_retries"]:
             self.emit("fault.detected", sid, {"kind": "task_crash",
                                               "detail": "step %s: %s" % (sid, error)},
-                      ops=[["st", sid, {"status": "pending", "work_s": 0.0, "mark": 0, "hs": None}]])
+                      ops=[["st", sid, {"status": "pending", "work_s": 0.0, "mark": 0, "hs": None,
+                                        "attempts": attempts}]])
             return
         self.journal.commit([["st", sid, {"status": "failed", "error": error}]])
 
@@ -790,7 +793,7 @@ class _HandlerRun:
         self.gen = None
         self.done = self.name == "synthetic"
         if not self.done:
-            self.gen = _load("handlers").REGISTRY[self.name](step, self.state, ctx)
+            self.gen = _load("handlers").get(self.name)(step, self.state, ctx)
 
     def snapshot(self):
         """A copy of the handler's resume point, to journal."""

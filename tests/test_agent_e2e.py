@@ -197,3 +197,26 @@ def test_killing_the_agent_at_random_moments_loses_and_duplicates_nothing(ground
     assert len(boots) >= 3  # many kills land before the boot is journaled: those leave no trace
     assert [e["payload"]["boot_count"] for e in boots] == sorted(e["payload"]["boot_count"] for e in boots)
     assert len(seqs) == len(evs) + len(health)
+
+
+@pytest.mark.parametrize("policy, starts", [("retry_immediate", 2), ("fail", 1)])
+def test_a_failing_step_is_retried_by_its_policy_then_the_job_fails(ground, tmp_path, policy, starts):
+    """A handler whose input is missing fails at its first slice: with
+    retry_immediate (max_retries 1) it starts twice, with `fail` once, and the
+    job ends failed naming the step; nothing runs after it."""
+    job = {"name": "missing input", "steps": [
+        {"id": "sum", "compute_s": 30, "output_mb": 0.1, "handler": "crc32",
+         "input": "no-such-file.bin", "retry_policy": policy, "max_retries": 1},
+        {"id": "after", "compute_s": 30, "output_mb": 0.1, "depends_on": ["sum"]}]}
+    dep = ground.deploy(job)
+    node = Node(ground, tmp_path)
+    code, _, out = node.run()
+    assert code == 0, out
+    evs = ground.events(dep)
+    assert ground.status(dep) == "failed"
+    started = [e for e in evs if e["type"] == "step.started"]
+    assert [e["step_id"] for e in started] == ["sum"] * starts
+    retried = [e for e in evs if e["type"] == "fault.detected" and e["step_id"] == "sum"]
+    assert len(retried) == starts - 1
+    assert evs[-1]["type"] == "job.failed" and "sum" in evs[-1]["payload"]["reason"]
+    assert_exactly_once(ground, node.agent_id)
