@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tools import ROOT
-from tools.deploy import deploy_to, march_for, DeployError
+from tools.deploy import HOST_ONLY, deploy_to, march_for, DeployError
 from tools.vboard import VirtualBoard
 
 MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
@@ -43,7 +43,8 @@ def board_dir(board):
 
 def modules(root):
     return sorted(name[:-3] for folder in SOURCE_DIRS
-                  for name in os.listdir(os.path.join(root, folder)) if name.endswith(".py"))
+                  for name in os.listdir(os.path.join(root, folder))
+                  if name.endswith(".py") and name[:-3] not in HOST_ONLY)
 
 
 def on_board(board, code):

@@ -37,6 +37,10 @@ from tools import ROOT
 import manifest  # lib/manifest.py: the one definition of the manifest format
 
 SOURCE_DIRS = ("firmware", "lib")
+# Portable modules a board never imports: the planner runs on the ground (the
+# Console's planning service; the agent needs planner_rules only), hostticks
+# stands in for MicroPython's ticks on CPython. Flash and RAM disks are small.
+HOST_ONLY = ("planner", "planner_run", "hostticks")
 BOOT = "boot.py"
 CONFIG_NAME = "umbra.json"
 MARKER = "UMBRA-BOARD"
@@ -152,7 +156,7 @@ def module_sources(root=ROOT):
     for folder in SOURCE_DIRS:
         src_dir = os.path.join(root, folder)
         for name in sorted(os.listdir(src_dir)):
-            if name.endswith(".py") and not name.startswith("."):
+            if name.endswith(".py") and not name.startswith(".") and name[:-3] not in HOST_ONLY:
                 out.append((name[:-3], os.path.join(src_dir, name)))
     names = [n for n, _ in out]
     dupes = sorted(set(n for n in names if names.count(n) > 1))
