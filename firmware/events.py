@@ -66,17 +66,6 @@ TERMINAL = {"job.completed": "completed", "job.failed": "failed"}
 # Events the agent enriches with the spacecraft state (EVENTS.md "Enrichment").
 ENRICHED_PREFIXES = ("eclipse_step.", "window_step.", "pass_step.", "constellation.",
                      "isl_transfer.")
-ENRICHMENT_FIELDS = ("actual_battery_percent", "actual_temperature_c", "lat", "lon",
-                     "altitude_km", "in_eclipse")
-
-STEP_PAUSE_REASONS = ("eclipse", "battery", "thermal", "link")
-FAULT_KINDS = ("seu", "task_crash", "watchdog", "storage_corrupt", "integrity", "brownout")
-RECOVERY_ACTIONS = ("tmr_vote", "restored_checkpoint", "task_restarted", "rolled_back",
-                    "step_quarantined")
-JOB_END_STATUSES = ("completed", "failed", "partial", "cancelled")
-
-ENVELOPE_FIELDS = ("type", "timestamp", "job_id", "step_id", "payload", "agent_id", "seq",
-                   "deployment_id")
 
 
 def is_enriched(event_type):
@@ -100,20 +89,6 @@ def fields(event_type):
 def types():
     """Every event type, in catalog order."""
     return [line.split()[0] for line in SPEC.split("\n") if line]
-
-
-def catalog():
-    """{type: fields} (built on demand: the host's view of SPEC)."""
-    out = {}
-    for line in SPEC.split("\n"):
-        if line:
-            parts = line.split()
-            out[parts[0]] = tuple(parts[1:])
-    return out
-
-
-def required_fields(event_type):
-    return tuple(f for f in fields(event_type) if not f.endswith("?"))
 
 
 def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):
