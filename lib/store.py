@@ -144,11 +144,12 @@ class Store:
             fs.listdir(self.root)
         except OSError:
             fs.mkdir(self.root)
-        found = [self._check_slot(i) for i in (0, 1)]  # None missing, -1 bad, else gen
+        found = [self._check_slot(0), self._check_slot(1)]  # None missing, -1 bad, else gen
         valid = [i for i in (0, 1) if found[i] is not None and found[i] >= 0]
-        valid.sort(key=lambda i: found[i], reverse=True)
+        if len(valid) == 2 and found[1] > found[0]:
+            valid.reverse()  # newest first
         logs = self._log_gens()
-        self._max_gen = max([0] + logs + [found[i] for i in valid])
+        self._max_gen = max(logs[-1] if logs else 0, found[0] or 0, found[1] or 0)  # logs sorted
         self.state = None
         self._slot = None
         self.corrupt = self._reset_needed = self._dirty = False
@@ -161,15 +162,15 @@ class Store:
                 continue
             self._slot = i
             self.generation = found[i]
-            others = [j for j in valid if j != i and found[j] < found[i]]
-            prev = found[others[0]] if others else None
+            j = 1 - i  # the other slot, if it holds an older generation
+            if j in valid and found[j] < found[i]:
+                prev = found[j]
             break
-        present = [f for f in found if f is not None]
-        if self._slot is not None and -1 in present:
+        if self._slot is not None and -1 in found:
             self.counts["slot_fallbacks"] += 1
         if self._slot is None:
             self.generation = 0
-            if present or [g for g in logs if g > 0]:
+            if found[0] is not None or found[1] is not None or (logs and logs[-1] > 0):
                 # slots existed (or were lost) and none is valid: safe defaults
                 self.corrupt = True
                 self._reset_needed = True
