@@ -58,12 +58,13 @@ def normalise_job(job):
 def orbit_of(satellite, start):
     """An Orbit from the satellite's TLE or Keplerian elements."""
     import orbit
+    import orbitio
     try:
         if satellite.get("tle"):
             tle = satellite["tle"]
             el = orbit.parse_tle(tle[0], tle[1], satellite.get("name"))
         else:
-            el = orbit.keplerian_elements(satellite["elements"], default_epoch=start)
+            el = orbitio.keplerian_elements(satellite["elements"], default_epoch=start)
         return orbit.Orbit(el)
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(400, "satellite: %s" % exc)
@@ -73,7 +74,7 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
               created_at=None, stations=None, cfg=None):
     import hazards as hazardlib
     import models
-    import orbit as orbitlib
+    import orbitio
     import spacecraft
     import stations as stationlib
 
@@ -87,7 +88,7 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
         raise PlanError(400, "satellite.bus: %s" % exc)
     summary = dict(satellite.get("orbit") or {})
     if not summary:
-        summary = orb.summary()
+        summary = orbitio.summary(orb)
         summary["id"] = satellite.get("id") or satellite.get("satellite_id")
         summary["name"] = satellite.get("name")
         nid = summary.get("norad_id")
@@ -181,7 +182,7 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
                 n_segments += 1
         schedule.append(entry)
 
-    haz = _hazards_within(hz, start, max(job_end, start + 1), orbitlib.iso)
+    haz = _hazards_within(hz, start, max(job_end, start + 1), orbitio.iso)
     for k in haz:
         run.predicted["payload"][k] = haz[k]
     windows_used = len(run.windows_used)
@@ -190,7 +191,7 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
     pc["windows_used"] = windows_used
     pc["total_duration_s"] = total_s
 
-    shown = [orbitlib.as_iso(_clip(w, horizon_end)) for w in windows if w["start"] < horizon_end]
+    shown = [orbitio.as_iso(_clip(w, horizon_end)) for w in windows if w["start"] < horizon_end]
     ecl_s = 0.0
     pass_s = 0.0
     seen_stations = {}

@@ -10,6 +10,7 @@ import math
 
 import models
 import orbit as orbitlib
+from orbitio import iso
 
 DEFAULT_LEAD_S = 60.0            # checkpoint this long before a hazard starts
 DEFAULT_CHECKPOINT_COST_S = 2.0  # time one checkpoint costs (for overhead_fraction)
@@ -59,7 +60,7 @@ def predict(orb, t0, t1, eclipses=None, checkpoint_interval_s=0.0, lead_s=DEFAUL
     items.sort(key=lambda h: h[1])
     hazards = []
     for i, (kind, a, b, peak) in enumerate(items):
-        h = {"id": "hazard-%d" % (i + 1), "kind": kind, "start": orbitlib.iso(a), "end": orbitlib.iso(b),
+        h = {"id": "hazard-%d" % (i + 1), "kind": kind, "start": iso(a), "end": iso(b),
              "duration_s": round(b - a, 1)}
         if kind == "eclipse":
             h["risk"] = "power"
@@ -97,7 +98,7 @@ def predict(orb, t0, t1, eclipses=None, checkpoint_interval_s=0.0, lead_s=DEFAUL
         if last_at is not None and at - last_at < lead_s and reason != "interval":
             continue   # one checkpoint already covers this hazard
         last_at = at
-        entry = {"at": orbitlib.iso(at), "reason": reason}
+        entry = {"at": iso(at), "reason": reason}
         if hid is not None:
             entry["hazard_id"] = hid
         schedule.append(entry)

@@ -9,10 +9,13 @@ the precision that matters here); GMST turns them into longitudes.
 
 Times are Unix seconds (floats). Errors in the input raise ValueError.
 
-    el = parse_tle(line1, line2)          # or keplerian_elements({...})
+    el = parse_tle(line1, line2)          # orbitio: read_tle_text, keplerian_elements
     orb = Orbit(el)
-    orb.position(t) -> (x, y, z) km;  orb.in_eclipse(t);  orb.subpoint(t) -> (lat, lon, alt_km)
+    orb.position(t) -> (x, y, z) km;  orb.subpoint(t) -> (lat, lon, alt_km)
     find_windows(orb, t0, t1, stations) -> [window dicts, by start]
+
+What only the planner and the host tools need (TLE text, Keplerian elements,
+ISO output, an orbit's summary) is in orbitio.py, which a node never loads.
 """
 import math
 
@@ -47,21 +50,6 @@ def _tle_float(text, what):
         raise ValueError("TLE: bad %s field %r" % (what, text))
 
 
-def _tle_exp(text, what):
-    # '-11606-4' -> -0.11606e-4 (implied decimal point and exponent)
-    text = text.strip()
-    if not text:
-        return 0.0
-    sign = -1.0 if text[0] == "-" else 1.0
-    if text[0] in "+-":
-        text = text[1:]
-    try:
-        mant, exp = text[:-2], int(text[-2:])
-        return sign * float("0." + mant.strip()) * 10 ** exp
-    except ValueError:
-        raise ValueError("TLE: bad %s field %r" % (what, text))
-
-
 def parse_tle(line1, line2, name=None):
     """Elements dict from the two lines of a TLE. ValueError when a line is
     malformed, a checksum is wrong or the two lines are not the same satellite."""
@@ -85,7 +73,6 @@ def parse_tle(line1, line2, name=None):
         "source": "tle", "name": (name or "").strip() or norad, "norad_id": norad,
         "epoch": epoch,
         "ndot_rev_day2": _tle_float(line1[33:43], "mean motion derivative"),
-        "bstar": _tle_exp(line1[53:61], "bstar"),
         "inclination_deg": _tle_float(line2[8:16], "inclination"),
         "raan_deg": _tle_float(line2[17:25], "RAAN"),
         "eccentricity": ecc,
@@ -94,51 +81,11 @@ def parse_tle(line1, line2, name=None):
         "mean_motion_rev_day": _tle_float(line2[52:63], "mean motion"),
         "tle": (line1, line2),
     }
-    return _check(el)
+    return check_elements(el)
 
 
-def read_tle_text(text):
-    """Elements from TLE text: two lines, or three with a name line first (the
-    first set found in the text). Lines starting with '#' are comments."""
-    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    for i in range(len(lines) - 1):
-        if lines[i].startswith("1 ") and lines[i + 1].startswith("2 "):
-            name = lines[i - 1].strip() if i > 0 and not lines[i - 1].startswith("2 ") else None
-            return parse_tle(lines[i], lines[i + 1], name)
-    raise ValueError("no TLE found (need a line starting '1 ' followed by one starting '2 ')")
-
-
-KEPLER_KEYS = ("altitude_km", "inclination_deg", "eccentricity", "raan_deg",
-               "arg_perigee_deg", "mean_anomaly_deg")
-
-
-def keplerian_elements(d, default_epoch=None):
-    """Elements dict from {altitude_km (mean: a - R_E), inclination_deg,
-    eccentricity, raan_deg, arg_perigee_deg, mean_anomaly_deg, epoch (ISO or Unix
-    s)}. Missing angles/eccentricity default to 0; altitude is required."""
-    if not isinstance(d, dict):
-        raise ValueError("orbital elements must be an object")
-    if "altitude_km" not in d:
-        raise ValueError("orbital elements need altitude_km")
-    el = {"source": "elements", "name": d.get("name") or "", "norad_id": d.get("norad_id")}
-    for key in KEPLER_KEYS:
-        value = d.get(key, 0.0)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValueError("orbital element %s must be a number, got %r" % (key, value))
-        el[key] = float(value)
-    epoch = d.get("epoch", default_epoch)
-    if epoch is None:
-        raise ValueError("orbital elements need an epoch")
-    el["epoch"] = timeutil.parse_iso(epoch) if isinstance(epoch, str) else float(epoch)
-    a = R_EARTH_KM + el["altitude_km"]
-    if a <= R_EARTH_KM:
-        raise ValueError("altitude_km %.1f is below the Earth's surface" % el["altitude_km"])
-    el["mean_motion_rev_day"] = math.sqrt(MU_KM3_S2 / a ** 3) * DAY_S / TWO_PI
-    el["ndot_rev_day2"] = 0.0
-    return _check(el)
-
-
-def _check(el):
+def check_elements(el):
+    """The elements dict itself, or ValueError when it cannot be an orbit."""
     e = el["eccentricity"]
     if not 0 <= e < 1:
         raise ValueError("eccentricity %r must be within [0, 1)" % (e,))
@@ -167,14 +114,6 @@ def sun_longitude_deg(t):
     return mean_lon + 1.915 * math.sin(g) + 0.020 * math.sin(2 * g)
 
 
-def sun_direction(t):
-    """Unit vector Earth -> Sun in the equatorial frame of date."""
-    lam = sun_longitude_deg(t) * DEG
-    eps = OBLIQUITY_DEG * DEG
-    s = math.sin(lam)
-    return (math.cos(lam), math.cos(eps) * s, math.sin(eps) * s)
-
-
 # --- stations ------------------------------------------------------------------------
 
 def geodetic_to_ecef(lat_deg, lon_deg, alt_km):
@@ -188,7 +127,7 @@ def geodetic_to_ecef(lat_deg, lon_deg, alt_km):
 
 
 def ecef_to_geodetic(x, y, z):
-    """(lat_deg, lon_deg, alt_km) on the WGS84 ellipsoid (3 fixed-point iterations)."""
+    """(lat_deg, lon_deg, alt_km) on the WGS84 ellipsoid (4 fixed-point iterations)."""
     p = math.sqrt(x * x + y * y)
     lon = math.atan2(y, x)
     lat = math.atan2(z, p * (1 - _E2))
@@ -210,7 +149,7 @@ class Orbit:
     adds the drag-driven drift of the mean anomaly."""
 
     def __init__(self, elements):
-        el = _check(elements)
+        el = check_elements(elements)
         self.elements = el
         self.epoch = el["epoch"]
         e = el["eccentricity"]
@@ -284,23 +223,6 @@ class Orbit:
     def subpoint(self, t):
         """(lat_deg, lon_deg, alt_km) geodetic, longitude in -180..180."""
         return ecef_to_geodetic(*self.ecef(t))
-
-    def in_eclipse(self, t, sun=None):
-        return shadow_margin_km(self.position(t), (sun or sun_direction(t))) < 0
-
-    def summary(self):
-        el = self.elements
-        out = {"altitude_km": round(self.a - R_EARTH_KM, 1),
-               "inclination_deg": el["inclination_deg"],
-               "eccentricity": el["eccentricity"],
-               "period_min": round(self.period_s / 60.0, 2),
-               "epoch": iso(self.epoch)}
-        if el.get("norad_id"):
-            out["norad_id"] = el["norad_id"]
-        if el["source"] == "tle":
-            out["tle_epoch"] = out["epoch"]
-        return out
-
 
 def _up(station):
     lat = station["lat"] * DEG
@@ -534,7 +456,7 @@ def find_windows(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG
     """Sunlit, eclipse and contact windows over [t0, t1], sorted by start.
 
     A window is {id, kind: sunlit|eclipse|contact, start, end (Unix s),
-    duration_s, station?, elevation_peak_deg?}; `as_iso()` converts for output.
+    duration_s, station?, elevation_peak_deg?}; `orbitio.as_iso()` converts for output.
     Sunlit and eclipse windows tile [t0, t1]; a contact is per station."""
     eclipses, passes = scan(orbit, t0, t1, stations, min_elevation_deg, step_s)
     out = []
@@ -555,17 +477,3 @@ def find_windows(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG
                            elevation_peak_deg=round(el, 2)))
     out.sort(key=lambda w: (w["start"], w["kind"]))
     return out
-
-
-def iso(t):
-    """Unix seconds -> ISO 8601 UTC, rounded to the nearest second."""
-    return timeutil.iso_utc(t + 0.5)
-
-
-def as_iso(window):
-    """A window with ISO 8601 start/end (nearest second) for plans and output."""
-    w = {}
-    for key in window:
-        value = window[key]
-        w[key] = iso(value) if key in ("start", "end") else value
-    return w

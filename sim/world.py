@@ -4,7 +4,7 @@ then, so every eclipse entry/exit, contact start/end and compute-capacity
 switch is seen exactly when it happens.
 
     w = World(start_epoch, horizon_s=86400)
-    sat = w.add_satellite("25544", orbit.read_tle_text(text))
+    sat = w.add_satellite("25544", orbitio.read_tle_text(text))
     while True:
         t = w.next_boundary_ms()
         if t is None: break
@@ -15,6 +15,7 @@ import math
 import clock as clocklib
 import models
 import orbit as orbitlib
+import orbitio
 import spacecraft
 import stations as stationlib
 
@@ -79,7 +80,7 @@ class World:
     # --- population ---------------------------------------------------------------
 
     def add_satellite(self, sat_id, elements, bus=None, state=None):
-        """Add a satellite from an elements dict (orbit.parse_tle / keplerian_elements)
+        """Add a satellite from an elements dict (orbit.parse_tle, orbitio.keplerian_elements)
         or an Orbit. Its windows over the horizon are computed now."""
         if sat_id in self.satellites:
             raise ValueError("satellite %r is already in the world" % (sat_id,))
@@ -214,7 +215,7 @@ def state_of(sat):
     load_w = sat.load_w * cap
     idle = bus["cpu_idle_percent"]
     busy = min(1.0, load_w / bus["compute_w"]) if bus["compute_w"] > 0 else 0.0
-    return {"satellite_id": sat.id, "time": orbitlib.iso(t), "t": t,
+    return {"satellite_id": sat.id, "time": orbitio.iso(t), "t": t,
             "battery_wh": sat.energy_wh,
             "battery_percent": 100.0 * sat.energy_wh / bus["battery_wh"],
             "temperature_c": sat.temperature, "in_eclipse": eclipsed,

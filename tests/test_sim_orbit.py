@@ -9,6 +9,7 @@ import pytest
 
 import tools
 import orbit
+import orbitio
 import stations
 
 DATA = os.path.join(tools.ROOT, "tests", "data")
@@ -30,11 +31,11 @@ def _tle_lines(name):
 
 def test_tle_with_a_corrupted_digit_is_rejected_by_its_checksum(portable):
     res = portable("""
-        import orbit
+        import orbit, orbitio
         l1 = '1 25544U 98067A   18184.80969102  .00001614  00000-0  31745-4 0  9993'
         l2 = '2 25544  51.6414 295.8524 0003435 262.6267 204.2868 15.54005638121106'
         el = orbit.parse_tle(l1, l2)
-        print('ok', el['norad_id'], el['inclination_deg'], orbit.iso(el['epoch']))
+        print('ok', el['norad_id'], el['inclination_deg'], orbitio.iso(el['epoch']))
         try:
             orbit.parse_tle(l1, l2.replace('51.6414', '51.6415'))
         except ValueError as e:
@@ -51,16 +52,16 @@ def test_tle_with_a_corrupted_digit_is_rejected_by_its_checksum(portable):
 
 def test_keplerian_elements_below_the_surface_are_rejected(portable):
     res = portable("""
-        import orbit
+        import orbit, orbitio
         for d in ({'altitude_km': -5, 'epoch': 0}, {'altitude_km': 500, 'eccentricity': 0.2, 'epoch': 0},
                   {'altitude_km': 500, 'eccentricity': 1.5, 'epoch': 0}, {'inclination_deg': 10, 'epoch': 0}):
             try:
-                orbit.Orbit(orbit.keplerian_elements(d))
+                orbit.Orbit(orbitio.keplerian_elements(d))
                 print('accepted', d)
             except ValueError as e:
                 print('rejected:', e)
-        o = orbit.Orbit(orbit.keplerian_elements({'altitude_km': 550, 'inclination_deg': 97.6, 'epoch': '2026-03-08T00:00:00Z'}))
-        print('period_min %.1f' % o.summary()['period_min'])
+        o = orbit.Orbit(orbitio.keplerian_elements({'altitude_km': 550, 'inclination_deg': 97.6, 'epoch': '2026-03-08T00:00:00Z'}))
+        print('period_min %.1f' % orbitio.summary(o)['period_min'])
     """).check()
     assert "accepted" not in res.stdout
     assert "below the Earth's surface" in res.stdout
@@ -69,7 +70,7 @@ def test_keplerian_elements_below_the_surface_are_rejected(portable):
 
 
 def test_circular_orbit_keeps_its_radius_and_period():
-    o = orbit.Orbit(orbit.keplerian_elements({"altitude_km": 550, "inclination_deg": 51.6, "epoch": 0}))
+    o = orbit.Orbit(orbitio.keplerian_elements({"altitude_km": 550, "inclination_deg": 51.6, "epoch": 0}))
     for t in (0, 1000, 50000):
         x, y, z = o.position(t)
         assert abs((x * x + y * y + z * z) ** 0.5 - 6928.137) < 1e-6
@@ -161,7 +162,7 @@ def _unmatched(events, others, t0, t1):
             continue
         best = min([abs(t - u) for s, k, u, _ in others if s == sid and k == kind] or [1e9])
         if best > TOLERANCE_S:
-            missing.append((sid, kind, orbit.iso(t), round(peak, 2)))
+            missing.append((sid, kind, orbitio.iso(t), round(peak, 2)))
         else:
             worst = max(worst, best)
     return missing, worst
@@ -169,7 +170,7 @@ def _unmatched(events, others, t0, t1):
 
 @pytest.mark.parametrize("name", TLES)
 def test_windows_agree_with_sgp4_and_skyfield_within_30_s(name):
-    el = orbit.read_tle_text(_tle(name))
+    el = orbitio.read_tle_text(_tle(name))
     o = orbit.Orbit(el)
     t0 = el["epoch"]
     t1 = t0 + 86400
@@ -202,7 +203,7 @@ def test_windows_agree_with_sgp4_and_skyfield_within_30_s(name):
 
 
 def test_iss_tle_has_an_eclipse_every_orbit():
-    el = orbit.read_tle_text(_tle(TLES[0]))
+    el = orbitio.read_tle_text(_tle(TLES[0]))
     o = orbit.Orbit(el)
     wins = orbit.find_windows(o, el["epoch"], el["epoch"] + 86400)
     eclipses = [w for w in wins if w["kind"] == "eclipse"]
@@ -213,7 +214,7 @@ def test_iss_tle_has_an_eclipse_every_orbit():
 
 def test_a_finer_coarse_step_finds_the_same_windows():
     # the 60 s step with extremum checks misses nothing a 10 s step finds
-    el = orbit.read_tle_text(_tle(TLES[1]))
+    el = orbitio.read_tle_text(_tle(TLES[1]))
     o = orbit.Orbit(el)
     sts = stations.default_stations()
     coarse = orbit.find_windows(o, el["epoch"], el["epoch"] + 86400, sts)
@@ -226,7 +227,7 @@ def test_a_finer_coarse_step_finds_the_same_windows():
 def test_a_pass_shorter_than_the_coarse_step_is_found():
     # lift the threshold to just under one pass's peak: what is left above it lasts
     # seconds, far less than the 60 s step, and must still be found
-    el = orbit.read_tle_text(_tle(TLES[1]))
+    el = orbitio.read_tle_text(_tle(TLES[1]))
     o = orbit.Orbit(el)
     sts = stations.select_stations(["wallops"])
     t0 = el["epoch"]
@@ -240,8 +241,8 @@ def test_a_pass_shorter_than_the_coarse_step_is_found():
 
 
 SNIPPET = """
-import json, orbit, stations
-el = orbit.read_tle_text(open(%r).read())
+import json, orbit, orbitio, stations
+el = orbitio.read_tle_text(open(%r).read())
 o = orbit.Orbit(el)
 w = orbit.find_windows(o, el['epoch'], el['epoch'] + 86400, stations.default_stations())
 print(json.dumps([[x['id'], x['kind'], x.get('station'), x['start'], x['end'], x.get('elevation_peak_deg')] for x in w]))
@@ -258,11 +259,11 @@ def test_micropython_and_cpython_find_the_same_windows(mpy, cpy, name):
         assert x[:3] == y[:3]
         assert abs(x[3] - y[3]) < 1.0 and abs(x[4] - y[4]) < 1.0
         assert x[5] == y[5] or abs(x[5] - y[5]) < 0.05
-    assert [orbit.iso(x[3]) for x in a] == [orbit.iso(y[3]) for y in b]
+    assert [orbitio.iso(x[3]) for x in a] == [orbitio.iso(y[3]) for y in b]
 
 
 def test_windows_tile_the_span_and_convert_to_iso():
-    el = orbit.keplerian_elements({"altitude_km": 550, "inclination_deg": 97.6, "epoch": "2026-03-08T00:00:00Z"})
+    el = orbitio.keplerian_elements({"altitude_km": 550, "inclination_deg": 97.6, "epoch": "2026-03-08T00:00:00Z"})
     o = orbit.Orbit(el)
     t0 = el["epoch"]
     wins = orbit.find_windows(o, t0, t0 + 6 * 3600, stations.default_stations())
@@ -270,7 +271,7 @@ def test_windows_tile_the_span_and_convert_to_iso():
     assert light[0]["start"] == t0 and light[-1]["end"] == t0 + 6 * 3600
     for a, b in zip(light, light[1:]):
         assert a["end"] == b["start"] and a["kind"] != b["kind"]
-    w = orbit.as_iso([x for x in wins if x["kind"] == "contact"][0])
+    w = orbitio.as_iso([x for x in wins if x["kind"] == "contact"][0])
     assert set(w) == {"id", "kind", "start", "end", "duration_s", "station", "elevation_peak_deg"}
     assert w["start"].endswith("Z") and w["id"].startswith("contact-")
     json.dumps(w)

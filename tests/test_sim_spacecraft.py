@@ -7,8 +7,8 @@ import tools
 ISS = os.path.join(tools.ROOT, "tests", "data", "iss-2018-07-03.tle")
 
 SETUP = """
-import json, math, orbit, spacecraft, models, world
-el = orbit.read_tle_text(open(%r).read())
+import json, math, orbit, orbitio, spacecraft, models, world
+el = orbitio.read_tle_text(open(%r).read())
 o = orbit.Orbit(el)
 t0 = el['epoch']
 wins = orbit.find_windows(o, t0, t0 + 86400)
@@ -26,7 +26,7 @@ def brute(e, load, t_start, t_end, cfg):
     t = t_start
     while t < t_end:
         dt = min(1.0, t_end - t)
-        sunlit = not o.in_eclipse(t + dt / 2)
+        sunlit = not orbitio.in_eclipse(o, t + dt / 2)
         cap = models.compute_capacity(e / cfg['battery_wh'], cfg)
         net = (cfg['solar_w'] if sunlit else 0) - cfg['bus_load_w'] - load * cap
         e = min(cfg['battery_wh'], max(0.0, e + net * dt / 3600))
@@ -183,8 +183,8 @@ for bus in ({'batery_wh': 3}, {'battery_wh': 'x'}, {'initial_soc': 2}):
 
 def test_hal_sensors_read_the_satellite_at_the_world_clock(portable):
     res = portable("""
-import json, hal, orbit, world
-el = orbit.read_tle_text(open(%r).read())
+import json, hal, orbit, orbitio, world
+el = orbitio.read_tle_text(open(%r).read())
 w = world.World(el['epoch'], 6 * 3600)
 sat = w.add_satellite('iss', el)
 sensors = hal.sim_sensors(sat)
@@ -205,8 +205,8 @@ def test_24_hours_of_one_satellite_run_in_under_a_second_under_micropython(mpy):
     res = mpy("""
 import gc, time, json
 gc.threshold(32768)
-import orbit, world
-el = orbit.read_tle_text(open(%r).read())
+import orbit, orbitio, world
+el = orbitio.read_tle_text(open(%r).read())
 t = time.ticks_ms()
 w = world.World(el['epoch'], 86400)
 sat = w.add_satellite('iss', el)

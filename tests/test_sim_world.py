@@ -8,7 +8,7 @@ import pytest
 import tools
 import hazards
 import models
-import orbit
+import orbitio
 import world
 
 ISS = os.path.join(tools.ROOT, "tests", "data", "iss-2018-07-03.tle")
@@ -17,7 +17,7 @@ EPOCH = "2026-03-08T00:00:00Z"
 
 def _train(n=4):
     # four satellites in one plane, 30 degrees apart (shared/examples/fleets/train-4.json)
-    return [orbit.keplerian_elements({"altitude_km": 550, "inclination_deg": 51.6, "eccentricity": 0.0001,
+    return [orbitio.keplerian_elements({"altitude_km": 550, "inclination_deg": 51.6, "eccentricity": 0.0001,
                                       "raan_deg": 0, "arg_perigee_deg": 90, "mean_anomaly_deg": 30 * i,
                                       "epoch": EPOCH}) for i in range(n)]
 
@@ -36,7 +36,7 @@ print(json.dumps([world.isl_hop(2000.0, True), world.isl_hop(2000.0, False), wor
 
 
 def test_neighbours_in_a_train_are_in_isl_range_and_the_ends_are_not():
-    start = orbit.keplerian_elements({"altitude_km": 1, "epoch": EPOCH})["epoch"]
+    start = orbitio.keplerian_elements({"altitude_km": 1, "epoch": EPOCH})["epoch"]
     w = world.World(start, 3 * 3600)
     for i, el in enumerate(_train()):
         w.add_satellite("train-%d" % (i + 1), el)
@@ -52,8 +52,8 @@ def test_neighbours_in_a_train_are_in_isl_range_and_the_ends_are_not():
 
 def test_world_wakes_at_every_boundary_of_every_satellite_and_link_follows_contacts(portable):
     res = portable("""
-import json, orbit, world
-els = [orbit.keplerian_elements({'altitude_km': 550, 'inclination_deg': i, 'mean_anomaly_deg': 40 * k,
+import json, orbit, orbitio, world
+els = [orbitio.keplerian_elements({'altitude_km': 550, 'inclination_deg': i, 'mean_anomaly_deg': 40 * k,
                                  'epoch': '2026-03-08T00:00:00Z'}) for k, i in enumerate((51.6, 97.6))]
 w = world.World(els[0]['epoch'], 6 * 3600)
 for k, el in enumerate(els):
@@ -87,8 +87,8 @@ print(json.dumps({'missing': sorted(expected - set(wakes)), 'n': len(wakes), 'cl
 
 def test_hazard_prediction_has_the_checkpoint_predicted_shape(portable):
     res = portable("""
-import json, orbit, hazards
-el = orbit.read_tle_text(open(%r).read())
+import json, orbit, orbitio, hazards
+el = orbitio.read_tle_text(open(%r).read())
 o = orbit.Orbit(el)
 p = hazards.predict(o, el['epoch'], el['epoch'] + 86400, checkpoint_interval_s=1800)
 print(json.dumps(p))
@@ -129,9 +129,9 @@ def test_saa_intensity_is_zero_outside_and_grows_towards_the_core_and_with_altit
 
 def test_adding_the_same_satellite_twice_or_asking_for_an_unknown_one_is_an_error():
     w = world.World(0.0, 3600)
-    w.add_satellite("a", orbit.keplerian_elements({"altitude_km": 500, "epoch": 0}))
+    w.add_satellite("a", orbitio.keplerian_elements({"altitude_km": 500, "epoch": 0}))
     with pytest.raises(ValueError):
-        w.add_satellite("a", orbit.keplerian_elements({"altitude_km": 500, "epoch": 0}))
+        w.add_satellite("a", orbitio.keplerian_elements({"altitude_km": 500, "epoch": 0}))
     with pytest.raises(ValueError, match="unknown satellite"):
         w.link_up("b")
 
@@ -140,8 +140,8 @@ def test_a_chunked_world_that_forgets_the_past_keeps_the_same_eclipses_and_conta
     """A small heap predicts 4 h at a time and drops windows once past; what the
     satellite sees (eclipse, link, station) is the same as with the whole horizon."""
     res = portable("""
-import json, orbit, world
-el = orbit.keplerian_elements({'altitude_km': 550, 'inclination_deg': 51.6,
+import json, orbit, orbitio, world
+el = orbitio.keplerian_elements({'altitude_km': 550, 'inclination_deg': 51.6,
                                'epoch': '2026-03-08T00:00:00Z'})
 whole = world.World(el['epoch'], 12 * 3600)
 a = whole.add_satellite('s', el)

@@ -11,6 +11,7 @@ import click
 import tools  # noqa: F401  (portable folders on sys.path)
 import hazards as hazardlib
 import orbit as orbitlib
+import orbitio
 import stations as stationlib
 import timeutil
 import world as worldlib
@@ -47,7 +48,7 @@ def _load_setup(tle_path, elements, start, hours, station_ids, min_elevation):
                 text = f.read()
         except OSError as exc:
             raise ValueError("cannot read TLE file %s: %s" % (tle_path, exc.strerror))
-        el = orbitlib.read_tle_text(text)
+        el = orbitio.read_tle_text(text)
     else:
         raw = elements
         if os.path.isfile(raw):
@@ -57,7 +58,7 @@ def _load_setup(tle_path, elements, start, hours, station_ids, min_elevation):
             data = json.loads(raw)
         except ValueError as exc:
             raise ValueError("--elements is not valid JSON: %s" % exc)
-        el = orbitlib.keplerian_elements(data, default_epoch=start_epoch)
+        el = orbitio.keplerian_elements(data, default_epoch=start_epoch)
     if start_epoch is None:
         start_epoch = el["epoch"]
     stations = stationlib.select_stations(list(station_ids) or None)
@@ -91,21 +92,21 @@ def windows(satellite_id, tle_path, elements, start, hours, station_ids, min_ele
     t1 = t0 + hours * 3600.0
     wins = orbitlib.find_windows(orb, t0, t1, stations, min_elevation)
     if as_json:
-        out = {"satellite": dict(orb.summary(), id=satellite_id, name=el.get("name") or satellite_id),
-               "prediction_start": orbitlib.iso(t0), "prediction_hours": hours,
+        out = {"satellite": dict(orbitio.summary(orb), id=satellite_id, name=el.get("name") or satellite_id),
+               "prediction_start": orbitio.iso(t0), "prediction_hours": hours,
                "min_elevation_deg": min_elevation,
-               "windows": [orbitlib.as_iso(w) for w in wins],
+               "windows": [orbitio.as_iso(w) for w in wins],
                "hazards": hazardlib.predict(orb, t0, t1, [(w["start"], w["end"]) for w in wins if w["kind"] == "eclipse"])}
         click.echo(json.dumps(out, indent=1))
         return
-    s = orb.summary()
+    s = orbitio.summary(orb)
     click.echo("%s: %.1f km, %.2f deg, period %.2f min; %s + %g h; min elevation %g deg"
                % (satellite_id, s["altitude_km"], s["inclination_deg"], s["period_min"],
-                  orbitlib.iso(t0), hours, min_elevation))
+                  orbitio.iso(t0), hours, min_elevation))
     click.echo("%-12s %-8s %-20s %-20s %9s  %-15s %s" % ("id", "kind", "start", "end", "duration", "station", "peak el"))
     for w in wins:
         click.echo("%-12s %-8s %-20s %-20s %8.0fs  %-15s %s" % (
-            w["id"], w["kind"], orbitlib.iso(w["start"]), orbitlib.iso(w["end"]), w["duration_s"],
+            w["id"], w["kind"], orbitio.iso(w["start"]), orbitio.iso(w["end"]), w["duration_s"],
             w.get("station", ""), ("%.1f" % w["elevation_peak_deg"]) if "elevation_peak_deg" in w else ""))
     n = {}
     for w in wins:

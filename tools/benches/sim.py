@@ -13,8 +13,8 @@ from tools.upy import run_code
 SNIPPET = """
 import gc, json, time
 gc.threshold(512 * 1024)
-import orbit, stations, world
-el = orbit.read_tle_text(open(%r).read())
+import orbit, orbitio, stations, world
+el = orbitio.read_tle_text(open(%r).read())
 sts = stations.default_stations()
 
 t = time.ticks_ms()
@@ -25,7 +25,7 @@ def fleet(n):
     t = time.ticks_ms()
     w = world.World(1772928000.0, 86400)     # 2026-03-08T00:00:00Z
     for k in range(n):
-        el = orbit.keplerian_elements({'altitude_km': 500 + 10 * (k %% 5), 'inclination_deg': (51.6, 97.6)[k %% 2],
+        el = orbitio.keplerian_elements({'altitude_km': 500 + 10 * (k %% 5), 'inclination_deg': (51.6, 97.6)[k %% 2],
                                        'raan_deg': 18 * k, 'mean_anomaly_deg': 37 * k, 'epoch': w.start})
         w.add_satellite('s%%d' %% k, el).set_compute_load(20.0, 100)
     setup_ms = time.ticks_diff(time.ticks_ms(), t)
