@@ -49,18 +49,9 @@ MAX_REBOOTS = 200
 WINDOW_CHUNK_S = 4 * 3600  # the world predicts windows this far ahead at a time
 
 try:
-    _wall_ms = time.ticks_ms
-    _wall_diff = time.ticks_diff
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-    def _wall_ms():
-        return int(time.monotonic() * 1000)
-
-    def _wall_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
+    from time import sleep_ms as _sleep_ms, ticks_diff as _wall_diff, ticks_ms as _wall_ms
+except ImportError:  # CPython
+    from hostticks import sleep_ms as _sleep_ms, ticks_diff as _wall_diff, ticks_ms as _wall_ms
 
 
 def parse_args(argv):
