@@ -60,7 +60,7 @@ class Agent:
         self.empty_polls = 0     # 204 replies since the last job began or ended
         self.ground_time = None  # the Console's clock at its last reply (Unix s)
         self.telemetry_queue = []
-        self.scratch = None  # the real handlers' buffer: allocated once, at first use
+        self.scratch = None  # the real handlers' buffer: allocated at first use, kept for the job
         self.deflate_head = None  # compress's hash table: the same, at first compress
         self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
         self.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
@@ -364,6 +364,8 @@ class Agent:
                 reply = None  # a workload is big: do not keep it alive in this frame
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
+                if hasattr(self.link, "idle"):
+                    self.link.idle()
                 yield sleep_ms(self.chunk_ms)
 
     def _register(self):
@@ -406,6 +408,9 @@ class Agent:
             elif phase == "run":
                 step = self._next_step(job)
                 if step is None:
+                    # no step left to run: the handlers' buffers go back to the heap
+                    # (the transfer phase and the hours before the next job need room)
+                    self.scratch = self.deflate_head = None
                     failed = [s["id"] for s in job["steps"] if st["steps"][s["id"]]["status"] == "failed"]
                     if failed:
                         self._finish("failed", "step %s failed" % failed[0])

@@ -5,10 +5,13 @@ that can carry one request and bring back one reply.
     status, reply = yield from link.call("GET", "/api/agent/workloads")
 status None means "link down" (reply is then the reason); the caller retries at
 its next opportunity. Nothing here raises on bad network or bad replies.
+
+The HTTP client is an overlay: imported at the first call of a contact,
+dropped by `idle()` when the link goes down, so the hours between passes
+(eclipse steps, most of an orbit) run without it in RAM.
 """
 import json
-
-import httpc
+import sys
 
 USER_AGENT = "umbra-agent/"
 
@@ -44,6 +47,7 @@ class HttpLink:
         # tasks asked in. A holder that vanished uncleaned is overtaken.
         while self.busy is not None and self.busy() < self.timeout_ms + 1000:
             yield None
+        httpc = __import__("httpc")
         self.busy = httpc.stopwatch()
         try:
             status, _, raw = yield from httpc.request_gen(
@@ -61,3 +65,10 @@ class HttpLink:
             except ValueError:
                 reply = None
         return status, reply
+
+    def idle(self):
+        """The link is down: drop the HTTP client until the next contact."""
+        if self.busy is None:
+            for name in ("httpc", "httpchunk"):
+                if name in sys.modules:
+                    del sys.modules[name]

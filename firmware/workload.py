@@ -45,7 +45,7 @@ MAX_DEADLINE_ORBITS = 1000
 MAX_NONCE = 128
 
 # ---------------------------------------------------------------- vocabularies (STEPS.md)
-# The names in handlers.REGISTRY (a test keeps the two equal): validating a job
+# The names in handlers.MODULE_OF (a test keeps the two equal): validating a job
 # must not load the handlers themselves into a small heap.
 HANDLER_NAMES = ("synthetic", "compress", "sha256", "crc32", "stats", "encrypt")
 STEP_TYPES = ("standard", "eclipse", "window", "pass")
@@ -262,7 +262,7 @@ def load_workload(body, max_bytes=MAX_SPEC_BYTES, handler_names=None):
 
 def validate_job(job, handler_names=None):
     """A job -> (normalised copy, reason). handler_names: the names the firmware
-    can run (default: handlers.REGISTRY)."""
+    can run (default: handlers.MODULE_OF)."""
     try:
         return _job(job, handler_names if handler_names is not None else HANDLER_NAMES), None
     except Invalid as exc:
@@ -516,5 +516,7 @@ def check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s=600, re
         if nonce in seen_nonces:
             return "unauthenticated: replayed nonce"
         return None
+    except MemoryError:
+        raise  # the board's heap, not the spec's fault: the poll tries again
     except Exception as exc:  # a hostile spec must not crash the agent
         return "unauthenticated: cannot check (%s)" % exc
