@@ -80,15 +80,6 @@ def get(name):
     return None if home is None else getattr(__import__(home), name)
 
 
-def _dispatch(step, state, ctx):
-    return get(step["handler"])(step, state, ctx)
-
-
-# Transitional, until the agent calls get(name): REGISTRY[name](step, state,
-# ctx) still works (every entry dispatches on step["handler"]). Remove then.
-REGISTRY = dict.fromkeys(MODULE_OF, _dispatch)
-
-
 def available(name):
     """Can this port run the handler? (encrypt needs cryptolib.)"""
     if name == "encrypt":
