@@ -33,48 +33,51 @@ WINDOW_TOLERANCE_S = 0.5        # window boundaries refined to better than this 
 # LEO, negligible below ~200 km).
 _SAA_POLYGON = const((0, -90, -5, -60, 0, -30, -5, 0, -10, 25, -25, 40, -40, 35,
                       -50, 10, -50, -40, -45, -75, -30, -90))
-_SAA_CORE_LAT = const(-27.0)
-_SAA_CORE_LON = const(-50.0)
-_SAA_CORE_RADIUS_DEG = const(45.0)  # distance from the core at which the shape factor reaches the edge value
+_SAA_CORE_LAT = const(-27)
+_SAA_CORE_LON = const(-50)
+_SAA_CORE_RADIUS_DEG = const(45)    # distance from the core at which the shape factor reaches the edge value
 _SAA_EDGE_INTENSITY = const(0.3)
-_SAA_FLOOR_KM = const(200.0)        # below: no SAA effect
-_SAA_FULL_KM = const(1000.0)        # at and above: full intensity
+_SAA_FLOOR_KM = const(200)          # below: no SAA effect
+_SAA_FULL_KM = const(1000)          # at and above: full intensity
 SAA_MIN_INTENSITY = 0.05            # transits weaker than this are not hazards
 
 
 def bus_config(overrides=None):
     """A satellite's bus (a 6U-class default): these defaults updated by
     `overrides` (dict). Unknown keys or non-numeric values raise ValueError (a
-    typo must not silently do nothing)."""
+    typo must not silently do nothing). Every value comes out a float; whole
+    numbers are written as ints here (each distinct float literal costs a node
+    ~32 bytes of heap)."""
     cfg = {
-        "battery_wh": 80.0,          # capacity
+        "battery_wh": 80,            # capacity
         "initial_soc": 0.8,          # state of charge at start (0..1)
-        "solar_w": 45.0,             # array output in sunlight
-        "bus_load_w": 8.0,           # always-on platform load
-        "compute_w": 20.0,           # default power_w of a running step
+        "solar_w": 45,               # array output in sunlight
+        "bus_load_w": 8,             # always-on platform load
+        "compute_w": 20,             # default power_w of a running step
         "capacity_full_soc": 0.30,   # compute capacity 1.0 at or above
         "capacity_half_soc": 0.15,   # 0.5 from here to full_soc; 0 below ("compute unavailable")
         "critical_soc": 0.10,        # below: critical
-        "t_sun_c": 30.0,             # thermal equilibrium in sunlight, no compute
-        "t_eclipse_c": -10.0,        # in eclipse, no compute
-        "k_c_per_w": 2.0,            # heating per watt of compute load
-        "tau_s": 600.0,              # thermal time constant
-        "initial_temperature_c": 20.0,
-        "thermal_limit_c": 75.0,     # the agent's gate (STEPS.md); informative here
-        "memory_mb": 512.0,          # total RAM of the payload computer
-        "memory_base_mb": 64.0,      # used with no step running
-        "cpu_idle_percent": 5.0,     # CPU with no compute load
-        "storage_mb": 8192.0,
-        "downlink_mbps": 10.0,
+        "t_sun_c": 30,               # thermal equilibrium in sunlight, no compute
+        "t_eclipse_c": -10,          # in eclipse, no compute
+        "k_c_per_w": 2,              # heating per watt of compute load
+        "tau_s": 600,                # thermal time constant
+        "initial_temperature_c": 20,
+        "thermal_limit_c": 75,       # the agent's gate (STEPS.md); informative here
+        "memory_mb": 512,            # total RAM of the payload computer
+        "memory_base_mb": 64,        # used with no step running
+        "cpu_idle_percent": 5,       # CPU with no compute load
+        "storage_mb": 8192,
+        "downlink_mbps": 10,
     }
-    if overrides:
-        for key in overrides:
-            if key not in cfg:
-                raise ValueError("unknown bus parameter %r" % (key,))
-            value = overrides[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError("bus parameter %r must be a number, got %r" % (key, value))
-            cfg[key] = float(value)
+    for key in overrides or ():
+        if key not in cfg:
+            raise ValueError("unknown bus parameter %r" % (key,))
+        value = overrides[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError("bus parameter %r must be a number, got %r" % (key, value))
+        cfg[key] = value
+    for key in cfg:
+        cfg[key] = float(cfg[key])
     if cfg["battery_wh"] <= 0 or cfg["tau_s"] <= 0:
         raise ValueError("battery_wh and tau_s must be positive")
     if not 0 <= cfg["initial_soc"] <= 1:
@@ -116,6 +119,6 @@ def saa_intensity(lat, lon, alt_km):
     dlat = lat - _SAA_CORE_LAT
     dlon = (lon - _SAA_CORE_LON) * math.cos(math.radians(lat))
     dist = math.sqrt(dlat * dlat + dlon * dlon)
-    shape = 1.0 - (1.0 - _SAA_EDGE_INTENSITY) * min(1.0, dist / _SAA_CORE_RADIUS_DEG)
+    shape = 1 - (1 - _SAA_EDGE_INTENSITY) * min(1, dist / _SAA_CORE_RADIUS_DEG)
     alt_factor = (alt_km - _SAA_FLOOR_KM) / (_SAA_FULL_KM - _SAA_FLOOR_KM)
-    return shape * max(0.0, min(1.0, alt_factor))
+    return shape * max(0, min(1, alt_factor))

@@ -261,7 +261,7 @@ class Node:
                 if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
                     self.sync_world(force=True)
                     # keep the windows of the last hour and ahead
-                    self.sat.timeline.forget_before(self.saved["start"] + nxt / 1000.0 - 3600)
+                    self.sat.timeline.forget_before(self.saved["start"] + nxt / 1000 - 3600)
 
 
 def _echo(doc):

@@ -25,8 +25,10 @@ from models import (R_EARTH_KM, MU_KM3_S2, J2, EARTH_FLATTENING, OBLIQUITY_DEG,
 
 TWO_PI = 2 * math.pi
 DEG = math.pi / 180
-J2000_UNIX = 946728000.0        # 2000-01-01T12:00:00 (JD 2451545.0), UTC ~ UT1 here
-DAY_S = 86400.0
+# Whole numbers where a float is not needed: each distinct float literal costs a
+# node ~40 bytes of heap, and float arithmetic with an int gives the same result.
+J2000_UNIX = 946728000          # 2000-01-01T12:00:00 (JD 2451545.0), UTC ~ UT1 here
+DAY_S = 86400
 _E2 = EARTH_FLATTENING * (2 - EARTH_FLATTENING)   # WGS84 first eccentricity squared
 
 
@@ -57,13 +59,13 @@ def parse_tle(line1, line2, name=None):
     line2 = line2.rstrip()
     for num, line in ((1, line1), (2, line2)):
         if len(line) < 69 or line[0] != str(num) or line[1] != " ":
-            raise ValueError("TLE line %d is malformed (need 69 characters starting '%d ')" % (num, num))
+            raise ValueError("TLE line %d: need 69 characters starting '%d '" % (num, num))
         if not line[68].isdigit() or tle_checksum(line) != int(line[68]):
             raise ValueError("TLE line %d: checksum mismatch (expected %d, line says %s)"
                              % (num, tle_checksum(line), line[68]))
     norad = line1[2:7].strip()
     if line2[2:7].strip() != norad:
-        raise ValueError("TLE lines belong to different satellites (%s, %s)" % (norad, line2[2:7].strip()))
+        raise ValueError("TLE lines of two satellites (%s, %s)" % (norad, line2[2:7].strip()))
     yy = int(_tle_float(line1[18:20], "epoch year"))
     doy = _tle_float(line1[20:32], "epoch day")
     year = 1900 + yy if yy >= 57 else 2000 + yy
@@ -88,9 +90,9 @@ def check_elements(el):
     """The elements dict itself, or ValueError when it cannot be an orbit."""
     e = el["eccentricity"]
     if not 0 <= e < 1:
-        raise ValueError("eccentricity %r must be within [0, 1)" % (e,))
+        raise ValueError("eccentricity %r outside [0, 1)" % (e,))
     if not 0 <= el["inclination_deg"] <= 180:
-        raise ValueError("inclination %r must be within 0..180 deg" % (el["inclination_deg"],))
+        raise ValueError("inclination %r outside 0..180 deg" % (el["inclination_deg"],))
     if el["mean_motion_rev_day"] <= 0:
         raise ValueError("mean motion must be positive")
     return el
@@ -101,9 +103,9 @@ def check_elements(el):
 def gmst_rad(t):
     """Greenwich mean sidereal time (IAU 1982, UT1 ~ UTC) at Unix time t, radians."""
     d = (t - J2000_UNIX) / DAY_S
-    c = d / 36525.0
-    deg = 280.46061837 + 360.98564736629 * d + c * c * (0.000387933 - c / 38710000.0)
-    return (deg % 360.0) * DEG
+    c = d / 36525
+    deg = 280.46061837 + 360.98564736629 * d + c * c * (0.000387933 - c / 38710000)
+    return (deg % 360) * DEG
 
 
 def sun_longitude_deg(t):
@@ -131,7 +133,6 @@ def ecef_to_geodetic(x, y, z):
     p = math.sqrt(x * x + y * y)
     lon = math.atan2(y, x)
     lat = math.atan2(z, p * (1 - _E2))
-    alt = 0.0
     for _ in range(4):
         sl = math.sin(lat)
         n = R_EARTH_KM / math.sqrt(1 - _E2 * sl * sl)
@@ -160,19 +161,17 @@ class Orbit:
         beta = math.sqrt(beta2)
         if el["source"] == "tle":
             # Kozai -> Brouwer mean motion and semi-major axis (Hoots & Roehrich 1980).
-            k2 = 0.5 * J2
-            x3 = 3 * cos_i * cos_i - 1
+            k = 3 * J2 / 4 * (3 * cos_i * cos_i - 1)   # 1.5 k2 x3, k2 = J2 / 2
             a1 = (MU_KM3_S2 / n_rad_s ** 2) ** (1 / 3) / R_EARTH_KM
-            d1 = 1.5 * k2 * x3 / (a1 * a1 * beta * beta2)
+            d1 = k / (a1 * a1 * beta * beta2)
             a0 = a1 * (1 - d1 * (1 / 3 + d1 * (1 + 134 / 81 * d1)))
-            d0 = 1.5 * k2 * x3 / (a0 * a0 * beta * beta2)
+            d0 = k / (a0 * a0 * beta * beta2)
             n_rad_s = n_rad_s / (1 + d0)
             a = a0 / (1 - d0) * R_EARTH_KM
         else:
             a = R_EARTH_KM + el["altitude_km"]
         if a * (1 - e) <= R_EARTH_KM:
-            raise ValueError("perigee (%.1f km altitude) is below the Earth's surface"
-                             % (a * (1 - e) - R_EARTH_KM))
+            raise ValueError("perigee %.1f km is below the Earth's surface" % (a * (1 - e) - R_EARTH_KM))
         p = a * beta2
         q = J2 * (R_EARTH_KM / p) ** 2 * n_rad_s
         self.a = a
@@ -184,11 +183,11 @@ class Orbit:
         self.raan0 = el["raan_deg"] * DEG
         self.argp0 = el["arg_perigee_deg"] * DEG
         self.m0 = el["mean_anomaly_deg"] * DEG
-        self.raan_rate = -1.5 * q * cos_i
-        self.argp_rate = 0.75 * q * (5 * cos_i * cos_i - 1)
-        self.m_rate = n_rad_s + 0.75 * q * beta * (3 * cos_i * cos_i - 1)
+        self.raan_rate = -3 * q / 2 * cos_i
+        self.argp_rate = 3 * q / 4 * (5 * cos_i * cos_i - 1)
+        self.m_rate = n_rad_s + 3 * q / 4 * beta * (3 * cos_i * cos_i - 1)
         # TLE ndot/2 (rev/day^2) -> rad/s^2 coefficient of dt^2
-        self.m_accel = el.get("ndot_rev_day2", 0.0) * TWO_PI / (DAY_S * DAY_S)
+        self.m_accel = el.get("ndot_rev_day2", 0) * TWO_PI / (DAY_S * DAY_S)
         self.period_s = TWO_PI / self.m_rate
 
     def position(self, t):
@@ -200,7 +199,7 @@ class Orbit:
         for _ in range(12):
             step = (ecc_anom - e * math.sin(ecc_anom) - m) / (1 - e * math.cos(ecc_anom))
             ecc_anom -= step
-            if -1e-12 < step < 1e-12:
+            if step * step < 1e-24:
                 break
         ce = math.cos(ecc_anom)
         r = self.a * (1 - e * ce)
@@ -255,23 +254,23 @@ class _Scanner:
         self.orbit = orbit
         self.t0 = t0
         self.lam0 = sun_longitude_deg(t0) * DEG
-        self.lam_rate = (sun_longitude_deg(t0 + 3600.0) - sun_longitude_deg(t0 - 3600.0)) * DEG / 7200.0
+        self.lam_rate = (sun_longitude_deg(t0 + 3600) - sun_longitude_deg(t0 - 3600)) * DEG / 7200
         eps = OBLIQUITY_DEG * DEG
         self.cos_eps = math.cos(eps)
         self.sin_eps = math.sin(eps)
         self.sin_min = math.sin(min_elevation_deg * DEG)
         self.sites = []
         for s in stations:
-            alt = s.get("alt_m", 0.0) / 1000.0
+            alt = s.get("alt_m", 0) / 1000
             self.sites.append(geodetic_to_ecef(s["lat"], s["lon"], alt) + _up(s))
         # A cheap cone test skips the elevation of far-away stations: the
         # satellite is below (min elevation - 10 deg) when its geocentric
         # direction is further than this from the station's zenith.
         r_max = orbit.a * (1 + orbit.e)
-        el_lo = max(min_elevation_deg - 10.0, -89.0) * DEG
-        lam = math.pi / 2 - el_lo - math.asin(min(1.0, R_EARTH_KM * math.cos(el_lo) / r_max))
+        el_lo = max(min_elevation_deg - 10, -89) * DEG
+        lam = math.pi / 2 - el_lo - math.asin(min(1, R_EARTH_KM * math.cos(el_lo) / r_max))
         self.cos_cone = math.cos(min(lam + 2 * DEG, math.pi))
-        self.far = -2.0   # value reported for stations outside the cone
+        self.far = -2   # value reported for stations outside the cone
 
     def sun(self, t):
         """Unit vector Earth -> Sun at t."""
@@ -300,12 +299,12 @@ def refine_boundary(fn, ta, tb, fa):
     """Bisect fn's sign change in [ta, tb] (fa = fn(ta)) to WINDOW_TOLERANCE_S."""
     neg_a = fa < 0
     while tb - ta > WINDOW_TOLERANCE_S:
-        tm = 0.5 * (ta + tb)
+        tm = (ta + tb) / 2
         if (fn(tm) < 0) == neg_a:
             ta = tm
         else:
             tb = tm
-    return 0.5 * (ta + tb)
+    return (ta + tb) / 2
 
 
 _GOLD = 0.3819660112501051
@@ -407,10 +406,10 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
     start, end, t_peak, peak_elevation_deg). Boundaries within WINDOW_TOLERANCE_S;
     intervals cut by t0/t1 start/end there."""
     if t1 <= t0:
-        raise ValueError("the search span must end after it starts")
+        raise ValueError("empty search span (t1 <= t0)")
     sc = _Scanner(orbit, t0, stations, min_elevation_deg)
     # shadow margin changes ~8 km/s at the terminator: a 200 km margin covers any dip between samples
-    ecl = _Tracker(sc.shadow, -1, 200.0, t1, step_s)
+    ecl = _Tracker(sc.shadow, -1, 200, t1, step_s)
     trackers = []
     for k in range(len(sc.sites)):
         trackers.append(_Tracker(lambda t, k=k: sc.visibility(t, k), 1, 0.2, t1, step_s))
@@ -437,7 +436,7 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
     passes = []
     for k in range(len(trackers)):
         for a, b, tp, vp in trackers[k].finish():
-            el = math.asin(max(-1.0, min(1.0, vp + sc.sin_min))) / DEG
+            el = math.asin(max(-1, min(1, vp + sc.sin_min))) / DEG
             passes.append((k, a, b, tp, el))
     passes.sort(key=lambda p: p[1])
     return eclipses, passes

@@ -24,9 +24,9 @@ class Timeline:
     """A satellite's eclipse and contact windows, computed in chunks of
     `chunk_s` and extended on demand. Window ids stay stable when extended."""
 
-    def __init__(self, orb, start, chunk_s=86400.0, stations=(), min_elevation_deg=models.MIN_ELEVATION_DEG):
+    def __init__(self, orb, start, chunk_s=86400, stations=(), min_elevation_deg=models.MIN_ELEVATION_DEG):
         if chunk_s <= 0:
-            raise ValueError("the prediction horizon must be positive")
+            raise ValueError("chunk_s must be positive")
         self.orbit = orb
         self.stations = list(stations)
         self.min_elevation_deg = min_elevation_deg
@@ -127,7 +127,7 @@ class SimulatedSatellite:
     """One spacecraft: orbit timeline + battery, thermal, compute, memory, CPU."""
 
     def __init__(self, sat_id, orb, start, bus=None, stations=None, timeline=None, clock=None,
-                 state=None, horizon_s=86400.0, min_elevation_deg=models.MIN_ELEVATION_DEG):
+                 state=None, horizon_s=86400, min_elevation_deg=models.MIN_ELEVATION_DEG):
         self.id = sat_id
         self.orbit = orb
         self.bus = models.bus_config(bus)
@@ -194,10 +194,10 @@ class SimulatedSatellite:
                     level = lv
                     break
         if level is not None:
-            t_cross = t + (level - e) / net * 3600.0
+            t_cross = t + (level - e) / net * 3600
             if t_cross <= t_end:
                 return t_cross, level, cap, sunlit
-        return t_end, e + net * (t_end - t) / 3600.0, cap, sunlit
+        return t_end, e + net * (t_end - t) / 3600, cap, sunlit
 
     def advance_to(self, t):
         """Integrate the physics exactly up to Unix time t (never backwards)."""
@@ -214,13 +214,13 @@ class SimulatedSatellite:
         clock = self.clock
         if clock is not None:
             start = getattr(clock, "start_epoch", None)
-            self.advance_to(start + clock.now_ms() / 1000.0 if start is not None else clock.epoch())
+            self.advance_to(start + clock.now_ms() / 1000 if start is not None else clock.epoch())
 
     # --- the hardware adapter interface (hal.sim_sensors) -------------------------
 
     def battery_percent(self):
         self._sync()
-        return 100.0 * self.energy_wh / self.bus["battery_wh"]
+        return 100 * self.energy_wh / self.bus["battery_wh"]
 
     def temperature_c(self):
         self._sync()
@@ -253,10 +253,6 @@ class SimulatedSatellite:
                 return {"station": w["station"], "station_name": self._station_names.get(w["station"], w["station"]),
                         "elevation_peak_deg": w.get("elevation_peak_deg"), "window": w["id"]}
         return None
-
-    def compute_capacity(self):
-        self._sync()
-        return self._regime(self.energy_wh, not self.timeline.eclipse_state(self.t)[0])[0]
 
     def set_compute_load(self, power_w, memory_mb=0):
         """The running step's power (W, before capacity scaling) and memory; 0 = idle."""

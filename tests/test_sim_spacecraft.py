@@ -86,8 +86,8 @@ for _ in range(2):
     before.advance_to(t - 0.01)
     sat.advance_to(t)
     out.append({'t': t, 'in_eclipse': sat.in_eclipse(), 'pct_before': before.battery_percent(),
-                'cap_before': before.compute_capacity(), 'pct': sat.battery_percent(),
-                'cap': sat.compute_capacity()})
+                'cap_before': world.state_of(before)['compute_capacity'], 'pct': sat.battery_percent(),
+                'cap': world.state_of(sat)['compute_capacity']})
 print(json.dumps(out))
 """).check()
     first, second = res.last_json
@@ -106,7 +106,7 @@ w = max(sun[1:], key=lambda w: w['duration_s'])
 sat = spacecraft.SimulatedSatellite('s', o, w['start'] + 1, bus={'initial_soc': 0.31}, stations=[])
 sat.set_compute_load(60.0)
 sat.advance_to(w['start'] + 1200)
-print(json.dumps({'pct': sat.battery_percent(), 'cap': sat.compute_capacity(),
+print(json.dumps({'pct': sat.battery_percent(), 'cap': world.state_of(sat)['compute_capacity'],
                   'next': world.next_capacity_change(sat), 'end': w['end']}))
 """).check()
     r = res.last_json
