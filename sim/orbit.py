@@ -243,58 +243,6 @@ def shadow_margin_km(pos, sun):
 
 # --- window search -------------------------------------------------------------------
 
-class _Scanner:
-    """Evaluates the two functions whose signs define windows: the shadow margin
-    (km, < 0 in eclipse) and, per station, sin(elevation) - sin(min elevation).
-
-    Over one search the Sun is linear in ecliptic longitude (error < 0.001
-    deg/day^2): two trig calls per sample instead of a full ephemeris."""
-
-    def __init__(self, orbit, t0, stations, min_elevation_deg):
-        self.orbit = orbit
-        self.t0 = t0
-        self.lam0 = sun_longitude_deg(t0) * DEG
-        self.lam_rate = (sun_longitude_deg(t0 + 3600) - sun_longitude_deg(t0 - 3600)) * DEG / 7200
-        eps = OBLIQUITY_DEG * DEG
-        self.cos_eps = math.cos(eps)
-        self.sin_eps = math.sin(eps)
-        self.sin_min = math.sin(min_elevation_deg * DEG)
-        self.sites = []
-        for s in stations:
-            alt = s.get("alt_m", 0) / 1000
-            self.sites.append(geodetic_to_ecef(s["lat"], s["lon"], alt) + _up(s))
-        # A cheap cone test skips the elevation of far-away stations: the
-        # satellite is below (min elevation - 10 deg) when its geocentric
-        # direction is further than this from the station's zenith.
-        r_max = orbit.a * (1 + orbit.e)
-        el_lo = max(min_elevation_deg - 10, -89) * DEG
-        lam = math.pi / 2 - el_lo - math.asin(min(1, R_EARTH_KM * math.cos(el_lo) / r_max))
-        self.cos_cone = math.cos(min(lam + 2 * DEG, math.pi))
-        self.far = -2   # value reported for stations outside the cone
-
-    def sun(self, t):
-        """Unit vector Earth -> Sun at t."""
-        lam = self.lam0 + self.lam_rate * (t - self.t0)
-        s = math.sin(lam)
-        return (math.cos(lam), self.cos_eps * s, self.sin_eps * s)
-
-    def shadow(self, t):
-        return shadow_margin_km(self.orbit.position(t), self.sun(t))
-
-    def visibility(self, t, k):
-        x, y, z = self.orbit.ecef(t)
-        return self._vis(x, y, z, math.sqrt(x * x + y * y + z * z), self.sites[k])
-
-    def _vis(self, x, y, z, r, site):
-        sx, sy, sz, ux, uy, uz = site
-        if x * ux + y * uy + z * uz < self.cos_cone * r:
-            return self.far
-        rx = x - sx
-        ry = y - sy
-        rz = z - sz
-        return (rx * ux + ry * uy + rz * uz) / math.sqrt(rx * rx + ry * ry + rz * rz) - self.sin_min
-
-
 def refine_boundary(fn, ta, tb, fa):
     """Bisect fn's sign change in [ta, tb] (fa = fn(ta)) to WINDOW_TOLERANCE_S."""
     neg_a = fa < 0
@@ -404,19 +352,58 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
 
     Returns (eclipses, passes): eclipses as (start, end); passes as (station_index,
     start, end, t_peak, peak_elevation_deg). Boundaries within WINDOW_TOLERANCE_S;
-    intervals cut by t0/t1 start/end there."""
+    intervals cut by t0/t1 start/end there.
+
+    Windows are where two functions change sign: the shadow margin (km, < 0 in
+    eclipse) and, per station, sin(elevation) - sin(min elevation). They are
+    closures here rather than a class (a class costs a node ~0.7 KB of heap)."""
     if t1 <= t0:
         raise ValueError("empty search span (t1 <= t0)")
-    sc = _Scanner(orbit, t0, stations, min_elevation_deg)
-    # shadow margin changes ~8 km/s at the terminator: a 200 km margin covers any dip between samples
-    ecl = _Tracker(sc.shadow, -1, 200, t1, step_s)
-    trackers = []
-    for k in range(len(sc.sites)):
-        trackers.append(_Tracker(lambda t, k=k: sc.visibility(t, k), 1, 0.2, t1, step_s))
-    sites = sc.sites
-    vis = sc._vis
+    # Over one search the Sun is linear in ecliptic longitude (error < 0.001
+    # deg/day^2): two trig calls per sample instead of a full ephemeris.
+    lam0 = sun_longitude_deg(t0) * DEG
+    lam_rate = (sun_longitude_deg(t0 + 3600) - sun_longitude_deg(t0 - 3600)) * DEG / 7200
+    eps = OBLIQUITY_DEG * DEG
+    cos_eps = math.cos(eps)
+    sin_eps = math.sin(eps)
+    sin_min = math.sin(min_elevation_deg * DEG)
+    sites = []
+    for s in stations:
+        sites.append(geodetic_to_ecef(s["lat"], s["lon"], s.get("alt_m", 0) / 1000) + _up(s))
+    # A cheap cone test skips the elevation of far-away stations: the satellite
+    # is below (min elevation - 10 deg) when its geocentric direction is further
+    # than this from the station's zenith.
+    el_lo = max(min_elevation_deg - 10, -89) * DEG
+    lam = math.pi / 2 - el_lo - math.asin(min(1, R_EARTH_KM * math.cos(el_lo) / (orbit.a * (1 + orbit.e))))
+    cos_cone = math.cos(min(lam + 2 * DEG, math.pi))
     position = orbit.position
-    sun = sc.sun
+
+    def sun(t):
+        lam = lam0 + lam_rate * (t - t0)
+        s = math.sin(lam)
+        return (math.cos(lam), cos_eps * s, sin_eps * s)
+
+    def shadow(t):
+        return shadow_margin_km(position(t), sun(t))
+
+    def vis(x, y, z, r, site):
+        sx, sy, sz, ux, uy, uz = site
+        if x * ux + y * uy + z * uz < cos_cone * r:
+            return -2   # outside the cone: well below the horizon
+        rx = x - sx
+        ry = y - sy
+        rz = z - sz
+        return (rx * ux + ry * uy + rz * uz) / math.sqrt(rx * rx + ry * ry + rz * rz) - sin_min
+
+    def visibility(t, k):
+        x, y, z = orbit.ecef(t)
+        return vis(x, y, z, math.sqrt(x * x + y * y + z * z), sites[k])
+
+    # shadow margin changes ~8 km/s at the terminator: a 200 km margin covers any dip between samples
+    ecl = _Tracker(shadow, -1, 200, t1, step_s)
+    trackers = []
+    for k in range(len(sites)):
+        trackers.append(_Tracker(lambda t, k=k: visibility(t, k), 1, 0.2, t1, step_s))
     n_steps = int(math.ceil((t1 - t0) / step_s))
     for i in range(n_steps + 1):
         t = t0 + i * step_s if i < n_steps else t1
@@ -436,7 +423,7 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
     passes = []
     for k in range(len(trackers)):
         for a, b, tp, vp in trackers[k].finish():
-            el = math.asin(max(-1, min(1, vp + sc.sin_min))) / DEG
+            el = math.asin(max(-1, min(1, vp + sin_min))) / DEG
             passes.append((k, a, b, tp, el))
     passes.sort(key=lambda p: p[1])
     return eclipses, passes
