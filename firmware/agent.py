@@ -24,7 +24,6 @@ import sys
 
 import agentconfig
 import events
-import hal
 import timeutil
 from journal import Journal
 from scheduler import RestartPolicy, Scheduler, sleep_ms
@@ -79,86 +78,10 @@ class Agent:
 
     def boot(self):
         """Rebuild state from the store, judge the reset, announce the boot,
-        start the tasks."""
-        hal.makedirs(self.workdir)
-        j = self.journal.open()
-        st = j.state
-        self._mirror()
-        boot_count = st["boot_count"] + 1
-        intended = st.get("intended_reset")
-        cause = intended or self.reset_cause
-        # An unexplained reset (watchdog, crash, power glitch: anything but a
-        # power-on or our own intended reset) counts; a stable run clears it.
-        unexplained = not intended and self.reset_cause not in ("power_on",)
-        resets = st.get("resets", 0) + 1 if unexplained else 0
-        self.emit("agent.booted", payload={
-            "reset_cause": cause, "boot_count": boot_count,
-            "firmware_version": agentconfig.FIRMWARE_VERSION, "mode": st["mode"]},
-            ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None],
-                 ["set", "resets", resets]],
-            job=AGENT_LEVEL)
-        cut = j.damage()
-        if j.corrupt:
-            self.emit("fault.detected", payload={"kind": "storage_corrupt",
-                                                 "detail": "journal unreadable; safe defaults"},
-                      job=AGENT_LEVEL)
-        elif cut:
-            self.emit("fault.detected", payload={"kind": "storage_corrupt",
-                                                 "detail": "%d corrupt journal record(s) or slot(s) at boot; "
-                                                           "the other copy is whole" % cut},
-                      job=AGENT_LEVEL)
-            self.emit("fault.recovered", payload={"kind": "storage_corrupt",
-                                                  "action": "restored_checkpoint"},
-                      job=AGENT_LEVEL)
-        if unexplained:
-            self._blame_running_step(cause)
-        if st["mode"] != "safe":
-            if self.integrity:
-                module, problem = self.integrity[0]
-                self.emit("fault.detected", payload={"kind": "integrity",
-                                                     "detail": "%s: %s" % (module, problem)},
-                          job=AGENT_LEVEL)
-                self._enter_safe_mode("integrity: %s %s" % (module, problem))
-            elif resets >= self.cfg["safe_mode_resets"]:
-                self._enter_safe_mode("%d unexplained resets in a row" % resets)
-        deadline = self.cfg["task_deadline_ms"]
-        spawn = self.sched.spawn
-        spawn("supervisor", self._supervisor, priority=9, deadline_ms=deadline)
-        spawn("scrub", self._scrub_task, priority=7, deadline_ms=deadline)
-        spawn("poll", self._poll, priority=5, deadline_ms=deadline)
-        spawn("report", self._report, priority=4, deadline_ms=deadline)
-        spawn("telemetry", self._telemetry, priority=3, deadline_ms=deadline)
-        spawn("execute", self._execute, priority=1, deadline_ms=deadline)
-        self.booted_ms = self.clock.now_ms()
+        start the tasks (firmware/bootup.py, dropped once done)."""
+        _load("bootup").boot(self)
+        _unload("bootup")
         return self
-
-    def _blame_running_step(self, cause):
-        """A step that was running when an unexplained reset hit is charged with
-        it; the same step causing quarantine_resets resets in a row fails."""
-        st = self.journal.state
-        job = st["job"]
-        if job is None:
-            return
-        for step in job["steps"]:
-            s = st["steps"][step["id"]]
-            if s["status"] != "running":
-                continue
-            blamed = s.get("resets", 0) + 1
-            if blamed >= self.cfg["quarantine_resets"]:
-                self.emit("fault.detected", step["id"], {
-                    "kind": "watchdog" if cause == "watchdog" else "task_crash",
-                    "detail": "step %s was running at %d resets in a row" % (step["id"], blamed)})
-                self.emit("fault.recovered", step["id"], {"kind": "watchdog",
-                                                          "action": "step_quarantined"},
-                          ops=[["st", step["id"], {"status": "failed", "resets": blamed,
-                                                   "error": "quarantined"}]])
-            else:
-                self.journal.commit([["st", step["id"], {"resets": blamed}]])
-
-    def _enter_safe_mode(self, reason):
-        self.sensors.set_compute_load(0)
-        self.emit("agent.safe_mode", payload={"reason": reason}, ops=[["set", "mode", "safe"]],
-                  job=AGENT_LEVEL)
 
     def _leave_safe_mode(self):
         self.journal.commit([["set", "mode", "normal"], ["set", "resets", 0]])

@@ -1,0 +1,94 @@
+"""The agent's boot: rebuild the state from the journal, judge the reset
+(an unexplained one counts; the step running at it is charged; enough of them,
+or a module that failed the integrity check, mean safe mode) and announce it
+with agent.booted. Functions of the agent (`ag`), run once per boot by
+Agent.boot and dropped after it."""
+import agentconfig
+import hal
+from agent import AGENT_LEVEL
+
+
+def boot(ag):
+    """Rebuild state from the store, judge the reset, announce the boot,
+    start the tasks."""
+    hal.makedirs(ag.workdir)
+    j = ag.journal.open()
+    st = j.state
+    ag._mirror()
+    boot_count = st["boot_count"] + 1
+    intended = st.get("intended_reset")
+    cause = intended or ag.reset_cause
+    # An unexplained reset (watchdog, crash, power glitch: anything but a
+    # power-on or our own intended reset) counts; a stable run clears it.
+    unexplained = not intended and ag.reset_cause not in ("power_on",)
+    resets = st.get("resets", 0) + 1 if unexplained else 0
+    ag.emit("agent.booted", payload={
+        "reset_cause": cause, "boot_count": boot_count,
+        "firmware_version": agentconfig.FIRMWARE_VERSION, "mode": st["mode"]},
+        ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None],
+             ["set", "resets", resets]],
+        job=AGENT_LEVEL)
+    cut = j.damage()
+    if j.corrupt:
+        ag.emit("fault.detected", payload={"kind": "storage_corrupt",
+                                             "detail": "journal unreadable; safe defaults"},
+                  job=AGENT_LEVEL)
+    elif cut:
+        ag.emit("fault.detected", payload={"kind": "storage_corrupt",
+                                             "detail": "%d corrupt journal record(s) or slot(s) at boot; "
+                                                       "the other copy is whole" % cut},
+                  job=AGENT_LEVEL)
+        ag.emit("fault.recovered", payload={"kind": "storage_corrupt",
+                                              "action": "restored_checkpoint"},
+                  job=AGENT_LEVEL)
+    if unexplained:
+        blame_running_step(ag, cause)
+    if st["mode"] != "safe":
+        if ag.integrity:
+            module, problem = ag.integrity[0]
+            ag.emit("fault.detected", payload={"kind": "integrity",
+                                                 "detail": "%s: %s" % (module, problem)},
+                      job=AGENT_LEVEL)
+            enter_safe_mode(ag, "integrity: %s %s" % (module, problem))
+        elif resets >= ag.cfg["safe_mode_resets"]:
+            enter_safe_mode(ag, "%d unexplained resets in a row" % resets)
+    deadline = ag.cfg["task_deadline_ms"]
+    spawn = ag.sched.spawn
+    spawn("supervisor", ag._supervisor, priority=9, deadline_ms=deadline)
+    spawn("scrub", ag._scrub_task, priority=7, deadline_ms=deadline)
+    spawn("poll", ag._poll, priority=5, deadline_ms=deadline)
+    spawn("report", ag._report, priority=4, deadline_ms=deadline)
+    spawn("telemetry", ag._telemetry, priority=3, deadline_ms=deadline)
+    spawn("execute", ag._execute, priority=1, deadline_ms=deadline)
+    ag.booted_ms = ag.clock.now_ms()
+    return ag
+
+
+def blame_running_step(ag, cause):
+    """A step that was running when an unexplained reset hit is charged with
+    it; the same step causing quarantine_resets resets in a row fails."""
+    st = ag.journal.state
+    job = st["job"]
+    if job is None:
+        return
+    for step in job["steps"]:
+        s = st["steps"][step["id"]]
+        if s["status"] != "running":
+            continue
+        blamed = s.get("resets", 0) + 1
+        if blamed >= ag.cfg["quarantine_resets"]:
+            ag.emit("fault.detected", step["id"], {
+                "kind": "watchdog" if cause == "watchdog" else "task_crash",
+                "detail": "step %s was running at %d resets in a row" % (step["id"], blamed)})
+            ag.emit("fault.recovered", step["id"], {"kind": "watchdog",
+                                                      "action": "step_quarantined"},
+                      ops=[["st", step["id"], {"status": "failed", "resets": blamed,
+                                               "error": "quarantined"}]])
+        else:
+            ag.journal.commit([["st", step["id"], {"resets": blamed}]])
+
+
+def enter_safe_mode(ag, reason):
+    ag.sensors.set_compute_load(0)
+    ag.emit("agent.safe_mode", payload={"reason": reason}, ops=[["set", "mode", "safe"]],
+              job=AGENT_LEVEL)
