@@ -408,12 +408,13 @@ class Agent:
         self.last_ck = self.clock.now_ms()
         kind = step["type"]
         if kind in ("eclipse", "window", "pass"):
-            run = getattr(_load("primitives"), "run_" + kind)
+            run = getattr(_load("prim_" + kind), "run_" + kind)
             try:
                 yield from run(self, job, step, s)
             finally:
                 run = None
-                _unload("primitives", "planner_rules")  # loaded again by the next primitive step
+                # loaded again by the next primitive step
+                _unload("prim_" + kind, "primitives", "planner_rules")
         else:
             if s["status"] == "pending":
                 kind = self._window_kind()

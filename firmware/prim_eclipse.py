@@ -1,0 +1,121 @@
+"""Eclipse steps on board: compute on battery inside an eclipse, within the
+energy the policy allows (STEPS.md); deferred to a later eclipse when it does
+not fit. Functions of the agent (`ag`), loaded by Agent._run_step while such a
+step runs; firmware/primitives.py holds what the three kinds share."""
+from agent import ABORT, EPS, _load, _r
+from primitives import window_containing, window_after, window_by_id, wait_until, prim_fail
+
+
+def run_eclipse(ag, job, step, s):
+    rules = _load("planner_rules")
+    sid = step["id"]
+    p = step["prim"]
+    budget = p.get("energy_budget_wh")
+    policy = p.get("eclipse_policy") or "balanced"
+    if s.get("ecl") is None:
+        w = window_containing(ag, job, "eclipse", ag.now()) or \
+            window_after(ag, job, "eclipse", ag.now())
+        if w is None:
+            prim_fail(ag, job, step, s, "no eclipse ahead")
+            return
+        payload = {"window": w[0], "energy_budget_wh": budget, "eclipse_policy": policy}
+        warning = rules.eclipse_warning(p)
+        if warning:
+            payload["reason"] = warning
+        ag.emit("eclipse_step.scheduled", sid, payload, ops=[["st", sid, {"ecl": w[0]}]])
+    runner = ag._runner(job, step, s)
+    if runner is None:
+        return
+    compute = step["compute_s"]
+    capacity_wh = job["battery_wh"]
+    while True:
+        w = window_by_id(ag, job, s["ecl"])
+        if w is None:
+            prim_fail(ag, job, step, s, "no eclipse ahead")
+            return
+        ok = yield from wait_until(ag, job, w[2])
+        if not ok:
+            return
+        needed = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
+        pct = ag.sensors.battery_percent()
+        ledger = job.get("ledger") or {}
+        led = ledger.get(w[0])
+        if led is None:  # B and T are fixed when the first eclipse step looks at this eclipse
+            led = [(pct if pct is not None else 100.0) / 100.0 * capacity_wh,
+                   (w[3] - ag.now()) / 3600.0, 0.0]
+        allowed = rules.eclipse_allowance_wh(p, led[0], capacity_wh, job["bus_load_w"],
+                                             led[1]) - led[2]
+        if budget is not None:
+            allowed = min(allowed, budget - s.get("energy_wh", 0.0))
+        allowed = max(0.0, allowed)
+        fits = needed <= allowed + 1e-9
+        ag.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(needed),
+                                                     "allowed_wh": _r(allowed),
+                                                     "battery_percent": _r(pct), "ok": fits})
+        if not fits:
+            if not defer_eclipse(ag, job, step, s, w, "insufficient_energy: needs %.2f Wh, "
+                                       "%.2f Wh allowed" % (needed, allowed), needed, allowed):
+                return
+            continue
+        led[2] += needed
+        ledger[w[0]] = led
+        ag.journal.commit([["jset", "ledger", ledger]])
+        if s["status"] == "pending":
+            ag.emit("eclipse_step.started", sid, {"energy_budget_wh": budget,
+                                                    "eclipse_policy": policy,
+                                                    "battery_percent": _r(pct)})
+            ag._start(step, s, w[0], "eclipse")
+        elif s["status"] == "paused":
+            ag._resume(step, s)
+        why = None
+        half = compute / 2.0
+        if s["work_s"] < half - EPS:
+            why = yield from ag._compute(job, step, s, runner, half, "eclipse", leave_on="eclipse")
+            if why == ABORT:
+                return
+            if why is None and s["work_s"] < compute - EPS:
+                # the 50 % check, with the real battery
+                pct = ag.sensors.battery_percent()
+                rest = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
+                fine, room = rules.eclipse_finish_ok(
+                    p, (pct if pct is not None else 100.0) / 100.0 * capacity_wh, capacity_wh,
+                    job["bus_load_w"], (w[3] - ag.now()) / 3600.0, rest)
+                ag.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(rest),
+                                                             "allowed_wh": _r(room),
+                                                             "battery_percent": _r(pct),
+                                                             "ok": fine})
+                if not fine:
+                    ag._pause(step, s, "battery", runner)
+                    if not defer_eclipse(ag, job, step, s, w, "min_battery_soc: finishing "
+                                               "would go below it (checked at 50 %)", rest, room):
+                        return
+                    continue
+        if why is None:
+            why = yield from ag._compute(job, step, s, runner, compute, "eclipse",
+                                           leave_on="eclipse")
+            if why == ABORT:
+                return
+        if why is None:
+            break
+        nxt = window_after(ag, job, "eclipse", ag.now())  # the eclipse ended first
+        if nxt is None:
+            prim_fail(ag, job, step, s, "needs more eclipse time than the plan holds")
+            return
+        ag.journal.commit([["st", sid, {"ecl": nxt[0]}]])
+    pct = ag.sensors.battery_percent()
+    yield from ag._complete(job, step, s, runner, step["output_mb"], then=(
+        "eclipse_step.completed", {"energy_consumed_wh": _r(s.get("energy_wh", 0.0)),
+                                   "battery_percent": _r(pct)}))
+
+
+def defer_eclipse(ag, job, step, s, w, reason, needed, allowed):
+    nxt = window_after(ag, job, "eclipse", w[2])
+    payload = {"reason": reason, "needed_wh": _r(needed), "allowed_wh": _r(allowed)}
+    if nxt is not None:
+        payload["next_window"] = nxt[0]
+    ag.emit("eclipse_step.deferred", step["id"], payload,
+              ops=[["st", step["id"], {"ecl": nxt[0] if nxt else None}]])
+    if nxt is None:
+        prim_fail(ag, job, step, s, reason)
+        return False
+    return True

@@ -1,0 +1,85 @@
+"""Pass steps on board: the compute split into segments over the contact
+windows (STEPS.md), merged at the end. Functions of the agent (`ag`), loaded by
+Agent._run_step while such a step runs; firmware/primitives.py holds what the
+three kinds share."""
+from agent import EPS, _load, _r
+from primitives import windows, wait_until, prim_fail
+
+
+def run_pass(ag, job, step, s):
+    sid = step["id"]
+    p = step["prim"]
+    compute = step["compute_s"]
+    if s.get("segs") is None:
+        rules = _load("planner_rules")
+        segs, left = decompose(ag, job, p, compute, ag.now(), rules)
+        limit = p.get("max_segments")
+        if left > EPS or (limit is not None and len(segs) > limit):
+            prim_fail(ag, job, step, s, "pass segments: %d needed, %s allowed, %.0f s unplaced"
+                            % (len(segs), limit, left))
+            return
+        ag.emit("pass_step.decomposed", sid, {"segments": len(segs),
+                                                "passes": [seg[0] for seg in segs]},
+                  ops=[["st", sid, {"segs": segs, "seg_i": 0, "outs": [], "done_s": 0.0}]])
+    runner = ag._runner(job, step, s)
+    if runner is None:
+        return
+    segs = s["segs"]
+    n = len(segs)
+    total_out = step["output_mb"]
+    while s["seg_i"] < n:
+        i = s["seg_i"]
+        pid, start, c = segs[i]
+        ok = yield from wait_until(ag, job, start)
+        if not ok:
+            return
+        ag.emit("pass_step.segment_started", sid, {"segment_index": i + 1,
+                                                     "segments_total": n, "pass_id": pid})
+        if s["status"] == "pending":
+            ag._start(step, s, pid, "contact")
+        elif s["status"] == "paused":
+            ag._resume(step, s)
+        target = min(s["done_s"] + c, compute)
+        if compute > 0:
+            why = yield from ag._compute(job, step, s, runner, target, "any")
+            if why is not None:
+                return
+        out = total_out * c / compute if compute else total_out
+        outs = list(s["outs"]) + [out]
+        ag.emit("pass_step.segment_completed", sid, {"segment_index": i + 1,
+                                                       "segments_total": n,
+                                                       "output_mb": _r(out)},
+                  ops=[["st", sid, {"seg_i": i + 1, "outs": outs, "done_s": target,
+                                    "work_s": s["work_s"]}]])
+        if i < n - 1:
+            ag._pause(step, s, "link", runner)
+    rules = _load("planner_rules")
+    strategy = p.get("merge_strategy") or "concat"
+    merged = rules.merged_output_mb(strategy, s["outs"])
+    ag.emit("pass_step.merged", sid, {"merge_strategy": strategy, "segments": n,
+                                        "output_mb": _r(merged)})
+    yield from ag._complete(job, step, s, runner, merged)
+
+
+def decompose(ag, job, p, compute, t, rules):
+    """[[pass id, start, compute_s]] per usable contact after t (docs/planner.md)."""
+    remaining = float(compute)
+    min_s = p.get("min_pass_duration_s") or 0
+    cursor = t
+    segs = []
+    for w in windows(ag, job, "contact"):
+        if w[3] <= cursor:
+            continue
+        a = max(w[2], cursor)
+        usable = w[3] - a
+        if usable < min_s:
+            continue
+        c = rules.pass_segment_s(usable, remaining)
+        if c <= 0 and remaining > 0:
+            continue
+        segs.append([w[0], a, c])
+        remaining -= c
+        cursor = a + c + rules.PASS_MARGIN_S
+        if remaining <= EPS:
+            return segs, 0.0
+    return segs, remaining
