@@ -293,8 +293,8 @@ class Store:
         """Append one record (bytes or a JSON-able object); durable on return."""
         if self._reset_needed:
             self.snapshot(None)  # both slots were bad: restart from safe defaults
-        kind, payload = _encode(obj)
-        n = len(payload)
+        kind, payload = _encode(obj, True)
+        n = len(memoryview(payload))
         if n > self.max_record_bytes:
             raise ValueError("record of %d bytes > max_record_bytes" % n)
         if self._log_bytes + _REC_HDR + n > self.hard_log_bytes:
@@ -307,16 +307,17 @@ class Store:
             self._chain.append(self._cur)  # first record after a snapshot
             self._good_bytes = 0
         word = struct.pack("<I", (kind << 24) | n)
-        rec = word + struct.pack("<I", _crc(payload, _crc(word))) + payload
+        head = word + struct.pack("<I", _crc(payload, _crc(word)))
         try:
             with self.fs.open(path, "ab") as f:
-                f.write(rec)
+                f.write(head)  # then the payload itself: no copy of it to glue the head on
+                f.write(payload)
                 f.flush()
         except Exception:
             self._dirty = True  # part of the record may be on flash
             raise
-        self._good_bytes += len(rec)
-        self._log_bytes += len(rec)
+        self._good_bytes += _REC_HDR + n
+        self._log_bytes += _REC_HDR + n
         self.counts["appends"] += 1
 
     def records(self):
