@@ -5,7 +5,8 @@ What lands on the board (paths relative to its filesystem root, the working
 directory at boot):
 
     boot.py          source (a board runs boot.py, not boot.mpy)
-    lib/<name>.mpy   every module of firmware/ and lib/, compiled by mpy-cross
+    lib/<name>.mpy   every module of firmware/ and lib/ but the ground-only ones
+                     (HOST_ONLY), compiled by mpy-cross
     umbra.json       the agent config, when --config is given
     manifest.json    SHA-256 of boot.py and every .mpy, firmware version,
                      deploy time (lib/manifest.py; boot.py verifies it)
