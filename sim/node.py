@@ -46,7 +46,7 @@ from store import Store  # noqa: E402
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
 MAX_REBOOTS = 200
-WINDOW_CHUNK_S = 4 * 3600  # the world predicts windows this far ahead at a time
+WINDOW_CHUNK_S = 3600  # the world predicts windows this far ahead at a time (docs/sim.md "Memory")
 
 try:
     from time import sleep_ms as _sleep_ms, ticks_diff as _wall_diff, ticks_ms as _wall_ms
@@ -115,7 +115,7 @@ class Node:
         # one satellite needs no World: its clock, its timeline and itself
         orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
         self.clock = SimClock(start_epoch=saved["start"])
-        timeline = Timeline(orb, saved["start"], WINDOW_CHUNK_S, stations.default_stations())
+        timeline = Timeline(orb, saved["start"], WINDOW_CHUNK_S, stations.default_stations(), windows=False)
         self.sat = SimulatedSatellite(self.cfg["satellite_id"], orb, saved["start"], bus=saved.get("bus"),
                                       timeline=timeline, clock=self.clock, state=saved["sat"])
         # a restart of this process is a reset of the computer: it takes a moment

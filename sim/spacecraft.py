@@ -22,9 +22,15 @@ import orbit as orbitlib
 
 class Timeline:
     """A satellite's eclipse and contact windows, computed in chunks of
-    `chunk_s` and extended on demand. Window ids stay stable when extended."""
+    `chunk_s` and extended on demand. Window ids stay stable when extended.
 
-    def __init__(self, orb, start, chunk_s=86400, stations=(), min_elevation_deg=models.MIN_ELEVATION_DEG):
+    `eclipses` [(start, end)] and `contacts` [(start, end, station_id,
+    elevation_peak_deg, n)] (window id "contact-n") are all a satellite reads.
+    With windows=False the window dicts (sunlit, eclipse, contact: what the
+    planner and world.windows() list) are not kept: a node holds a third of the RAM."""
+
+    def __init__(self, orb, start, chunk_s=86400, stations=(), min_elevation_deg=models.MIN_ELEVATION_DEG,
+                 windows=True):
         if chunk_s <= 0:
             raise ValueError("chunk_s must be positive")
         self.orbit = orb
@@ -33,9 +39,9 @@ class Timeline:
         self.chunk_s = chunk_s
         self.start = start
         self.end = start
-        self.windows = []
-        self.eclipses = []      # [(start, end)]
-        self.contacts = []      # [(start, end, station_id)]
+        self.windows = [] if windows else None
+        self.eclipses = []
+        self.contacts = []
         self._counts = {"sunlit": 0, "eclipse": 0, "contact": 0}
         self._i_ecl = 0
         self.boundaries = None    # sorted eclipse/contact boundary times, built by world.next_boundary
@@ -46,23 +52,51 @@ class Timeline:
         while self.end <= t:
             t0 = self.end
             t1 = t0 + self.chunk_s
-            new = orbitlib.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg)
-            for w in new:
-                self._append(w, t0)
+            if self.windows is None:
+                eclipses, passes = orbitlib.scan(self.orbit, t0, t1, self.stations, self.min_elevation_deg)
+                for a, b in eclipses:
+                    self._add(a, b, None, None, t0)
+                for k, a, b, _, el in passes:   # rounded as find_windows does
+                    self._add(a, b, self.stations[k]["id"], round(el, 2), t0)
+            else:
+                for w in orbitlib.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg):
+                    self._append(w, t0)
             self.end = t1
             self.boundaries = None
 
     def forget_before(self, t):
         """Drop windows that ended before t (a long run in a small heap keeps only
         what is current and ahead). Window ids stay stable."""
-        self.windows = [w for w in self.windows if w["end"] >= t]
+        if self.windows is not None:
+            self.windows = [w for w in self.windows if w["end"] >= t]
         self.eclipses = [e for e in self.eclipses if e[1] >= t]
         self.contacts = [c for c in self.contacts if c[1] >= t]
         self._i_ecl = 0
         self.boundaries = None
 
+    def _add(self, a, b, station, peak, seam):
+        """An eclipse (station None) or a contact found in the chunk from seam; one
+        cut by the seam continues. Returns its number, 0 when it continued one."""
+        lst = self.eclipses if station is None else self.contacts
+        if a == seam and seam > self.start:
+            for i in range(len(lst) - 1, -1, -1):
+                old = lst[i]
+                if old[1] == seam and (station is None or old[2] == station):
+                    lst[i] = (old[0], b) if station is None else (old[0], b, station, max(old[3], peak), old[4])
+                    return 0
+        kind = "eclipse" if station is None else "contact"
+        n = self._counts[kind] + 1
+        self._counts[kind] = n
+        lst.append((a, b) if station is None else (a, b, station, peak, n))
+        lst.sort()
+        return n
+
     def _append(self, w, seam):
         kind = w["kind"]
+        if kind == "sunlit":
+            n = self._counts[kind] + 1
+        else:
+            n = self._add(w["start"], w["end"], w.get("station"), w.get("elevation_peak_deg"), seam)
         if w["start"] == seam and seam > self.start:
             for old in reversed(self.windows):   # continue a window cut by the seam
                 if old["kind"] == kind and old["end"] == seam and old.get("station") == w.get("station"):
@@ -70,31 +104,10 @@ class Timeline:
                     old["duration_s"] = round(old["end"] - old["start"], 1)
                     if "elevation_peak_deg" in w:
                         old["elevation_peak_deg"] = max(old["elevation_peak_deg"], w["elevation_peak_deg"])
-                    self._index(old, True)
                     return
-        self._counts[kind] += 1
-        w["id"] = "%s-%d" % (kind, self._counts[kind])
+        self._counts[kind] = n
+        w["id"] = "%s-%d" % (kind, n)
         self.windows.append(w)
-        self._index(w, False)
-
-    def _index(self, w, merged):
-        if w["kind"] == "eclipse":
-            item = (w["start"], w["end"])
-            lst = self.eclipses
-        elif w["kind"] == "contact":
-            item = (w["start"], w["end"], w["station"])
-            lst = self.contacts
-        else:
-            return
-        if merged:
-            for i in range(len(lst) - 1, -1, -1):
-                if lst[i][0] == w["start"] and lst[i][2:] == item[2:]:
-                    lst[i] = item
-                    break
-        else:
-            lst.append(item)
-            lst.sort()
-        self.boundaries = None
 
     def eclipse_state(self, t):
         """(in_eclipse, time of the next eclipse entry/exit after t)."""
@@ -115,10 +128,10 @@ class Timeline:
     def contact(self, t):
         """Station id of a contact in progress at t, or None."""
         self.extend_to(t)
-        for a, b, sid in self.contacts:
-            if a <= t < b:
-                return sid
-            if a > t:
+        for c in self.contacts:
+            if c[0] <= t < c[1]:
+                return c[2]
+            if c[0] > t:
                 break
         return None
 
@@ -248,10 +261,12 @@ class SimulatedSatellite:
         """The contact in progress as {station, station_name, elevation_peak_deg}, or None."""
         self._sync()
         t = self.t
-        for w in self.timeline.windows:
-            if w["kind"] == "contact" and w["start"] <= t < w["end"]:
-                return {"station": w["station"], "station_name": self._station_names.get(w["station"], w["station"]),
-                        "elevation_peak_deg": w.get("elevation_peak_deg"), "window": w["id"]}
+        for a, b, sid, peak, n in self.timeline.contacts:
+            if a <= t < b:
+                return {"station": sid, "station_name": self._station_names.get(sid, sid),
+                        "elevation_peak_deg": peak, "window": "contact-%d" % n}
+            if a > t:
+                break
         return None
 
     def set_compute_load(self, power_w, memory_mb=0):

@@ -221,3 +221,39 @@ print(json.dumps({'ms': time.ticks_diff(time.ticks_ms(), t), 'boundaries': n,
     r = res.last_json
     assert r["sim_s"] == 86400 and r["boundaries"] > 60
     assert r["ms"] < 1000, r
+
+
+def test_a_node_timeline_without_window_dicts_reads_the_same_at_any_look_ahead(portable):
+    # what a node's satellite reports (eclipse, link, station, peak elevation and
+    # window id of the pass in progress) is the same with windows=False and 1 h
+    # chunks as with the window dicts of the whole day, passes that straddle a
+    # chunk end included (not cut, not reported twice)
+    res = portable("""
+import json, orbit, orbitio, spacecraft, stations
+el = orbitio.read_tle_text(open(%r).read())
+o = orbit.Orbit(el)
+t0 = el['epoch'] + 1234.5
+sts = stations.default_stations()
+whole = spacecraft.Timeline(o, t0, 86400, sts)
+rows = []
+for chunk in (4 * 3600, 3600):
+    a = spacecraft.SimulatedSatellite('s', o, t0, timeline=whole)
+    tl = spacecraft.Timeline(o, t0, chunk, sts, windows=False)
+    b = spacecraft.SimulatedSatellite('s', o, t0, timeline=tl)
+    diff = 0
+    for i in range(0, 86400 - 3600, 20):
+        t = t0 + i
+        a.advance_to(t)
+        b.advance_to(t)
+        diff += (a.in_eclipse() != b.in_eclipse()) + (a.link_up() != b.link_up()) + (a.contact() != b.contact())
+        if i %% 600 == 0:
+            tl.forget_before(t - 3600)
+    rows.append({'diff': diff, 'windows': tl.windows, 'held': len(tl.contacts)})
+contacts = [w for w in whole.windows if w['kind'] == 'contact']
+print(json.dumps({'rows': rows, 'contacts': len(contacts),
+                  'cut': sum(1 for w in contacts if (w['start'] - t0) // 3600 != (w['end'] - t0) // 3600)}))
+""" % ISS).check()
+    r = res.last_json
+    assert r["contacts"] > 20 and r["cut"] >= 1
+    for row in r["rows"]:
+        assert row["diff"] == 0 and row["windows"] is None
