@@ -278,73 +278,69 @@ def _extremum(fn, ta, tb, sign):
     return d, sign * fd
 
 
-class _Tracker:
+def _tracker(fn, sign, margin, t_end, step_s):
     """Turns a sampled function into intervals where it is >= 0 (sign=+1) or
     < 0 (sign=-1): refines sign changes by bisection, and searches the extremum
     between samples when the samples come close to zero without crossing it, so a
-    short interval between two samples is not missed."""
+    short interval between two samples is not missed. `margin` is the closest
+    approach (in fn units) worth such a search.
 
-    def __init__(self, fn, sign, margin, t_end, step_s):
-        self.fn = fn
-        self.step_s = step_s
-        self.sign = sign            # +1: inside when fn >= 0; -1: inside when fn < 0
-        self.pos = sign > 0         # so inside is (v >= 0) == pos
-        self.margin = margin        # closest approach (in fn units) worth a search
-        self.t_end = t_end
-        self.intervals = []         # (start, end, t_extremum, extremum)
-        self.start = None
-        self.best_t = None          # best sample inside the current interval
-        self.best = None
-        self.prev = None            # (t, value) of the last two samples
-        self.prev2 = None
+    Returns add(t, v), to be called with each sample in time order, and
+    finish() -> [(start, end, t_extremum, extremum)]. Closures rather than a class
+    (a class costs a node ~0.7 KB of heap)."""
+    pos = sign > 0              # inside is (v >= 0) == pos
+    intervals = []
+    start = best_t = best = None    # the interval open now and its best sample
+    n = 0                       # samples seen; the last two are (tp, vp), (tq, vq)
+    tp = vp = tq = vq = None
 
-    def add(self, t, v):
-        sign = self.sign
-        pos = self.pos
-        prev = self.prev
-        if prev is None:
-            if (v >= 0) == pos:
-                self.start = t
-                self.best_t, self.best = t, v
+    def close(end):
+        nonlocal start
+        # the extremum lies within one step of the best sample
+        lo = max(start, best_t - step_s)
+        hi = min(end, best_t + step_s)
+        if hi - lo > WINDOW_TOLERANCE_S:
+            te, ve = _extremum(fn, lo, hi, sign)
+            if sign * ve < sign * best:
+                te, ve = best_t, best
         else:
-            tp, vp = prev
+            te, ve = best_t, best
+        intervals.append((start, end, te, ve))
+        start = None
+
+    def add(t, v):
+        nonlocal start, best_t, best, n, tp, vp, tq, vq
+        if n == 0:
+            if (v >= 0) == pos:
+                start = t
+                best_t, best = t, v
+        else:
             was_in = (vp >= 0) == pos
             now_in = (v >= 0) == pos
             if now_in and not was_in:
-                self.start = refine_boundary(self.fn, tp, t, vp)
-                self.best_t, self.best = t, v
+                start = refine_boundary(fn, tp, t, vp)
+                best_t, best = t, v
             elif was_in and not now_in:
-                self._close(refine_boundary(self.fn, tp, t, vp))
+                close(refine_boundary(fn, tp, t, vp))
             elif now_in:
-                if sign * v > sign * self.best:
-                    self.best_t, self.best = t, v
-            elif self.prev2 is not None:
-                tq, vq = self.prev2
+                if sign * v > sign * best:
+                    best_t, best = t, v
+            elif n > 1:
                 # sampled extremum outside the interval, but close to its edge
-                if sign * vp >= sign * vq and sign * vp >= sign * v and sign * vp > -self.margin:
-                    te, ve = _extremum(self.fn, tq, t, sign)
+                if sign * vp >= sign * vq and sign * vp >= sign * v and sign * vp > -margin:
+                    te, ve = _extremum(fn, tq, t, sign)
                     if (ve >= 0) == pos:
-                        self.intervals.append((refine_boundary(self.fn, tq, te, vq), refine_boundary(self.fn, te, t, ve), te, ve))
-        self.prev2 = prev
-        self.prev = (t, v)
+                        intervals.append((refine_boundary(fn, tq, te, vq), refine_boundary(fn, te, t, ve), te, ve))
+        tq, vq = tp, vp
+        tp, vp = t, v
+        n += 1
 
-    def _close(self, end):
-        # the extremum lies within one step of the best sample
-        lo = max(self.start, self.best_t - self.step_s)
-        hi = min(end, self.best_t + self.step_s)
-        if hi - lo > WINDOW_TOLERANCE_S:
-            te, ve = _extremum(self.fn, lo, hi, self.sign)
-            if self.sign * ve < self.sign * self.best:
-                te, ve = self.best_t, self.best
-        else:
-            te, ve = self.best_t, self.best
-        self.intervals.append((self.start, end, te, ve))
-        self.start = None
+    def finish():
+        if start is not None:
+            close(t_end)
+        return intervals
 
-    def finish(self):
-        if self.start is not None:
-            self._close(self.t_end)
-        return self.intervals
+    return add, finish
 
 
 def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s=WINDOW_STEP_S):
@@ -400,29 +396,32 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
         return vis(x, y, z, math.sqrt(x * x + y * y + z * z), sites[k])
 
     # shadow margin changes ~8 km/s at the terminator: a 200 km margin covers any dip between samples
-    ecl = _Tracker(shadow, -1, 200, t1, step_s)
-    trackers = []
+    ecl_add, ecl_finish = _tracker(shadow, -1, 200, t1, step_s)
+    adds = []       # per station
+    finishes = []
     for k in range(len(sites)):
-        trackers.append(_Tracker(lambda t, k=k: visibility(t, k), 1, 0.2, t1, step_s))
+        add, finish = _tracker(lambda t, k=k: visibility(t, k), 1, 0.2, t1, step_s)
+        adds.append(add)
+        finishes.append(finish)
     n_steps = int(math.ceil((t1 - t0) / step_s))
     for i in range(n_steps + 1):
         t = t0 + i * step_s if i < n_steps else t1
         x, y, z = position(t)
-        ecl.add(t, shadow_margin_km((x, y, z), sun(t)))
-        if trackers:
+        ecl_add(t, shadow_margin_km((x, y, z), sun(t)))
+        if adds:
             th = gmst_rad(t)
             c = math.cos(th)
             s = math.sin(th)
             xe = c * x + s * y
             ye = c * y - s * x
             r = math.sqrt(x * x + y * y + z * z)
-            for k in range(len(trackers)):
-                trackers[k].add(t, vis(xe, ye, z, r, sites[k]))
-    eclipses = [(a, b) for a, b, _, _ in ecl.finish()]
+            for k in range(len(adds)):
+                adds[k](t, vis(xe, ye, z, r, sites[k]))
+    eclipses = [(a, b) for a, b, _, _ in ecl_finish()]
     eclipses.sort()
     passes = []
-    for k in range(len(trackers)):
-        for a, b, tp, vp in trackers[k].finish():
+    for k in range(len(finishes)):
+        for a, b, tp, vp in finishes[k]():
             el = math.asin(max(-1, min(1, vp + sin_min))) / DEG
             passes.append((k, a, b, tp, el))
     passes.sort(key=lambda p: p[1])
