@@ -125,6 +125,7 @@ class _Reply:
         self.mode = None        # "length" | "chunked" | "close"
         self.remaining = 0      # length mode: body bytes still due; chunked: bytes of current chunk
         self.body = bytearray()
+        self.fill = 0           # body bytes received
         self.done = False
         self.chunk_state = 0    # chunked: 0 size line, 1 data, 2 CRLF after data, 3 trailers
 
@@ -153,9 +154,14 @@ class _Reply:
             self._take(len(self.buf))
 
     def _take(self, n):
-        if len(self.body) + n > self.max_body:
+        fill = self.fill
+        if fill + n > self.max_body:
             raise LinkDown("reply body larger than %d bytes" % self.max_body)
-        self.body.extend(self.buf[:n])
+        if fill + n > len(self.body):
+            self.body.extend(self.buf[:n])  # length unknown: the body grows
+        else:
+            self.body[fill:fill + n] = self.buf[:n]  # Content-Length: one block, taken once
+        self.fill = fill + n
         self.buf = self.buf[n:]
 
     def _parse_head(self, head):
@@ -199,6 +205,7 @@ class _Reply:
                 raise LinkDown("reply body larger than %d bytes" % self.max_body)
             self.mode = "length"
             self.remaining = n
+            self.body = bytearray(n)
         else:
             self.mode = "close"
 
@@ -297,7 +304,7 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
                 reply.closed()
                 break
             reply.feed(data)
-        return reply.status, reply.headers, bytes(reply.body)
+        return reply.status, reply.headers, reply.body  # a bytearray: no copy of a big reply
     except LinkDown as exc:
         return None, None, str(exc.args[0]) if exc.args else "link down"
     except OSError as exc:
