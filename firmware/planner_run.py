@@ -2,11 +2,11 @@
 models, on a simulated time line, producing the event stream the agent will
 emit (docs/planner.md is the contract, event by event).
 
-It mirrors firmware/agent.py where the agent already acts (polls every tick
+It mirrors the agent (firmware/agent.py and the modules it loads for a step:
+prim_eclipse.py, prim_window.py, prim_pass.py, transfer.py): polls every tick
 while the link is up, one step at a time in topological order, compute in
-slices, gates checked between slices, progress marks, checkpoints,
-transfers in chunks) and STEPS.md where it does not yet (eclipse, window and
-pass steps). The battery and temperature come from sim/spacecraft.py's
+slices, gates checked between slices, progress marks, checkpoints, the
+primitives' rules (planner_rules.py, shared), transfers in chunks. The battery and temperature come from sim/spacecraft.py's
 SimulatedSatellite, driven with the same compute load the agent would set.
 
 Used by planner.make_plan; not meant to be called on its own.
@@ -650,7 +650,7 @@ class Run:
         self.complete(st, merged)
         self.entry(st, window_id=segs[0][0]["id"] if segs else None, segments=plan_segs)
 
-    # --- transfers, as agent._transfer does them -----------------------------------------------
+    # --- transfers, as transfer.py does them on board -------------------------------------------
 
     def transfer(self, order, by_id):
         steps = []
