@@ -2,12 +2,13 @@
 energy the policy allows (STEPS.md); deferred to a later eclipse when it does
 not fit. Functions of the agent (`ag`), loaded by Agent._run_step while such a
 step runs; firmware/primitives.py holds what the three kinds share."""
-from agent import ABORT, EPS, _load, _r
+from agent import ABORT, EPS, _load, _r, _unload
 from primitives import window_containing, window_after, window_by_id, wait_until, prim_fail
 
 
 def run_eclipse(ag, job, step, s):
-    rules = _load("planner_rules")
+    # The rules are loaded for each decision and dropped before the compute:
+    # the step's long part runs without them in RAM.
     sid = step["id"]
     p = step["prim"]
     budget = p.get("energy_budget_wh")
@@ -19,7 +20,8 @@ def run_eclipse(ag, job, step, s):
             prim_fail(ag, job, step, s, "no eclipse ahead")
             return
         payload = {"window": w[0], "energy_budget_wh": budget, "eclipse_policy": policy}
-        warning = rules.eclipse_warning(p)
+        warning = _load("planner_rules").eclipse_warning(p)
+        _unload("planner_rules")
         if warning:
             payload["reason"] = warning
         ag.emit("eclipse_step.scheduled", sid, payload, ops=[["st", sid, {"ecl": w[0]}]])
@@ -36,6 +38,7 @@ def run_eclipse(ag, job, step, s):
         ok = yield from wait_until(ag, job, w[2])
         if not ok:
             return
+        rules = _load("planner_rules")
         needed = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
         pct = ag.sensors.battery_percent()
         ledger = job.get("ledger") or {}
@@ -45,6 +48,8 @@ def run_eclipse(ag, job, step, s):
                    (w[3] - ag.now()) / 3600.0, 0.0]
         allowed = rules.eclipse_allowance_wh(p, led[0], capacity_wh, job["bus_load_w"],
                                              led[1]) - led[2]
+        rules = None
+        _unload("planner_rules")
         if budget is not None:
             allowed = min(allowed, budget - s.get("energy_wh", 0.0))
         allowed = max(0.0, allowed)
@@ -76,10 +81,13 @@ def run_eclipse(ag, job, step, s):
             if why is None and s["work_s"] < compute - EPS:
                 # the 50 % check, with the real battery
                 pct = ag.sensors.battery_percent()
+                rules = _load("planner_rules")
                 rest = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
                 fine, room = rules.eclipse_finish_ok(
                     p, (pct if pct is not None else 100.0) / 100.0 * capacity_wh, capacity_wh,
                     job["bus_load_w"], (w[3] - ag.now()) / 3600.0, rest)
+                rules = None
+                _unload("planner_rules")
                 ag.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(rest),
                                                              "allowed_wh": _r(room),
                                                              "battery_percent": _r(pct),

@@ -2,7 +2,7 @@
 windows (STEPS.md), merged at the end. Functions of the agent (`ag`), loaded by
 Agent._run_step while such a step runs; firmware/primitives.py holds what the
 three kinds share."""
-from agent import EPS, _load, _r
+from agent import EPS, _load, _r, _unload
 from primitives import windows, wait_until, prim_fail
 
 
@@ -13,6 +13,8 @@ def run_pass(ag, job, step, s):
     if s.get("segs") is None:
         rules = _load("planner_rules")
         segs, left = decompose(ag, job, p, compute, ag.now(), rules)
+        rules = None
+        _unload("planner_rules")  # planned: the segments run without the rules in RAM
         limit = p.get("max_segments")
         if left > EPS or (limit is not None and len(segs) > limit):
             prim_fail(ag, job, step, s, "pass segments: %d needed, %s allowed, %.0f s unplaced"
@@ -53,9 +55,9 @@ def run_pass(ag, job, step, s):
                                     "work_s": s["work_s"]}]])
         if i < n - 1:
             ag._pause(step, s, "link", runner)
-    rules = _load("planner_rules")
     strategy = p.get("merge_strategy") or "concat"
-    merged = rules.merged_output_mb(strategy, s["outs"])
+    merged = _load("planner_rules").merged_output_mb(strategy, s["outs"])
+    _unload("planner_rules")
     ag.emit("pass_step.merged", sid, {"merge_strategy": strategy, "segments": n,
                                         "output_mb": _r(merged)})
     yield from ag._complete(job, step, s, runner, merged)

@@ -3,7 +3,7 @@
 agent (`ag`), loaded by Agent._run_step while such a step runs;
 firmware/primitives.py holds what the three kinds share."""
 import agentconfig
-from agent import _load, _r
+from agent import _load, _r, _unload
 from primitives import window_containing, window_after, wait_until, prim_fail
 
 
@@ -37,6 +37,8 @@ def run_window(ag, job, step, s):
                 payload["next_window"] = nxt[0]
             ag.emit("window_step.deferred", sid, payload)
             w = None
+        rules = None
+        _unload("planner_rules")  # chosen: the compute runs without the rules in RAM
         t = p["quality_tiers"][tier]
         ag.emit("window_step.tier_selected", sid, {"tier": tier, "available_s": round(available, 1),
                                                      "compute_s": t["compute_s"]},
