@@ -58,7 +58,7 @@ class Run:
     deadline, bus, saa_checkpoints [t], plan_id, job}."""
 
     def __init__(self, env, cfg=None):
-        self.cfg = cfg or agentconfig.DEFAULTS
+        self.cfg = cfg or agentconfig.defaults()
         self.tick_s = self.cfg["task_deadline_ms"] // 2 / 1000.0
         self.slice_s = float(self.cfg["slice_s"])
         self.env = env

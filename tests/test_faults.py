@@ -121,7 +121,7 @@ def test_a_flipped_bit_in_the_journal_duplicates_nothing_at_the_console(tmp_path
 
 
 def test_a_stuck_handler_under_the_real_time_watchdog_is_reset_three_times_then_quarantined():
-    if "quarantine_resets" not in agentconfig.DEFAULTS:
+    if "quarantine_resets" not in agentconfig.defaults():
         pytest.skip("the agent has no step quarantine (agentconfig quarantine_resets)")
     s = fc.run_campaign("hang", runs=1, seed=1)
     assert s["injected_by_kind"].get("hang") == 3
