@@ -13,6 +13,7 @@ HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe
 PRIM_KEYS = ("energy_budget_wh", "eclipse_policy", "min_battery_soc", "priority", "power_w",
              "quality_tiers", "min_tier", "preferred_tier", "window_kind", "merge_strategy",
              "max_segments", "min_pass_duration_s")
+MEMORY_TRIES = 3  # polls a job may fail to fit in the heap before it is refused
 # the characters of a deployment id (as workload.py checks them): they end up in URL paths
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
 
@@ -48,17 +49,29 @@ def handle_workload(ag, spec, ground_before=None):
         return  # re-delivery of what we hold or finished
     if job is not None:
         return  # busy: the Console keeps it dispatched for later
-    workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
-    wl, reason = workload.validate_workload(spec)
-    if reason is None:
-        reason = workload.check_auth(spec, ag.cfg["uplink_key"],
-                                     uplink_now(ag, ground_before), st["nonces"],
-                                     ag.cfg["replay_window_s"])
-    order = None
-    if reason is None:
-        order, reason = workload.topo_order(wl["job"]["steps"])
+    order = wl = None
+    retry = False
+    try:
+        workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
+        wl, reason = workload.validate_workload(spec)
+        if reason is None:
+            reason = workload.check_auth(spec, ag.cfg["uplink_key"],
+                                         uplink_now(ag, ground_before), st["nonces"],
+                                         ag.cfg["replay_window_s"])
+        if reason is None:
+            order, reason = workload.topo_order(wl["job"]["steps"])
+    except MemoryError:
+        # The heap, not the job: the Console keeps it dispatched and hands it
+        # over at the next poll. Refused only when it never fits.
+        wl = None
+        tries = ag.memory_tries[1] + 1 if ag.memory_tries[0] == dep else 1
+        ag.memory_tries = (dep, tries)
+        retry = tries < MEMORY_TRIES
+        reason = "too_large: the job does not fit in this board's memory (%d tries)" % tries
     workload = None
     _unload("workload", "signing", "handlers")
+    if retry:
+        return
     ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
     ag.empty_polls = 0
     if reason is not None:

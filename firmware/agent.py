@@ -63,6 +63,7 @@ class Agent:
         self.deflate_head = None  # compress's hash table: the same, at first compress
         self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
         self.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
+        self.memory_tries = (None, 0)  # (deployment, polls its workload did not fit the heap)
         self.data_key = _data_key(cfg)
         self.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
         # critical RAM state, triple-redundant: mirrored at every commit, scrubbed

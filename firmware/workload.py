@@ -267,8 +267,10 @@ def validate_job(job, handler_names=None):
         return _job(job, handler_names if handler_names is not None else HANDLER_NAMES), None
     except Invalid as exc:
         return None, exc.args[0]
-    except (RuntimeError, MemoryError):
+    except RuntimeError:  # recursion
         return None, "too_large: job too big to validate"
+    # A MemoryError goes to the caller: it is the heap's state, not the job's
+    # (the agent tries again a few times before it refuses the job).
 
 
 def _job(job, names):

@@ -446,3 +446,39 @@ def test_replayed_nonce_is_refused(portable):
 def test_malformed_auth_is_refused_not_raised(portable):
     assert auth(portable, tamper='spec["auth"] = {"alg": "HMAC-SHA256", "sig": 5}') \
         == "unauthenticated: malformed auth"
+
+
+def test_a_heap_too_full_to_validate_a_good_job_is_the_callers_to_handle_not_a_refusal(mpy, tmp_path):
+    """On a board, a MemoryError while validating a job in bounds is the heap's
+    state, not the job's: validate_job lets it through, so the agent can take
+    the job at a later poll instead of refusing it (firmware/accept.py)."""
+    from tools import upy
+    out = tmp_path / "mpy"
+    out.mkdir()
+    upy.compile_one(os.path.join(tools.ROOT, "firmware", "workload.py"), str(out / "workload.mpy"))
+    job = {"name": "j", "steps": [{"id": "s%d" % i, "compute_s": 10, "output_mb": 1}
+                                  for i in range(40)]}
+    res = mpy("""
+import gc, json, workload
+job = json.loads(%r)
+ok = workload.validate_job(job)[1] is None
+gc.collect()
+room = bytearray(512)     # given back below: a little room, not enough for the normalised copy
+hold = []
+try:
+    while True:
+        hold.append(bytearray(64))
+except MemoryError:
+    pass
+room = None
+gc.collect()
+try:
+    workload.validate_job(job)
+    outcome = "validated"
+except MemoryError:
+    outcome = "MemoryError"
+hold = None
+gc.collect()
+print(json.dumps({"ok_with_room": ok, "tight": outcome}))
+""" % json.dumps(job), heap="128K", extra_path=(str(out),))
+    assert res.check().last_json == {"ok_with_room": True, "tight": "MemoryError"}
