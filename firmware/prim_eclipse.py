@@ -25,9 +25,7 @@ def run_eclipse(ag, job, step, s):
         if warning:
             payload["reason"] = warning
         ag.emit("eclipse_step.scheduled", sid, payload, ops=[["st", sid, {"ecl": w[0]}]])
-    runner = ag._runner(job, step, s)
-    if runner is None:
-        return
+    runner = None  # made once the energy fits: no handler in RAM while it waits or defers
     compute = step["compute_s"]
     capacity_wh = job["battery_wh"]
     while True:
@@ -62,6 +60,10 @@ def run_eclipse(ag, job, step, s):
                                        "%.2f Wh allowed" % (needed, allowed), needed, allowed):
                 return
             continue
+        if runner is None:
+            runner = ag._runner(job, step, s)
+            if runner is None:
+                return
         led[2] += needed
         ledger[w[0]] = led
         ag.journal.commit([["jset", "ledger", ledger]])
