@@ -9,7 +9,7 @@ the `checkpoint.predicted` event payload (EVENTS.md) and the plan's `hazards`.
 import math
 
 import models
-import orbit as orbitlib
+import orbitscan
 from orbitio import iso
 
 DEFAULT_LEAD_S = 60.0            # checkpoint this long before a hazard starts
@@ -33,11 +33,11 @@ def saa_transits(orb, t0, t1, step_s=models.WINDOW_STEP_S):
         v = level(t)
         if v >= 0:
             if start is None:
-                start = t0 if v_prev is None else orbitlib.refine_boundary(level, t_prev, t, v_prev)
+                start = t0 if v_prev is None else orbitscan.refine_boundary(level, t_prev, t, v_prev)
                 peak = 0.0
             peak = max(peak, v)
         elif start is not None:
-            out.append((start, orbitlib.refine_boundary(level, t_prev, t, v_prev), peak + models.SAA_MIN_INTENSITY))
+            out.append((start, orbitscan.refine_boundary(level, t_prev, t, v_prev), peak + models.SAA_MIN_INTENSITY))
             start = None
         t_prev, v_prev = t, v
     if start is not None:
@@ -54,7 +54,7 @@ def predict(orb, t0, t1, eclipses=None, checkpoint_interval_s=0.0, lead_s=DEFAUL
     if t1 <= t0:
         raise ValueError("the prediction span must end after it starts")
     if eclipses is None:
-        eclipses = orbitlib.scan(orb, t0, t1)[0]
+        eclipses = orbitscan.scan(orb, t0, t1)[0]
     items = [("eclipse", a, b, None) for a, b in eclipses]
     items += [("saa", a, b, p) for a, b, p in saa_transits(orb, t0, t1)]
     items.sort(key=lambda h: h[1])

@@ -13,6 +13,7 @@ that checks compare the window search with.
 import math
 
 import orbit
+import orbitscan
 import timeutil
 from models import R_EARTH_KM, MU_KM3_S2, OBLIQUITY_DEG
 
@@ -91,7 +92,7 @@ def summary(orb):
 def sun_direction(t):
     """Unit vector Earth -> Sun at t, in the equatorial frame of date (the window
     search linearises this over a search; checks use it directly)."""
-    lam = orbit.sun_longitude_deg(t) * orbit.DEG
+    lam = orbitscan.sun_longitude_deg(t) * orbit.DEG
     eps = OBLIQUITY_DEG * orbit.DEG
     s = math.sin(lam)
     return (math.cos(lam), math.cos(eps) * s, math.sin(eps) * s)
@@ -99,4 +100,4 @@ def sun_direction(t):
 
 def in_eclipse(orb, t):
     """Inside the Earth's cylindrical shadow at t, straight from the geometry."""
-    return orbit.shadow_margin_km(orb.position(t), sun_direction(t)) < 0
+    return orbitscan.shadow_margin_km(orb.position(t), sun_direction(t)) < 0

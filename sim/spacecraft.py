@@ -15,9 +15,9 @@ persisted and restored, so killing the firmware resets the computer (its load
 goes to zero), not the physics.
 """
 import math
+import sys
 
 import models
-import orbit as orbitlib
 
 
 class Timeline:
@@ -49,20 +49,31 @@ class Timeline:
 
     def extend_to(self, t):
         """Make sure windows are known beyond t (a state at t needs what follows)."""
-        while self.end <= t:
-            t0 = self.end
-            t1 = t0 + self.chunk_s
-            if self.windows is None:
-                eclipses, passes = orbitlib.scan(self.orbit, t0, t1, self.stations, self.min_elevation_deg)
-                for a, b in eclipses:
-                    self._add(a, b, None, None, t0)
-                for k, a, b, _, el in passes:   # rounded as find_windows does
-                    self._add(a, b, self.stations[k]["id"], round(el, 2), t0)
-            else:
-                for w in orbitlib.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg):
-                    self._append(w, t0)
-            self.end = t1
-            self.boundaries = None
+        if self.end > t:
+            return
+        # The search is an overlay: loaded for this extension and, on MicroPython
+        # (where a loaded module lives in the heap), dropped right after unless
+        # someone else had loaded it (docs/sim.md "Memory").
+        loaded = "orbitscan" in sys.modules
+        import orbitscan
+        try:
+            while self.end <= t:
+                t0 = self.end
+                t1 = t0 + self.chunk_s
+                if self.windows is None:
+                    eclipses, passes = orbitscan.scan(self.orbit, t0, t1, self.stations, self.min_elevation_deg)
+                    for a, b in eclipses:
+                        self._add(a, b, None, None, t0)
+                    for k, a, b, _, el in passes:   # rounded as find_windows does
+                        self._add(a, b, self.stations[k]["id"], round(el, 2), t0)
+                else:
+                    for w in orbitscan.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg):
+                        self._append(w, t0)
+                self.end = t1
+                self.boundaries = None
+        finally:
+            if not loaded and sys.implementation.name == "micropython":
+                del sys.modules["orbitscan"]
 
     def forget_before(self, t):
         """Drop windows that ended before t (a long run in a small heap keeps only

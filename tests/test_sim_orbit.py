@@ -1,4 +1,4 @@
-"""sim/orbit.py: TLE/elements input, propagation, and the windows it finds —
+"""sim/orbit.py and sim/orbitscan.py: TLE/elements input, propagation, and the windows found —
 checked against sgp4 + skyfield for three real TLEs, and between MicroPython
 and CPython."""
 import datetime
@@ -8,8 +8,10 @@ import os
 import pytest
 
 import tools
+import models
 import orbit
 import orbitio
+import orbitscan
 import stations
 
 DATA = os.path.join(tools.ROOT, "tests", "data")
@@ -158,7 +160,7 @@ def _unmatched(events, others, t0, t1):
     missing = []
     worst = 0.0
     for sid, kind, t, peak in events:
-        if t - t0 < TOLERANCE_S or t1 - t < TOLERANCE_S or peak < orbit.MIN_ELEVATION_DEG + MARGINAL_DEG:
+        if t - t0 < TOLERANCE_S or t1 - t < TOLERANCE_S or peak < models.MIN_ELEVATION_DEG + MARGINAL_DEG:
             continue
         best = min([abs(t - u) for s, k, u, _ in others if s == sid and k == kind] or [1e9])
         if best > TOLERANCE_S:
@@ -175,7 +177,7 @@ def test_windows_agree_with_sgp4_and_skyfield_within_30_s(name):
     t0 = el["epoch"]
     t1 = t0 + 86400
     sts = stations.default_stations()
-    wins = orbit.find_windows(o, t0, t1, sts)
+    wins = orbitscan.find_windows(o, t0, t1, sts)
     ref_eclipse, ref_passes = _reference(name, t0, t1, sts)
 
     ours_eclipse = []
@@ -205,7 +207,7 @@ def test_windows_agree_with_sgp4_and_skyfield_within_30_s(name):
 def test_iss_tle_has_an_eclipse_every_orbit():
     el = orbitio.read_tle_text(_tle(TLES[0]))
     o = orbit.Orbit(el)
-    wins = orbit.find_windows(o, el["epoch"], el["epoch"] + 86400)
+    wins = orbitscan.find_windows(o, el["epoch"], el["epoch"] + 86400)
     eclipses = [w for w in wins if w["kind"] == "eclipse"]
     assert len(eclipses) >= 15
     full = [w["duration_s"] for w in eclipses[1:-1]]
@@ -217,8 +219,8 @@ def test_a_finer_coarse_step_finds_the_same_windows():
     el = orbitio.read_tle_text(_tle(TLES[1]))
     o = orbit.Orbit(el)
     sts = stations.default_stations()
-    coarse = orbit.find_windows(o, el["epoch"], el["epoch"] + 86400, sts)
-    fine = orbit.find_windows(o, el["epoch"], el["epoch"] + 86400, sts, step_s=10)
+    coarse = orbitscan.find_windows(o, el["epoch"], el["epoch"] + 86400, sts)
+    fine = orbitscan.find_windows(o, el["epoch"], el["epoch"] + 86400, sts, step_s=10)
     assert [(w["kind"], w.get("station")) for w in coarse] == [(w["kind"], w.get("station")) for w in fine]
     for a, b in zip(coarse, fine):
         assert abs(a["start"] - b["start"]) <= 1.0 and abs(a["end"] - b["end"]) <= 1.0
@@ -231,20 +233,20 @@ def test_a_pass_shorter_than_the_coarse_step_is_found():
     o = orbit.Orbit(el)
     sts = stations.select_stations(["wallops"])
     t0 = el["epoch"]
-    passes = [w for w in orbit.find_windows(o, t0, t0 + 86400, sts) if w["kind"] == "contact"]
+    passes = [w for w in orbitscan.find_windows(o, t0, t0 + 86400, sts) if w["kind"] == "contact"]
     target = max(passes, key=lambda w: w["elevation_peak_deg"])
     threshold = target["elevation_peak_deg"] - 0.05
-    short = [w for w in orbit.find_windows(o, t0, t0 + 86400, sts, threshold) if w["kind"] == "contact"]
+    short = [w for w in orbitscan.find_windows(o, t0, t0 + 86400, sts, threshold) if w["kind"] == "contact"]
     assert len(short) == 1
     assert short[0]["duration_s"] < 30
     assert target["start"] < short[0]["start"] < short[0]["end"] < target["end"]
 
 
 SNIPPET = """
-import json, orbit, orbitio, stations
+import json, orbit, orbitio, orbitscan, stations
 el = orbitio.read_tle_text(open(%r).read())
 o = orbit.Orbit(el)
-w = orbit.find_windows(o, el['epoch'], el['epoch'] + 86400, stations.default_stations())
+w = orbitscan.find_windows(o, el['epoch'], el['epoch'] + 86400, stations.default_stations())
 print(json.dumps([[x['id'], x['kind'], x.get('station'), x['start'], x['end'], x.get('elevation_peak_deg')] for x in w]))
 """
 
@@ -266,7 +268,7 @@ def test_windows_tile_the_span_and_convert_to_iso():
     el = orbitio.keplerian_elements({"altitude_km": 550, "inclination_deg": 97.6, "epoch": "2026-03-08T00:00:00Z"})
     o = orbit.Orbit(el)
     t0 = el["epoch"]
-    wins = orbit.find_windows(o, t0, t0 + 6 * 3600, stations.default_stations())
+    wins = orbitscan.find_windows(o, t0, t0 + 6 * 3600, stations.default_stations())
     light = [w for w in wins if w["kind"] in ("sunlit", "eclipse")]
     assert light[0]["start"] == t0 and light[-1]["end"] == t0 + 6 * 3600
     for a, b in zip(light, light[1:]):

@@ -7,11 +7,11 @@ import tools
 ISS = os.path.join(tools.ROOT, "tests", "data", "iss-2018-07-03.tle")
 
 SETUP = """
-import json, math, orbit, orbitio, spacecraft, models, world
+import json, math, orbit, orbitio, orbitscan, spacecraft, models, world
 el = orbitio.read_tle_text(open(%r).read())
 o = orbit.Orbit(el)
 t0 = el['epoch']
-wins = orbit.find_windows(o, t0, t0 + 86400)
+wins = orbitscan.find_windows(o, t0, t0 + 86400)
 ecl = [w for w in wins if w['kind'] == 'eclipse']
 sun = [w for w in wins if w['kind'] == 'sunlit']
 """ % ISS
@@ -257,3 +257,28 @@ print(json.dumps({'rows': rows, 'contacts': len(contacts),
     assert r["contacts"] > 20 and r["cut"] >= 1
     for row in r["rows"]:
         assert row["diff"] == 0 and row["windows"] is None
+
+
+def test_a_node_loads_the_window_search_only_while_its_timeline_extends(mpy):
+    # orbitscan is an overlay on MicroPython: importing the node does not load it,
+    # a Timeline drops it again after each extension, and leaves it loaded when
+    # someone else (the planner, hazards) had imported it first
+    res = mpy("""
+import json, sys
+import node, orbit, spacecraft, stations
+after_import = 'orbitscan' in sys.modules
+l1, l2 = [ln for ln in open(%r).read().split(chr(10)) if ln.startswith(('1 ', '2 '))]
+o = orbit.Orbit(orbit.parse_tle(l1, l2))   # not orbitio, which imports orbitscan
+tl = spacecraft.Timeline(o, o.epoch, 3600, stations.default_stations(), windows=False)
+held = []
+for h in range(1, 6):
+    tl.eclipse_state(o.epoch + h * 3600)
+    held.append('orbitscan' in sys.modules)
+import orbitscan
+tl.eclipse_state(o.epoch + 6 * 3600)
+print(json.dumps({'after_import': after_import, 'held': held, 'end_h': (tl.end - o.epoch) / 3600,
+                  'kept': sys.modules.get('orbitscan') is orbitscan, 'eclipses': len(tl.eclipses)}))
+""" % ISS).check()
+    r = res.last_json
+    assert not r["after_import"] and r["held"] == [False] * 5
+    assert r["end_h"] == 7 and r["eclipses"] >= 4 and r["kept"]

@@ -12,6 +12,7 @@ import tools  # noqa: F401  (portable folders on sys.path)
 import hazards as hazardlib
 import orbit as orbitlib
 import orbitio
+import orbitscan
 import stations as stationlib
 import timeutil
 import world as worldlib
@@ -90,7 +91,7 @@ def windows(satellite_id, tle_path, elements, start, hours, station_ids, min_ele
     el, t0, stations = _load_setup(tle_path, elements, start, hours, station_ids, min_elevation)
     orb = orbitlib.Orbit(el)
     t1 = t0 + hours * 3600.0
-    wins = orbitlib.find_windows(orb, t0, t1, stations, min_elevation)
+    wins = orbitscan.find_windows(orb, t0, t1, stations, min_elevation)
     if as_json:
         out = {"satellite": dict(orbitio.summary(orb), id=satellite_id, name=el.get("name") or satellite_id),
                "prediction_start": orbitio.iso(t0), "prediction_hours": hours,

@@ -13,12 +13,12 @@ from tools.upy import run_code
 SNIPPET = """
 import gc, json, time
 gc.threshold(512 * 1024)
-import orbit, orbitio, stations, world
+import orbit, orbitio, orbitscan, stations, world
 el = orbitio.read_tle_text(open(%r).read())
 sts = stations.default_stations()
 
 t = time.ticks_ms()
-orbit.find_windows(orbit.Orbit(el), el['epoch'], el['epoch'] + 86400, sts)
+orbitscan.find_windows(orbit.Orbit(el), el['epoch'], el['epoch'] + 86400, sts)
 windows_ms = time.ticks_diff(time.ticks_ms(), t)
 
 def fleet(n):
