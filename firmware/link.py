@@ -62,7 +62,7 @@ class HttpLink:
         if raw:
             try:
                 reply = json.loads(raw)
-            except ValueError:
+            except (ValueError, RuntimeError):  # not JSON, or nested past the parser's depth
                 reply = None
         return status, reply
 

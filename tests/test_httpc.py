@@ -74,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"y" * 1024)
             except OSError:
                 pass
+        elif path == "/nested":   # valid JSON, nested past any parser's depth
+            self._send(200, b"[" * 20000 + b"]" * 20000)
         elif path == "/garbage":
             self.close_connection = True
             self.wfile.write(b"SPAM 200 maybe\r\n\r\nnot http")
@@ -328,3 +330,29 @@ def test_client_works_in_a_32k_heap(mpy, server, frozen):
                 extra_path=(frozen,))
     assert out["status"] == 200
     assert len(out["body"]) == len("hello chunked ") + 1500
+
+
+def test_the_agents_link_takes_a_reply_nested_past_the_parsers_depth_for_no_reply(portable, server):
+    """A hostile or broken reply must not crash the task that polls (and so
+    reset the board at every poll): it is no reply, like a body that is not
+    JSON."""
+    res = portable("""
+import json, link
+cfg = {"api_url": %r, "http_timeout_ms": 3000, "api_key": "k", "agent_id": "sat-1"}
+l = link.HttpLink(cfg, "0")
+out = []
+for path in ("/nested", "/json"):
+    g = l.call("GET", path)
+    try:
+        while True:
+            next(g)
+    except StopIteration as stop:
+        status, reply = stop.value
+        # MicroPython parses it (an explicit stack) into a list, CPython gives
+        # up (RecursionError): either way no workload, and no crash
+        out.append([status, reply if isinstance(reply, dict) else type(reply).__name__])
+print(json.dumps(out))
+""" % server)
+    nested, ok = res.check().last_json
+    assert nested[0] == 200 and nested[1] in ("list", "NoneType")
+    assert ok == [200, {"ok": True}]
