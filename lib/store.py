@@ -61,19 +61,17 @@ class Files:
             return -1
 
 
-def _encode(obj, text_ok=False):
-    """(kind, payload). text_ok: MicroPython may keep JSON as the str itself,
-    which is a buffer of its UTF-8 bytes there (no second copy of a big state)."""
+def _encode(obj):
+    """(kind, payload). On MicroPython JSON stays the str itself, which is a
+    buffer of its UTF-8 bytes there (no second copy of a big state)."""
     if isinstance(obj, (bytes, bytearray)):
         return KIND_BYTES, bytes(obj)
     text = json.dumps(obj)
-    if text_ok:
-        try:
-            memoryview(text)
-            return KIND_JSON, text
-        except TypeError:  # CPython
-            pass
-    return KIND_JSON, text.encode()
+    try:
+        memoryview(text)
+        return KIND_JSON, text
+    except TypeError:  # CPython
+        return KIND_JSON, text.encode()
 
 
 def _decode(kind, payload):
@@ -293,7 +291,7 @@ class Store:
         """Append one record (bytes or a JSON-able object); durable on return."""
         if self._reset_needed:
             self.snapshot(None)  # both slots were bad: restart from safe defaults
-        kind, payload = _encode(obj, True)
+        kind, payload = _encode(obj)
         n = len(memoryview(payload))
         if n > self.max_record_bytes:
             raise ValueError("record of %d bytes > max_record_bytes" % n)
@@ -338,7 +336,7 @@ class Store:
         Atomic: a power cut leaves either the old snapshot + old records or
         the new snapshot + no records."""
         try:
-            kind, payload = _encode(state, True)
+            kind, payload = _encode(state)
             n = len(memoryview(payload))
         except MemoryError:  # no block for it in one piece: stream it (lib/jsonsink.py)
             import jsonsink
