@@ -288,8 +288,7 @@ class Agent:
                 reply = None  # a workload is big: do not keep it alive in this frame
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
-                if hasattr(self.link, "idle"):
-                    self.link.idle()
+                self.link.idle()
                 yield sleep_ms(self.chunk_ms)
 
     def _register(self):

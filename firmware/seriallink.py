@@ -115,6 +115,10 @@ class SerialLink:
                 "bad_frames": self.bad_frames, "hellos": self.hellos,
                 "port_errors": self.port_errors}
 
+    def idle(self):
+        """The link is down (HttpLink drops its HTTP client then): the serial
+        driver is small and stays for the next contact."""
+
     def call(self, method, path, body=None, raw=None):
         """As HttpLink.call; raw: a JSON text already encoded (an event batch)."""
         if raw is not None:
