@@ -1,7 +1,7 @@
 """Downlinking a job's outputs at contact windows, with the downlink-rate
 model (STEPS.md transfers; encrypted first when the job asks). A function of
 the agent (`ag`), loaded by its execute task for the transfer phase only."""
-from agent import EPS, _r
+from agent import EPS, _load, _r, _unload
 from scheduler import sleep_ms
 
 
@@ -10,7 +10,12 @@ def transfer(ag, job):
     st = ag.journal.state
     total = job.get("tx_total")
     if total is None:
-        total = _downlink_mb(job, st["steps"])
+        # what must reach the ground: the rule the planner predicts with
+        outputs = {}
+        for sid in st["steps"]:
+            outputs[sid] = st["steps"][sid].get("out_mb")
+        total = _load("planner_rules").downlink_mb(job["steps"], outputs)
+        _unload("planner_rules")
         ag.journal.commit([["jset", "tx_total", total], ["jset", "tx_done", 0.0]])
     if total <= 0:
         ag.journal.commit([["jset", "phase", "done"]])
@@ -58,22 +63,6 @@ def transfer(ag, job):
             "total_transferred_mb": _r(total),
             "duration_s": round(ag.now() - job.get("tx_t0", ag.now()), 1)},
             ops=[["jset", "phase", "done"]])
-
-
-def _downlink_mb(job, steps):
-    """Output that must reach the ground: every onboard step's output that no
-    other onboard step consumes, plus inputs of ground steps."""
-    consumed = set()
-    for step in job["steps"]:
-        if step["location"] == "onboard":
-            for d in step["depends_on"]:
-                consumed.add(d)
-    total = 0.0
-    for step in job["steps"]:
-        if step["location"] == "onboard" and step["id"] not in consumed:
-            out = steps[step["id"]].get("out_mb")
-            total += out if out is not None else step["output_mb"]
-    return round(total, 6)
 
 
 def _algorithm(name):
