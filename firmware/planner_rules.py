@@ -9,6 +9,7 @@ decision on both sides, which is what makes "predicted equals executed".
     pass_segment_s(usable_s, remaining_s)             -> compute of one segment
     merged_output_mb(strategy, segment_outputs)       -> output after the merge
     downlink_mb(steps, outputs)                       -> what must reach the ground
+    encryption_algorithm(name)                        -> security.encrypted's algorithm
 
 Units are in the names (s, Wh, W, MB). Nothing here allocates more than a tuple.
 """
@@ -177,3 +178,8 @@ def downlink_mb(steps, outputs):
             out = outputs.get(s["id"])
             total += out if out is not None else (s.get("output_mb") or 0)
     return round(total, 6)
+
+
+def encryption_algorithm(name):
+    """The `algorithm` of security.encrypted for a job's `encryption` setting."""
+    return {"aes128": "AES-128-CBC", "aes256": "AES-256-CBC"}.get(name, name)

@@ -6,8 +6,9 @@ It mirrors the agent (firmware/agent.py and the modules it loads for a step:
 prim_eclipse.py, prim_window.py, prim_pass.py, transfer.py): polls every tick
 while the link is up, one step at a time in topological order, compute in
 slices, gates checked between slices, progress marks, checkpoints, the
-primitives' rules (planner_rules.py, shared), transfers in chunks. The battery and temperature come from sim/spacecraft.py's
-SimulatedSatellite, driven with the same compute load the agent would set.
+primitives' rules (planner_rules.py, shared), transfers in chunks. The
+battery and temperature come from sim/spacecraft.py's SimulatedSatellite,
+driven with the same compute load the agent would set.
 
 Used by planner.make_plan; not meant to be called on its own.
 """
@@ -665,7 +666,7 @@ class Run:
         self.current = "the downlink"
         enc = (self.job.get("security") or {}).get("encryption")
         if enc and enc != "none":
-            self.emit("security.encrypted", algorithm=_algorithm(enc), data_mb=_r(total))
+            self.emit("security.encrypted", algorithm=rules.encryption_algorithm(enc), data_mb=_r(total))
         rate = self.bus["downlink_mbps"] / 8.0
         if rate <= 0:
             raise Infeasible(422, "the downlink: the bus downlink_mbps is 0")
@@ -729,6 +730,3 @@ def _r(x):
 def _num(x):
     return int(x) if x == int(x) else x
 
-
-def _algorithm(name):
-    return {"aes128": "AES-128-CBC", "aes256": "AES-256-CBC"}.get(name, name)

@@ -9,21 +9,23 @@ def transfer(ag, job):
     """Downlink the outputs that must reach the ground, at contact windows."""
     st = ag.journal.state
     total = job.get("tx_total")
+    rules = _load("planner_rules")  # the rules the planner predicts with
     if total is None:
-        # what must reach the ground: the rule the planner predicts with
         outputs = {}
         for sid in st["steps"]:
             outputs[sid] = st["steps"][sid].get("out_mb")
-        total = _load("planner_rules").downlink_mb(job["steps"], outputs)
-        _unload("planner_rules")
+        total = rules.downlink_mb(job["steps"], outputs)
         ag.journal.commit([["jset", "tx_total", total], ["jset", "tx_done", 0.0]])
+    if total > 0 and job["security"] and not job.get("encrypted"):
+        ag.emit("security.encrypted",
+                payload={"algorithm": rules.encryption_algorithm(job["security"]),
+                         "data_mb": _r(total)},
+                ops=[["jset", "encrypted", True]])
+    rules = None
+    _unload("planner_rules")
     if total <= 0:
         ag.journal.commit([["jset", "phase", "done"]])
         return
-    if job["security"] and not job.get("encrypted"):
-        ag.emit("security.encrypted", payload={"algorithm": _algorithm(job["security"]),
-                                                 "data_mb": _r(total)},
-                  ops=[["jset", "encrypted", True]])
     while not ag.link_up():
         yield sleep_ms(ag.chunk_ms)
         if job.get("cancel") or ag.journal.state["job"] is not job:
@@ -64,6 +66,3 @@ def transfer(ag, job):
             "duration_s": round(ag.now() - job.get("tx_t0", ag.now()), 1)},
             ops=[["jset", "phase", "done"]])
 
-
-def _algorithm(name):
-    return {"aes128": "AES-128-CBC", "aes256": "AES-256-CBC"}.get(name, name)
