@@ -10,7 +10,8 @@
         the scheduler longer than one send/recv of a few KiB.
 
 Both return (status, headers, body) -- headers a dict with lower-case names,
-body bytes -- or (None, None, "reason") when the link is down: refused,
+body a bytearray (the block it was read into, not copied) -- or
+(None, None, "reason") when the link is down: refused,
 reset, timeout, DNS failure, malformed or oversized reply. They never raise
 (apart from GeneratorExit when a task is killed; the socket is closed then).
 
