@@ -1,11 +1,11 @@
-"""Taking a workload on board: validate it (firmware/workload.py), check its
-signature, record the job in the journal and answer with job.accepted or
+"""Taking a workload on board: screen it, then (once workload.check_on_board
+has validated it and checked its signature, with this module out of the
+heap) record the job in the journal and answer with job.accepted or
 job.failed; at the job's start, announce its placement, plan and predicted
 hazards. Functions of the agent (`ag`), loaded by its poll and execute tasks
 when a workload arrives or a job starts, dropped right after: a board holds
 none of this while it works."""
 import timeutil
-from agent import _load, _unload
 
 HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
                   "overhead_fraction")
@@ -28,12 +28,15 @@ def uplink_now(ag, ground_before):
     return ground_before
 
 
-def handle_workload(ag, spec, ground_before=None):
+def screen(ag, spec, ground_before=None):
+    """What to make of a polled workload before it is checked: None when
+    there is nothing to take (a cancel, a re-delivery, busy, safe mode), else
+    (deployment id, the time its signature is judged by)."""
     st = ag.journal.state
     if spec.get("clear_safe_mode") is True and st["mode"] == "safe":
         ag._leave_safe_mode()  # the ground has looked and cleared it
     if st["mode"] == "safe":
-        return  # telemetry and polling only: new work waits at the Console
+        return None  # telemetry and polling only: new work waits at the Console
     job = st["job"]
     cancel = spec.get("cancel")
     if isinstance(cancel, list) and job is not None and job["deployment_id"] in cancel:
@@ -41,40 +44,40 @@ def handle_workload(ag, spec, ground_before=None):
             ag.journal.commit([["jset", "cancel", True]])
     dep = spec.get("deployment_id")
     if dep is None and "plan_data" not in spec:
-        return  # a cancel-only reply
+        return None  # a cancel-only reply
     if not _ident(dep):
         ag.stats["bad_workloads"] += 1
-        return  # nothing to answer to: no usable deployment to fail
+        return None  # nothing to answer to: no usable deployment to fail
     if (job is not None and job["deployment_id"] == dep) or dep in st["done"]:
-        return  # re-delivery of what we hold or finished
+        return None  # re-delivery of what we hold or finished
     if job is not None:
-        return  # busy: the Console keeps it dispatched for later
-    order = wl = None
-    retry = False
-    try:
-        workload = _load("workload")  # rarely needed: loaded for a workload, then dropped
-        wl, reason = workload.validate_workload(spec)
-        if reason is None:
-            reason = workload.check_auth(spec, ag.cfg["uplink_key"],
-                                         uplink_now(ag, ground_before), st["nonces"],
-                                         ag.cfg["replay_window_s"])
-        if reason is None:
-            order, reason = workload.topo_order(wl["job"]["steps"])
-    except MemoryError:
-        # The heap, not the job: the Console keeps it dispatched and hands it
-        # over at the next poll. Refused only when it never fits.
-        wl = None
+        return None  # busy: the Console keeps it dispatched for later
+    return dep, uplink_now(ag, ground_before)
+
+
+def take(ag, box, dep):
+    """Record the checked workload and answer: job.accepted, or job.failed
+    with the reason. box: [spec, verdict], emptied here so the spec can leave
+    the heap once the job record is built (before it is encoded to flash).
+    verdict: (workload, order, reason), or None when the check ran out of
+    heap (the heap, not the job: the Console keeps it dispatched and hands it
+    over at the next poll; refused only when it never fits)."""
+    spec, verdict = box[0], box[1]
+    del box[:]
+    if verdict is None:
         tries = ag.memory_tries[1] + 1 if ag.memory_tries[0] == dep else 1
         ag.memory_tries = (dep, tries)
-        retry = tries < MEMORY_TRIES
-        reason = "too_large: the job does not fit in this board's memory (%d tries)" % tries
-    workload = None
-    _unload("workload", "signing", "handlers")
-    if retry:
-        return
+        if tries < MEMORY_TRIES:
+            return
+        wl, order, reason = None, None, \
+            "too_large: the job does not fit in this board's memory (%d tries)" % tries
+    else:
+        wl, order, reason = verdict
+        verdict = None
     ctx = {"deployment_id": dep, "job_id": _job_id(spec, dep)}
     ag.empty_polls = 0
     if reason is not None:
+        spec = wl = None
         ag.stats["bad_workloads"] += 1
         ag.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
                                          "reason": reason},
@@ -87,6 +90,7 @@ def handle_workload(ag, spec, ground_before=None):
     auth = spec.get("auth")
     if isinstance(auth, dict) and auth.get("nonce"):
         ops.append(["nonce", auth["nonce"]])
+    spec = spec_job = auth = None  # the record has what it needs: the spec goes
     payload = {"name": record["name"], "steps": len(record["steps"])}
     if record["security"]:
         payload["security"] = record["security"]

@@ -26,13 +26,13 @@ import agentconfig
 import events
 import timeutil
 from journal import Journal
+from spool import Spool
 from scheduler import RestartPolicy, Scheduler, sleep_ms
 from tmr import Cell
 from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
 AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
-REFUSALS_BEFORE_DROP = 4  # a batch the Console refuses this often is given up (and counted)
 ABORT = "abort"  # _compute: the job went away, was cancelled, or the step failed
 DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
 SAMPLE_LINES = 400   # ~4 KB stand-in for a synthetic step's output
@@ -58,7 +58,9 @@ class Agent:
         self.registered = False
         self.empty_polls = 0     # 204 replies since the last job began or ended
         self.ground_time = None  # the Console's clock at its last reply (Unix s)
-        self.telemetry_queue = []
+        # telemetry kept while the link is down: one file per report, one copy
+        # (best effort: not journaled, not counted by the fault campaigns)
+        self.tq = Spool(root, "telemetry", segment_bytes=1, copies=1)
         self.scratch = None  # the real handlers' buffer: allocated at first use, kept for the job
         self.deflate_head = None  # compress's hash table: the same, at first compress
         self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
@@ -199,14 +201,12 @@ class Agent:
         payload = payload if payload is not None else {}
         if events.is_enriched(etype):
             self._enrich(payload)
+        dep = job["deployment_id"] if job else None
         ev = events.make(etype, timeutil.iso_utc(self.now()),
                          job["job_id"] if job else None, step_id, payload,
-                         agent_id=self.cfg["agent_id"], seq=st["seq"] + 1,
-                         deployment_id=job["deployment_id"] if job else None)
-        record = [["ev", ev]]
-        record.extend(ops)
-        self.journal.commit(record)
-        return ev
+                         agent_id=self.cfg["agent_id"], deployment_id=dep)
+        # spooled without its seq: the report puts it in front (a reseq moves it)
+        self.journal.emit(st["seq"] + 1, dep, json.dumps(ev, separators=(",", ":")), ops)
 
     def _enrich(self, payload):
         s = self.sensors
@@ -229,19 +229,6 @@ class Agent:
             if left <= 0:
                 return
             yield sleep_ms(min(left, self.chunk_ms))
-
-    def _sync_time(self, reply):
-        if not isinstance(reply, dict):
-            return
-        try:
-            server = timeutil.parse_iso(reply.get("server_time"))
-        except ValueError:
-            return
-        self.ground_time = server
-        if not self.cfg["time_sync"]:
-            return
-        if not self.clock.synced or abs(self.clock.epoch() - server) > 2:
-            self.clock.sync(server)
 
     def _on_crash(self, name, exc, count):
         if self.journal.out_of_sync:
@@ -273,42 +260,39 @@ class Agent:
     def _poll(self):
         while True:
             if self.link_up():
-                if not self.registered:
-                    yield from self._register()
-                ground_before = self.ground_time
-                status, reply = yield from self.link.call("GET", "/api/agent/workloads")
-                self.stats["polls"] += 1
-                if status is not None:
-                    self._sync_time(reply)
-                if status == 200 and isinstance(reply, dict):
-                    _load("accept").handle_workload(self, reply, ground_before)
-                    _unload("accept")
-                elif status == 204:
-                    self.empty_polls += 1
-                reply = None  # a workload is big: do not keep it alive in this frame
+                spec, ground_before = yield from _load("contact").poll(self)
+                if spec is not None:
+                    # a workload to validate: the heap needs the room more than
+                    # the link's code does (both are loaded again at need)
+                    self.link.idle()
+                    _unload("contact")
+                    box = [spec, ground_before]
+                    spec = None  # the box is the only holder: take() lets it go
+                    self._intake(box)
+                    box = None
                 yield from self._sleep_s(self.cfg["poll_interval_s"])
             else:
+                # no contact: the link's client and the contact code leave the heap
                 self.link.idle()
+                _unload("contact")
                 yield sleep_ms(self.chunk_ms)
 
-    def _register(self):
-        cfg = self.cfg
-        body = {"agent_id": cfg["agent_id"], "satellite_id": cfg["satellite_id"],
-                "agent_version": agentconfig.FIRMWARE_VERSION}
-        if cfg["satellite_name"]:
-            body["satellite_name"] = cfg["satellite_name"]
-        if cfg["orbit_altitude_km"]:
-            body["orbit_altitude_km"] = cfg["orbit_altitude_km"]
-        status, reply = yield from self.link.call("POST", "/api/agent/register", body)
-        if status in (200, 201):
-            self.registered = True
-            self._sync_time(reply)
-            last = reply.get("last_seq") if isinstance(reply, dict) else None
-            st = self.journal.state
-            if isinstance(last, int) and last > st["seq"]:
-                # Our store was lost (or corrupt) and seq restarted: the Console
-                # would take our new events for resends. Continue above its seqs.
-                self.journal.commit([["reseq", last]])
+    def _intake(self, box):
+        """Take a polled workload (box: [spec, Console time before it]) in
+        three steps, one module in the heap at a time: screen and take
+        (accept.py), between them the check (workload.py, the biggest)."""
+        ticket = _load("accept").screen(self, box[0], box[1])
+        _unload("accept")
+        if ticket is None:
+            return
+        try:
+            box[1] = _load("workload").check_on_board(box[0], self.cfg, ticket[1],
+                                                      self.journal.state["nonces"])
+        except MemoryError:
+            box[1] = None
+        _unload("workload", "signing", "handlers")
+        _load("accept").take(self, box, ticket[0])
+        _unload("accept")
 
     # --- execute ------------------------------------------------------------------
 
@@ -634,40 +618,8 @@ class Agent:
         while True:
             yield from self._sleep_s(self.cfg["report_interval_s"])
             # after register: the Console must know us (and we our seq) first
-            while self.registered and self.journal.state["outbox"] and self.link_up():
-                outbox = self.journal.state["outbox"]
-                dep = outbox[0][1]
-                n = size = 0
-                for entry in outbox:
-                    size += len(entry[2]) + 1
-                    if entry[1] != dep or n >= self.cfg["report_batch"] or \
-                            (n and size > self.cfg["report_batch_bytes"]):
-                        break
-                    n += 1
-                last_seq = outbox[n - 1][0]
-                raw = "[" + ",".join([entry[2] for entry in outbox[:n]]) + "]"
-                path = ("/api/deployments/%s/events" % dep) if dep else "/api/agent/events"
-                status, reply = yield from self.link.call("POST", path, raw=raw)
-                if status is None or status == 429 or status >= 500:
-                    break  # link down or Console busy: try again later
-                if status >= 400:
-                    # Refused: maybe the request was mangled on the way (a noisy
-                    # link), maybe the Console will never take it (a bug on one
-                    # side). Try again a few times before giving these up, so
-                    # the outbox is never blocked forever.
-                    head = outbox[0][0]
-                    tries = self.refused[1] + 1 if self.refused[0] == head else 1
-                    self.refused = (head, tries)
-                    if tries < REFUSALS_BEFORE_DROP:
-                        break
-                    self.stats["events_refused"] += n
-                self.refused = (None, 0)
-                self.stats["batches"] += 1
-                self.stats["events_sent"] += n
-                self.stats["event_bytes"] += len(raw)
-                self.journal.commit([["ack", last_seq]])
-                self._sync_time(reply)
-                raw = reply = outbox = None
+            if self.registered and self.journal.pending() and self.link_up():
+                yield from _load("contact").report(self)
 
     # --- telemetry --------------------------------------------------------------------
 
@@ -682,7 +634,7 @@ class Agent:
                "compute_capacity": agentconfig.compute_capacity(s.battery_percent(), self.cfg),
                "boot_count": st["boot_count"], "reset_cause": self.reset_cause, "mode": st["mode"],
                "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None,
-               "outbox_depth": len(st["outbox"]), "seq": st["seq"],
+               "outbox_depth": self.journal.pending(), "seq": st["seq"],
                "unexplained_resets": st.get("resets", 0),
                "seu_corrected": self.stats["seu_corrected"],
                "seu_restored": self.stats["seu_restored"]}
@@ -695,18 +647,21 @@ class Agent:
 
     def _telemetry(self):
         while True:
-            queue = self.telemetry_queue
-            queue.append(json.dumps(self.telemetry()))  # as text: a third of a dict's RAM
-            if len(queue) > self.cfg["telemetry_queue"]:
-                del queue[0]
-            while queue and self.link_up():
-                status, reply = yield from self.link.call("POST", "/api/agent/telemetry",
-                                                          raw=queue[0])
-                if status is None or status == 429 or status >= 500:
-                    break
-                del queue[0]
-                self._sync_time(reply)
+            text = json.dumps(self.telemetry(), separators=(",", ":"))
+            if self.link_up():
+                yield from _load("contact").telemetry(self, text)
+            else:
+                self.queue_telemetry(text)
+            text = None
             yield from self._sleep_s(self.cfg["telemetry_interval_s"])
+
+    def queue_telemetry(self, text):
+        """Keep a report for the next contact: on flash (the newest
+        telemetry_queue of them), not in RAM."""
+        q = self.tq
+        n = q.segs[-1][2] + 1 if q.segs else 1
+        q.append(n, None, text)
+        q.drop(n - self.cfg["telemetry_queue"])
 
 
 class _HandlerRun:
@@ -756,10 +711,13 @@ def _load(name):
 
 def _unload(*names):
     """Drop rarely used modules from RAM (a board re-imports them from flash)."""
+    gone = False
     for name in names:
         if name in sys.modules:
             del sys.modules[name]
-    gc.collect()
+            gone = True
+    if gone:
+        gc.collect()
 
 
 def _data_key(cfg):

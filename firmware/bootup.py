@@ -13,6 +13,7 @@ def boot(ag):
     start the tasks."""
     hal.makedirs(ag.workdir)
     j = ag.journal.open()
+    ag.tq.open(1 << 30, 0)  # telemetry queued before the reset goes out at the next contact
     st = j.state
     ag._mirror()
     boot_count = st["boot_count"] + 1

@@ -7,12 +7,15 @@ applied together, so an event and the state change it reports land in one
 append — after a power cut either both happened or neither did. An event
 counts as emitted once its record is on flash (RELIABILITY.md).
 
-Operations:
-    ["ev", event]            event emitted: seq advances, event joins the outbox
+The outbox -- the events the Console has not acknowledged yet -- is not in
+RAM: each event's text goes to the spool on flash (lib/spool.py, two copies)
+just before the record that counts it, so RAM holds none of them however
+long the link stays down. Its seqs on flash are local ones: the seq the
+Console sees is the local one plus `shift` (which a "reseq" moves).
 
-The outbox holds each event once, already encoded: [seq, deployment_id, json]
-(a few hundred bytes each instead of a dict tree several times that size).
-    ["ack", n]               Console stored every seq <= n: drop them from the outbox
+Operations:
+    ["ev", seq]              event emitted (its text is already in the spool): seq advances
+    ["ack", n]               Console stored every seq <= n: the spool drops them
     ["job", job]             a job accepted (validated, normalised)
     ["jset", key, value]     a field of the current job changes
     ["st", step_id, fields]  a step's state changes (status, work done, handler state ...)
@@ -23,33 +26,28 @@ The outbox holds each event once, already encoded: [seq, deployment_id, json]
     ["reseq", base]          the Console already holds seqs up to base (our store was
                              lost): renumber the unacknowledged outbox above it
 """
-import json
-
+from spool import Spool
 from store import Store
 
 MAX_DONE = 8       # finished deployment ids remembered against re-delivery
 MAX_NONCES = 32    # uplink nonces remembered against replay
 MAX_RECORD = 8192     # bytes: the largest record (an accepted job is the big one)
-MAX_SNAPSHOT = 98304  # bytes: state + the outbox of unacknowledged events
+MAX_SNAPSHOT = 32768  # bytes: the state (the outbox is in the spool, not in it)
 
 
 def fresh_state():
     return {"n": 0, "seq": 0, "acked": 0, "boot_count": 0, "mode": "normal", "job": None,
-            "steps": {}, "done": [], "nonces": [], "outbox": [], "resets": 0,
+            "steps": {}, "done": [], "nonces": [], "shift": 0, "resets": 0,
             "quarantine": {}}
 
 
 def apply(state, op):
     kind = op[0]
     if kind == "ev":
-        ev = op[1]
-        state["seq"] = ev["seq"]
-        state["outbox"].append([ev["seq"], ev.get("deployment_id"), json.dumps(ev)])
+        state["seq"] = op[1]
     elif kind == "ack":
-        n = op[1]
-        if n > state["acked"]:
-            state["acked"] = n
-            state["outbox"] = [e for e in state["outbox"] if e[0] > n]
+        if op[1] > state["acked"]:
+            state["acked"] = op[1]
     elif kind == "job":
         state["job"] = op[1]
         state["steps"] = {}
@@ -73,15 +71,11 @@ def apply(state, op):
         state["job"] = None
         state["steps"] = {}
     elif kind == "reseq":
-        base = op[1]
-        for entry in state["outbox"]:
-            base += 1
-            ev = json.loads(entry[2])
-            ev["seq"] = base
-            entry[0] = base
-            entry[2] = json.dumps(ev)
-        state["seq"] = base
+        # the unacknowledged events (local seqs acked-shift+1 ...) go out as base+1 ...
+        shift = op[1] - (state["acked"] - state["shift"])
+        state["seq"] += shift - state["shift"]
         state["acked"] = op[1]
+        state["shift"] = shift
     elif kind == "n":
         state["n"] = op[1]
     elif kind == "nonce":
@@ -106,6 +100,7 @@ class Journal:
                                   max_snapshot_bytes=max_snapshot_bytes)
                             for name in ("journal", "journal2"))
         self.store = self.stores[0]
+        self.spool = Spool(root, "outbox", fs)
         self.state = None
         self.replayed = 0
         self.repaired = None    # the copy rebuilt at open (index), if any
@@ -146,6 +141,8 @@ class Journal:
             if i != best and (loaded[i][0]["n"] != self.state["n"] or store.corrupt):
                 store.snapshot(self.state)  # rebuilt from the good copy
                 self.repaired = i
+        st = self.state
+        self.spool.open(st["seq"] - st["shift"], st["acked"] - st["shift"])
         return self
 
     @property
@@ -156,8 +153,35 @@ class Journal:
     def damage(self):
         """Corrupt records and snapshot slots found at open, in either copy (a
         copy merely one record behind after a power cut is not damage)."""
-        return sum(store.counts.get("records_bad", 0) + store.counts.get("slot_fallbacks", 0)
-                   for store in self.stores)
+        return self.spool.repaired + sum(store.counts.get("records_bad", 0) +
+                                         store.counts.get("slot_fallbacks", 0) for store in self.stores)
+
+    def emit(self, seq, dep, text, ops=()):
+        """Make one event count: its text to the spool first, then the record
+        that numbers it (with `ops`, the state change it reports). Until that
+        record is on flash the spooled text is an orphan the spool ignores."""
+        local = seq - self.state["shift"]
+        self.spool.append(local, dep, text)
+        record = [["ev", seq]]
+        record.extend(ops)
+        try:
+            self.commit(record)
+        except BaseException:
+            self.spool.seal(local)  # the orphan stays last in its segment, unread
+            raise
+
+    def outbox(self, limit_n, limit_bytes):
+        """The oldest unacknowledged events: [(seq, deployment key, text)] (the
+        text lacks its seq, which moves with a reseq; bytes), at most limit_n,
+        their texts within limit_bytes (the first one always)."""
+        st = self.state
+        shift = st["shift"]
+        return [(seq + shift, dep, text)
+                for seq, dep, text in self.spool.records(st["acked"] - shift, limit_n, limit_bytes)]
+
+    def pending(self):
+        """How many events the Console has not acknowledged yet."""
+        return self.state["seq"] - self.state["acked"]
 
     def commit(self, ops):
         """Make `ops` durable (in both copies), then apply them in RAM. Compacts
@@ -174,6 +198,7 @@ class Journal:
             # brings them together again
             self.out_of_sync = True
             raise
+        self.spool.drop(self.state["acked"] - self.state["shift"])
         if self.stores[0].needs_compaction() or self.stores[1].needs_compaction():
             self.compact()
         if self.on_commit is not None:

@@ -32,7 +32,8 @@ class HttpLink:
         self.busy = None  # ms-since-start of the exchange on the link, if any
 
     def call(self, method, path, body=None, raw=None):
-        """body: an object to send as JSON; raw: JSON text already encoded."""
+        """body: an object to send as JSON; raw: JSON text already encoded (or
+        a tuple of its pieces)."""
         data = raw
         headers = self.headers
         if body is not None:
@@ -40,7 +41,11 @@ class HttpLink:
         if data is not None:
             headers = dict(self.headers)
             headers["Content-Type"] = "application/json"
-            self.bytes_sent += len(data)
+            if isinstance(data, tuple):  # JSON text in pieces (httpc sends them in turn)
+                for part in data:
+                    self.bytes_sent += len(part)
+            else:
+                self.bytes_sent += len(data)
         self.requests += 1
         # One exchange on the link at a time: one radio, one socket and one
         # reply in the heap; and the order the Console sees is the order the

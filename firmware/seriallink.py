@@ -122,8 +122,13 @@ class SerialLink:
     def call(self, method, path, body=None, raw=None):
         """As HttpLink.call; raw: a JSON text already encoded (an event batch)."""
         if raw is not None:
+            if isinstance(raw, tuple):  # JSON text in pieces (bytes join refuses memoryviews)
+                text = bytearray()
+                for part in raw:
+                    text += part
+                raw = text
             body = json.loads(raw)
-            raw = None
+            raw = text = None
         self.requests += 1
         # One request on the line at a time; a holder that vanished without
         # cleaning up (killed task) is overtaken after the longest call.

@@ -472,6 +472,19 @@ def topo_order(steps):
 
 # ---------------------------------------------------------------- signed uplink
 
+def check_on_board(spec, cfg, now_epoch, seen_nonces):
+    """The agent's whole check of a polled spec: (workload, step order, reason)
+    -- the envelope and job, the signature (cfg uplink_key, replay_window_s),
+    the DAG. A MemoryError goes to the caller (see validate_job)."""
+    wl, reason = validate_workload(spec)
+    if reason is None:
+        reason = check_auth(spec, cfg["uplink_key"], now_epoch, seen_nonces, cfg["replay_window_s"])
+    order = None
+    if reason is None:
+        order, reason = topo_order(wl["job"]["steps"])
+    return wl, order, reason
+
+
 def check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s=600, require=False):
     """None if the spec may be accepted, else a reason starting "unauthenticated".
 

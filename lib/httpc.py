@@ -9,6 +9,8 @@
         a bare yield = "give the others a turn"), so no single resume holds
         the scheduler longer than one send/recv of a few KiB.
 
+body: bytes, str, a dict or list (sent as JSON), or a tuple of buffers sent
+one after another (an event batch in pieces: no block the size of it all).
 Both return (status, headers, body) -- headers a dict with lower-case names,
 body a bytearray (the block it was read into, not copied) -- or
 (None, None, "reason") when the link is down: refused,
@@ -254,7 +256,13 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
             if not headers or not ("Content-Type" in headers or "content-type" in headers):
                 headers = dict(headers or {})
                 headers["Content-Type"] = "application/json"
-        out = _head_bytes(method, host, port, path, headers, len(body)) + body
+        # a tuple body is sent piece by piece: no one block the size of it all
+        parts = body if isinstance(body, tuple) else (body,)
+        size = 0
+        for part in parts:
+            size += len(part)
+        parts = (_head_bytes(method, host, port, path, headers, size),) + parts
+        body = None
         deadline = now_ms() + timeout_ms
 
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
@@ -268,24 +276,26 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
                 raise
         # Connected when writable; a refused connect shows up as POLLERR/HUP
         # (or as an error from the first send).
-        sent = 0
-        view = memoryview(out)
-        while sent < len(out):
-            if now_ms() >= deadline:
-                raise LinkDown("timeout sending request")
-            try:
-                n = sock.send(view[sent:sent + 2048])
-            except OSError as exc:
-                if _errno(exc) not in _WOULD_BLOCK:
-                    raise
-                n = None
-            if n:
-                sent += n
-            else:
-                ready = yield from _ready(poller, sock, _POLLOUT, pause,
-                                          max(0, min(deadline - now_ms(), _block_ms)))
-                if ready & _POLL_FAIL and not ready & _POLLOUT:
-                    raise LinkDown("connection failed")
+        for part in parts:
+            sent = 0
+            view = memoryview(part)
+            while sent < len(view):
+                if now_ms() >= deadline:
+                    raise LinkDown("timeout sending request")
+                try:
+                    n = sock.send(view[sent:sent + 2048])
+                except OSError as exc:
+                    if _errno(exc) not in _WOULD_BLOCK:
+                        raise
+                    n = None
+                if n:
+                    sent += n
+                else:
+                    ready = yield from _ready(poller, sock, _POLLOUT, pause,
+                                              max(0, min(deadline - now_ms(), _block_ms)))
+                    if ready & _POLL_FAIL and not ready & _POLLOUT:
+                        raise LinkDown("connection failed")
+        parts = view = None
 
         reply = _Reply(max_body, method == "HEAD")
         while not reply.done:

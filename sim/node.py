@@ -215,7 +215,7 @@ class Node:
     def idle(self):
         """A job has ended, everything is reported, and the Console has nothing more."""
         st = self.agent.state
-        return (st["job"] is None and not st["outbox"] and len(st["done"]) > 0
+        return (st["job"] is None and not self.agent.journal.pending() and len(st["done"]) > 0
                 and self.agent.empty_polls > 0)
 
     def run(self):
@@ -282,7 +282,7 @@ def main(argv):
     node.sync_world(force=True)
     st = node.agent.state
     print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
-                      "outbox": len(st["outbox"]), "mode": st["mode"],
+                      "outbox": node.agent.journal.pending(), "mode": st["mode"],
                       "done": st["done"], "boots": node.saved.get("boots"),
                       "stats": node.agent.stats, "link_error": node.agent.link.last_error,
                       "heap_free": gc.mem_free(), "reboots": node.reboots,

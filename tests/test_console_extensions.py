@@ -93,6 +93,24 @@ def test_compact_workload_leaves_out_the_predicted_stream_and_the_windows(consol
     assert f["deployment_id"] == c["deployment_id"]
     assert f["events"] and c["events"] == []
     assert "windows" not in c["plan_data"]["orbital_environment"]
+    assert "schedule" in f["plan_data"] and "schedule" not in c["plan_data"]
     assert c["plan_data"]["orbital_environment"]["bus"] == f["plan_data"]["orbital_environment"]["bus"]
     assert c["plan_data"]["job"] == f["plan_data"]["job"]
     assert len(compact.content) < len(full.content)
+
+
+def test_a_poll_holding_the_dispatched_deployment_gets_nothing_again(console, http, user):
+    """?holding= (extension): the agent has the job already; without it the
+    dispatched deployment comes back at every poll (PROTOCOL.md)."""
+    job = {"name": "small", "steps": [{"id": "a", "compute_s": 60, "output_mb": 1}]}
+    plan = http.post("/v1/plan", headers=user, json={"satellite_id": "25544", "custom_job": job}).json()
+    dep = http.post("/api/deployments", headers=user, json={"plan_id": plan["id"], "mode": "live"}).json()
+    agent_id, headers, _ = agent(console, http)
+    first = http.get("/api/agent/workloads", headers=headers)
+    again = http.get("/api/agent/workloads", headers=headers)
+    holding = http.get("/api/agent/workloads", headers=headers, params={"holding": dep["id"]})
+    other = http.get("/api/agent/workloads", headers=headers, params={"holding": "dep-other"})
+    assert first.status_code == again.status_code == other.status_code == 200
+    assert first.json()["deployment_id"] == again.json()["deployment_id"] == dep["id"]
+    assert holding.status_code == 204 and holding.content == b""
+    assert other.json()["deployment_id"] == dep["id"]

@@ -115,7 +115,7 @@ def test_an_upset_in_the_critical_state_is_outvoted_or_restored_and_reported(mpy
             a.tmr["deployment"].flip(i, i)
         a.scrub()
         types = [json.loads(e[2])["type"] + ":" + str(json.loads(e[2])["payload"].get("action"))
-                 for e in a.state["outbox"]]
+                 for e in a.journal.outbox(100, 1 << 20)]
         print(json.dumps({"one": one, "live": live, "types": types, "stats": a.stats,
                           "seq_ok": a.state["seq"] == a.tmr["seq"].vote()[0]}))
         """ % str(tmp_path), timeout=60).check()

@@ -290,15 +290,22 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
              responses={200: {"description": "a WorkloadSpec and/or {cancel: [...]}"},
                         204: {"description": "nothing to do"}})
     async def workloads(x_api_key: str = Header(None), x_agent_id: str = Header(None),
-                        x_umbra_compact: str = Header(None)):
+                        x_umbra_compact: str = Header(None),
+                        holding: str = Query(None, max_length=128)):
         """Poll: the oldest pending live deployment for the agent's satellite, or
-        the one already dispatched to it; 204 when there is nothing to do."""
+        the one already dispatched to it; 204 when there is nothing to do.
+        `holding` (Umbra extension): the deployment the agent already holds; it
+        is not sent again (a board need not download and parse it at every
+        poll of a contact). Without it the dispatched one comes back, as the
+        protocol says, for an agent that lost it."""
 
         def work():
             rec = console.agent(x_api_key, x_agent_id)
             agent = console.registered(x_agent_id)
             console.rate(rec, "poll")
             dep, cancels = deployments.poll(db, x_agent_id, agent["satellite_id"])
+            if dep is not None and holding is not None and dep["id"] == holding:
+                dep = None
             clear = bool(agent["clear_safe_mode"])
             if dep is None and not cancels and not clear:
                 return None
