@@ -162,7 +162,9 @@ def announce(ag, job):
     for key in HAZARD_SUMMARY:
         predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
             (0 if key.endswith(("count", "fraction")) else None)
-    ag.emit("checkpoint.predicted", payload=predicted, ops=[["jset", "phase", "run"]])
+    # announced: what only the announcement needed leaves the job's record (RAM)
+    ag.emit("checkpoint.predicted", payload=predicted,
+            ops=[["jset", "phase", "run"], ["jset", "hazards", None], ["jset", "name", None]])
 
 
 def workload_step(step, placement):
