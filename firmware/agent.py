@@ -15,9 +15,7 @@ Everything that must survive a reset goes through the journal (journal.py);
 the RAM copies are rebuilt from it at boot. An Agent is an object built from
 config and adapters: a world may hold many.
 """
-import binascii
 import gc
-import hashlib
 import json
 import os
 import sys
@@ -25,57 +23,23 @@ import sys
 import agentconfig
 import events
 import timeutil
-from journal import Journal
-from spool import Spool
-from scheduler import RestartPolicy, Scheduler, sleep_ms
-from tmr import Cell
+from scheduler import sleep_ms
 from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
 AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
 ABORT = "abort"  # _compute: the job went away, was cancelled, or the step failed
-DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share
+DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share (bootup allocates it)
 SAMPLE_LINES = 400   # ~4 KB stand-in for a synthetic step's output
 EPS = 1e-6
 
 
 class Agent:
-    def __init__(self, cfg, clock, sensors, link, root, watchdog=None, fs=None,
-                 reset_cause="unknown", workdir=None, integrity=None):
-        self.cfg = cfg
-        self.clock = clock
-        self.sensors = sensors
-        self.link = link
-        self.watchdog = watchdog
-        self.reset_cause = reset_cause
-        self.workdir = workdir or root.rstrip("/") + "/work"
-        self.journal = Journal(root, cfg["max_log_bytes"], fs)
-        self.chunk_ms = cfg["task_deadline_ms"] // 2
-        policy = RestartPolicy(backoff_ms=1000, max_backoff_ms=30000, max_crashes=5,
-                               window_ms=600000, on_escalate=self._escalate)
-        self.sched = Scheduler(clock, policy=policy, on_crash=self._on_crash)
-        self.reset_requested = None
-        self.registered = False
-        self.empty_polls = 0     # 204 replies since the last job began or ended
-        self.ground_time = None  # the Console's clock at its last reply (Unix s)
-        # telemetry kept while the link is down: one file per report, one copy
-        # (best effort: not journaled, not counted by the fault campaigns)
-        self.tq = Spool(root, "telemetry", segment_bytes=1, copies=1)
-        self.scratch = None  # the real handlers' buffer: allocated at first use, kept for the job
-        self.deflate_head = None  # compress's hash table: the same, at first compress
-        self.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
-        self.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
-        self.memory_tries = (None, 0)  # (deployment, polls its workload did not fit the heap)
-        self.data_key = _data_key(cfg)
-        self.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
-        # critical RAM state, triple-redundant: mirrored at every commit, scrubbed
-        self.tmr = {"seq": Cell(), "mode": Cell(), "deployment": Cell(), "step": Cell(),
-                    "work_ms": Cell()}
-        self.journal.after_commit = self._mirror
-        self._scrubbing = False
-        self.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
-                      "events_refused": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
-                      "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
+    def __init__(self, cfg, clock, sensors, link, root, **options):
+        """cfg (agentconfig.make), clock, sensors (hal), link, the storage root;
+        options: watchdog, fs, reset_cause, workdir, integrity. Set up by
+        firmware/bootup.py, which boot() drops once the tasks run."""
+        _load("bootup").setup(self, cfg, clock, sensors, link, root, **options)
 
     # --- boot ---------------------------------------------------------------
 
@@ -290,7 +254,7 @@ class Agent:
                                                       self.journal.state["nonces"])
         except MemoryError:
             box[1] = None
-        _unload("workload", "signing", "handlers")
+        _unload("workload", "uplink", "signing", "handlers")
         _load("accept").take(self, box, ticket[0])
         _unload("accept")
 
@@ -315,9 +279,9 @@ class Agent:
             elif phase == "run":
                 step = self._next_step(job)
                 if step is None:
-                    # no step left to run: the handlers' buffers go back to the heap
+                    # no step left to run: compress's table goes back to the heap
                     # (the transfer phase and the hours before the next job need room)
-                    self.scratch = self.deflate_head = None
+                    self.deflate_head = None
                     failed = [s["id"] for s in job["steps"] if st["steps"][s["id"]]["status"] == "failed"]
                     if failed:
                         self._finish("failed", "step %s failed" % failed[0])
@@ -553,8 +517,6 @@ class Agent:
                 inputs.append(res)
             else:
                 inputs.append({"path": self._sample(dep)})
-        if self.scratch is None:
-            self.scratch = bytearray(DEFLATE_SEGMENT)
         if step["handler"] == "compress" and self.deflate_head is None:
             self.deflate_head = _load("handlers").new_deflate_head()
         return {"workdir": self.workdir, "data_root": self.workdir, "inputs": inputs,
@@ -718,14 +680,6 @@ def _unload(*names):
             gone = True
     if gone:
         gc.collect()
-
-
-def _data_key(cfg):
-    """The AES key for outputs: config `data_key` (hex), else derived from the
-    agent's identity (a development default; flight configs set data_key)."""
-    if cfg.get("data_key"):
-        return binascii.unhexlify(cfg["data_key"])
-    return hashlib.sha256((cfg["agent_id"] + ":" + cfg["api_key"]).encode()).digest()[:16]
 
 
 def _next_mark(fraction):

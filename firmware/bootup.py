@@ -1,11 +1,67 @@
-"""The agent's boot: rebuild the state from the journal, judge the reset
-(an unexplained one counts; the step running at it is charged; enough of them,
-or a module that failed the integrity check, mean safe mode) and announce it
-with agent.booted. Functions of the agent (`ag`), run once per boot by
-Agent.boot and dropped after it."""
+"""The agent's setup (Agent.__init__) and boot: rebuild the state from the
+journal, judge the reset (an unexplained one counts; the step running at it
+is charged; enough of them, or a module that failed the integrity check,
+mean safe mode) and announce it with agent.booted. Functions of the agent (`ag`), run once per boot by
+Agent() and Agent.boot and dropped after it."""
+import binascii
+import hashlib
+
 import agentconfig
 import hal
-from agent import AGENT_LEVEL
+from agent import AGENT_LEVEL, DEFLATE_SEGMENT
+from journal import Journal
+from scheduler import RestartPolicy, Scheduler
+from spool import Spool
+from tmr import Cell
+
+
+def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
+          reset_cause="unknown", workdir=None, integrity=None):
+    """Agent.__init__: everything an agent holds, before its boot."""
+    ag.cfg = cfg
+    ag.clock = clock
+    ag.sensors = sensors
+    ag.link = link
+    ag.watchdog = watchdog
+    ag.reset_cause = reset_cause
+    ag.workdir = workdir or root.rstrip("/") + "/work"
+    ag.journal = Journal(root, cfg["max_log_bytes"], fs)
+    ag.chunk_ms = cfg["task_deadline_ms"] // 2
+    policy = RestartPolicy(backoff_ms=1000, max_backoff_ms=30000, max_crashes=5,
+                           window_ms=600000, on_escalate=ag._escalate)
+    ag.sched = Scheduler(clock, policy=policy, on_crash=ag._on_crash)
+    ag.reset_requested = None
+    ag.registered = False
+    ag.empty_polls = 0     # 204 replies since the last job began or ended
+    ag.ground_time = None  # the Console's clock at its last reply (Unix s)
+    # telemetry kept while the link is down: one file per report, one copy
+    # (best effort: not journaled, not counted by the fault campaigns)
+    ag.tq = Spool(root, "telemetry", segment_bytes=1, copies=1)
+    # the real handlers' buffer, allocated first and kept: in a heap hours old
+    # the 4 KiB may no longer be there in one piece
+    ag.scratch = bytearray(DEFLATE_SEGMENT)
+    ag.deflate_head = None  # compress's hash table: the same, at first compress
+    ag.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
+    ag.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
+    ag.memory_tries = (None, 0)  # (deployment, polls its workload did not fit the heap)
+    ag.data_key = _data_key(cfg)
+    ag.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
+    # critical RAM state, triple-redundant: mirrored at every commit, scrubbed
+    ag.tmr = {"seq": Cell(), "mode": Cell(), "deployment": Cell(), "step": Cell(),
+              "work_ms": Cell()}
+    ag.journal.after_commit = ag._mirror
+    ag._scrubbing = False
+    ag.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
+                "events_refused": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
+                "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
+
+
+def _data_key(cfg):
+    """The AES key for outputs: config `data_key` (hex), else derived from the
+    agent's identity (a development default; flight configs set data_key)."""
+    if cfg.get("data_key"):
+        return binascii.unhexlify(cfg["data_key"])
+    return hashlib.sha256((cfg["agent_id"] + ":" + cfg["api_key"]).encode()).digest()[:16]
 
 
 def boot(ag):

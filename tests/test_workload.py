@@ -20,8 +20,8 @@ def make_spec(steps=None, **job_extra):
 
 
 VALIDATE = """
-import json, workload
-w, reason = workload.load_workload(%r)
+import json, workload, uplink
+w, reason = uplink.load_workload(%r)
 print(json.dumps({"reason": reason, "workload": w}))
 """
 
@@ -333,10 +333,10 @@ def test_garbage_never_raises_and_always_gives_a_known_reason(portable):
             target[key] = rng.choice(junk)
         bodies.append(json.dumps(spec))
     res = portable("""
-import json, workload
+import json, workload, uplink
 out = []
 for body in json.loads(%r):
-    w, reason = workload.load_workload(body)
+    w, reason = uplink.load_workload(body)
     out.append(reason.split(":")[0] if reason else (w is not None))
 print(json.dumps([out, workload.REASON_CODES]))
 """ % json.dumps(bodies))
@@ -365,14 +365,14 @@ KEY = "uplink-secret-25544"
 NOW = "2026-03-07T14:00:00Z"
 
 AUTH = """
-import json, workload, signing, timeutil
+import json, uplink, signing, timeutil
 spec = json.loads(%(spec)r)
 now = timeutil.parse_iso(%(now)r)
 if %(sign)r:
     spec = signing.sign(spec, %(sign_key)r, %(issued)r, "nonce-1")
     spec = json.loads(json.dumps(spec))       # as it arrives over the link
 %(tamper)s
-print(json.dumps({"reason": workload.check_auth(spec, %(key)r, now, set(%(seen)r), 600, %(require)r)}))
+print(json.dumps({"reason": uplink.check_auth(spec, %(key)r, now, set(%(seen)r), 600, %(require)r)}))
 """
 
 
