@@ -78,17 +78,6 @@ def parse_args(argv):
     return args
 
 
-def _mkdirs(path):
-    cur = ""
-    for part in path.split("/"):
-        cur = cur + "/" + part if cur or path.startswith("/") else part
-        if part:
-            try:
-                os.mkdir(cur)
-            except OSError:
-                pass
-
-
 class Node:
     def __init__(self, args):
         with open(args["config"]) as f:
@@ -96,7 +85,7 @@ class Node:
         self.speed = float(args["speed"])
         self.restart_cause = args.get("reset-cause", "power_on")
         self.until_idle = bool(args.get("until-idle"))
-        _mkdirs(args["world"])
+        hal.makedirs(args["world"])
         self.wstore = Store(args["world"], name="world", max_log_bytes=4096).open()
         saved = self.wstore.state if isinstance(self.wstore.state, dict) else None
         if saved is None:
