@@ -155,14 +155,13 @@ class SimulatedSatellite:
         self.id = sat_id
         self.orbit = orb
         self.bus = models.bus_config(bus)
-        if stations is None:
+        if stations is None and timeline is None:
             import stations as stationlib
             stations = stationlib.default_stations()
         self.timeline = timeline or Timeline(orb, start, horizon_s, stations, min_elevation_deg)
         self.clock = clock
-        self._station_names = {}
-        for st in (stations or getattr(self.timeline, "stations", None) or ()):
-            self._station_names[st["id"]] = st.get("name", st["id"])
+        # for contact()'s station names: the timeline's own list, not a copy
+        self._stations = stations or getattr(self.timeline, "stations", None) or ()
         cfg = self.bus
         self.t = float(start)
         self.energy_wh = cfg["initial_soc"] * cfg["battery_wh"]
@@ -274,7 +273,12 @@ class SimulatedSatellite:
         t = self.t
         for a, b, sid, peak, n in self.timeline.contacts:
             if a <= t < b:
-                return {"station": sid, "station_name": self._station_names.get(sid, sid),
+                name = sid
+                for st in self._stations:
+                    if st["id"] == sid:
+                        name = st.get("name", sid)
+                        break
+                return {"station": sid, "station_name": name,
                         "elevation_peak_deg": peak, "window": "contact-%d" % n}
             if a > t:
                 break
