@@ -265,10 +265,10 @@ def test_a_node_loads_the_window_search_only_while_its_timeline_extends(mpy):
     # someone else (the planner, hazards) had imported it first
     res = mpy("""
 import json, sys
-import node, orbit, spacecraft, stations
+import node, orbit, spacecraft, stations, tle
 after_import = 'orbitscan' in sys.modules
 l1, l2 = [ln for ln in open(%r).read().split(chr(10)) if ln.startswith(('1 ', '2 '))]
-o = orbit.Orbit(orbit.parse_tle(l1, l2))   # not orbitio, which imports orbitscan
+o = orbit.Orbit(tle.parse_tle(l1, l2))   # not orbitio, which imports orbitscan
 tl = spacecraft.Timeline(o, o.epoch, 3600, stations.default_stations(), windows=False)
 held = []
 for h in range(1, 6):
