@@ -104,15 +104,15 @@ class Node:
         else:
             self.first_boot = False
         self.saved = saved
-        # one satellite needs no World: its clock, its timeline and itself. The TLE
-        # reader and the station table are used only here: overlays, dropped after.
-        loaded = list(sys.modules)
-        import stations
-        import tle
-        orb = orbit.Orbit(tle.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
+        # one satellite needs no World: its clock, its timeline and itself
+        orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
         self.clock = SimClock(start_epoch=saved["start"])
+        # the station table is needed only here: an overlay, like the TLE reader
+        loaded = "stations" in sys.modules
+        import stations
         timeline = Timeline(orb, saved["start"], WINDOW_CHUNK_S, stations.default_stations(), windows=False)
-        _drop_overlays(("stations", "tle"), loaded)
+        if not loaded and sys.implementation.name == "micropython":
+            del sys.modules["stations"]
         self.sat = SimulatedSatellite(self.cfg["satellite_id"], orb, saved["start"], bus=saved.get("bus"),
                                       timeline=timeline, clock=self.clock, state=saved["sat"])
         # a restart of this process is a reset of the computer: it takes a moment
@@ -259,15 +259,6 @@ class Node:
                     self.sync_world(force=True)
                     # keep the windows of the last hour and ahead
                     self.sat.timeline.forget_before(self.saved["start"] + nxt / 1000 - 3600)
-
-
-def _drop_overlays(names, loaded):
-    # On MicroPython a loaded module lives in the heap: forget the ones this
-    # start-up loaded for itself (docs/sim.md "Memory"); CPython keeps them.
-    if sys.implementation.name == "micropython":
-        for name in names:
-            if name not in loaded and name in sys.modules:
-                del sys.modules[name]
 
 
 def _echo(doc):

@@ -9,7 +9,7 @@ the precision that matters here); GMST turns them into longitudes.
 
 Times are Unix seconds (floats). Errors in the input raise ValueError.
 
-    el = tle.parse_tle(line1, line2)      # orbitio: read_tle_text, keplerian_elements
+    el = parse_tle(line1, line2)          # orbitio: read_tle_text, keplerian_elements
     orb = Orbit(el)
     orb.position(t) -> (x, y, z) km;  orb.subpoint(t) -> (lat, lon, alt_km)
 
@@ -19,6 +19,7 @@ host tools need (TLE text, Keplerian elements, ISO output, an orbit's summary)
 is in orbitio.py, which a node never loads.
 """
 import math
+import sys
 
 from models import R_EARTH_KM, MU_KM3_S2, J2, EARTH_FLATTENING
 
@@ -34,10 +35,17 @@ _E2 = EARTH_FLATTENING * (2 - EARTH_FLATTENING)   # WGS84 first eccentricity squ
 # --- input -----------------------------------------------------------------------
 
 def parse_tle(line1, line2, name=None):
-    """tle.parse_tle, for the planner (which still calls it here). The TLE reader
-    itself lives in tle.py, so that a node can drop it once it has its elements."""
+    """Elements dict from the two lines of a TLE (tle.parse_tle: ValueError for a
+    malformed line, a wrong checksum, two satellites). The reader is an overlay:
+    loaded for the call and, on MicroPython, dropped after unless someone else
+    had loaded it; a node reads its TLE once (docs/sim.md "Memory")."""
+    loaded = "tle" in sys.modules
     import tle
-    return tle.parse_tle(line1, line2, name)
+    try:
+        return tle.parse_tle(line1, line2, name)
+    finally:
+        if not loaded and sys.implementation.name == "micropython":
+            del sys.modules["tle"]
 
 
 def check_elements(el):

@@ -1,8 +1,9 @@
 """Two-line elements -> an elements dict for orbit.Orbit (MODELS.md "Orbit").
 
 A module of its own so that a node, which reads its TLE once at start-up,
-can drop the reader from its heap afterwards (docs/sim.md "Memory"); TLE
-text with names and comments is orbitio.read_tle_text.
+does not keep the reader in its heap: orbit.parse_tle loads it for the call
+(docs/sim.md "Memory"). TLE text with names and comments is
+orbitio.read_tle_text.
 """
 import timeutil
 from orbit import DAY_S, check_elements
