@@ -68,7 +68,7 @@ class Timeline:
                         self._add(a, b, self.stations[k]["id"], round(el, 2), t0)
                 else:
                     for w in orbitscan.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg):
-                        self._append(w, t0)
+                        orbitscan.add_window(self, w, t0)
                 self.end = t1
                 self.boundaries = None
         finally:
@@ -101,24 +101,6 @@ class Timeline:
         lst.append((a, b) if station is None else (a, b, station, peak, n))
         lst.sort()
         return n
-
-    def _append(self, w, seam):
-        kind = w["kind"]
-        if kind == "sunlit":
-            n = self._counts[kind] + 1
-        else:
-            n = self._add(w["start"], w["end"], w.get("station"), w.get("elevation_peak_deg"), seam)
-        if w["start"] == seam and seam > self.start:
-            for old in reversed(self.windows):   # continue a window cut by the seam
-                if old["kind"] == kind and old["end"] == seam and old.get("station") == w.get("station"):
-                    old["end"] = w["end"]
-                    old["duration_s"] = round(old["end"] - old["start"], 1)
-                    if "elevation_peak_deg" in w:
-                        old["elevation_peak_deg"] = max(old["elevation_peak_deg"], w["elevation_peak_deg"])
-                    return
-        self._counts[kind] = n
-        w["id"] = "%s-%d" % (kind, n)
-        self.windows.append(w)
 
     def eclipse_state(self, t):
         """(in_eclipse, time of the next eclipse entry/exit after t)."""
