@@ -285,10 +285,10 @@ print(json.dumps({'after_import': after_import, 'held': held, 'end_h': (tl.end -
     assert r["end_h"] == 7 and r["eclipses"] >= 4 and r["kept"]
 
 
-def test_a_started_node_holds_no_tle_reader_bus_defaults_or_station_table(mpy, tmp_path):
+def test_a_started_node_holds_no_start_up_code_tle_reader_bus_defaults_or_station_table(mpy, tmp_path):
     # what a node needs only to start is an overlay on MicroPython: after Node()
-    # the TLE reader, the bus defaults, the station table and the window search
-    # are gone from sys.modules, and contacts still name their station
+    # its start-up code, the TLE reader, the bus defaults, the station table and
+    # the window search are gone from sys.modules; contacts still name their station
     cfg = tmp_path / "umbra.json"
     cfg.write_text(json.dumps({"agent_id": "a", "satellite_id": "25544", "api_url": "http://127.0.0.1:9",
                                "api_key": "k", "storage_root": str(tmp_path / "flash")}))
@@ -297,7 +297,7 @@ import json, sys
 import node
 n = node.Node({'config': %r, 'world': %r, 'tle': %r, 'start': '2018-07-03T19:30:00Z', 'hours': '12',
                'speed': '0'})
-held = [m for m in ('tle', 'busdefaults', 'stations', 'orbitscan') if m in sys.modules]
+held = [m for m in ('nodestart', 'tle', 'busdefaults', 'stations', 'orbitscan') if m in sys.modules]
 sat = n.sat
 c = sat.timeline.contacts[0]
 n.clock.advance_to(int((c[0] + 1 - n.saved['start']) * 1000))
