@@ -17,6 +17,7 @@ except AttributeError:
     pass
 
 import agentconfig  # noqa: E402
+import boardhal  # noqa: E402
 import clock  # noqa: E402
 import hal  # noqa: E402
 
@@ -64,14 +65,14 @@ def main(argv):
     except (OSError, ValueError) as exc:
         print(json.dumps({"error": "bad config %s: %s" % (path, exc)}))
         return EXIT_BAD_CONFIG
-    board_wdt = hal.BoardWatchdog(cfg["watchdog_timeout_ms"])
+    board_wdt = boardhal.BoardWatchdog(cfg["watchdog_timeout_ms"])
     if board_wdt.arm():
         watchdog = board_wdt
     else:
         watchdog = hal.SimWatchdog(cfg["watchdog_timeout_ms"], on_feed=_heartbeat)
         watchdog.arm()
     real_clock = clock.RealClock()
-    root = hal.storage_root(cfg["storage_root"])
+    root = boardhal.storage_root(cfg["storage_root"])
     integrity = check_integrity()  # before loading the code it vouches for
     try:
         from agent import Agent
@@ -80,13 +81,13 @@ def main(argv):
         print(json.dumps({"error": "cannot load the agent: %r" % (exc,), "integrity": integrity}))
         return EXIT_BROKEN
     agent = Agent(cfg, real_clock, hal.Sensors(), link, root, watchdog=watchdog,
-                  reset_cause=hal.board_reset_cause(), integrity=integrity)
+                  reset_cause=boardhal.board_reset_cause(), integrity=integrity)
     agent.boot()
     print(json.dumps({"booted": cfg["agent_id"], "boot_count": agent.state["boot_count"],
                       "seq": agent.state["seq"]}))
     agent.sched.run()
     if agent.reset_requested:
-        hal.board_reset()  # does not return on a board
+        boardhal.board_reset()  # does not return on a board
         return EXIT_RESET
     return 0
 

@@ -1,7 +1,8 @@
 """The event catalog (spec/EVENTS.md), defined once.
 
 The agent emits these, the planner predicts them, the Console validates and
-stores them. SPEC lists each type with its payload fields; a name ending in '?' is
+stores them (its envelope check, the type list and the terminal events are
+tools/console/eventcheck.py: a board never loads them). SPEC lists each type with its payload fields; a name ending in '?' is
 optional. An unknown type is a bug.
 """
 
@@ -60,19 +61,15 @@ fault.recovered kind action
 agent.safe_mode reason
 """
 
-# Events that end a job, and the deployment status each one implies.
-TERMINAL = {"job.completed": "completed", "job.failed": "failed"}
-
-# Events the agent enriches with the spacecraft state (EVENTS.md "Enrichment").
-ENRICHED_PREFIXES = ("eclipse_step.", "window_step.", "pass_step.", "constellation.",
-                     "isl_transfer.")
+# Events the agent enriches with the spacecraft state (EVENTS.md "Enrichment"):
+# the part of their type before the dot. Identifiers, so interned names, not
+# strings of their own in a node's heap.
+ENRICHED_KINDS = ("eclipse_step", "window_step", "pass_step", "constellation", "isl_transfer")
 
 
 def is_enriched(event_type):
-    for prefix in ENRICHED_PREFIXES:
-        if event_type.startswith(prefix):
-            return True
-    return False
+    dot = event_type.find(".")
+    return dot > 0 and event_type[:dot] in ENRICHED_KINDS
 
 
 def fields(event_type):
@@ -84,11 +81,6 @@ def fields(event_type):
         return None
     j = SPEC.find("\n", i + 1)
     return tuple(SPEC[i + 1:j].split()[1:])
-
-
-def types():
-    """Every event type, in catalog order."""
-    return [line.split()[0] for line in SPEC.split("\n") if line]
 
 
 def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):
@@ -117,23 +109,3 @@ def check_payload(event_type, payload):
             return "%s payload lacks %r" % (event_type, f)
     return None
 
-
-def check(event):
-    """Validate an incoming event envelope; None if fine, else the problem."""
-    if not isinstance(event, dict):
-        return "event must be a JSON object"
-    etype = event.get("type")
-    if not isinstance(etype, str):
-        return "event lacks a string 'type'"
-    if not isinstance(event.get("timestamp"), str):
-        return "event lacks a string 'timestamp'"
-    job_id = event.get("job_id")
-    if job_id is not None and not isinstance(job_id, str):
-        return "'job_id' must be a string"
-    step_id = event.get("step_id")
-    if step_id is not None and not isinstance(step_id, str):
-        return "'step_id' must be a string or null"
-    seq = event.get("seq")
-    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
-        return "'seq' must be a non-negative integer"
-    return check_payload(etype, event.get("payload", {}))

@@ -1,70 +1,15 @@
 """Hardware adapters: the only door between the firmware and the board.
 
-One small interface each — reset cause, watchdog, storage root, sensors —
-with a board implementation (machine.*, imported lazily and guarded) and a
-simulated one that sim/ drives. firmware/ never imports `machine` itself.
+One small interface each — watchdog, sensors, directories — with a
+simulated watchdog that sim/ (and the unix port) drives. The board half
+(reset cause, reset, machine.WDT, storage root) is boardhal.py, which only
+boot.py loads: a simulated node never holds it. firmware/ never imports
+`machine` itself.
 
 Sensor methods return a number/bool, or None when the reading is unknown
 (a failing sensor is UNKNOWN, it never raises).
 """
 import os
-
-try:
-    import machine  # boards; the unix port has a machine module without WDT
-except ImportError:
-    machine = None
-
-# Reset-cause names (agent.booted reset_cause)
-POWER_ON = "power_on"
-WATCHDOG = "watchdog"
-SOFT = "soft"
-HARD = "hard"
-DEEPSLEEP = "deepsleep"
-UNKNOWN = "unknown"
-
-
-def board_reset_cause():
-    """machine.reset_cause() as a name; 'unknown' where the port lacks it."""
-    try:
-        code = machine.reset_cause()
-    except Exception:  # no machine module, no reset_cause(), or it failed
-        return UNKNOWN
-    for attr, name in (("PWRON_RESET", POWER_ON), ("WDT_RESET", WATCHDOG),
-                       ("SOFT_RESET", SOFT), ("HARD_RESET", HARD),
-                       ("DEEPSLEEP_RESET", DEEPSLEEP)):
-        if getattr(machine, attr, None) == code:
-            return name
-    return UNKNOWN
-
-
-def board_reset():
-    """machine.reset() where the board has it; False on the unix port (the
-    parent process restarts the node instead)."""
-    fn = getattr(machine, "reset", None)
-    if fn is None:
-        return False
-    fn()
-    return True
-
-
-class BoardWatchdog:
-    """machine.WDT; once armed it cannot be stopped (that is the point)."""
-
-    def __init__(self, timeout_ms=8000):
-        self.timeout_ms = timeout_ms
-        self._wdt = None
-        self.feeds = 0
-
-    def arm(self):
-        wdt = getattr(machine, "WDT", None)
-        if wdt is not None:
-            self._wdt = wdt(timeout=self.timeout_ms)
-        return self._wdt is not None
-
-    def feed(self):
-        self.feeds += 1
-        if self._wdt is not None:
-            self._wdt.feed()
 
 
 class SimWatchdog:
@@ -96,32 +41,12 @@ class SimWatchdog:
         return self.armed and now_ms - self.last_feed_ms > self.timeout_ms
 
 
-def storage_root(preferred=None):
-    """Where the persistent store lives: the given folder (created if missing);
-    else /flash or / on a board; else ./var/node on the unix port, where / is
-    the host's own root."""
-    if preferred:
-        try:
-            os.stat(preferred)
-        except OSError:
-            makedirs(preferred)
-        return preferred
-    import sys
-    if sys.platform in ("linux", "darwin", "win32"):  # the unix port (or CPython)
-        makedirs("var/node")
-        return "var/node"
-    try:
-        os.stat("/flash")
-        return "/flash"
-    except OSError:
-        return "/"
-
-
 def makedirs(path):
     """mkdir -p, portable (MicroPython's os has no makedirs)."""
-    parts = [p for p in path.split("/") if p]
     cur = "/" if path.startswith("/") else ""
-    for part in parts:
+    for part in path.split("/"):
+        if not part:
+            continue
         cur = cur + part if cur.endswith("/") or cur == "" else cur + "/" + part
         try:
             os.mkdir(cur)

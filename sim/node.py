@@ -5,6 +5,9 @@ MicroPython process, on the simulated clock, talking to a real Console.
                             [--start ISO] [--hours H] [--until ISO] [--speed X]
                             [--bus JSON] [--until-idle] [--faults FILE.json [--seed S]]
 
+Start-up (the arguments, the world, the satellite) is sim/nodestart.py, loaded
+for it and dropped after (docs/sim.md "Memory").
+
 The agent sees the satellite only through lib/hal adapters (sensors, load,
 watchdog). The world keeps its own physics (clock, battery, temperature) in
 its own store under --world, synced whenever the agent makes a record durable,
@@ -22,9 +25,7 @@ Exit codes: 0 done (or --until-idle reached), 2 bad arguments, 4 out of time.
 """
 import gc
 import json
-import os
 import sys
-import time
 
 try:
     # FACTS.md: allocation stays fast with a threshold set. A sixteenth of the
@@ -38,19 +39,13 @@ except AttributeError:
 
 import agentconfig  # noqa: E402
 import hal  # noqa: E402
-import orbit  # noqa: E402
-import stations  # noqa: E402
 import timeutil  # noqa: E402
 from agent import Agent  # noqa: E402
-from clock import SimClock  # noqa: E402
 from link import HttpLink  # noqa: E402
-from spacecraft import SimulatedSatellite, Timeline  # noqa: E402
-from store import Store  # noqa: E402
 
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
 MAX_REBOOTS = 200
-WINDOW_CHUNK_S = 3600  # the world predicts windows this far ahead at a time (docs/sim.md "Memory")
 
 try:
     from time import sleep_ms as _sleep_ms, ticks_diff as _wall_diff, ticks_ms as _wall_ms
@@ -58,91 +53,19 @@ except ImportError:  # CPython
     from hostticks import sleep_ms as _sleep_ms, ticks_diff as _wall_diff, ticks_ms as _wall_ms
 
 
-def parse_args(argv):
-    args = {"hours": "48", "speed": "0"}
-    flags = ("--until-idle",)
-    i = 0
-    while i < len(argv):
-        key = argv[i]
-        if key in flags:
-            args[key[2:]] = True
-            i += 1
-        elif key.startswith("--") and i + 1 < len(argv):
-            args[key[2:]] = argv[i + 1]
-            i += 2
-        else:
-            raise ValueError("unexpected argument %r" % key)
-    for required in ("config", "world"):
-        if required not in args:
-            raise ValueError("--%s is required" % required)
-    return args
-
-
-def _mkdirs(path):
-    cur = ""
-    for part in path.split("/"):
-        cur = cur + "/" + part if cur or path.startswith("/") else part
-        if part:
-            try:
-                os.mkdir(cur)
-            except OSError:
-                pass
-
-
 class Node:
     def __init__(self, args):
-        with open(args["config"]) as f:
-            self.cfg = agentconfig.make(json.load(f))
-        self.speed = float(args["speed"])
-        self.restart_cause = args.get("reset-cause", "power_on")
-        self.until_idle = bool(args.get("until-idle"))
-        _mkdirs(args["world"])
-        self.wstore = Store(args["world"], name="world", max_log_bytes=4096).open()
-        saved = self.wstore.state if isinstance(self.wstore.state, dict) else None
-        if saved is None:
-            if "tle" not in args:
-                raise ValueError("--tle is required on the first start")
-            with open(args["tle"]) as f:
-                lines = [ln.strip() for ln in f.read().split("\n")
-                         if ln.strip() and not ln.startswith("#")]
-            start = timeutil.parse_iso(args["start"]) if "start" in args else time.time()
-            bus = json.loads(args["bus"]) if "bus" in args else None
-            if bus is not None and not isinstance(bus, dict):
-                raise ValueError("--bus must be a JSON object")
-            saved = {"start": start, "tle": lines[-2:], "name": lines[0] if len(lines) > 2 else None,
-                     "end": start + float(args["hours"]) * 3600, "t_ms": 0, "sat": None,
-                     "boots": 0, "bus": bus}
-            self.first_boot = True
-        else:
-            self.first_boot = False
-        self.saved = saved
-        # one satellite needs no World: its clock, its timeline and itself
-        orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
-        self.clock = SimClock(start_epoch=saved["start"])
-        timeline = Timeline(orb, saved["start"], WINDOW_CHUNK_S, stations.default_stations(), windows=False)
-        self.sat = SimulatedSatellite(self.cfg["satellite_id"], orb, saved["start"], bus=saved.get("bus"),
-                                      timeline=timeline, clock=self.clock, state=saved["sat"])
-        # a restart of this process is a reset of the computer: it takes a moment
-        self.clock.advance_to(saved["t_ms"] + (0 if self.first_boot else REBOOT_MS))
-        if "until" in args:  # stop this run at a time (the world carries on at the next start)
-            self.end_ms = int((timeutil.parse_iso(args["until"]) - saved["start"]) * 1000)
-        else:
-            self.end_ms = int((saved["end"] - saved["start"]) * 1000)
+        # start-up runs once: an overlay (nodestart.py), dropped when done
+        loaded = "nodestart" in sys.modules
+        import nodestart
+        try:
+            nodestart.setup(self, args, REBOOT_MS, _echo)
+        finally:
+            _drop(loaded, "nodestart")
         self.last_sync_ms = -1
         self._last_heartbeat = _wall_ms() - 1000  # the first feed shows at once
         self.agent = None
         self.reboots = 0
-        self.injector = None
-        self.power_cut = ()   # the exception a power cut raises: none without --faults
-        if "faults" in args:
-            import faults
-            from faultfs import PowerCut
-            self.power_cut = PowerCut
-            with open(args["faults"]) as f:
-                script = json.load(f)
-            self.injector = faults.Injector(script, seed=int(args.get("seed", "0")),
-                                            state_path=args["world"].rstrip("/") + "/faults.state",
-                                            echo=_echo)
 
     # --- the world's own store ---------------------------------------------------
 
@@ -268,13 +191,31 @@ class Node:
                     self.sat.timeline.forget_before(self.saved["start"] + nxt / 1000 - 3600)
 
 
+def _drop(loaded, name):
+    # On MicroPython a loaded module lives in the heap: an overlay this file
+    # loaded is forgotten again (docs/sim.md "Memory"); CPython keeps it.
+    if not loaded and sys.implementation.name == "micropython":
+        sys.modules.pop(name, None)
+
+
 def _echo(doc):
     print(json.dumps(doc))
 
 
+def _start(argv):
+    # in a function of its own: a module imported in main() would stay alive
+    # as main()'s local for the whole run
+    loaded = "nodestart" in sys.modules
+    import nodestart
+    try:
+        return Node(nodestart.parse_args(argv))
+    finally:
+        _drop(loaded, "nodestart")
+
+
 def main(argv):
     try:
-        node = Node(parse_args(argv))
+        node = _start(argv)
     except (ValueError, OSError) as exc:
         print(json.dumps({"error": str(exc)}))
         return 2

@@ -1,6 +1,6 @@
 """Orbit propagation and geodetic position (MODELS.md "Orbit"), portable.
 
-Elements come from a TLE (both checksums checked) or from Keplerian elements
+Elements come from a TLE (tle.py: both checksums checked) or from Keplerian elements
 {altitude_km, inclination_deg, eccentricity, raan_deg, arg_perigee_deg,
 mean_anomaly_deg, epoch}. Propagation is two-body plus the J2 secular drift of
 RAAN, argument of perigee and mean anomaly; Kepler's equation by Newton.
@@ -19,8 +19,8 @@ host tools need (TLE text, Keplerian elements, ISO output, an orbit's summary)
 is in orbitio.py, which a node never loads.
 """
 import math
+import sys
 
-import timeutil
 from models import R_EARTH_KM, MU_KM3_S2, J2, EARTH_FLATTENING
 
 TWO_PI = 2 * math.pi
@@ -34,56 +34,18 @@ _E2 = EARTH_FLATTENING * (2 - EARTH_FLATTENING)   # WGS84 first eccentricity squ
 
 # --- input -----------------------------------------------------------------------
 
-def tle_checksum(line):
-    """TLE modulo-10 checksum of the first 68 characters (digits, '-' counts 1)."""
-    total = 0
-    for ch in line[:68]:
-        if "0" <= ch <= "9":
-            total += ord(ch) - 48
-        elif ch == "-":
-            total += 1
-    return total % 10
-
-
-def _tle_float(text, what):
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("TLE: bad %s field %r" % (what, text))
-
-
 def parse_tle(line1, line2, name=None):
-    """Elements dict from the two lines of a TLE. ValueError when a line is
-    malformed, a checksum is wrong or the two lines are not the same satellite."""
-    line1 = line1.rstrip()
-    line2 = line2.rstrip()
-    for num, line in ((1, line1), (2, line2)):
-        if len(line) < 69 or line[0] != str(num) or line[1] != " ":
-            raise ValueError("TLE line %d: need 69 characters starting '%d '" % (num, num))
-        if not line[68].isdigit() or tle_checksum(line) != int(line[68]):
-            raise ValueError("TLE line %d: checksum mismatch (expected %d, line says %s)"
-                             % (num, tle_checksum(line), line[68]))
-    norad = line1[2:7].strip()
-    if line2[2:7].strip() != norad:
-        raise ValueError("TLE lines of two satellites (%s, %s)" % (norad, line2[2:7].strip()))
-    yy = int(_tle_float(line1[18:20], "epoch year"))
-    doy = _tle_float(line1[20:32], "epoch day")
-    year = 1900 + yy if yy >= 57 else 2000 + yy
-    epoch = timeutil.days_from_civil(year, 1, 1) * DAY_S + (doy - 1) * DAY_S
-    ecc = _tle_float("0." + line2[26:33].strip(), "eccentricity")
-    el = {
-        "source": "tle", "name": (name or "").strip() or norad, "norad_id": norad,
-        "epoch": epoch,
-        "ndot_rev_day2": _tle_float(line1[33:43], "mean motion derivative"),
-        "inclination_deg": _tle_float(line2[8:16], "inclination"),
-        "raan_deg": _tle_float(line2[17:25], "RAAN"),
-        "eccentricity": ecc,
-        "arg_perigee_deg": _tle_float(line2[34:42], "argument of perigee"),
-        "mean_anomaly_deg": _tle_float(line2[43:51], "mean anomaly"),
-        "mean_motion_rev_day": _tle_float(line2[52:63], "mean motion"),
-        "tle": (line1, line2),
-    }
-    return check_elements(el)
+    """Elements dict from the two lines of a TLE (tle.parse_tle: ValueError for a
+    malformed line, a wrong checksum, two satellites). The reader is an overlay:
+    loaded for the call and, on MicroPython, dropped after unless someone else
+    had loaded it; a node reads its TLE once (docs/sim.md "Memory")."""
+    loaded = "tle" in sys.modules
+    import tle
+    try:
+        return tle.parse_tle(line1, line2, name)
+    finally:
+        if not loaded and sys.implementation.name == "micropython":
+            del sys.modules["tle"]
 
 
 def check_elements(el):

@@ -15,6 +15,7 @@ import math
 import orbit
 import orbitscan
 import timeutil
+import tle
 from models import R_EARTH_KM, MU_KM3_S2, OBLIQUITY_DEG
 
 
@@ -25,7 +26,7 @@ def read_tle_text(text):
     for i in range(len(lines) - 1):
         if lines[i].startswith("1 ") and lines[i + 1].startswith("2 "):
             name = lines[i - 1].strip() if i > 0 and not lines[i - 1].startswith("2 ") else None
-            return orbit.parse_tle(lines[i], lines[i + 1], name)
+            return tle.parse_tle(lines[i], lines[i + 1], name)
     raise ValueError("no TLE found (need a line starting '1 ' followed by one starting '2 ')")
 
 

@@ -3,6 +3,7 @@ contact windows of an orbit.Orbit over a span of time.
 
     eclipses, passes = scan(orb, t0, t1, stations)     # tuples (what a node keeps)
     find_windows(orb, t0, t1, stations) -> [window dicts, by start]
+    add_window(timeline, w, seam)                      # a Timeline's window dicts
 
 Kept out of orbit.py so that a node, which propagates its orbit every few
 seconds but searches for windows once an hour of simulated time, loads this only
@@ -276,3 +277,26 @@ def find_windows(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG
                            elevation_peak_deg=round(el, 2)))
     out.sort(key=lambda w: (w["start"], w["kind"]))
     return out
+
+
+def add_window(tl, w, seam):
+    """Add a window dict found in the chunk from `seam` to a spacecraft.Timeline
+    built with windows=True (the world's and the planner's); one cut by the seam
+    is continued. Here, not in Timeline, because only a search makes window dicts:
+    a node's Timeline keeps none, so it never holds this code."""
+    kind = w["kind"]
+    if kind == "sunlit":
+        n = tl._counts[kind] + 1
+    else:
+        n = tl._add(w["start"], w["end"], w.get("station"), w.get("elevation_peak_deg"), seam)
+    if w["start"] == seam and seam > tl.start:
+        for old in reversed(tl.windows):   # continue a window cut by the seam
+            if old["kind"] == kind and old["end"] == seam and old.get("station") == w.get("station"):
+                old["end"] = w["end"]
+                old["duration_s"] = round(old["end"] - old["start"], 1)
+                if "elevation_peak_deg" in w:
+                    old["elevation_peak_deg"] = max(old["elevation_peak_deg"], w["elevation_peak_deg"])
+                return
+    tl._counts[kind] = n
+    w["id"] = "%s-%d" % (kind, n)
+    tl.windows.append(w)

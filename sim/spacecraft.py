@@ -68,7 +68,7 @@ class Timeline:
                         self._add(a, b, self.stations[k]["id"], round(el, 2), t0)
                 else:
                     for w in orbitscan.find_windows(self.orbit, t0, t1, self.stations, self.min_elevation_deg):
-                        self._append(w, t0)
+                        orbitscan.add_window(self, w, t0)
                 self.end = t1
                 self.boundaries = None
         finally:
@@ -101,24 +101,6 @@ class Timeline:
         lst.append((a, b) if station is None else (a, b, station, peak, n))
         lst.sort()
         return n
-
-    def _append(self, w, seam):
-        kind = w["kind"]
-        if kind == "sunlit":
-            n = self._counts[kind] + 1
-        else:
-            n = self._add(w["start"], w["end"], w.get("station"), w.get("elevation_peak_deg"), seam)
-        if w["start"] == seam and seam > self.start:
-            for old in reversed(self.windows):   # continue a window cut by the seam
-                if old["kind"] == kind and old["end"] == seam and old.get("station") == w.get("station"):
-                    old["end"] = w["end"]
-                    old["duration_s"] = round(old["end"] - old["start"], 1)
-                    if "elevation_peak_deg" in w:
-                        old["elevation_peak_deg"] = max(old["elevation_peak_deg"], w["elevation_peak_deg"])
-                    return
-        self._counts[kind] = n
-        w["id"] = "%s-%d" % (kind, n)
-        self.windows.append(w)
 
     def eclipse_state(self, t):
         """(in_eclipse, time of the next eclipse entry/exit after t)."""
@@ -155,14 +137,13 @@ class SimulatedSatellite:
         self.id = sat_id
         self.orbit = orb
         self.bus = models.bus_config(bus)
-        if stations is None:
+        if stations is None and timeline is None:
             import stations as stationlib
             stations = stationlib.default_stations()
         self.timeline = timeline or Timeline(orb, start, horizon_s, stations, min_elevation_deg)
         self.clock = clock
-        self._station_names = {}
-        for st in (stations or getattr(self.timeline, "stations", None) or ()):
-            self._station_names[st["id"]] = st.get("name", st["id"])
+        # for contact()'s station names: the timeline's own list, not a copy
+        self._stations = stations or getattr(self.timeline, "stations", None) or ()
         cfg = self.bus
         self.t = float(start)
         self.energy_wh = cfg["initial_soc"] * cfg["battery_wh"]
@@ -274,7 +255,12 @@ class SimulatedSatellite:
         t = self.t
         for a, b, sid, peak, n in self.timeline.contacts:
             if a <= t < b:
-                return {"station": sid, "station_name": self._station_names.get(sid, sid),
+                name = sid
+                for st in self._stations:
+                    if st["id"] == sid:
+                        name = st.get("name", sid)
+                        break
+                return {"station": sid, "station_name": name,
                         "elevation_peak_deg": peak, "window": "contact-%d" % n}
             if a > t:
                 break

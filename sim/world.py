@@ -80,7 +80,7 @@ class World:
     # --- population ---------------------------------------------------------------
 
     def add_satellite(self, sat_id, elements, bus=None, state=None):
-        """Add a satellite from an elements dict (orbit.parse_tle, orbitio.keplerian_elements)
+        """Add a satellite from an elements dict (tle.parse_tle, orbitio.keplerian_elements)
         or an Orbit. Its windows over the horizon are computed now."""
         if sat_id in self.satellites:
             raise ValueError("satellite %r is already in the world" % (sat_id,))

@@ -8,10 +8,9 @@ import time
 import httpx
 import pytest
 
-import events
 import timeutil
 from tools import ROOT
-from tools.console import auth, catalog, deployments, planning
+from tools.console import auth, catalog, deployments, eventcheck, planning
 from tools.console.db import Database
 from tools.console.server import serve_in_thread
 
@@ -34,7 +33,7 @@ def test_example_job_plans_with_aliases_resolved_and_a_valid_predicted_stream(db
     assert steps[0]["compute_s"] == 300 and "duration_s" not in steps[0]
     assert all(s["type"] == "standard" and s["retry_policy"] == "retry_immediate" for s in steps)
     for ev in plan["events"]:
-        assert events.check(ev) is None
+        assert eventcheck.check(ev) is None
         assert ev["job_id"] == plan["job"]["id"]
     times = [timeutil.parse_iso(e["timestamp"]) for e in plan["events"]]
     # accepted at the first ground contact after the start, completed after the downlink

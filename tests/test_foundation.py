@@ -100,5 +100,5 @@ def test_sim_watchdog_expires_only_after_timeout_without_feed(portable):
 
 
 def test_reset_cause_is_unknown_on_the_unix_port(mpy):
-    res = mpy("import hal\nprint(hal.board_reset_cause())").check()
+    res = mpy("import boardhal\nprint(boardhal.board_reset_cause())").check()
     assert res.stdout.strip() == "unknown"

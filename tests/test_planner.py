@@ -8,12 +8,11 @@ import os
 
 import pytest
 
-import events
 import planner
 import planner_rules as rules
 import timeutil
 from tools import ROOT
-from tools.console import catalog
+from tools.console import catalog, eventcheck
 
 START = timeutil.parse_iso("2008-09-20T13:15:00Z")
 
@@ -65,7 +64,7 @@ def test_every_shipped_example_plans_with_a_valid_stream_in_time_order(path):
     assert p["plan"]["status"] == "scheduled"
     times = [t(e) for e in p["events"]]
     assert times == sorted(times)
-    assert all(events.check(e) is None for e in p["events"])
+    assert all(eventcheck.check(e) is None for e in p["events"])
     assert p["events"][0]["type"] == "job.accepted" and p["events"][-1]["type"] == "job.completed"
     assert len(of(p, "step.completed")) == len([s for s in p["schedule"] if s["location"] == "onboard"])
     deadline = job.get("policy", {}).get("deadline_orbits")

@@ -33,17 +33,17 @@ def _tle_lines(name):
 
 def test_tle_with_a_corrupted_digit_is_rejected_by_its_checksum(portable):
     res = portable("""
-        import orbit, orbitio
+        import orbitio, tle
         l1 = '1 25544U 98067A   18184.80969102  .00001614  00000-0  31745-4 0  9993'
         l2 = '2 25544  51.6414 295.8524 0003435 262.6267 204.2868 15.54005638121106'
-        el = orbit.parse_tle(l1, l2)
+        el = tle.parse_tle(l1, l2)
         print('ok', el['norad_id'], el['inclination_deg'], orbitio.iso(el['epoch']))
         try:
-            orbit.parse_tle(l1, l2.replace('51.6414', '51.6415'))
+            tle.parse_tle(l1, l2.replace('51.6414', '51.6415'))
         except ValueError as e:
             print('rejected:', e)
         try:
-            orbit.parse_tle(l1.replace('18184', '18185'), l2)
+            tle.parse_tle(l1.replace('18184', '18185'), l2)
         except ValueError as e:
             print('rejected:', e)
     """).check()

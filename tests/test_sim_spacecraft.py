@@ -1,5 +1,6 @@
 """sim/spacecraft.py: power, thermal, compute capacity, memory/CPU, persistence,
 and the sensor adapter the firmware reads — under MicroPython and CPython."""
+import json
 import os
 
 import tools
@@ -265,10 +266,10 @@ def test_a_node_loads_the_window_search_only_while_its_timeline_extends(mpy):
     # someone else (the planner, hazards) had imported it first
     res = mpy("""
 import json, sys
-import node, orbit, spacecraft, stations
+import node, orbit, spacecraft, stations, tle
 after_import = 'orbitscan' in sys.modules
 l1, l2 = [ln for ln in open(%r).read().split(chr(10)) if ln.startswith(('1 ', '2 '))]
-o = orbit.Orbit(orbit.parse_tle(l1, l2))   # not orbitio, which imports orbitscan
+o = orbit.Orbit(tle.parse_tle(l1, l2))   # not orbitio, which imports orbitscan
 tl = spacecraft.Timeline(o, o.epoch, 3600, stations.default_stations(), windows=False)
 held = []
 for h in range(1, 6):
@@ -282,3 +283,26 @@ print(json.dumps({'after_import': after_import, 'held': held, 'end_h': (tl.end -
     r = res.last_json
     assert not r["after_import"] and r["held"] == [False] * 5
     assert r["end_h"] == 7 and r["eclipses"] >= 4 and r["kept"]
+
+
+def test_a_started_node_holds_no_start_up_code_tle_reader_bus_defaults_or_station_table(mpy, tmp_path):
+    # what a node needs only to start is an overlay on MicroPython: after Node()
+    # its start-up code, the TLE reader, the bus defaults, the station table and
+    # the window search are gone from sys.modules; contacts still name their station
+    cfg = tmp_path / "umbra.json"
+    cfg.write_text(json.dumps({"agent_id": "a", "satellite_id": "25544", "api_url": "http://127.0.0.1:9",
+                               "api_key": "k", "storage_root": str(tmp_path / "flash")}))
+    res = mpy("""
+import json, sys
+import node
+n = node.Node({'config': %r, 'world': %r, 'tle': %r, 'start': '2018-07-03T19:30:00Z', 'hours': '12',
+               'speed': '0'})
+held = [m for m in ('nodestart', 'tle', 'busdefaults', 'stations', 'orbitscan') if m in sys.modules]
+sat = n.sat
+c = sat.timeline.contacts[0]
+n.clock.advance_to(int((c[0] + 1 - n.saved['start']) * 1000))
+print(json.dumps({'held': held, 'contact': sat.contact(), 'battery_wh': sat.bus['battery_wh']}))
+""" % (str(cfg), str(tmp_path / "world"), ISS)).check()
+    r = res.last_json
+    assert r["held"] == [] and r["battery_wh"] == 80.0
+    assert r["contact"]["station_name"] not in (None, r["contact"]["station"])

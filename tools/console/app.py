@@ -20,11 +20,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import events as event_catalog
 import signing
 import timeutil
 
 from . import auth, catalog, deployments, planning, schemas
+from . import eventcheck as event_catalog
 from .db import Database, now_iso
 from .simulate import Simulator
 

@@ -2,9 +2,9 @@
 import json
 import uuid
 
-import events as event_catalog
 import timeutil
 
+from . import eventcheck as event_catalog
 from .db import dumps, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")

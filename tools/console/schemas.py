@@ -4,7 +4,7 @@ from typing import List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-import events as event_catalog
+from . import eventcheck as event_catalog
 
 
 

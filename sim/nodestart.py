@@ -1,0 +1,100 @@
+"""What a simulated node (node.py) does once, before its loop: read its
+arguments, load its config, open or create its world, build its satellite
+and, with --faults, the injector. An overlay: node.py loads it to start and,
+on MicroPython, drops it again, so the run's heap holds none of this code
+(docs/sim.md "Memory").
+"""
+import json
+import sys
+import time
+
+import agentconfig
+import hal
+import orbit
+import timeutil
+from clock import SimClock
+from spacecraft import SimulatedSatellite, Timeline
+from store import Store
+
+WINDOW_CHUNK_S = 3600  # the world predicts windows this far ahead at a time (docs/sim.md "Memory")
+
+
+def parse_args(argv):
+    """The command line (node.py's docstring) as a dict of strings (True for a
+    flag); ValueError for an unexpected or a missing argument."""
+    args = {"hours": "48", "speed": "0"}
+    flags = ("--until-idle",)
+    i = 0
+    while i < len(argv):
+        key = argv[i]
+        if key in flags:
+            args[key[2:]] = True
+            i += 1
+        elif key.startswith("--") and i + 1 < len(argv):
+            args[key[2:]] = argv[i + 1]
+            i += 2
+        else:
+            raise ValueError("unexpected argument %r" % key)
+    for required in ("config", "world"):
+        if required not in args:
+            raise ValueError("--%s is required" % required)
+    return args
+
+
+def setup(node, args, reboot_ms, echo):
+    """Give `node` its config, world store, clock, satellite, end and injector
+    from the parsed arguments; ValueError or OSError when they do not make a
+    world. A restart costs the computer `reboot_ms`; injections are `echo`ed."""
+    with open(args["config"]) as f:
+        node.cfg = agentconfig.make(json.load(f))
+    node.speed = float(args["speed"])
+    node.restart_cause = args.get("reset-cause", "power_on")
+    node.until_idle = bool(args.get("until-idle"))
+    hal.makedirs(args["world"])
+    node.wstore = Store(args["world"], name="world", max_log_bytes=4096).open()
+    saved = node.wstore.state if isinstance(node.wstore.state, dict) else None
+    if saved is None:
+        if "tle" not in args:
+            raise ValueError("--tle is required on the first start")
+        with open(args["tle"]) as f:
+            lines = [ln.strip() for ln in f.read().split("\n")
+                     if ln.strip() and not ln.startswith("#")]
+        start = timeutil.parse_iso(args["start"]) if "start" in args else time.time()
+        bus = json.loads(args["bus"]) if "bus" in args else None
+        if bus is not None and not isinstance(bus, dict):
+            raise ValueError("--bus must be a JSON object")
+        saved = {"start": start, "tle": lines[-2:], "name": lines[0] if len(lines) > 2 else None,
+                 "end": start + float(args["hours"]) * 3600, "t_ms": 0, "sat": None,
+                 "boots": 0, "bus": bus}
+        node.first_boot = True
+    else:
+        node.first_boot = False
+    node.saved = saved
+    # one satellite needs no World: its clock, its timeline and itself
+    orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
+    node.clock = SimClock(start_epoch=saved["start"])
+    # the station table is needed only here: an overlay, like the TLE reader
+    loaded = "stations" in sys.modules
+    import stations
+    timeline = Timeline(orb, saved["start"], WINDOW_CHUNK_S, stations.default_stations(), windows=False)
+    if not loaded and sys.implementation.name == "micropython":
+        del sys.modules["stations"]
+    node.sat = SimulatedSatellite(node.cfg["satellite_id"], orb, saved["start"], bus=saved.get("bus"),
+                                  timeline=timeline, clock=node.clock, state=saved["sat"])
+    # a restart of this process is a reset of the computer: it takes a moment
+    node.clock.advance_to(saved["t_ms"] + (0 if node.first_boot else reboot_ms))
+    if "until" in args:  # stop this run at a time (the world carries on at the next start)
+        node.end_ms = int((timeutil.parse_iso(args["until"]) - saved["start"]) * 1000)
+    else:
+        node.end_ms = int((saved["end"] - saved["start"]) * 1000)
+    node.injector = None
+    node.power_cut = ()   # the exception a power cut raises: none without --faults
+    if "faults" in args:
+        import faults
+        from faultfs import PowerCut
+        node.power_cut = PowerCut
+        with open(args["faults"]) as f:
+            script = json.load(f)
+        node.injector = faults.Injector(script, seed=int(args.get("seed", "0")),
+                                        state_path=args["world"].rstrip("/") + "/faults.state",
+                                        echo=echo)
