@@ -4,6 +4,7 @@ MicroPython process, on the simulated clock, talking to a real Console.
     micropython sim/node.py --config CFG.json --world DIR (--tle FILE | restored)
                             [--start ISO] [--hours H] [--until ISO] [--speed X]
                             [--bus JSON] [--until-idle] [--faults FILE.json [--seed S]]
+                            [--heap-watch]
 
 Start-up (the arguments, the world, the satellite) is sim/nodestart.py, loaded
 for it and dropped after (docs/sim.md "Memory").
@@ -14,6 +15,10 @@ its own store under --world, synced whenever the agent makes a record durable,
 so killing this process is a reset of the spacecraft's computer, not of its
 orbit or battery. The watchdog is emulated in simulated time: a missed feed
 drops the agent's RAM and reboots it from its store.
+
+--heap-watch collects garbage after every scheduler round and reports the
+most heap still in use after any of them ("heap_peak", bytes): the agent's
+high-water mark (slow; for make bench).
 
 --faults runs the seeded fault injector (sim/faults.py) on a script of faults:
 the journal's file system, the link and the sensors are wrapped, the
@@ -66,6 +71,7 @@ class Node:
         self._last_heartbeat = _wall_ms() - 1000  # the first feed shows at once
         self.agent = None
         self.reboots = 0
+        self.heap_peak = 0  # with --heap-watch: the most live heap after any round
 
     # --- the world's own store ---------------------------------------------------
 
@@ -155,6 +161,10 @@ class Node:
                 sched.run_due()
             except self.power_cut:
                 pass  # the agent's storage lost power: the computer goes with it
+            if self.heap_watch:  # the live heap after every round: its high-water mark
+                gc.collect()
+                if gc.mem_alloc() > self.heap_peak:
+                    self.heap_peak = gc.mem_alloc()
             now = self.clock.now_ms()
             if inj is not None:
                 if inj.power_cut_now():
@@ -227,6 +237,7 @@ def main(argv):
                       "done": st["done"], "boots": node.saved.get("boots"),
                       "stats": node.agent.stats, "link_error": node.agent.link.last_error,
                       "heap_free": gc.mem_free(), "reboots": node.reboots,
+                      "heap_peak": node.heap_peak if node.heap_watch else None,
                       "faults": node.injector.report() if node.injector else None,
                       "sim_time": timeutil.iso_utc(node.clock.epoch())}))
     return code

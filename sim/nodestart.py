@@ -23,7 +23,7 @@ def parse_args(argv):
     """The command line (node.py's docstring) as a dict of strings (True for a
     flag); ValueError for an unexpected or a missing argument."""
     args = {"hours": "48", "speed": "0"}
-    flags = ("--until-idle",)
+    flags = ("--until-idle", "--heap-watch")
     i = 0
     while i < len(argv):
         key = argv[i]
@@ -50,6 +50,7 @@ def setup(node, args, reboot_ms, echo):
     node.speed = float(args["speed"])
     node.restart_cause = args.get("reset-cause", "power_on")
     node.until_idle = bool(args.get("until-idle"))
+    node.heap_watch = bool(args.get("heap-watch"))
     hal.makedirs(args["world"])
     node.wstore = Store(args["world"], name="world", max_log_bytes=4096).open()
     saved = node.wstore.state if isinstance(node.wstore.state, dict) else None

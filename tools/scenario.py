@@ -103,7 +103,8 @@ class Node:
         self.heap = heap
         self.mpy_dir = mpy_dir  # run the modules compiled to .mpy from here (as on a board)
 
-    def argv(self, until=None, until_idle=True, start=START, speed=0, reset_cause=None):
+    def argv(self, until=None, until_idle=True, start=START, speed=0, reset_cause=None,
+             heap_watch=False):
         args = ["--config", self.cfg_path, "--world", str(self.dir / "world"), "--tle", self.tle,
                 "--start", start, "--hours", "30", "--speed", str(speed)]
         if reset_cause:
@@ -112,6 +113,8 @@ class Node:
             args += ["--until", until]
         if until_idle:
             args.append("--until-idle")
+        if heap_watch:
+            args.append("--heap-watch")
         if self.bus:
             args += ["--bus", json.dumps(self.bus)]
         if self.mpy_dir:
