@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tools import upy
 from tools.scenario import (ECLIPSE_1, PASS_1, PASS_2_START, Ground, Node, load_job, types)
 from tools.timefmt import parse
 
@@ -44,6 +45,24 @@ def test_a_job_completes_and_the_console_holds_every_event_once_with_contiguous_
     seqs = assert_exactly_once(ground, node.agent_id)
     assert [e["type"] for e in ground.agent_events(node.agent_id)] == ["agent.booted"]
     assert len(seqs) == len(evs) + 1
+
+
+def test_the_demo_mission_runs_compiled_to_mpy_in_a_160k_heap(ground, tmp_path):
+    """The demo scenario (agent and its world in one process, every module an
+    .mpy) completes under -X heapsize=160K (x64): ~100 KB on a 32-bit MCU.
+    make bench reports how far below that it still goes."""
+    mpy_dir = upy.compile_portable(str(tmp_path / "mpy"))
+    dep = ground.deploy(load_job("demo-mission.json"))
+    node = Node(ground, tmp_path, heap="160K", mpy_dir=mpy_dir)
+    code, summary, out = node.run(timeout=180)
+    assert code == 0, out[-3000:]
+    assert ground.status(dep) == "completed", out[-3000:]
+    kinds = types(ground.events(dep))
+    for kind in ("pass_step.merged", "window_step.completed", "eclipse_step.completed",
+                 "transfer.completed", "job.completed"):
+        assert kind in kinds
+    assert summary["reboots"] == 0, "a MemoryError storm reset the agent"
+    assert_exactly_once(ground, node.agent_id)
 
 
 def test_events_wait_while_the_link_is_down_and_arrive_at_the_next_pass(ground, tmp_path):
