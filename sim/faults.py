@@ -12,8 +12,8 @@ writing, write() calls, renames, removes, mkdirs), 1-based.
     {"kind": "reset", "at_s": T}                      reset the computer (cause "hard")
     {"kind": "power_cut", "write": N [, "torn": k]}   cut power at the N-th write
     {"kind": "flip_ram", "at_s": T [, "cell", "copy", "bit"]}   SEU in a TMR cell
-    {"kind": "flip_storage", "at_s": T [, "file", "bit", "reset": true]}
-                                                      SEU in a stored journal byte;
+    {"kind": "flip_storage", "at_s": T [, "file" (or its start), "bit", "reset": true]}
+                                                      SEU in a stored journal or outbox byte;
                                                       then (default) a reset, so the
                                                       next boot reads it
     {"kind": "raise", "task": NAME, "at_s": T}        the task's next resume raises
@@ -313,9 +313,10 @@ class Injector:
     def _flip_storage(self, node, f):
         from faultfs import FaultFS
         root = node.cfg["storage_root"].rstrip("/")
-        files = journal_files(root)
-        if f.get("file"):
-            files = [(p, s) for (p, s) in files if p.endswith("/" + f["file"])]
+        # what is acknowledged lives here: the journal and the outbox spool (both two copies)
+        files = journal_files(root, ("journal.", "journal2.", "outbox."))
+        if f.get("file"):  # a file's name, or the start of one ("outbox.a.")
+            files = [(p, s) for (p, s) in files if p.rsplit("/", 1)[-1].startswith(f["file"])]
         total = 0
         for p, size in files:
             total += size
@@ -545,16 +546,16 @@ def _throwing(gen, exc):
             return
 
 
-def journal_files(root):
-    """[(path, size)] of the journal's files under root, sorted by name."""
+def journal_files(root, prefixes=("journal.", "journal2.")):
+    """[(path, size)] of the journal's files under root, sorted by name: both
+    copies of the journal (journal.* and journal2.*), or those of `prefixes`."""
     out = []
     try:
         names = os.listdir(root)
     except OSError:
         return out
     for name in sorted(names):
-        # both copies of the journal (journal.* and journal2.*)
-        if (name.startswith("journal.") or name.startswith("journal2.")) and not name.endswith(".tmp"):
+        if name.startswith(prefixes) and not name.endswith(".tmp"):
             path = root + "/" + name
             try:
                 size = os.stat(path)[6]

@@ -120,6 +120,23 @@ def test_a_flipped_bit_in_the_journal_duplicates_nothing_at_the_console(tmp_path
     assert rec["events_duplicated"] == 0
 
 
+def test_a_flipped_bit_in_the_outbox_spool_loses_and_duplicates_nothing(tmp_path):
+    """The events waiting for the ground live in the spool (two copies): an
+    upset in one is read past from the other, and the boot rebuilds it."""
+    lab = fc.Lab(str(tmp_path))
+    try:
+        # after the pass, while events wait for the next one: a bit in copy a
+        rec = lab.run(fc.LONG_JOB, [{"kind": "flip_storage", "at_s": fc.JOB_T0 + 600,
+                                     "file": "outbox.a.", "bit": 200}])
+    finally:
+        lab.close()
+    assert rec["injected_by_kind"] == {"flip_storage": 1}
+    assert rec["status"] == "completed"
+    assert rec["events_lost"] == 0 and rec["wrong_state"] == 0
+    assert rec["events_duplicated"] == 0
+    assert rec["detected"] >= 1  # storage_corrupt: the damaged copy was rebuilt
+
+
 def test_a_stuck_handler_under_the_real_time_watchdog_is_reset_three_times_then_quarantined():
     if "quarantine_resets" not in agentconfig.defaults():
         pytest.skip("the agent has no step quarantine (agentconfig quarantine_resets)")
