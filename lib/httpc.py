@@ -15,7 +15,8 @@ Both return (status, headers, body) -- headers a dict with lower-case names,
 body a bytearray (the block it was read into, not copied) -- or
 (None, None, "reason") when the link is down: refused,
 reset, timeout, DNS failure, malformed or oversized reply. They never raise
-(apart from GeneratorExit when a task is killed; the socket is closed then).
+(apart from GeneratorExit when a task is killed, or what is thrown into the
+task while it waits; the socket is closed then).
 
 Time: timeout_ms bounds the whole exchange (connect, send, receive) as
 measured by now_ms(), a function returning milliseconds (e.g. a scheduler
@@ -54,6 +55,11 @@ try:
     from time import ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
 except ImportError:  # CPython
     from hostticks import ticks_diff as _ticks_diff, ticks_ms as _ticks_ms
+
+
+class _Thrown(Exception):
+    """Carries an exception thrown into request_gen at a pause past its own
+    handlers (which take any other exception for a link failure)."""
 
 
 class LinkDown(Exception):
@@ -228,7 +234,12 @@ def _ready(poller, sock, mask, pause, wait_ms):
     poller.register(sock, mask)
     events = poller.poll(wait_ms)
     if not events:
-        yield pause
+        try:
+            yield pause
+        except Exception as exc:
+            # thrown into the task at its pause (a supervisor, a fault
+            # injector): the task's own failure, not the link's
+            raise _Thrown(exc)
         return 0
     return events[0][1]
 
@@ -239,7 +250,8 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
     `status, headers, body = yield from httpc.request_gen(...)`.
     Polls with a zero timeout (request() passes _block_ms to block instead)
     and yields `pause` whenever the socket is not ready. Returns the result
-    tuple; never raises (except GeneratorExit)."""
+    tuple; never raises (except GeneratorExit, or what is thrown into the
+    task while it waits: that is the task's, and goes on up)."""
     now_ms = now_ms or stopwatch()
     sock = None
     try:
@@ -316,6 +328,8 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
                 break
             reply.feed(data)
         return reply.status, reply.headers, reply.body  # a bytearray: no copy of a big reply
+    except _Thrown as thrown:
+        raise thrown.args[0]
     except LinkDown as exc:
         return None, None, str(exc.args[0]) if exc.args else "link down"
     except OSError as exc:

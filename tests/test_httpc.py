@@ -325,6 +325,27 @@ print('{"closed": true}')
     assert res.last_json == {"closed": True}
 
 
+def test_an_exception_thrown_into_a_waiting_request_is_the_tasks_not_link_down(portable, server):
+    """A supervisor or fault injector throws into the task while it waits on
+    the link: that failure goes up to the scheduler (fault.detected), it is
+    not mistaken for a dead link."""
+    res = portable("""
+import json, httpc
+req = httpc.request_gen('GET', %r, None, None, 2000)
+next(req)            # waiting on the stalled server
+try:
+    req.throw(ZeroDivisionError("thrown in"))
+    got = "no exception"
+except ZeroDivisionError as exc:
+    got = "ZeroDivisionError: %%s" %% exc
+except StopIteration as stop:
+    got = "returned %%r" %% (stop.value,)
+print(json.dumps({"got": got}))
+""" % (server + "/stall"))
+    assert res.returncode == 0, res.stdout
+    assert res.last_json == {"got": "ZeroDivisionError: thrown in"}
+
+
 def test_client_works_in_a_32k_heap(mpy, server, frozen):
     out = fetch(mpy, "httpc.request('GET', %r, None, None, 2000)" % (server + "/chunked"), heap="32K",
                 extra_path=(frozen,))

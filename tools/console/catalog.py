@@ -5,6 +5,7 @@ import math
 import os
 
 import timeutil
+import tle
 
 from .db import now_iso
 
@@ -15,46 +16,20 @@ ELEMENT_FIELDS = ("altitude_km", "inclination_deg", "eccentricity", "raan_deg",
                   "arg_perigee_deg", "mean_anomaly_deg", "epoch")
 
 
-def tle_checksum(line):
-    total = 0
-    for ch in line[:68]:
-        if ch.isdigit():
-            total += int(ch)
-        elif ch == "-":
-            total += 1
-    return total % 10
-
-
 def parse_tle(line1, line2):
-    """Elements from a TLE; ValueError with the reason if malformed."""
-    line1 = line1.rstrip()
-    line2 = line2.rstrip()
-    for n, line in ((1, line1), (2, line2)):
-        if len(line) != 69 or not line.startswith("%d " % n):
-            raise ValueError("TLE line %d must be 69 characters starting with '%d '" % (n, n))
-        if not line[68].isdigit() or tle_checksum(line) != int(line[68]):
-            raise ValueError("TLE line %d fails its checksum" % n)
+    """Elements from a TLE, as the catalog stores them; ValueError with the
+    reason if malformed. The lines are read by sim/tle.py, the one TLE reader
+    (the world and the planner use it too)."""
     try:
-        norad = int(line1[2:7])
-        if int(line2[2:7]) != norad:
-            raise ValueError("TLE lines are for different satellites")
-        yy = int(line1[18:20])
-        day = float(line1[20:32])
-        year = 2000 + yy if yy < 57 else 1900 + yy
-        epoch = timeutil.days_from_civil(year, 1, 1) * 86400 + (day - 1.0) * 86400
-        elements = {
-            "norad_id": norad,
-            "epoch": timeutil.iso_utc(epoch),
-            "epoch_unix": round(epoch, 3),
-            "inclination_deg": float(line2[8:16]),
-            "raan_deg": float(line2[17:25]),
-            "eccentricity": float("0." + line2[26:33].strip()),
-            "arg_perigee_deg": float(line2[34:42]),
-            "mean_anomaly_deg": float(line2[43:51]),
-            "mean_motion_rev_day": float(line2[52:63]),
-        }
-    except ValueError as exc:
+        el = tle.parse_tle(line1, line2)
+        norad = int(el["norad_id"])
+    except (ValueError, IndexError) as exc:
         raise ValueError("malformed TLE: %s" % exc)
+    epoch = el["epoch"]
+    elements = {"norad_id": norad, "epoch": timeutil.iso_utc(epoch), "epoch_unix": round(epoch, 3)}
+    for key in ("inclination_deg", "raan_deg", "eccentricity", "arg_perigee_deg",
+                "mean_anomaly_deg", "mean_motion_rev_day"):
+        elements[key] = el[key]
     if not 0 < elements["mean_motion_rev_day"] < 20 or not 0 <= elements["inclination_deg"] <= 180:
         raise ValueError("TLE elements out of range")
     return elements
