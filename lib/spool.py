@@ -211,7 +211,7 @@ class Spool:
 
     def append(self, seq, dep, text):
         """Write one record to both copies (each durable when this returns)."""
-        dep = _buf(dep or "")
+        dep = (dep or "").encode()  # a short id: its bytes go out with the head
         text = _buf(text)
         dlen, tlen = len(dep), len(memoryview(text))
         if dlen > 255 or tlen > 65535:
@@ -232,8 +232,7 @@ class Spool:
         for c in self.copies:
             f = self.fs.open(self._path(c, seg[0]), "ab")
             try:
-                f.write(head)
-                f.write(dep)
+                f.write(head + dep)  # two writes a copy: the head, then the text itself (no copy)
                 f.write(text)
             finally:
                 f.close()
