@@ -16,9 +16,9 @@ import agentconfig
 import events
 import planner_rules as rules
 import timeutil
+# the executor's own progress marks and rounding: what it does is what is predicted
+from agent import EPS, _next_mark, _r
 
-EPS = 1e-6
-MARKS = (0.25, 0.5, 0.75)
 SAMPLE_S = 300.0      # forecast sample spacing (plus one at every load change)
 
 
@@ -714,17 +714,6 @@ def _containing(lst, t):
         if w["start"] > t:
             break
     return None
-
-
-def _next_mark(fraction):
-    for m in MARKS:
-        if fraction < m - EPS:
-            return m
-    return 1.0
-
-
-def _r(x):
-    return round(x, 4) if isinstance(x, float) else x
 
 
 def _num(x):
