@@ -1,8 +1,8 @@
 """The agent's setup (Agent.__init__) and boot: rebuild the state from the
 journal, judge the reset (an unexplained one counts; the step running at it
 is charged; enough of them, or a module that failed the integrity check,
-mean safe mode) and announce it with agent.booted. Functions of the agent (`ag`), run once per boot by
-Agent() and Agent.boot and dropped after it."""
+mean safe mode) and announce it with agent.booted. Functions of the agent
+(`ag`), run once per boot by Agent() and Agent.boot and dropped after it."""
 import binascii
 import hashlib
 
@@ -40,7 +40,7 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     # the real handlers' buffer, allocated first and kept: in a heap hours old
     # the 4 KiB may no longer be there in one piece
     ag.scratch = bytearray(DEFLATE_SEGMENT)
-    ag.deflate_head = None  # compress's hash table: the same, at first compress
+    ag.deflate_head = None  # compress's hash table: at the first compress, until no step is left
     ag.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
     ag.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
     ag.memory_tries = (None, 0)  # (deployment, polls its workload did not fit the heap)

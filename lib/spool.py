@@ -24,6 +24,8 @@ segment; open() rebuilds the shorter copy from the longer one.
 import binascii
 import struct
 
+from store import Files
+
 try:
     from micropython import const
 except ImportError:
@@ -55,10 +57,7 @@ def _crc(data, crc=0):
 
 class Spool:
     def __init__(self, root, name="outbox", fs=None, segment_bytes=4096, max_bytes=98304, copies=2):
-        if fs is None:
-            from store import Files
-            fs = Files()
-        self.fs = fs
+        self.fs = fs if fs is not None else Files()
         self.prefix = "%s/%s." % (root.rstrip("/"), name)
         self.segment_bytes = segment_bytes
         self.copies = _COPIES[:copies]
@@ -120,9 +119,9 @@ class Spool:
         above upto is an orphan of a commit that never landed. Rebuilds a
         damaged copy from the other and deletes acknowledged segments."""
         ks = []
-        plen = len(self.prefix.rsplit("/", 1)[-1])
-        head = self.prefix.rsplit("/", 1)[-1]
-        for name in self.fs.listdir(self.prefix.rsplit("/", 1)[0] or "/"):
+        folder, head = self.prefix.rsplit("/", 1)
+        plen = len(head)
+        for name in self.fs.listdir(folder or "/"):
             if name.startswith(head) and name[plen + 1:plen + 2] == ".":
                 try:
                     k = int(name[plen + 2:])
@@ -150,7 +149,8 @@ class Spool:
 
     def _rebuild(self, k, good, bad, size):
         """Copy the good records of one copy over the other (via a temporary
-        file and a rename: a cut leaves the old or the new whole)."""
+        file and a rename: a cut leaves the old or the new whole; the same
+        steps as store.Store._cut)."""
         tmp = self.prefix + "tmp"
         src = self.fs.open(self._path(good, k), "rb")
         try:
