@@ -9,6 +9,7 @@ every JSON body carries `server_time`; every reply has an `X-Server-Time` header
 import asyncio
 import json
 import os
+import re
 import secrets
 import time
 
@@ -29,6 +30,11 @@ from .db import Database, now_iso
 from .simulate import Simulator
 
 DEFAULT_MAX_BODY = 256 * 1024
+UMBRA_USER_AGENT = "umbra-agent/"
+AGENT_ID_NORAD = re.compile(r"^(?:sat-)?([0-9]{1,9})$")
+# Telemetry fields only Umbra's agents send (PROTOCOL.md, "Telemetry extras").
+TELEMETRY_EXTRAS = ("boot_count", "reset_cause", "mode", "heap_free", "outbox_depth", "seq",
+                    "unexplained_resets", "seu_corrected", "seu_restored")
 SSE_POLL_S = 0.2
 SSE_KEEPALIVE_S = 15.0
 
@@ -98,6 +104,36 @@ class Console:
             raise ApiError(404, "agent %r is not registered (POST /api/agent/register first)"
                            % agent_id)
         return row
+
+    def note_aware(self, agent, used_extension):
+        """Record that a registered agent (its row) speaks Umbra's extensions,
+        the first time one of its requests shows it; returns whether it does."""
+        if agent["umbra_aware"]:
+            return True
+        if not used_extension:
+            return False
+        with self.db.write() as c:
+            c.execute("UPDATE agents SET umbra_aware = 1 WHERE agent_id = ?", (agent["agent_id"],))
+        return True
+
+    def resolve_satellite(self, agent_id, given):
+        """The satellite an agent registers for: the one it names, else the one
+        its id names (`sat-25544` or `25544`: catalog entry 25544, or the entry
+        with that NORAD id); 400 when none resolves."""
+        if given:
+            return given
+        m = AGENT_ID_NORAD.match(agent_id)
+        if m:
+            norad = int(m.group(1))
+            if catalog.get(self.db, str(norad)) is not None:
+                return str(norad)
+            row = self.db.one("SELECT satellite_id FROM satellites WHERE norad_id = ? "
+                              "ORDER BY satellite_id LIMIT 1", (norad,))
+            if row is not None:
+                return row["satellite_id"]
+        raise ApiError(400, "satellite_id: missing, and agent id %r names no satellite in the "
+                            "catalog (send satellite_id, or use an agent id sat-<NORAD id>)"
+                       % agent_id)
 
     def deployment_for_agent(self, dep_id, agent_id, writing=False):
         """The deployment if this agent may read/write it: 404, 403 or 409 otherwise."""
@@ -173,6 +209,14 @@ class ServerTimeHeader:
         await self.app(scope, receive, send_with_time)
 
 
+def umbra_headers(request):
+    """Whether a request names itself Umbra's (User-Agent umbra-agent/...) or
+    carries an Umbra header (X-Umbra-Compact): docs/console.md, "v0.1.0 peers"."""
+    headers = request.headers
+    return (headers.get("user-agent", "").startswith(UMBRA_USER_AGENT)
+            or "x-umbra-compact" in headers)
+
+
 def validate(model, data):
     try:
         return model.model_validate(data)
@@ -182,9 +226,10 @@ def validate(model, data):
         raise ApiError(400, "%s: %s" % (where, first["msg"]))
 
 
-def check_event(ev, agent_id, dep_id):
-    """Envelope + catalog check of one incoming event (None if fine)."""
-    problem = event_catalog.check(ev)
+def check_event(ev, agent_id, dep_id, strict=True):
+    """Envelope + catalog check of one incoming event (None if fine); strict:
+    payload fields too (an Umbra-aware sender)."""
+    problem = event_catalog.check(ev, strict)
     if problem:
         return problem
     try:
@@ -263,20 +308,24 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         body = validate(schemas.RegisterBody, await read_json(request, console))
         if body.agent_id != x_agent_id:
             raise ApiError(403, "agent_id %r is not the key's agent" % body.agent_id)
+        # a (re)start: whether this agent speaks Umbra's extensions is judged
+        # anew, from this request, and raised by the first extension it uses
+        aware = 1 if umbra_headers(request) else 0
 
         def work():
+            satellite_id = console.resolve_satellite(body.agent_id, body.satellite_id)
             now = now_iso()
             with db.write() as c:
                 c.execute(
                     "INSERT INTO agents (agent_id, satellite_id, satellite_name, agent_version, "
-                    "orbit_altitude_km, status, registered_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'idle', ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
+                    "orbit_altitude_km, status, registered_at, updated_at, umbra_aware) "
+                    "VALUES (?, ?, ?, ?, ?, 'idle', ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
                     "satellite_id = excluded.satellite_id, satellite_name = excluded.satellite_name, "
                     "agent_version = excluded.agent_version, "
                     "orbit_altitude_km = excluded.orbit_altitude_km, status = 'idle', "
-                    "updated_at = excluded.updated_at",
-                    (body.agent_id, body.satellite_id, body.satellite_name, body.agent_version,
-                     body.orbit_altitude_km, now, now))
+                    "updated_at = excluded.updated_at, umbra_aware = excluded.umbra_aware",
+                    (body.agent_id, satellite_id, body.satellite_name, body.agent_version,
+                     body.orbit_altitude_km, now, now, aware))
         await sync(work)
         # Umbra extension: what the Console already holds from this agent, so an
         # agent whose store was lost can continue its seq above it (PROTOCOL.md).
@@ -289,24 +338,27 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
     @app.get("/api/agent/workloads", tags=["agent"],
              responses={200: {"description": "a WorkloadSpec and/or {cancel: [...]}"},
                         204: {"description": "nothing to do"}})
-    async def workloads(x_api_key: str = Header(None), x_agent_id: str = Header(None),
-                        x_umbra_compact: str = Header(None),
+    async def workloads(request: Request, x_api_key: str = Header(None),
+                        x_agent_id: str = Header(None), x_umbra_compact: str = Header(None),
                         holding: str = Query(None, max_length=128)):
         """Poll: the oldest pending live deployment for the agent's satellite, or
         the one already dispatched to it; 204 when there is nothing to do.
         `holding` (Umbra extension): the deployment the agent already holds; it
         is not sent again (a board need not download and parse it at every
         poll of a contact). Without it the dispatched one comes back, as the
-        protocol says, for an agent that lost it."""
+        protocol says, for an agent that lost it. A v0.1.0 peer gets exactly
+        v0.1.0: pending deployments only, never a cancel (docs/console.md)."""
+        extension = umbra_headers(request) or holding is not None
 
         def work():
             rec = console.agent(x_api_key, x_agent_id)
             agent = console.registered(x_agent_id)
             console.rate(rec, "poll")
-            dep, cancels = deployments.poll(db, x_agent_id, agent["satellite_id"])
+            aware = console.note_aware(agent, extension)
+            dep, cancels = deployments.poll(db, x_agent_id, agent["satellite_id"], aware)
             if dep is not None and holding is not None and dep["id"] == holding:
                 dep = None
-            clear = bool(agent["clear_safe_mode"])
+            clear = aware and bool(agent["clear_safe_mode"])
             if dep is None and not cancels and not clear:
                 return None
             compact = x_umbra_compact not in (None, "", "0")
@@ -346,12 +398,12 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         (agent.booted, fault.*, agent.safe_mode) -- same exactly-once rules and
         the same per-agent seq as deployment events."""
         rec = await sync(console.agent, x_api_key, x_agent_id)
-        await sync(console.registered, x_agent_id)
         return await ingest(request, rec, x_agent_id, None)
 
     async def ingest(request, rec, agent_id, deployment_id):
         """One event ({id}) or a batch ({ids}), validated whole, stored exactly once
-        per (agent_id, seq); deployment_id None: agent-level events."""
+        per (agent_id, seq); deployment_id None: agent-level events (an Umbra
+        extension). Payload fields are checked for Umbra-aware senders only."""
         body = await read_json(request, console)
         await sync(console.rate, rec, "events", deployment_id or "")
         batch = isinstance(body, list)
@@ -360,8 +412,12 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
             raise ApiError(400, "an empty batch")
         if len(evs) > 1000:
             raise ApiError(400, "at most 1000 events per batch")
+        extension = (batch or deployment_id is None or umbra_headers(request)
+                     or any(isinstance(ev, dict) and "seq" in ev for ev in evs))
+        agent = await sync(console.registered, agent_id)
+        strict = await sync(console.note_aware, agent, extension)
         for i, ev in enumerate(evs):
-            problem = check_event(ev, agent_id, deployment_id)
+            problem = check_event(ev, agent_id, deployment_id, strict)
             if problem:
                 raise ApiError(400, ("event %d: %s" % (i, problem)) if batch else problem)
         ids, acked = await sync(deployments.store_events, db, deployment_id, agent_id,
@@ -391,9 +447,13 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         except ValueError:
             raise ApiError(400, "timestamp: must be ISO 8601 UTC")
 
+        extension = (umbra_headers(request) or body.status == "safe_mode"
+                     or any(getattr(body, f) is not None for f in TELEMETRY_EXTRAS))
+
         def work():
-            console.registered(x_agent_id)
+            agent = console.registered(x_agent_id)
             console.rate(rec, "telemetry")
+            console.note_aware(agent, extension)
             now = now_iso()
             data = body.model_dump(exclude_none=True)
             with db.write() as c:

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS agents (
     updated_at        TEXT NOT NULL,
     last_heartbeat_at TEXT,
     telemetry         TEXT,
-    clear_safe_mode   INTEGER NOT NULL DEFAULT 0   -- the ground cleared safe mode; told at polls
+    clear_safe_mode   INTEGER NOT NULL DEFAULT 0,  -- the ground cleared safe mode; told at polls
+    umbra_aware       INTEGER NOT NULL DEFAULT 0   -- speaks Umbra's extensions (docs/console.md)
 );
 CREATE TABLE IF NOT EXISTS satellites (
     satellite_id TEXT PRIMARY KEY,
@@ -102,8 +103,9 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
         cols = [r[1] for r in conn.execute("PRAGMA table_info(agents)")]
-        if "clear_safe_mode" not in cols:  # a database from before that column
-            conn.execute("ALTER TABLE agents ADD COLUMN clear_safe_mode INTEGER NOT NULL DEFAULT 0")
+        for col in ("clear_safe_mode", "umbra_aware"):  # a database from before these columns
+            if col not in cols:
+                conn.execute("ALTER TABLE agents ADD COLUMN %s INTEGER NOT NULL DEFAULT 0" % col)
 
     def conn(self):
         c = getattr(self._local, "conn", None)

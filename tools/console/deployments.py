@@ -73,24 +73,34 @@ def cancel(db, dep_id):
             return "cancelled"
         if row["status"] in FINISHED:
             raise Conflict("deployment already %s" % row["status"])
-        tell_agent = 1 if (row["agent_id"] and row["status"] in ACTIVE_ON_AGENT) else 0
+        # An Umbra-aware agent is told at its next polls until it reports the end;
+        # a v0.1.0 peer has no cancel in its protocol: the Console closes it alone.
+        aware = row["agent_id"] and c.execute(
+            "SELECT umbra_aware FROM agents WHERE agent_id = ?", (row["agent_id"],)).fetchone()
+        tell_agent = 1 if (aware and aware[0] and row["status"] in ACTIVE_ON_AGENT) else 0
         now = now_iso()
         c.execute("UPDATE deployments SET status = 'cancelled', cancel_pending = ?, "
                   "updated_at = ?, finished_at = ? WHERE id = ?", (tell_agent, now, now, dep_id))
     return "cancelled"
 
 
-def poll(db, agent_id, satellite_id):
+def poll(db, agent_id, satellite_id, aware=True):
     """(deployment dict or None, [deployment ids to cancel]) for a polling agent.
-    Hands out the oldest pending live deployment of its satellite, or the one
-    already dispatched to it and not finished."""
+    Hands out the oldest pending live deployment of its satellite, or -- to an
+    Umbra-aware agent -- the one already dispatched to it and not finished. A
+    v0.1.0 peer (aware False) gets pending deployments only, and no cancels:
+    a job it took is never handed to it again (its events carry no seq, so a
+    replay after a restart would be stored twice)."""
     with db.write() as c:
-        cancels = [r["id"] for r in c.execute(
-            "SELECT id FROM deployments WHERE agent_id = ? AND cancel_pending = 1 "
-            "ORDER BY updated_at", (agent_id,))]
-        row = c.execute(
-            "SELECT * FROM deployments WHERE agent_id = ? AND mode = 'live' AND status IN "
-            "('dispatched', 'running') ORDER BY dispatched_at, id LIMIT 1", (agent_id,)).fetchone()
+        cancels, row = [], None
+        if aware:
+            cancels = [r["id"] for r in c.execute(
+                "SELECT id FROM deployments WHERE agent_id = ? AND cancel_pending = 1 "
+                "ORDER BY updated_at", (agent_id,))]
+            row = c.execute(
+                "SELECT * FROM deployments WHERE agent_id = ? AND mode = 'live' AND status IN "
+                "('dispatched', 'running') ORDER BY dispatched_at, id LIMIT 1",
+                (agent_id,)).fetchone()
         if row is None:
             row = c.execute(
                 "SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' AND "

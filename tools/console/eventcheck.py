@@ -11,14 +11,22 @@ import events
 # Events that end a job, and the deployment status each one implies.
 TERMINAL = {"job.completed": "completed", "job.failed": "failed"}
 
+# Types of the public protocol v0.1.0 that our catalog does not have (its pass
+# steps report start and end where ours report segments). Accepted from v0.1.0
+# peers only; EVENTS.md, "v0.1.0 payloads".
+V010_ONLY_TYPES = ("pass_step.started", "pass_step.completed")
+
 
 def types():
     """Every event type, in catalog order."""
     return [line.split()[0] for line in events.SPEC.split("\n") if line]
 
 
-def check(event):
-    """Validate an incoming event envelope; None if fine, else the problem."""
+def check(event, strict=True):
+    """Validate an incoming event envelope; None if fine, else the problem.
+    strict (an Umbra-aware sender): the payload's fields are checked against
+    the catalog; otherwise (a v0.1.0 peer) the type must be known to our
+    catalog or v0.1.0's and the payload be an object, whatever its fields."""
     if not isinstance(event, dict):
         return "event must be a JSON object"
     etype = event.get("type")
@@ -35,4 +43,10 @@ def check(event):
     seq = event.get("seq")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
         return "'seq' must be a non-negative integer"
-    return events.check_payload(etype, event.get("payload", {}))
+    if strict:
+        return events.check_payload(etype, event.get("payload", {}))
+    if etype not in V010_ONLY_TYPES and events.fields(etype) is None:
+        return "unknown event type %r" % etype
+    if not isinstance(event.get("payload", {}), dict):
+        return "'payload' must be an object"
+    return None

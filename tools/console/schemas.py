@@ -8,8 +8,8 @@ from . import eventcheck as event_catalog
 
 
 
-def Id():
-    return Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+def Id(default=...):
+    return Field(default, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
 class Body(BaseModel):
@@ -19,7 +19,8 @@ class Body(BaseModel):
 
 class RegisterBody(Body):
     agent_id: str = Id()
-    satellite_id: str = Id()
+    # optional, as in v0.1.0: the Console resolves it when missing (PROTOCOL.md)
+    satellite_id: Optional[str] = Id(None)
     satellite_name: Optional[str] = Field(None, max_length=200)
     agent_version: str = Field(min_length=1, max_length=64)
     orbit_altitude_km: Optional[float] = Field(None, ge=0, le=100000)
