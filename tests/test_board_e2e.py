@@ -84,7 +84,7 @@ def test_the_virtual_board_runs_the_agent_over_serial_through_the_bridge_and_com
     started = time.monotonic()
     # A rate-limited key, as a flying agent gets: the agent stays within the
     # Console's limits on its own (poll every 10 s, telemetry every 30 s).
-    key = auth.create_key(ground.db, "agent", AGENT)
+    key = auth.create_key(ground.db, "agent", AGENT, satellite_id="25544")
     dep = ground.deploy(JOB)
 
     with VirtualBoard(tmp_path / "board", run_boot=True, uart=True) as board:

@@ -36,7 +36,7 @@ def test_fifty_concurrent_agents_lose_and_duplicate_nothing(tmp_path):
                 deployments.save_plan(db, plan)
                 deployments.create(db, plan, "live", 1)
         agent_id = "conc-agent-%d" % i
-        key = auth.create_key(db, "agent", agent_id, rate_limited=False)["key"]
+        key = auth.create_key(db, "agent", agent_id, rate_limited=False, satellite_id=sat)["key"]
         agents.append((agent_id, sat, {"X-API-Key": key, "X-Agent-ID": agent_id}))
 
     results = {}

@@ -25,7 +25,8 @@ def live_deployment(db, name, steps=6):
     plan = planning.make_plan(catalog.get(db, name), job, None, 1772884800)
     deployments.save_plan(db, plan)
     dep = deployments.create(db, plan, "live", 1)
-    key = auth.create_key(db, "agent", "agent-" + name, rate_limited=False)["key"]
+    key = auth.create_key(db, "agent", "agent-" + name, rate_limited=False,
+                          satellite_id=name)["key"]
     headers = {"X-API-Key": key, "X-Agent-ID": "agent-" + name}
     return headers, dep, plan["events"]
 

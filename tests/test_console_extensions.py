@@ -29,7 +29,8 @@ def user(console):
 
 def agent(console, http, register=True):
     agent_id = "ag-" + uuid.uuid4().hex[:8]
-    key = auth.create_key(console.db, "agent", agent_id, rate_limited=False)
+    key = auth.create_key(console.db, "agent", agent_id, rate_limited=False,
+                          satellite_id="25544")
     headers = {"X-API-Key": key["key"], "X-Agent-ID": agent_id, "User-Agent": "umbra-agent/0.1.0"}
     reply = None
     if register:

@@ -23,7 +23,8 @@ def console(tmp_path_factory):
 def test_fuzzed_requests_never_crash_the_console_or_store_rejected_data(console):
     db = console.db
     user = {"X-API-Key": auth.create_key(db, "user")["key"]}
-    agent_key = auth.create_key(db, "agent", "fuzz-agent", rate_limited=False)["key"]
+    agent_key = auth.create_key(db, "agent", "fuzz-agent", rate_limited=False,
+                                satellite_id="25544")["key"]
     agent = {"X-API-Key": agent_key, "X-Agent-ID": "fuzz-agent"}
     # a finished deployment of the agent's satellite, so paths that take a real id reach the
     # body checks, and ?follow=1 streams end

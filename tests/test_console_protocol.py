@@ -57,7 +57,8 @@ def new_satellite(console):
 
 def new_agent(console, http, satellite_id, uplink=False, rate_limited=False, register=True):
     agent_id = "ag-" + uuid.uuid4().hex[:8]
-    key = auth.create_key(console.db, "agent", agent_id, uplink=uplink, rate_limited=rate_limited)
+    key = auth.create_key(console.db, "agent", agent_id, uplink=uplink, rate_limited=rate_limited,
+                          satellite_id=satellite_id)
     headers = {"X-API-Key": key["key"], "X-Agent-ID": agent_id,
                "User-Agent": "umbra-agent/0.1.0"}
     if register:
@@ -122,7 +123,8 @@ def test_missing_or_unknown_key_is_401_and_wrong_kind_is_403(console, http, user
 
 def test_keys_are_stored_only_as_sha256(console, http, user):
     body = assert_ok(http.post("/api/keys", headers=user,
-                               json={"kind": "agent", "agent_id": "sat-x", "uplink": True}), 201)
+                               json={"kind": "agent", "agent_id": "sat-x", "uplink": True,
+                                     "satellite_id": "25544"}), 201)
     assert body["key"].startswith("um_") and body["uplink_key"]
     dump = "\n".join(console.db.conn().iterdump())
     assert body["key"] not in dump
@@ -205,6 +207,15 @@ def test_workloads_for_an_agent_with_an_uplink_key_are_signed(console, http, use
     assert signing.verify(spec, "wrong key")[0] is False
     again = http.get("/api/agent/workloads", headers=h).json()
     assert again["auth"]["nonce"] != spec["auth"]["nonce"]  # fresh nonce per hand-out
+    assert "challenge" not in spec
+    # a poll's challenge comes back inside the signature: the reply answers that poll
+    bound = assert_ok(http.get("/api/agent/workloads", headers=h,
+                               params={"challenge": "9f0c1d2e3b4a5968"}))
+    assert bound["challenge"] == "9f0c1d2e3b4a5968"
+    assert signing.verify(bound, uplink) == (True, None)
+    assert signing.verify(dict(bound, challenge="0000000000000000"), uplink)[0] is False
+    for bad in ("x", "NOT-HEX-AT-ALL", "0" * 65):
+        assert_error(http.get("/api/agent/workloads", headers=h, params={"challenge": bad}), 400)
 
 
 # ------------------------------------------------------------------ events

@@ -55,7 +55,8 @@ def test_a_module_changed_after_deploy_is_caught_at_boot_and_the_agent_enters_sa
     from tools import deploy
     from tools.console import auth
     board = tmp_path / "board"
-    key = auth.create_key(ground.db, "agent", "sat-board", rate_limited=False)
+    key = auth.create_key(ground.db, "agent", "sat-board", rate_limited=False,
+                          satellite_id="25544")
     cfg = {"agent_id": "sat-board", "api_url": ground.url, "api_key": key["key"],
            "satellite_id": "25544", "storage_root": str(board / "flash")}
     cfg_path = tmp_path / "umbra.json"

@@ -74,7 +74,8 @@ def demo(job_file, start, speed, heap, workdir):
         db = Database(db_path)
         user_key = auth.create_key(db, "user")["key"]
         agent_id = "sat-%s" % satellite_id
-        agent_key = auth.create_key(db, "agent", agent_id, rate_limited=False)["key"]
+        agent_key = auth.create_key(db, "agent", agent_id, rate_limited=False,
+                                    satellite_id=satellite_id)["key"]
         click.secho("Console   %s  (SQLite %s)" % (console.url, os.path.relpath(db_path)), bold=True)
         http = httpx.Client(base_url=console.url, headers={"X-API-Key": user_key}, timeout=30)
         plan = _check(http.post("/v1/plan", json={"satellite_id": satellite_id,

@@ -88,11 +88,13 @@ class Node:
     def __init__(self, ground, tmp_path, agent_id="sat-25544", uplink=False, cfg=None,
                  bus=None, heap=None, mpy_dir=None):
         self.agent_id = agent_id
-        key = auth.create_key(ground.db, "agent", agent_id, uplink=uplink, rate_limited=False)
+        satellite_id = (cfg or {}).get("satellite_id", "25544")
+        key = auth.create_key(ground.db, "agent", agent_id, uplink=uplink, rate_limited=False,
+                              satellite_id=satellite_id)
         self.dir = tmp_path / ("node-" + agent_id)
         os.makedirs(str(self.dir / "flash"), exist_ok=True)
         config = {"agent_id": agent_id, "api_url": ground.url, "api_key": key["key"],
-                  "satellite_id": "25544", "storage_root": str(self.dir / "flash"),
+                  "satellite_id": satellite_id, "storage_root": str(self.dir / "flash"),
                   "time_sync": False, "uplink_key": key.get("uplink_key")}
         config.update(cfg or {})
         self.cfg_path = str(self.dir / "umbra.json")

@@ -33,7 +33,8 @@ def _prepare(db, agent_id, satellite_id):
                               None, 1772884800)
     deployments.save_plan(db, plan)
     deployments.create(db, plan, "live", 1)
-    key = auth.create_key(db, "agent", agent_id, rate_limited=False)["key"]
+    key = auth.create_key(db, "agent", agent_id, rate_limited=False,
+                          satellite_id=satellite_id)["key"]
     return {"X-API-Key": key, "X-Agent-ID": agent_id}
 
 

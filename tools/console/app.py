@@ -9,7 +9,6 @@ every JSON body carries `server_time`; every reply has an `X-Server-Time` header
 import asyncio
 import json
 import os
-import re
 import secrets
 import time
 
@@ -31,7 +30,6 @@ from .simulate import Simulator
 
 DEFAULT_MAX_BODY = 256 * 1024
 UMBRA_USER_AGENT = "umbra-agent/"
-AGENT_ID_NORAD = re.compile(r"^(?:sat-)?([0-9]{1,9})$")
 # Telemetry fields only Umbra's agents send (PROTOCOL.md, "Telemetry extras").
 TELEMETRY_EXTRAS = ("boot_count", "reset_cause", "mode", "heap_free", "outbox_depth", "seq",
                     "unexplained_resets", "seu_corrected", "seu_restored")
@@ -116,24 +114,23 @@ class Console:
             c.execute("UPDATE agents SET umbra_aware = 1 WHERE agent_id = ?", (agent["agent_id"],))
         return True
 
-    def resolve_satellite(self, agent_id, given):
-        """The satellite an agent registers for: the one it names, else the one
-        its id names (`sat-25544` or `25544`: catalog entry 25544, or the entry
-        with that NORAD id); 400 when none resolves."""
-        if given:
-            return given
-        m = AGENT_ID_NORAD.match(agent_id)
-        if m:
-            norad = int(m.group(1))
-            if catalog.get(self.db, str(norad)) is not None:
-                return str(norad)
-            row = self.db.one("SELECT satellite_id FROM satellites WHERE norad_id = ? "
-                              "ORDER BY satellite_id LIMIT 1", (norad,))
-            if row is not None:
-                return row["satellite_id"]
-        raise ApiError(400, "satellite_id: missing, and agent id %r names no satellite in the "
-                            "catalog (send satellite_id, or use an agent id sat-<NORAD id>)"
-                       % agent_id)
+    def resolve_satellite(self, rec, api_key, agent_id, given):
+        """The satellite an agent registers for: its key's binding (403 if it
+        names another), else -- a key from before bindings -- the one it names
+        or its agent id names (catalog.for_agent_id), which then binds the key;
+        400 when none resolves."""
+        bound = rec.get("satellite_id")
+        if bound is not None:
+            if given not in (None, bound):
+                raise ApiError(403, "this key acts for satellite %r, not %r" % (bound, given))
+            return bound
+        satellite_id = given or catalog.for_agent_id(self.db, agent_id)
+        if satellite_id is None:
+            raise ApiError(400, "satellite_id: missing, and agent id %r names no satellite in "
+                                "the catalog (send satellite_id, or use an agent id "
+                                "sat-<NORAD id>)" % agent_id)
+        auth.bind_satellite(self.db, api_key, satellite_id)
+        return satellite_id
 
     def deployment_for_agent(self, dep_id, agent_id, writing=False):
         """The deployment if this agent may read/write it: 404, 403 or 409 otherwise."""
@@ -147,6 +144,9 @@ class Console:
             if writing:
                 raise ApiError(409, "deployment %r is dispatched to another agent" % dep_id)
             raise ApiError(403, "deployment %r is not yours" % dep_id)
+        if writing and dep["agent_id"] is None:
+            # events only for a job the agent was handed: a poll dispatches it
+            raise ApiError(403, "deployment %r was not dispatched to you (poll for it)" % dep_id)
         return dep
 
 
@@ -313,7 +313,8 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         aware = 1 if umbra_headers(request) else 0
 
         def work():
-            satellite_id = console.resolve_satellite(body.agent_id, body.satellite_id)
+            satellite_id = console.resolve_satellite(rec, x_api_key, body.agent_id,
+                                                     body.satellite_id)
             now = now_iso()
             with db.write() as c:
                 c.execute(
@@ -340,15 +341,19 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                         204: {"description": "nothing to do"}})
     async def workloads(request: Request, x_api_key: str = Header(None),
                         x_agent_id: str = Header(None), x_umbra_compact: str = Header(None),
-                        holding: str = Query(None, max_length=128)):
+                        holding: str = Query(None, max_length=128),
+                        challenge: str = Query(None, min_length=8, max_length=64,
+                                               pattern="^[0-9a-f]+$")):
         """Poll: the oldest pending live deployment for the agent's satellite, or
         the one already dispatched to it; 204 when there is nothing to do.
         `holding` (Umbra extension): the deployment the agent already holds; it
         is not sent again (a board need not download and parse it at every
         poll of a contact). Without it the dispatched one comes back, as the
         protocol says, for an agent that lost it. A v0.1.0 peer gets exactly
-        v0.1.0: pending deployments only, never a cancel (docs/console.md)."""
-        extension = umbra_headers(request) or holding is not None
+        v0.1.0: pending deployments only, never a cancel (docs/console.md).
+        `challenge` (Umbra extension): a fresh value of the agent's, carried
+        back inside a signed reply, so that reply answers this poll only."""
+        extension = umbra_headers(request) or holding is not None or challenge is not None
 
         def work():
             rec = console.agent(x_api_key, x_agent_id)
@@ -370,7 +375,10 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
             body["server_time"] = now_iso()
             secret = auth.uplink_secret(db, x_agent_id)
             if secret and dep is not None:
-                # the MAC covers everything the agent receives, server_time included
+                if challenge is not None:
+                    body["challenge"] = challenge
+                # the MAC covers everything the agent receives, server_time and
+                # the challenge included
                 body = signing.sign(body, secret, timeutil.iso_utc(time.time()),
                                     secrets.token_hex(12))
             return body
@@ -637,7 +645,7 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         body = validate(schemas.KeyBody, await read_json(request, console))
         try:
             out = await sync(auth.create_key, db, body.kind, body.agent_id, body.uplink,
-                             body.rate_limited)
+                             body.rate_limited, body.satellite_id)
         except ValueError as exc:
             raise ApiError(400, str(exc))
         return reply(out, 201)

@@ -1,14 +1,19 @@
 """API keys (stored as SHA-256 only), uplink signing secrets, and rate limits."""
 import hashlib
+import re
 import secrets
 import threading
 import time
 
+from . import catalog
 from .db import now_iso
 
 AGENT = "agent"
 USER = "user"
 RESERVED_AGENT_IDS = ("sim", "ground")  # event origins the Console itself writes
+# An agent id is an event origin; the Console's own origins have a colon
+# ("sim:<deployment>"), which an agent id never has.
+AGENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 # PROTOCOL.md rate limits, per agent: (requests, per seconds)
 LIMITS = {"poll": (1, 10.0), "telemetry": (1, 30.0), "events": (100, 60.0)}
@@ -18,24 +23,40 @@ def hash_key(key):
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(db, kind, agent_id=None, uplink=False, rate_limited=True):
-    """Store a new key; returns {key, kind, agent_id, uplink_key?}. The key is shown once."""
+def create_key(db, kind, agent_id=None, uplink=False, rate_limited=True, satellite_id=None):
+    """Store a new key; returns {key, kind, agent_id, satellite_id, uplink_key?}.
+    The key is shown once. An agent key is bound to one satellite: the one
+    given, else the one its agent id names (catalog.for_agent_id); it acts
+    for that satellite only (docs/console.md, "Security model")."""
     if kind not in (AGENT, USER):
         raise ValueError("kind must be 'agent' or 'user'")
     if kind == AGENT:
         if not agent_id:
             raise ValueError("an agent key needs an agent id")
+        if not AGENT_ID.match(agent_id):
+            raise ValueError("agent id %r: 1-64 letters, digits, '_', '.' or '-'" % (agent_id,))
         if agent_id in RESERVED_AGENT_IDS:
             raise ValueError("agent id %r is reserved" % agent_id)
+        if satellite_id is None:
+            satellite_id = catalog.for_agent_id(db, agent_id)
+            if satellite_id is None:
+                raise ValueError("an agent key is bound to a satellite: give satellite_id "
+                                 "(umbra keys create --satellite), or an agent id "
+                                 "sat-<NORAD id> of a catalog satellite")
+        elif catalog.get(db, satellite_id) is None:
+            raise ValueError("no satellite %r in the catalog" % (satellite_id,))
     elif uplink:
         raise ValueError("uplink keys are for agents")
+    elif satellite_id is not None:
+        raise ValueError("a user key is bound to no satellite")
     key = "um_" + secrets.token_urlsafe(32)
     out = {"key": key, "kind": kind, "agent_id": agent_id if kind == AGENT else None,
-           "rate_limited": bool(rate_limited)}
+           "satellite_id": satellite_id, "rate_limited": bool(rate_limited)}
     with db.write() as c:
-        c.execute("INSERT INTO api_keys (key_hash, kind, agent_id, rate_limited, created_at) "
-                  "VALUES (?, ?, ?, ?, ?)",
-                  (hash_key(key), kind, out["agent_id"], 1 if rate_limited else 0, now_iso()))
+        c.execute("INSERT INTO api_keys (key_hash, kind, agent_id, satellite_id, rate_limited, "
+                  "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                  (hash_key(key), kind, out["agent_id"], satellite_id, 1 if rate_limited else 0,
+                   now_iso()))
         if uplink:
             secret = "upk_" + secrets.token_hex(32)
             c.execute("INSERT INTO uplink_keys (agent_id, secret, created_at) VALUES (?, ?, ?) "
@@ -50,9 +71,16 @@ def lookup_key(db, key):
     """The stored key record (dict) for a presented key, or None."""
     if not key:
         return None
-    row = db.one("SELECT kind, agent_id, rate_limited FROM api_keys WHERE key_hash = ?",
-                 (hash_key(key),))
+    row = db.one("SELECT kind, agent_id, satellite_id, rate_limited FROM api_keys "
+                 "WHERE key_hash = ?", (hash_key(key),))
     return dict(row) if row else None
+
+
+def bind_satellite(db, key, satellite_id):
+    """Bind a key from before bindings to the satellite its agent first registers for."""
+    with db.write() as c:
+        c.execute("UPDATE api_keys SET satellite_id = ? WHERE key_hash = ? AND satellite_id IS NULL",
+                  (satellite_id, hash_key(key)))
 
 
 def uplink_secret(db, agent_id):

@@ -3,6 +3,7 @@ the summary the planner needs, and the seed set in satellites.tle."""
 import json
 import math
 import os
+import re
 
 import timeutil
 import tle
@@ -128,6 +129,23 @@ def _record(row):
            "created_at": row["created_at"]}
     rec["orbit"] = summary(rec)
     return rec
+
+
+AGENT_ID_NORAD = re.compile(r"^(?:sat-)?([0-9]{1,9})$")
+
+
+def for_agent_id(db, agent_id):
+    """The catalog satellite an agent id names -- `sat-25544` or `25544`:
+    entry 25544, or the entry whose NORAD id is 25544 -- or None."""
+    m = AGENT_ID_NORAD.match(agent_id or "")
+    if not m:
+        return None
+    norad = int(m.group(1))
+    if get(db, str(norad)) is not None:
+        return str(norad)
+    row = db.one("SELECT satellite_id FROM satellites WHERE norad_id = ? ORDER BY satellite_id "
+                 "LIMIT 1", (norad,))
+    return row["satellite_id"] if row else None
 
 
 def get(db, satellite_id):

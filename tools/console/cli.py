@@ -86,20 +86,24 @@ def keys():
 
 @keys.command("create")
 @click.option("--agent", "agent_id", default=None, help="Agent id the key belongs to.")
+@click.option("--satellite", "satellite_id", default=None,
+              help="The satellite an agent key acts for (default: the one its agent id names, "
+                   "sat-<NORAD id>).")
 @click.option("--user", "user", is_flag=True, help="A user key (plans, deployments, admin).")
 @click.option("--uplink", is_flag=True, help="Also create the agent's workload signing key.")
 @click.option("--no-rate-limit", is_flag=True,
               help="Lift the per-agent rate limits (agents running in simulated time).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_db_option
-def keys_create(agent_id, user, uplink, no_rate_limit, as_json, db_path):
+def keys_create(agent_id, satellite_id, user, uplink, no_rate_limit, as_json, db_path):
     """Create a key (printed once; only its SHA-256 is stored)."""
     from . import auth
     if user == bool(agent_id):
         raise click.UsageError("give exactly one of --agent ID or --user")
     try:
         out = auth.create_key(_open_db(db_path), auth.USER if user else auth.AGENT, agent_id,
-                              uplink=uplink, rate_limited=not no_rate_limit)
+                              uplink=uplink, rate_limited=not no_rate_limit,
+                              satellite_id=satellite_id)
     except ValueError as exc:
         raise click.ClickException(str(exc))
     if as_json:

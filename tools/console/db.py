@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     key_hash     TEXT PRIMARY KEY,          -- SHA-256 hex of the key; the key itself is never stored
     kind         TEXT NOT NULL,             -- 'agent' or 'user'
     agent_id     TEXT,
+    satellite_id TEXT,                      -- an agent key acts for this satellite only
     rate_limited INTEGER NOT NULL DEFAULT 1,
     created_at   TEXT NOT NULL
 );
@@ -106,6 +107,12 @@ class Database:
         for col in ("clear_safe_mode", "umbra_aware"):  # a database from before these columns
             if col not in cols:
                 conn.execute("ALTER TABLE agents ADD COLUMN %s INTEGER NOT NULL DEFAULT 0" % col)
+        if "satellite_id" not in [r[1] for r in conn.execute("PRAGMA table_info(api_keys)")]:
+            # keys from before bindings: bound to the satellite their agent registered
+            # for (or, if it never did, to the first it registers for)
+            conn.execute("ALTER TABLE api_keys ADD COLUMN satellite_id TEXT")
+            conn.execute("UPDATE api_keys SET satellite_id = (SELECT satellite_id FROM agents "
+                         "WHERE agents.agent_id = api_keys.agent_id) WHERE kind = 'agent'")
 
     def conn(self):
         c = getattr(self._local, "conn", None)

@@ -208,8 +208,8 @@ def store_events(db, dep_id, origin, agent_id, evs):
             ids.append(cur.lastrowid)
             stored_any = True
             terminal = event_catalog.TERMINAL.get(ev["type"])
-            if terminal and new_status != "cancelled":
-                new_status = terminal
+            if terminal and new_status not in FINISHED:
+                new_status = terminal  # the first end decides: a finished job stays finished
             elif new_status in ("pending", "dispatched"):
                 new_status = "running"
         if stored_any and dep_id is not None:

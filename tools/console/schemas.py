@@ -76,7 +76,8 @@ class DeploymentBody(Body):
 class KeyBody(Body):
     kind: Literal["agent", "user"] = "agent"
     agent_id: Optional[str] = Field(None, min_length=1, max_length=64,
-                                    pattern=r"^[A-Za-z0-9_.:-]+$")
+                                    pattern=r"^[A-Za-z0-9_.-]+$")  # no ':' (the Console's origins)
+    satellite_id: Optional[str] = Id(None)  # an agent key's satellite (default: from agent_id)
     uplink: bool = False
     rate_limited: bool = True
 
