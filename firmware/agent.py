@@ -251,7 +251,8 @@ class Agent:
             return
         try:
             box[1] = _load("workload").check_on_board(box[0], self.cfg, ticket[1],
-                                                      self.journal.state["nonces"])
+                                                      self.journal.state["nonces"],
+                                                      self.challenge)
         except MemoryError:
             box[1] = None
         _unload("workload", "uplink", "signing", "handlers")

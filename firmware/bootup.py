@@ -34,6 +34,7 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     ag.registered = False
     ag.empty_polls = 0     # 204 replies since the last job began or ended
     ag.ground_time = None  # the Console's clock at its last reply (Unix s)
+    ag.challenge = None    # the fresh value our last poll asked a signed reply to carry
     # telemetry kept while the link is down: one file per report, one copy
     # (best effort: not journaled, not counted by the fault campaigns)
     ag.tq = Spool(root, "telemetry", segment_bytes=1, copies=1)

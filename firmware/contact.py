@@ -45,16 +45,40 @@ def register(ag):
             ag.journal.commit([["reseq", last]])
 
 
+def new_challenge():
+    """16 hex digits no earlier poll asked for, whatever the flash remembers:
+    the board's random source, or (a board without one) its microsecond ticks
+    and the heap's state, which differ from boot to boot."""
+    try:
+        from binascii import hexlify
+        from os import urandom
+        return hexlify(urandom(8)).decode()
+    except (ImportError, AttributeError, OSError):
+        import gc
+        import time
+        return "%08x%08x" % (time.ticks_us() & 0xFFFFFFFF, gc.mem_free() & 0xFFFFFFFF)
+
+
 def poll(ag):
     """Register if needed, then ask for work once. Returns a workload (the
-    reply, for accept.py) or None, and the Console's time before it."""
+    reply, for accept.py) or None, and the Console's time before it. With an
+    uplink key the poll carries a fresh challenge that a signed reply must
+    carry back (uplink.check_auth): a reply recorded earlier and replayed
+    answers another poll and is refused, even by an agent whose flash (and
+    its memory of nonces) was wiped."""
     if not ag.registered:
         yield from register(ag)
     ground_before = ag.ground_time
     job = ag.journal.state["job"]
     path = "/api/agent/workloads"
+    sep = "?"
     if job is not None:  # not again what we hold (the Console's extension): 204, or a cancel
         path += "?holding=" + job["deployment_id"]
+        sep = "&"
+    ag.challenge = None
+    if ag.cfg["uplink_key"]:
+        ag.challenge = new_challenge()
+        path += sep + "challenge=" + ag.challenge
     status, reply = yield from ag.link.call("GET", path)
     ag.stats["polls"] += 1
     if status is not None:

@@ -5,7 +5,7 @@ for a signed spec, so its check of an ordinary one holds less in the heap.
 
     parse_workload(body, max_bytes)  -> (spec, reason)      JSON text -> dict, size/depth caps
     load_workload(body, max_bytes)   -> (workload, reason)  that, then workload.validate_workload
-    check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s, require)
+    check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s, require, challenge)
                                      -> reason or None      signed uplink
 """
 import json
@@ -73,7 +73,8 @@ def load_workload(body, max_bytes=MAX_SPEC_BYTES, handler_names=None):
     return validate_workload(spec, handler_names)
 
 
-def check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s=600, require=False):
+def check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s=600, require=False,
+               challenge=None):
     """None if the spec may be accepted, else a reason starting "unauthenticated".
 
     A signature is required when an uplink key is configured, when `require`,
@@ -81,9 +82,11 @@ def check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s=600, re
     job that requires it is refused when there is no key to check it with.
     A signed spec is refused when the signature is wrong (signing.verify),
     issued_at is more than replay_window_s in the past or the future of
-    now_epoch (None: time unknown, window not checked), or its nonce is in
-    seen_nonces. Nothing is recorded here: the caller adds the nonce to its
-    (persisted) memory when it accepts the workload."""
+    now_epoch (None: time unknown, window not checked), its nonce is in
+    seen_nonces, or -- when the poll carried a challenge -- it does not carry
+    that challenge back (it answers another request). Nothing is recorded
+    here: the caller adds the nonce to its (persisted) memory when it
+    accepts the workload."""
     try:
         if not isinstance(spec, dict):
             return "unauthenticated: spec is not an object"
@@ -118,6 +121,8 @@ def check_auth(spec, uplink_key, now_epoch, seen_nonces, replay_window_s=600, re
                 return "unauthenticated: issued %d s in the future" % -age
         if nonce in seen_nonces:
             return "unauthenticated: replayed nonce"
+        if challenge is not None and spec.get("challenge") != challenge:
+            return "unauthenticated: the reply answers another poll (challenge)"
         return None
     except MemoryError:
         raise  # the board's heap, not the spec's fault: the poll tries again

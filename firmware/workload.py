@@ -411,17 +411,17 @@ def topo_order(steps):
 
 # ---------------------------------------------------------------- signed uplink
 
-def check_on_board(spec, cfg, now_epoch, seen_nonces):
+def check_on_board(spec, cfg, now_epoch, seen_nonces, challenge=None):
     """The agent's whole check of a polled spec: (workload, step order, reason)
-    -- the envelope and job, the signature (uplink.py; cfg uplink_key, replay_window_s),
-    the DAG. A MemoryError goes to the caller (see validate_job)."""
+    -- the envelope and job, the signature (uplink.py; cfg uplink_key, replay_window_s,
+    the poll's challenge), the DAG. A MemoryError goes to the caller (see validate_job)."""
     wl, reason = validate_workload(spec)
     if reason is None:
         security = wl["job"].get("security") or {}
         if spec.get("auth") is not None or cfg["uplink_key"] or \
                 security.get("require_authenticated_uplink") is True:
             reason = __import__("uplink").check_auth(spec, cfg["uplink_key"], now_epoch, seen_nonces,
-                                                     cfg["replay_window_s"])
+                                                     cfg["replay_window_s"], False, challenge)
     order = None
     if reason is None:
         order, reason = topo_order(wl["job"]["steps"])

@@ -6,6 +6,8 @@ import json
 import os
 import random
 
+import pytest
+
 import tools
 
 
@@ -368,19 +370,23 @@ AUTH = """
 import json, uplink, signing, timeutil
 spec = json.loads(%(spec)r)
 now = timeutil.parse_iso(%(now)r)
+if %(answers)r is not None:
+    spec["challenge"] = %(answers)r            # the challenge the Console carried back
 if %(sign)r:
     spec = signing.sign(spec, %(sign_key)r, %(issued)r, "nonce-1")
     spec = json.loads(json.dumps(spec))       # as it arrives over the link
 %(tamper)s
-print(json.dumps({"reason": uplink.check_auth(spec, %(key)r, now, set(%(seen)r), 600, %(require)r)}))
+print(json.dumps({"reason": uplink.check_auth(spec, %(key)r, now, set(%(seen)r), 600, %(require)r,
+                                              %(challenge)r)}))
 """
 
 
 def auth(runner, spec=None, sign=True, sign_key=KEY, key=KEY, issued=NOW, seen=(), require=False,
-         tamper=""):
+         tamper="", challenge=None, answers=None):
     res = runner(AUTH % {"spec": json.dumps(spec or make_spec()), "now": NOW, "sign": sign,
                          "sign_key": sign_key, "issued": issued, "key": key, "seen": list(seen),
-                         "require": require, "tamper": tamper})
+                         "require": require, "tamper": tamper, "challenge": challenge,
+                         "answers": answers})
     assert res.returncode == 0, res.stdout + res.stderr
     return res.last_json["reason"]
 
@@ -441,6 +447,25 @@ def test_signature_inside_the_window_is_accepted(portable):
 
 def test_replayed_nonce_is_refused(portable):
     assert auth(portable, seen=["nonce-0", "nonce-1"]) == "unauthenticated: replayed nonce"
+
+
+def test_a_signed_reply_carrying_the_polls_challenge_is_accepted(portable):
+    assert auth(portable, challenge="9f0c1d2e3b4a5968", answers="9f0c1d2e3b4a5968") is None
+
+
+@pytest.mark.parametrize("answers", [None, "0000000000000000"])
+def test_a_signed_reply_to_another_poll_is_refused_whatever_the_nonces_remembered(portable,
+                                                                                 answers):
+    """A reply recorded earlier (another challenge, or from before challenges)
+    and replayed: refused although no nonce is remembered (a wiped flash)."""
+    reason = auth(portable, challenge="9f0c1d2e3b4a5968", answers=answers, seen=())
+    assert reason == "unauthenticated: the reply answers another poll (challenge)"
+
+
+def test_a_challenge_grafted_onto_a_signed_reply_breaks_its_signature(portable):
+    tamper = 'spec["challenge"] = "9f0c1d2e3b4a5968"'
+    assert auth(portable, challenge="9f0c1d2e3b4a5968", answers="0000000000000000",
+                tamper=tamper) == "unauthenticated: bad signature"
 
 
 def test_malformed_auth_is_refused_not_raised(portable):
