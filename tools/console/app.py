@@ -133,7 +133,8 @@ class Console:
         return satellite_id
 
     def deployment_for_agent(self, dep_id, agent_id, writing=False):
-        """The deployment if this agent may read/write it: 404, 403 or 409 otherwise."""
+        """(deployment, agent row) if this agent may read/write the deployment:
+        404, 403 or 409 otherwise."""
         dep = deployments.get(self.db, dep_id)
         if dep is None:
             raise ApiError(404, "no deployment %r" % dep_id)
@@ -147,7 +148,7 @@ class Console:
         if writing and dep["agent_id"] is None:
             # events only for a job the agent was handed: a poll dispatches it
             raise ApiError(403, "deployment %r was not dispatched to you (poll for it)" % dep_id)
-        return dep
+        return dep, agent
 
 
 async def read_json(request, console):
@@ -395,7 +396,6 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         """Report one event ({id}) or a batch ([...] -> {ids, acked_seq}); exactly once
         per (agent_id, seq)."""
         rec = await sync(console.agent, x_api_key, x_agent_id)
-        await sync(console.deployment_for_agent, deployment_id, x_agent_id, True)
         return await ingest(request, rec, x_agent_id, deployment_id)
 
     @app.post("/api/agent/events", status_code=201, tags=["agent"],
@@ -412,8 +412,9 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         """One event ({id}) or a batch ({ids}), validated whole, stored exactly once
         per (agent_id, seq); deployment_id None: agent-level events (an Umbra
         extension). Payload fields are checked for Umbra-aware senders only."""
+        if deployment_id is not None:  # 404 / 403 / 409 before the body is read
+            await sync(console.deployment_for_agent, deployment_id, agent_id, True)
         body = await read_json(request, console)
-        await sync(console.rate, rec, "events", deployment_id or "")
         batch = isinstance(body, list)
         evs = body if batch else [body]
         if batch and not evs:
@@ -422,14 +423,18 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
             raise ApiError(400, "at most 1000 events per batch")
         extension = (batch or deployment_id is None or umbra_headers(request)
                      or any(isinstance(ev, dict) and "seq" in ev for ev in evs))
-        agent = await sync(console.registered, agent_id)
-        strict = await sync(console.note_aware, agent, extension)
-        for i, ev in enumerate(evs):
-            problem = check_event(ev, agent_id, deployment_id, strict)
-            if problem:
-                raise ApiError(400, ("event %d: %s" % (i, problem)) if batch else problem)
-        ids, acked = await sync(deployments.store_events, db, deployment_id, agent_id,
-                                agent_id, evs)
+
+        def work():  # one trip to the thread pool: the Console's hottest path
+            console.rate(rec, "events", deployment_id or "")
+            agent = console.registered(agent_id)
+            strict = console.note_aware(agent, extension)
+            for i, ev in enumerate(evs):
+                problem = check_event(ev, agent_id, deployment_id, strict)
+                if problem:
+                    raise ApiError(400, ("event %d: %s" % (i, problem)) if batch else problem)
+            return deployments.store_events(db, deployment_id, agent_id, agent_id, evs)
+
+        ids, acked = await sync(work)
         if batch:
             return reply({"ids": ids, "acked_seq": acked}, 201)
         return reply({"id": ids[0], "acked_seq": acked}, 201)

@@ -91,21 +91,18 @@ def poll(db, agent_id, satellite_id, aware=True):
     v0.1.0 peer (aware False) gets pending deployments only, and no cancels:
     a job it took is never handed to it again (its events carry no seq, so a
     replay after a restart would be stored twice)."""
-    with db.write() as c:
-        cancels, row = [], None
-        if aware:
-            cancels = [r["id"] for r in c.execute(
-                "SELECT id FROM deployments WHERE agent_id = ? AND cancel_pending = 1 "
-                "ORDER BY updated_at", (agent_id,))]
-            row = c.execute(
-                "SELECT * FROM deployments WHERE agent_id = ? AND mode = 'live' AND status IN "
-                "('dispatched', 'running') ORDER BY dispatched_at, id LIMIT 1",
-                (agent_id,)).fetchone()
-        if row is None:
-            row = c.execute(
-                "SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' AND "
-                "status = 'pending' AND agent_id IS NULL ORDER BY created_at, id LIMIT 1",
-                (satellite_id,)).fetchone()
+    cancels, row = [], None
+    if aware:
+        cancels = [r["id"] for r in db.query(
+            "SELECT id FROM deployments WHERE agent_id = ? AND cancel_pending = 1 "
+            "ORDER BY updated_at", (agent_id,))]
+        row = db.one(
+            "SELECT * FROM deployments WHERE agent_id = ? AND mode = 'live' AND status IN "
+            "('dispatched', 'running') ORDER BY dispatched_at, id LIMIT 1", (agent_id,))
+    # Most polls find nothing new: they read and never queue for the write lock.
+    if row is None and db.one(PENDING, (satellite_id,)) is not None:
+        with db.write() as c:  # again inside the transaction: another agent may have won it
+            row = c.execute(PENDING, (satellite_id,)).fetchone()
             if row is not None:
                 now = now_iso()
                 c.execute("UPDATE deployments SET status = 'dispatched', agent_id = ?, "
@@ -113,6 +110,10 @@ def poll(db, agent_id, satellite_id, aware=True):
                           (agent_id, now, now, row["id"]))
                 row = c.execute("SELECT * FROM deployments WHERE id = ?", (row["id"],)).fetchone()
     return (dict(row) if row else None), cancels
+
+
+PENDING = ("SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' AND "
+           "status = 'pending' AND agent_id IS NULL ORDER BY created_at, id LIMIT 1")
 
 
 # What a compact WorkloadSpec keeps of the plan: what the agent executes by
@@ -196,15 +197,15 @@ def store_events(db, dep_id, origin, agent_id, evs):
             ev.setdefault("step_id", None)
             ev.setdefault("payload", {})
             seq = ev.get("seq")
-            if seq is not None:
-                old = c.execute("SELECT id FROM events WHERE origin = ? AND seq = ?",
-                                (origin, seq)).fetchone()
-                if old is not None:
-                    ids.append(old["id"])
-                    continue
+            # stored at most once per (origin, seq): the unique index decides
             cur = c.execute("INSERT INTO events (deployment_id, origin, seq, type, data, "
-                            "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            "received_at) VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT(origin, seq) DO NOTHING",
                             (dep_id or "", origin, seq, ev["type"], dumps(ev), now))
+            if cur.rowcount == 0:  # a resend: it keeps the id it was stored under
+                ids.append(c.execute("SELECT id FROM events WHERE origin = ? AND seq = ?",
+                                     (origin, seq)).fetchone()["id"])
+                continue
             ids.append(cur.lastrowid)
             stored_any = True
             terminal = event_catalog.TERMINAL.get(ev["type"])
