@@ -98,13 +98,18 @@ def eclipse_needed_wh(step, compute_s, compute_w):
     return (step.get("power_w") or compute_w) * compute_s / 3600.0
 
 
-def eclipse_finish_ok(step, battery_wh, capacity_wh, bus_load_w, left_h, rest_wh):
+def eclipse_finish_ok(step, battery_wh, capacity_wh, bus_load_w, left_h, rest_wh, consumed_wh):
     """The 50 % check: finishing (rest_wh more, plus the bus for the rest of the
-    eclipse) keeps the battery at or above min_battery_soc. (ok, allowed_wh)."""
+    eclipse) keeps the battery at or above min_battery_soc, and the step within
+    what is left of its energy_budget_wh (the most it may draw in eclipse;
+    consumed_wh drawn so far). (ok, allowed_wh): allowed is the tighter bound."""
     soc = step.get("min_battery_soc")
     if soc is None:
         soc = DEFAULT_MIN_BATTERY_SOC
     allowed = battery_wh - soc * capacity_wh - bus_load_w * left_h
+    budget = step.get("energy_budget_wh")
+    if budget is not None and budget - consumed_wh < allowed:
+        allowed = budget - consumed_wh
     return rest_wh <= allowed + 1e-9, (allowed if allowed > 0 else 0.0)
 
 

@@ -485,7 +485,7 @@ class Run:
                     rest = rules.eclipse_needed_wh(step, st.compute - st.work, self.bus["compute_w"])
                     fine, room = rules.eclipse_finish_ok(step, sat.energy_wh, sat.bus["battery_wh"],
                                                          sat.bus["bus_load_w"], (w["end"] - self.t) / 3600.0,
-                                                         rest)
+                                                         rest, st.energy_wh)
                     self.emit("eclipse_step.energy_check", st.id, needed_wh=_r(rest),
                               allowed_wh=_r(room), battery_percent=_r(self.battery_percent()), ok=fine)
                     if not fine:

@@ -87,7 +87,7 @@ def run_eclipse(ag, job, step, s):
                 rest = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
                 fine, room = rules.eclipse_finish_ok(
                     p, (pct if pct is not None else 100.0) / 100.0 * capacity_wh, capacity_wh,
-                    job["bus_load_w"], (w[3] - ag.now()) / 3600.0, rest)
+                    job["bus_load_w"], (w[3] - ag.now()) / 3600.0, rest, s.get("energy_wh", 0.0))
                 rules = None
                 _unload("planner_rules")
                 ag.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(rest),

@@ -191,6 +191,15 @@ def test_eclipse_step_waits_for_the_eclipse_and_checks_its_energy_at_start_and_h
     assert p["schedule"][0]["window_id"] == "eclipse-1"
 
 
+def test_the_half_way_energy_check_holds_the_step_to_what_is_left_of_its_budget():
+    """The budget is the most the step may draw in eclipse: at 50 % (1 Wh of its
+    10 drawn) it may draw 9 Wh more, whatever the battery could give."""
+    p = plan([eclipse_step("night")])
+    start, half = [e["payload"] for e in of(p, "eclipse_step.energy_check")]
+    assert start["allowed_wh"] == 10 and half["needed_wh"] == 1.0
+    assert half["allowed_wh"] == pytest.approx(9.0, abs=0.01) and half["ok"] is True
+
+
 def test_two_eclipse_steps_share_one_allowance_in_priority_order():
     # each needs 6 Wh, the eclipse allows 10: the higher priority runs, the other waits an orbit
     p = plan([eclipse_step("lo", compute_s=1080, priority=1),

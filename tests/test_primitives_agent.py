@@ -33,3 +33,8 @@ def test_the_agent_executes_what_the_planner_predicted(tmp_path, name):
     for a, b in zip(executed, plan["events"]):
         dt = abs(timeutil.parse_iso(a["timestamp"]) - timeutil.parse_iso(b["timestamp"]))
         assert dt <= 10, (a, b)
+    # an eclipse step's energy_budget_wh bounds every energy check it makes, on board
+    budgets = dict((s["id"], s.get("energy_budget_wh")) for s in load_job(name)["steps"])
+    for e in executed:
+        if e["type"] == "eclipse_step.energy_check" and budgets.get(e["step_id"]) is not None:
+            assert e["payload"]["allowed_wh"] <= budgets[e["step_id"]], e
