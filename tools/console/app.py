@@ -29,6 +29,11 @@ from .db import Database, now_iso
 from .simulate import Simulator
 
 DEFAULT_MAX_BODY = 256 * 1024
+# Deepest JSON a body may nest (objects and arrays). Our deepest legitimate
+# body (a job's step parameters, an event payload) is under 10; the limit keeps
+# every recursive step after parsing (validation, planning, storing, the reply)
+# far below Python's recursion limit.
+MAX_JSON_DEPTH = 32
 SSE_POLL_S = 0.2
 SSE_KEEPALIVE_S = 15.0
 
@@ -137,9 +142,28 @@ async def read_json(request, console):
         raise ApiError(400, "a JSON body is required")
 
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed JSON: %s" % exc)
+    except RecursionError:  # the parser recurses per level, closed or not
+        raise ApiError(400, "JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
+    if isinstance(data, (dict, list)) and not _within_depth(data, MAX_JSON_DEPTH):
+        raise ApiError(400, "JSON nested deeper than %d levels" % MAX_JSON_DEPTH)
+    return data
+
+
+def _within_depth(value, limit):
+    """True if no object/array in value (one itself) nests deeper than limit (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return True
 
 
 def _no_constant(name):
@@ -241,9 +265,17 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
         msg = exc.detail if isinstance(exc.detail, str) else "error"
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404:
             msg = "not found"
-        return error(exc.status_code, msg, getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            # the router names only the first route of the path; Allow lists them all
+            allow = ", ".join(allowed_methods(app, request.scope))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers={"Allow": allow})
+            headers = {"Allow": allow}
+            msg = "method %s not allowed here (allowed: %s)" % (request.method, allow)
+        return error(exc.status_code, msg, headers)
 
     @app.exception_handler(Exception)
     async def server_error(request, exc):
@@ -439,10 +471,13 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                                             time.time())
             except planning.PlanError as exc:
                 raise ApiError(exc.status, exc.reason)
+            # the reply is rendered before the plan is stored: a reply that cannot be
+            # built stores nothing (no plan whose id was never returned)
+            response = reply(result)
             deployments.save_plan(db, result)
-            return result
+            return response
 
-        return reply(await sync(work))
+        return await sync(work)
 
     @app.get("/v1/plan/{plan_id}/events", tags=["user"])
     async def plan_events(plan_id: str, x_api_key: str = Header(None)):
@@ -620,6 +655,17 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
 
     app.openapi = lambda: describe_errors(app)
     return app
+
+
+def allowed_methods(app, scope):
+    """The methods the routes at this request's path answer, OPTIONS included."""
+    from starlette.routing import Match
+    methods = {"OPTIONS"}
+    for route in app.router.routes:
+        match, _ = route.matches(dict(scope, method="GET"))
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 ERROR_STATUSES = {"400": "invalid body, parameters or headers", "401": "missing or invalid key",
