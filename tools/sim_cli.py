@@ -9,6 +9,7 @@ import os
 import click
 
 import tools  # noqa: F401  (portable folders on sys.path)
+from tools.clierrors import InputError
 import hazards as hazardlib
 import orbit as orbitlib
 import orbitio
@@ -67,12 +68,12 @@ def _load_setup(tle_path, elements, start, hours, station_ids, min_elevation):
 
 
 def _fail_cleanly(fn):
-    """Bad input is a one-line error and exit code 1, never a traceback."""
+    """Bad input is a one-line error and exit status 2, never a traceback."""
     def wrapper(*args, **kw):
         try:
             return fn(*args, **kw)
         except ValueError as exc:
-            raise click.ClickException(str(exc))
+            raise InputError(str(exc))
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper

@@ -64,12 +64,14 @@ class Console:
         self.limiter = auth.RateLimiter(rate_clock, rate_limits)
         self.max_body = max_body
         self.simulator = Simulator(db)
+        self.key_usage = auth.KeyUsage(db)
 
     # ---- auth
     def key(self, api_key):
         rec = auth.lookup_key(self.db, api_key)
         if rec is None:
             raise ApiError(401, "missing or invalid API key" if api_key else "missing X-API-Key")
+        self.key_usage.seen(rec["key_hash"])
         return rec
 
     def user(self, api_key):
