@@ -2,6 +2,7 @@
 that would fail while their reply is built, methods a path does not answer.
 Each gets a clear 4xx ({"error", "server_time"}) and stores nothing."""
 import json
+import re
 
 import httpx
 import pytest
@@ -68,8 +69,8 @@ def test_a_plan_is_stored_only_when_its_id_is_returned(console):
     for depth in list(range(MAX_JSON_DEPTH - 8, MAX_JSON_DEPTH + 2)) + list(range(900, 1000, 2)):
         r = _post(http, "/v1/plan", _plan_body(depth), user)
         assert r.status_code in (200, 400), (depth, r.status_code, r.text[:200])
-        if r.status_code == 200:
-            returned.append(r.json()["id"])
+        if r.status_code == 200:  # read without a JSON parser: the reply may nest deep
+            returned.append(re.match(r'\{"id":"(plan-[0-9a-f]+)"', r.text).group(1))
     ids = [row["id"] for row in srv.db.query("SELECT id FROM plans")]
     assert len(ids) - before == len(returned) and set(returned) <= set(ids)
     assert returned  # the shallow ones were planned
