@@ -173,9 +173,15 @@ def _no_constant(name):
 
 
 def _finite(text):
+    """A JSON number written with a fraction or an exponent. One without a
+    fractional part is an integer (JSON has one number type; JSON Schema's
+    "integer" is any number with a zero fraction), so `"seq": 5.0` or `1e3`
+    reads as the integer an integer field expects."""
     value = float(text)
     if value in (float("inf"), float("-inf")):
         raise ValueError("number %s out of range" % text[:40])
+    if value.is_integer() and -2 ** 53 <= value <= 2 ** 53:
+        return int(value)
     return value
 
 
@@ -456,7 +462,7 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
 
     # ------------------------------------------------------------------ user side
 
-    @app.post("/v1/plan", tags=["user"], openapi_extra=schemas.openapi_body(schemas.PlanBody))
+    @app.post("/v1/plan", tags=["user"], openapi_extra=schemas.openapi_body(schemas.plan_body_schema()))
     async def plan(request: Request, x_api_key: str = Header(None)):
         """Plan a job on a satellite: the plan (STEPS.md) with its predicted events.
         400 invalid job, 404 unknown satellite, 422 infeasible."""
@@ -606,7 +612,7 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         return reply({"agents": out, "count": len(out)})
 
     @app.post("/api/keys", status_code=201, tags=["user"],
-              openapi_extra=schemas.openapi_body(schemas.KeyBody))
+              openapi_extra=schemas.openapi_body(schemas.key_body_schema()))
     async def create_key(request: Request, x_api_key: str = Header(None)):
         """Create an API key (agent or user; optionally an uplink signing key for
         an agent). The key is shown once; only its SHA-256 is stored."""
@@ -620,7 +626,7 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         return reply(out, 201)
 
     @app.post("/api/satellites", status_code=201, tags=["user"],
-              openapi_extra=schemas.openapi_body(schemas.SatelliteBody))
+              openapi_extra=schemas.openapi_body(schemas.satellite_body_schema()))
     async def add_satellite(request: Request, x_api_key: str = Header(None)):
         """Add a satellite to the catalog by TLE ([line1, line2] or one string) or
         Keplerian elements. 409 if the id exists."""
