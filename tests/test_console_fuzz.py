@@ -11,8 +11,8 @@ from tools.benches import console_fuzz
 from tools.console import auth
 from tools.console.server import serve_in_thread
 
-EXAMPLES = 12      # per operation and mode: ~400 schemathesis requests
-RAW_EXAMPLES = 25  # per POST endpoint: ~200 raw bodies; the whole test well under a minute
+EXAMPLES = 15      # per operation and mode: ~500 schemathesis requests
+RAW_EXAMPLES = 30  # per POST endpoint: ~240 raw bodies; the whole test well under a minute
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_fuzzed_requests_get_no_5xx_no_schema_mismatch_and_store_nothing_when_re
     assert tally.mismatches == []
     assert tally.broken_promises == []
     # only operations without a body can lack an invalid form; every body was fuzzed negatively
-    assert all(s.startswith("GET ") or "/cancel " in s or "/clear-safe-mode " in s
+    assert all(s.lower().startswith("get ") or "/cancel " in s or "/clear-safe-mode " in s
                for s in tally.skipped), tally.skipped
     assert tally.requests > 400
     assert 0 < tally.rejected < tally.requests

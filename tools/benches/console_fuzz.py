@@ -227,9 +227,15 @@ def _raw(url, db, tally, examples, seed, user, agent):
             @given(body=bodies)
             def run(body):
                 before = db.counts()
-                r = http.post(real, content=body,
-                              headers=dict(headers, **{"Content-Type": "application/json"}))
-                _check_reply(tally, db, before, "POST %s (raw %r)" % (path, body[:40]), r)
+                where = "POST %s (raw %r)" % (path, body[:40])
+                try:
+                    r = http.post(real, content=body,
+                                  headers=dict(headers, **{"Content-Type": "application/json"}))
+                except httpx.TransportError as exc:  # the server dropped the request
+                    tally.requests += 1
+                    tally.server_errors.append("%s -> no reply: %r" % (where, exc))
+                    return
+                _check_reply(tally, db, before, where, r)
 
             if seed is not None:
                 from hypothesis import seed as hypothesis_seed
