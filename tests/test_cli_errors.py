@@ -55,6 +55,8 @@ MISUSES = [
     (("submit", "bad.json", "--satellite", "25544", "--console", DOWN), 2, "not JSON"),
     (("sim", "windows", "--satellite", "X", "--tle", "missing.tle"), 2, "missing.tle"),
     (("keys", "list", "--db", "absent.db"), 2, "no Console database at absent.db"),
+    (("plot", "dep-x", "--db", "absent.db"), 2, "no Console database at absent.db"),
+    (("faults", "--campaign", "crash", "--keep", "notdb.db/x"), 2, "--keep folder notdb.db/x"),
 ]
 
 
