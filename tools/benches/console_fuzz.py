@@ -117,7 +117,7 @@ def _positive_refused(operation, mode, response):
     return "valid data refused: %d %s" % (status, response.text[:160])
 
 
-def schemathesis_campaign(url, db, tally, examples, seed=None):
+def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -132,7 +132,6 @@ def schemathesis_campaign(url, db, tally, examples, seed=None):
     checks = [not_a_server_error, status_code_conformance, content_type_conformance,
               response_headers_conformance, response_schema_conformance,
               negative_data_rejection]
-    user, agent, ids = prepare(db)
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
 
     def exercise(operation, mode, path_parameters):
@@ -180,29 +179,21 @@ POST_PATHS = ("/v1/plan", "/api/keys", "/api/satellites", "/api/deployments",
 
 
 def campaign(url, db, examples=12, raw_examples=25, seed=None):
-    """Both campaigns against the Console at url on db; returns the Tally."""
+    """Both campaigns against the Console at url on db (a fresh one); returns the Tally."""
     tally = Tally()
-    schemathesis_campaign(url, db, tally, examples, seed)
-    raw = Tally()
-    from tools.console import auth
-    user = {"X-API-Key": auth.create_key(db, "user")["key"]}
-    agent = {"X-API-Key": auth.create_key(db, "agent", "fuzz-raw", rate_limited=False)["key"],
-             "X-Agent-ID": "fuzz-raw"}
-    _raw(url, db, raw, raw_examples, seed, user, agent)
-    for name in ("requests", "rejected"):
-        setattr(tally, name, getattr(tally, name) + getattr(raw, name))
-    tally.server_errors += raw.server_errors
-    tally.broken_promises += raw.broken_promises
+    user, agent, ids = prepare(db)
+    schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids)
+    raw_body_campaign(url, db, tally, raw_examples, seed, user, agent, ids["deployment_id"])
     return tally
 
 
-def _raw(url, db, tally, examples, seed, user, agent):
+def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id):
+    """Bodies no schema describes, at every POST endpoint that reads one, from the
+    registered fuzz agent (so agent endpoints read the body)."""
     import httpx
     import json as jsonlib
     from hypothesis import HealthCheck, given, settings, strategies as st
 
-    dep = db.one("SELECT id FROM deployments ORDER BY created_at LIMIT 1")
-    dep_id = dep["id"] if dep else "dep-none"
     scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
     json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) |
                                st.dictionaries(st.text(max_size=8), inner, max_size=4),
