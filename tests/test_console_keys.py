@@ -57,7 +57,8 @@ def test_a_revoked_key_is_refused_at_its_next_request(console):
     other = auth.create_key(srv.db, "agent", "sat-10", rate_limited=False)["key"]
     body = {"agent_id": "sat-9", "satellite_id": "25544", "agent_version": "t"}
     headers = {"X-API-Key": agent, "X-Agent-ID": "sat-9"}
-    assert httpx.post(srv.url + "/api/agent/register", headers=headers, json=body).status_code == 201
+    r = httpx.post(srv.url + "/api/agent/register", headers=headers, json=body)
+    assert r.status_code == 201
     prefix = auth.hash_key(agent)[:10]
     revoked = umbra("keys", "revoke", prefix, "--db", path)
     assert revoked.returncode == 0, revoked.stderr

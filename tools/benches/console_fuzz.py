@@ -28,7 +28,8 @@ import time
 # when its agent_id or deployment_id is not the sender's or the URL's.
 ACCEPTED = {401, 403, 404, 409, 429}
 SEMANTIC_400 = {
-    "/v1/plan": lambda err: bool(re.match(r"^[a-z_]+: steps\[", err)) or err.startswith("dependency_cycle"),
+    "/v1/plan": lambda err: bool(re.match(r"^[a-z_]+: steps\[", err))
+    or err.startswith("dependency_cycle"),
     "/api/satellites": lambda err: err.startswith(("malformed TLE", "TLE elements out of range")),
     "/api/agent/events": lambda err: "is not the sender" in err or "does not match the URL" in err,
     "/api/deployments/{deployment_id}/events":

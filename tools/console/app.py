@@ -464,7 +464,8 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
 
     # ------------------------------------------------------------------ user side
 
-    @app.post("/v1/plan", tags=["user"], openapi_extra=schemas.openapi_body(schemas.plan_body_schema()))
+    @app.post("/v1/plan", tags=["user"],
+              openapi_extra=schemas.openapi_body(schemas.plan_body_schema()))
     async def plan(request: Request, x_api_key: str = Header(None)):
         """Plan a job on a satellite: the plan (STEPS.md) with its predicted events.
         400 invalid job, 404 unknown satellite, 422 infeasible."""

@@ -124,10 +124,11 @@ def key_body_schema():
     flags = {"uplink": {"type": "boolean", "default": False},
              "rate_limited": {"type": "boolean", "default": True}}
     agent_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID_PATTERN}
+    unreserved = dict(agent_id, **{"not": {"enum": list(RESERVED_AGENT_IDS)}})
     return {"oneOf": [
         {"title": "AgentKey", "type": "object", "required": ["agent_id"],
          "properties": dict(flags, kind={"enum": ["agent"], "default": "agent"},
-                            agent_id=dict(agent_id, **{"not": {"enum": list(RESERVED_AGENT_IDS)}}))},
+                            agent_id=unreserved)},
         {"title": "UserKey", "type": "object", "required": ["kind"],
          "properties": dict(flags, kind={"enum": ["user"]}, uplink={"enum": [False]},
                             agent_id={"anyOf": [agent_id, {"type": "null"}],
