@@ -54,6 +54,9 @@ MISUSES = [
     (("events", "dep-x", "--console", DOWN), 3, "cannot reach the Console"),
     (("submit", "bad.json", "--satellite", "25544", "--console", DOWN), 2, "not JSON"),
     (("sim", "windows", "--satellite", "X", "--tle", "missing.tle"), 2, "missing.tle"),
+    (("sim", "windows", "--satellite", "X", "--elements", "deep.json"), 2, "not valid JSON"),
+    (("satellites", "add", "--id", "x", "--name", "x", "--elements", "[" * 5000), 2, "bad JSON"),
+    (("submit", "deep.json", "--satellite", "25544", "--console", DOWN), 2, "not JSON"),
     (("keys", "list", "--db", "absent.db"), 2, "no Console database at absent.db"),
     (("plot", "dep-x", "--db", "absent.db"), 2, "no Console database at absent.db"),
     (("faults", "--campaign", "crash", "--keep", "notdb.db/x"), 2, "--keep folder notdb.db/x"),
@@ -98,3 +101,31 @@ def test_console_on_a_port_in_use_is_a_clear_error(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("Error: cannot listen on 127.0.0.1:%d" % port)
+
+
+def test_an_unforeseen_exception_is_one_line_and_exit_70_not_a_traceback(monkeypatch):
+    """The safety net under every command (tools/cli.py): a bug still ends in one
+    line naming the exception; UMBRA_TRACEBACK=1 gives the traceback."""
+    import types
+
+    import click
+    from click.testing import CliRunner
+
+    from tools import cli
+
+    @click.command()
+    def broken():
+        {}["missing"]
+
+    module = types.ModuleType("umbra_broken_command")
+    module.broken = broken
+    monkeypatch.setitem(sys.modules, "umbra_broken_command", module)
+    monkeypatch.setitem(cli.COMMANDS, "broken", ("umbra_broken_command", "broken", "a bug"))
+    monkeypatch.delenv("UMBRA_TRACEBACK", raising=False)
+    r = CliRunner().invoke(cli.main, ["broken"])
+    assert r.exit_code == 70
+    assert r.output.strip() == ("Error: internal error: KeyError: 'missing' "
+                                "(UMBRA_TRACEBACK=1 shows where)")
+    monkeypatch.setenv("UMBRA_TRACEBACK", "1")
+    r = CliRunner().invoke(cli.main, ["broken"])
+    assert isinstance(r.exception, KeyError)

@@ -58,7 +58,7 @@ def _load_setup(tle_path, elements, start, hours, station_ids, min_elevation):
                 raw = f.read()
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise ValueError("--elements is not valid JSON: %s" % exc)
         el = orbitio.keplerian_elements(data, default_epoch=start_epoch)
     if start_epoch is None:
@@ -143,7 +143,7 @@ def run(satellite_id, tle_path, elements, start, hours, station_ids, min_elevati
     el, t0, stations = _load_setup(tle_path, elements, start, hours, station_ids, min_elevation)
     try:
         bus = json.loads(bus_json) if bus_json else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError("--bus is not valid JSON: %s" % exc)
     world = worldlib.World(t0, hours * 3600.0, stations, min_elevation)
     sat = world.add_satellite(satellite_id, el, bus=bus)

@@ -213,7 +213,7 @@ def satellites_add(satellite_id, name, tle_file, elements, bus, db_path, console
     try:
         elements = json.loads(elements) if elements else None
         bus = json.loads(bus) if bus else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise click.UsageError("bad JSON: %s" % exc)
     if db_path:
         from . import catalog
@@ -250,7 +250,7 @@ def submit(job_file, satellite_id, mode, speed, start, console_url, key):
     """Plan a job and create a deployment on a Console; prints the deployment id."""
     try:
         doc = json.load(job_file)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise click.UsageError("%s is not JSON: %s" % (job_file.name, exc))
     if isinstance(doc, dict) and "custom_job" in doc:
         job = doc["custom_job"]
