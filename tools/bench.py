@@ -19,6 +19,7 @@ BENCHES = (
     "tools.benches.sim",
     "tools.benches.planner",
     "tools.benches.console",
+    "tools.benches.console_fuzz",
     "tools.benches.agent",
     "tools.benches.link",
     "tools.benches.deploy",

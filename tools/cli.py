@@ -2,10 +2,12 @@
 imported only when it is used, so `umbra --help` stays fast and one broken
 area does not take the others down."""
 import importlib
+import os
 
 import click
 
 import tools  # noqa: F401  (puts firmware/, lib/, sim/ on sys.path)
+from tools import clierrors
 
 # name -> (module, attribute, one-line help)
 COMMANDS = {
@@ -42,6 +44,24 @@ class LazyGroup(click.Group):
                 return _unavailable(name)
             raise
         return getattr(module, attr)
+
+    def invoke(self, ctx):
+        """Run the command; what it did not foresee is still one line, never a
+        traceback (exit statuses: tools/clierrors.py)."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(clierrors.INTERRUPTED)
+        except Exception as exc:
+            if os.environ.get("UMBRA_TRACEBACK"):
+                raise
+            error = click.ClickException("internal error: %s: %s (UMBRA_TRACEBACK=1 shows "
+                                         "where)" % (type(exc).__name__, exc))
+            error.exit_code = clierrors.INTERNAL
+            raise error
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

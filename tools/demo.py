@@ -12,7 +12,8 @@
    events, plan versus actual, and the timeline picture it drew
    (var/demo/timeline.png).
 
-Exit status 0 when the job completed.
+Exit status 0 when the job completed, 1 when it did not, 2 when the job file
+is missing, not JSON or not a valid job (tools/clierrors.py).
 """
 import json
 import os
@@ -24,6 +25,7 @@ import time
 import click
 
 from tools import ROOT
+from tools.clierrors import InputError, read_json_file
 
 # a pass step, a standard step, a window step and an eclipse step in one DAG
 DEMO_JOB = os.path.join(ROOT, "examples", "jobs", "demo-mission.json")
@@ -61,12 +63,9 @@ def demo(job_file, start, speed, heap, workdir):
     from tools.console.server import ConsoleProcess
 
     wall0 = time.monotonic()
+    custom_job, satellite_id = _load_job(job_file)  # before anything is started or removed
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    with open(job_file) as f:
-        doc = json.load(f)
-    custom_job = doc.get("custom_job", doc)
-    satellite_id = str(doc.get("satellite_id", "25544"))
     db_path = os.path.join(workdir, "console.db")
     console = ConsoleProcess(db_path)
     agent_proc = None
@@ -114,6 +113,20 @@ def demo(job_file, start, speed, heap, workdir):
             agent_proc.kill()
         console.stop()
     sys.exit(return_code)
+
+
+def _load_job(path):
+    """(custom_job, satellite_id) of a job file; InputError if it holds no valid job."""
+    import planner
+    doc = read_json_file(path, "job file")
+    if not isinstance(doc, dict):
+        raise InputError("job file %s holds no JSON object" % path)
+    custom_job = doc.get("custom_job", doc)
+    try:
+        planner.normalise_job(custom_job)
+    except planner.PlanError as exc:
+        raise InputError("job file %s: %s" % (path, exc.reason))
+    return custom_job, str(doc.get("satellite_id", "25544"))
 
 
 def _follow(http, dep, format_event, sse):

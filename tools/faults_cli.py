@@ -630,7 +630,11 @@ def faults(name, runs, seed, torn, as_json, keep):
     if torn and name != "power-cut":
         raise click.BadParameter("--torn is for the power-cut campaign", param_hint="--torn")
     if keep:
-        os.makedirs(keep, exist_ok=True)
+        try:
+            os.makedirs(keep, exist_ok=True)
+        except OSError as exc:
+            from tools.clierrors import InputError
+            raise InputError("cannot make --keep folder %s: %s" % (keep, exc.strerror or exc))
 
     def progress(items):
         items = list(items)

@@ -3,8 +3,9 @@ job locally with the orbital planner (no Console needed), on a satellite of the
 Console's shipped catalog, and print the plan and its predicted events.
 
 --json prints the plan document exactly as `POST /v1/plan` returns it (same
-function: tools.console.planning.make_plan). Exit status 1 with the reason when
-the job is invalid (400) or cannot be planned (422).
+function: tools.console.planning.make_plan). Exit status 2 with the reason when
+the file is not a job or the job is invalid (400), 1 when it cannot be planned
+(422): tools/clierrors.py.
 """
 import json
 import time
@@ -12,6 +13,7 @@ import time
 import click
 
 import tools  # noqa: F401  (portable folders on sys.path)
+from tools.clierrors import InputError, read_json_file
 
 
 def seed_satellite(satellite_id):
@@ -28,10 +30,9 @@ def seed_satellite(satellite_id):
 
 
 def load_job(path):
-    with open(path) as f:
-        doc = json.load(f)
+    doc = read_json_file(path, "job file")
     if not isinstance(doc, dict):
-        raise click.ClickException("%s: a job file holds a JSON object" % path)
+        raise InputError("job file %s holds no JSON object" % path)
     return doc.get("custom_job", doc), doc.get("satellite_id")
 
 
@@ -54,14 +55,16 @@ def plan(job_file, satellite, start, hours, min_elevation, as_json):
     sat_id = str(satellite or file_sat or "25544")
     sat = seed_satellite(sat_id)
     if sat is None:
-        raise click.ClickException("no satellite %r in the shipped catalog" % sat_id)
+        raise InputError("no satellite %r in the shipped catalog" % sat_id)
     options = {"prediction_hours": hours, "min_elevation_deg": min_elevation}
     if start:
         options["start"] = start
     try:
         doc = planning.make_plan(sat, job, options, time.time())
     except planning.PlanError as exc:
-        raise click.ClickException("%d: %s" % (exc.status, exc.reason))
+        if exc.status == 422:  # a valid job that cannot be planned: the answer is "no"
+            raise click.ClickException("%d: %s" % (exc.status, exc.reason))
+        raise InputError("%d: %s" % (exc.status, exc.reason))
     if as_json:
         click.echo(json.dumps(doc))
         return

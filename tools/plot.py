@@ -13,12 +13,12 @@ A plan is drawn from its predicted events and battery/temperature forecast; a
 deployment from the events the Console stored (battery and temperature where
 the events carry them, over the plan's forecast when the plan is known).
 """
-import json
 import os
 
 import click
 
 import tools  # noqa: F401
+from tools.clierrors import InputError, Unreachable, open_database, read_json_file
 
 COLOURS = {"eclipse": "#3b4252", "sunlit": "#f2d16b", "contact": "#4caf50"}
 
@@ -165,38 +165,68 @@ def draw(plan, evs, path, title=None, executed=False):
 @click.option("--db", default=None, help="A Console's SQLite file (reads plan and events directly).")
 @click.option("--plan", "plan_file", default=None, help="The deployment's plan (JSON), for windows.")
 @click.option("--key", envvar="UMBRA_KEY", default=None, help="User API key (or $UMBRA_KEY).")
-@click.option("--console", "console_url", envvar="UMBRA_CONSOLE", default="http://127.0.0.1:8080",
+@click.option("--console", "console_url", envvar="UMBRA_CONSOLE", default="http://127.0.0.1:8000",
               show_default=True, help="Console URL (or $UMBRA_CONSOLE).")
 def plot(target, output, db, plan_file, key, console_url):
-    """Draw a deployment's or plan's timeline."""
+    """Draw a deployment's or plan's timeline (TARGET: a plan file or a deployment id)."""
     plan = None
     if plan_file:
-        with open(plan_file) as f:
-            plan = json.load(f)
+        plan = _plan_document(plan_file)
     if os.path.exists(target):
-        with open(target) as f:
-            plan = json.load(f)
-        if "events" not in plan or "orbital_environment" not in plan:
-            raise click.ClickException("%s is not a plan document (umbra plan --json)" % target)
-        draw(plan, plan["events"], output, "plan %s: %s (predicted)" % (
-            plan["id"], plan["job"].get("name") or ""))
+        plan = _plan_document(target)
+        try:
+            draw(plan, plan["events"], output, "plan %s: %s (predicted)" % (
+                plan.get("id"), (plan.get("job") or {}).get("name") or ""))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError("%s is not a plan document (umbra plan --json): %s %s"
+                             % (target, type(exc).__name__, exc))
+    elif target.endswith(".json") or os.sep in target:
+        raise InputError("no such file: %s (a plan file, or a deployment id)" % target)
     elif db:
         from tools.console import deployments
-        from tools.console.db import Database
-        d = Database(db)
+        d = open_database(db, create=False)
         dep = deployments.get(d, target)
         if dep is None:
             raise click.ClickException("no deployment %r in %s" % (target, db))
         plan = deployments.get_plan(d, dep["plan_id"])
         evs = [e for _, e in deployments.list_events(d, target)]
-        draw(plan, evs, output, "deployment %s (executed)" % target, executed=True)
+        _draw_deployment(plan, evs, output, target)
     else:
-        import httpx
-        if not key:
-            raise click.ClickException("a deployment needs --key (or $UMBRA_KEY), or --db")
-        r = httpx.get(console_url + "/api/deployments/%s/events" % target,
-                      headers={"X-API-Key": key}, timeout=30)
-        if r.status_code != 200:
-            raise click.ClickException("%d: %s" % (r.status_code, r.text[:200]))
-        draw(plan, r.json()["events"], output, "deployment %s (executed)" % target, executed=True)
+        _draw_deployment(plan, _console_events(console_url, key, target), output, target)
     click.echo(output)
+
+
+def _draw_deployment(plan, evs, output, dep_id):
+    if not evs and plan is None:
+        raise click.ClickException("deployment %s has no events yet (give --plan for its "
+                                   "windows)" % dep_id)
+    draw(plan, evs, output, "deployment %s (executed)" % dep_id, executed=True)
+
+
+def _plan_document(path):
+    plan = read_json_file(path, "plan file")
+    if not isinstance(plan, dict) or not isinstance(plan.get("events"), list) \
+            or not isinstance(plan.get("orbital_environment"), dict):
+        raise InputError("%s is not a plan document (umbra plan --json)" % path)
+    return plan
+
+
+def _console_events(console_url, key, dep_id):
+    import httpx
+    if not key:
+        raise InputError("a deployment needs --key (or $UMBRA_KEY), or --db")
+    url = console_url.rstrip("/") + "/api/deployments/%s/events" % dep_id
+    try:
+        r = httpx.get(url, headers={"X-API-Key": key}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise Unreachable("cannot reach the Console at %s: %s" % (console_url, exc))
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code != 200:
+        if r.status_code == 404:
+            raise click.ClickException("no deployment %r at the Console %s" % (dep_id, console_url))
+        raise click.ClickException("the Console refused: %d %s" % (
+            r.status_code, body.get("error") or r.text[:200]))
+    return body.get("events") or []

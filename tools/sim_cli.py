@@ -9,6 +9,7 @@ import os
 import click
 
 import tools  # noqa: F401  (portable folders on sys.path)
+from tools.clierrors import InputError
 import hazards as hazardlib
 import orbit as orbitlib
 import orbitio
@@ -57,7 +58,7 @@ def _load_setup(tle_path, elements, start, hours, station_ids, min_elevation):
                 raw = f.read()
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise ValueError("--elements is not valid JSON: %s" % exc)
         el = orbitio.keplerian_elements(data, default_epoch=start_epoch)
     if start_epoch is None:
@@ -67,12 +68,12 @@ def _load_setup(tle_path, elements, start, hours, station_ids, min_elevation):
 
 
 def _fail_cleanly(fn):
-    """Bad input is a one-line error and exit code 1, never a traceback."""
+    """Bad input is a one-line error and exit status 2, never a traceback."""
     def wrapper(*args, **kw):
         try:
             return fn(*args, **kw)
         except ValueError as exc:
-            raise click.ClickException(str(exc))
+            raise InputError(str(exc))
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
     return wrapper
@@ -142,7 +143,7 @@ def run(satellite_id, tle_path, elements, start, hours, station_ids, min_elevati
     el, t0, stations = _load_setup(tle_path, elements, start, hours, station_ids, min_elevation)
     try:
         bus = json.loads(bus_json) if bus_json else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError("--bus is not valid JSON: %s" % exc)
     world = worldlib.World(t0, hours * 3600.0, stations, min_elevation)
     sat = world.add_satellite(satellite_id, el, bus=bus)

@@ -68,11 +68,12 @@ def create_key(db, kind, agent_id=None, uplink=False, rate_limited=True, satelli
 
 
 def lookup_key(db, key):
-    """The stored key record (dict) for a presented key, or None."""
+    """The stored key record (dict, with its key_hash) for a presented key, or None
+    (unknown or revoked)."""
     if not key:
         return None
-    row = db.one("SELECT kind, agent_id, satellite_id, rate_limited FROM api_keys "
-                 "WHERE key_hash = ?", (hash_key(key),))
+    row = db.one("SELECT key_hash, kind, agent_id, satellite_id, rate_limited FROM api_keys "
+                 "WHERE key_hash = ? AND revoked_at IS NULL", (hash_key(key),))
     return dict(row) if row else None
 
 
@@ -81,6 +82,63 @@ def bind_satellite(db, key, satellite_id):
     with db.write() as c:
         c.execute("UPDATE api_keys SET satellite_id = ? WHERE key_hash = ? AND satellite_id IS NULL",
                   (satellite_id, hash_key(key)))
+
+
+def list_keys(db):
+    """Every key's record: key_hash, kind, agent_id, satellite_id, rate_limited,
+    created_at, last_used_at, revoked_at (oldest first). The keys themselves are not stored."""
+    return [dict(r) for r in db.query(
+        "SELECT key_hash, kind, agent_id, satellite_id, rate_limited, created_at, last_used_at, "
+        "revoked_at FROM api_keys ORDER BY created_at, key_hash")]
+
+
+def find_key(db, ref):
+    """The key_hash a reference names: the key itself (um_...), its SHA-256, or a
+    unique prefix of at least 8 hex digits. ValueError if none or several."""
+    ref = (ref or "").strip()
+    if ref.startswith("um_"):
+        ref = hash_key(ref)
+    ref = ref.lower()
+    if len(ref) < 8 or any(ch not in "0123456789abcdef" for ch in ref):
+        raise ValueError("give the key, or 8 or more hex digits of its hash (umbra keys list)")
+    rows = db.query("SELECT key_hash FROM api_keys WHERE key_hash LIKE ?", (ref + "%",))
+    if not rows:
+        raise ValueError("no key whose hash starts with %s" % ref)
+    if len(rows) > 1:
+        raise ValueError("%d keys' hashes start with %s: give more digits" % (len(rows), ref))
+    return rows[0]["key_hash"]
+
+
+def revoke_key(db, key_hash):
+    """Revoke a key: every request with it is refused (401) from now on. Returns its
+    record; revoking it again changes nothing."""
+    with db.write() as c:
+        c.execute("UPDATE api_keys SET revoked_at = ? WHERE key_hash = ? AND revoked_at IS NULL",
+                  (now_iso(), key_hash))
+    return [k for k in list_keys(db) if k["key_hash"] == key_hash][0]
+
+
+class KeyUsage:
+    """Records when each key was last used, at most once per `interval_s` per key,
+    so a busy Console does not write the database at every request."""
+
+    def __init__(self, db, interval_s=60.0, clock=None):
+        self.db = db
+        self.interval_s = interval_s
+        self.clock = clock or time.monotonic
+        self._written = {}  # key_hash -> clock() of the last write
+        self._lock = threading.Lock()
+
+    def seen(self, key_hash):
+        now = self.clock()
+        with self._lock:
+            last = self._written.get(key_hash)
+            if last is not None and now - last < self.interval_s:
+                return
+            self._written[key_hash] = now
+        with self.db.write() as c:
+            c.execute("UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?",
+                      (now_iso(), key_hash))
 
 
 def uplink_secret(db, agent_id):

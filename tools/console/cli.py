@@ -1,13 +1,16 @@
 """`umbra console | keys | satellites | submit | events`.
 
 Client commands find the Console and the user key in --console / --key or
-the environment (UMBRA_CONSOLE, UMBRA_KEY). `keys create` and `--db` forms
-write the database directly: bootstrapping needs a first user key.
+the environment (UMBRA_CONSOLE, UMBRA_KEY). `keys` and the `--db` forms use
+the database directly: bootstrapping needs a first user key. Errors are one
+line and an exit status of tools/clierrors.py.
 """
 import json
 import sys
 
 import click
+
+from tools.clierrors import InputError, Unreachable, open_database
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -25,10 +28,10 @@ def _client_options(f):
     return f
 
 
-def _open_db(db_path):
+def _open_db(db_path, create=False):
+    """The Console database; create=True only where a first one is made (keys create)."""
     from .app import default_db_path
-    from .db import Database
-    return Database(db_path or default_db_path())
+    return open_database(db_path or default_db_path(), create=create)
 
 
 def _client(console_url, key, timeout=30.0):
@@ -46,7 +49,7 @@ def _call(client, method, path, **kw):
     try:
         r = client.request(method, path, **kw)
     except httpx.HTTPError as exc:
-        raise click.ClickException("cannot reach the Console at %s: %s" % (client.base_url, exc))
+        raise Unreachable("cannot reach the Console at %s: %s" % (client.base_url, exc))
     try:
         body = r.json()
     except ValueError:
@@ -62,16 +65,25 @@ def _call(client, method, path, **kw):
 @click.command()
 @_db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--max-body", default=256 * 1024, show_default=True, type=int,
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--max-body", default=256 * 1024, show_default=True,
+              type=click.IntRange(1, None),
               help="Largest request body in bytes (bigger ones get 413).")
 def console(db_path, host, port, max_body):
     """Run the ground Console (HTTP API on SQLite)."""
+    import socket
+
     import uvicorn
 
     from .app import create_app, default_db_path
     path = db_path or default_db_path()
-    app = create_app(path, max_body=max_body)
+    try:  # a clear error now rather than uvicorn's log line after start-up
+        with socket.create_server((host, port)):
+            pass
+    except (OSError, OverflowError) as exc:
+        raise InputError("cannot listen on %s:%d: %s" % (host, port,
+                                                         getattr(exc, "strerror", None) or exc))
+    app = create_app(db=_open_db(path, create=True), max_body=max_body)
     click.echo("Umbra Console on http://%s:%d  (database %s, API docs at /docs)"
                % (host, port, path), err=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
@@ -81,7 +93,7 @@ def console(db_path, host, port, max_body):
 
 @click.group()
 def keys():
-    """Create API keys."""
+    """Create, list and revoke API keys."""
 
 
 @keys.command("create")
@@ -101,11 +113,11 @@ def keys_create(agent_id, satellite_id, user, uplink, no_rate_limit, as_json, db
     if user == bool(agent_id):
         raise click.UsageError("give exactly one of --agent ID or --user")
     try:
-        out = auth.create_key(_open_db(db_path), auth.USER if user else auth.AGENT, agent_id,
-                              uplink=uplink, rate_limited=not no_rate_limit,
+        out = auth.create_key(_open_db(db_path, create=True), auth.USER if user else auth.AGENT,
+                              agent_id, uplink=uplink, rate_limited=not no_rate_limit,
                               satellite_id=satellite_id)
     except ValueError as exc:
-        raise click.ClickException(str(exc))
+        raise InputError(str(exc))
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -113,6 +125,47 @@ def keys_create(agent_id, satellite_id, user, uplink, no_rate_limit, as_json, db
     if out.get("uplink_key"):
         click.echo("uplink_key: %s" % out["uplink_key"])
     click.echo("(shown once: store it now)", err=True)
+
+
+KEY_COLUMNS = (("key_hash", "hash", 16), ("kind", "kind", 5), ("agent_id", "agent", 20),
+               ("satellite_id", "satellite", 12), ("created_at", "created", 24), ("last_used_at", "last used", 24),
+               ("revoked_at", "revoked", 24))
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (full hashes).")
+@_db_option
+def keys_list(as_json, db_path):
+    """List the keys: hash (first 16 hex digits), kind, agent, satellite, created,
+    last used (to the minute), revoked."""
+    from . import auth
+    rows = auth.list_keys(_open_db(db_path))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    fmt = "  ".join("%%-%ds" % width for _, _, width in KEY_COLUMNS)
+    click.echo(fmt % tuple(title for _, title, _ in KEY_COLUMNS))
+    for row in rows:
+        click.echo((fmt % tuple((row[col] or "-")[:width] for col, _, width in KEY_COLUMNS))
+                   .rstrip())
+
+
+@keys.command("revoke")
+@click.argument("key")
+@_db_option
+def keys_revoke(key, db_path):
+    """Revoke KEY (the key itself, or 8+ hex digits of its hash from `keys list`):
+    a running Console refuses it (401) from its next request on."""
+    from . import auth
+    db = _open_db(db_path)
+    try:
+        key_hash = auth.find_key(db, key)
+    except ValueError as exc:
+        raise InputError(str(exc))
+    rec = auth.revoke_key(db, key_hash)
+    click.echo("revoked %s (%s%s) at %s" % (key_hash[:16], rec["kind"],
+                                             " " + rec["agent_id"] if rec["agent_id"] else "",
+                                             rec["revoked_at"]))
 
 
 # ---------------------------------------------------------------- satellites
@@ -164,7 +217,7 @@ def satellites_add(satellite_id, name, tle_file, elements, bus, db_path, console
     try:
         elements = json.loads(elements) if elements else None
         bus = json.loads(bus) if bus else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise click.UsageError("bad JSON: %s" % exc)
     if db_path:
         from . import catalog
@@ -174,7 +227,7 @@ def satellites_add(satellite_id, name, tle_file, elements, bus, db_path, console
         except KeyError:
             raise click.ClickException("satellite %r already exists" % satellite_id)
         except ValueError as exc:
-            raise click.ClickException(str(exc))
+            raise InputError(str(exc))
     else:
         body = {"satellite_id": satellite_id, "name": name}
         for k, v in (("tle", tle), ("elements", elements), ("bus", bus)):
@@ -201,7 +254,7 @@ def submit(job_file, satellite_id, mode, speed, start, console_url, key):
     """Plan a job and create a deployment on a Console; prints the deployment id."""
     try:
         doc = json.load(job_file)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise click.UsageError("%s is not JSON: %s" % (job_file.name, exc))
     if isinstance(doc, dict) and "custom_job" in doc:
         job = doc["custom_job"]
@@ -334,7 +387,7 @@ def events(deployment, follow, as_json, compare, console_url, key):
                     show(json.loads(data))
                     sys.stdout.flush()
         except httpx.HTTPError as exc:
-            raise click.ClickException("lost the Console at %s: %s" % (console_url, exc))
+            raise Unreachable("lost the Console at %s: %s" % (console_url, exc))
     if not as_json:
         click.echo(click.style("deployment %s %s" % (deployment, status),
                                fg="green" if status == "completed" else "red"), err=True)

@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     agent_id     TEXT,
     satellite_id TEXT,                      -- an agent key acts for this satellite only
     rate_limited INTEGER NOT NULL DEFAULT 1,
-    created_at   TEXT NOT NULL
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT,                      -- to the minute (auth.KeyUsage), NULL if never used
+    revoked_at   TEXT                       -- set by `umbra keys revoke`: refused from then on
 );
 CREATE TABLE IF NOT EXISTS uplink_keys (  -- per-agent workload signing secrets (the Console must sign)
     agent_id   TEXT PRIMARY KEY,
@@ -88,31 +90,56 @@ CREATE TABLE IF NOT EXISTS acked (          -- per origin: every seq from 1 to a
 );
 """
 
+# Columns added after the first release: (table, column, declaration), added to
+# an existing database when it is opened.
+MIGRATIONS = (
+    ("agents", "clear_safe_mode", "INTEGER NOT NULL DEFAULT 0"),
+    ("agents", "umbra_aware", "INTEGER NOT NULL DEFAULT 0"),
+    ("api_keys", "satellite_id", "TEXT"),
+    ("api_keys", "last_used_at", "TEXT"),
+    ("api_keys", "revoked_at", "TEXT"),
+)
+
 
 def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+class Unusable(Exception):
+    """The path cannot hold a Console database (absent, not SQLite, not writable)."""
+
+
 class Database:
-    def __init__(self, path):
+    def __init__(self, path, create=True):
+        """create=False: the database must exist already (commands that only read
+        or change one never create an empty one by mistake)."""
         self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        conn = self.conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-        cols = [r[1] for r in conn.execute("PRAGMA table_info(agents)")]
-        for col in ("clear_safe_mode", "umbra_aware"):  # a database from before these columns
-            if col not in cols:
-                conn.execute("ALTER TABLE agents ADD COLUMN %s INTEGER NOT NULL DEFAULT 0" % col)
-        if "satellite_id" not in [r[1] for r in conn.execute("PRAGMA table_info(api_keys)")]:
-            # keys from before bindings: bound to the satellite their agent registered
-            # for (or, if it never did, to the first it registers for)
-            conn.execute("ALTER TABLE api_keys ADD COLUMN satellite_id TEXT")
-            conn.execute("UPDATE api_keys SET satellite_id = (SELECT satellite_id FROM agents "
-                         "WHERE agents.agent_id = api_keys.agent_id) WHERE kind = 'agent'")
+        if not create and not os.path.isfile(path):
+            raise Unusable("no Console database at %s" % path)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            conn = self.conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            self._migrate(conn)
+        except (OSError, sqlite3.Error) as exc:
+            if getattr(self._local, "conn", None) is not None:
+                self._local.conn.close()
+                self._local.conn = None
+            raise Unusable("cannot use %s as the Console database: %s" % (path, exc))
+
+    def _migrate(self, conn):
+        for table, column, decl in MIGRATIONS:  # columns a database from before them lacks
+            if column not in [r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)]:
+                conn.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, decl))
+                if (table, column) == ("api_keys", "satellite_id"):
+                    # keys from before bindings: bound to the satellite their agent
+                    # registered for (or, if it never did, to the first it registers for)
+                    conn.execute("UPDATE api_keys SET satellite_id = (SELECT satellite_id "
+                                 "FROM agents WHERE agents.agent_id = api_keys.agent_id) "
+                                 "WHERE kind = 'agent'")
 
     def conn(self):
         c = getattr(self._local, "conn", None)

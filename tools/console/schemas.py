@@ -4,8 +4,12 @@ from typing import List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import events
+import workload
+
 from . import eventcheck as event_catalog
 
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 
 def Id(default=...):
@@ -36,7 +40,7 @@ class Position(Body):
 class TelemetryBody(Body):
     agent_id: str = Id()
     status: Literal["idle", "executing", "transferring", "offline", "safe_mode"]
-    timestamp: str = Field(min_length=19, max_length=40)
+    timestamp: str = Field(min_length=19, max_length=40, json_schema_extra={"format": "date-time"})
     cpu_percent: Optional[float] = Field(None, ge=0, le=100)
     memory_mb: Optional[float] = Field(None, ge=0, le=1e7)
     battery_percent: Optional[float] = Field(None, ge=0, le=100)
@@ -58,7 +62,8 @@ class TelemetryBody(Body):
 class PlanningOptions(Body):
     prediction_hours: float = Field(12, ge=1, le=48)
     min_elevation_deg: float = Field(5, ge=0, le=90)
-    start: Optional[str] = Field(None, min_length=19, max_length=40)
+    start: Optional[str] = Field(None, min_length=19, max_length=40,
+                                 json_schema_extra={"format": "date-time"})
 
 
 class PlanBody(Body):
@@ -89,7 +94,8 @@ class Elements(Body):
     raan_deg: float = Field(0, ge=0, le=360)
     arg_perigee_deg: float = Field(0, ge=0, le=360)
     mean_anomaly_deg: float = Field(0, ge=0, le=360)
-    epoch: Optional[str] = Field(None, min_length=19, max_length=40)
+    epoch: Optional[str] = Field(None, min_length=19, max_length=40,
+                                 json_schema_extra={"format": "date-time"})
 
 
 class Bus(Body):
@@ -110,7 +116,97 @@ class SatelliteBody(Body):
     bus: Optional[Bus] = None
 
 
+# ---- request schemas the pydantic models cannot state (the OpenAPI document
+# must say what the server does: schemathesis checks it, tests/test_console_fuzz.py)
+
+def key_body_schema():
+    """POST /api/keys: an agent key names its (unreserved) agent; a user key has
+    no uplink key."""
+    from .auth import RESERVED_AGENT_IDS
+    flags = {"uplink": {"type": "boolean", "default": False},
+             "rate_limited": {"type": "boolean", "default": True}}
+    from .auth import AGENT_ID
+    agent_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": AGENT_ID.pattern,
+                "description": "no ':' (the Console's own event origins have one)"}
+    unreserved = dict(agent_id, **{"not": {"enum": list(RESERVED_AGENT_IDS)}})
+    satellite = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID_PATTERN,
+                 "description": "the catalog satellite the key acts for (default: the one "
+                                "the agent id names, sat-<NORAD id>; 400 when none)"}
+    return {"oneOf": [
+        {"title": "AgentKey", "type": "object", "required": ["agent_id"],
+         "properties": dict(flags, kind={"enum": ["agent"], "default": "agent"},
+                            agent_id=unreserved,
+                            satellite_id={"anyOf": [satellite, {"type": "null"}]})},
+        {"title": "UserKey", "type": "object", "required": ["kind"],
+         "properties": dict(flags, kind={"enum": ["user"]}, uplink={"enum": [False]},
+                            agent_id={"anyOf": [dict(agent_id, pattern=ID_PATTERN),
+                                                {"type": "null"}],
+                                      "description": "ignored"},
+                            satellite_id={"type": "null"})},
+    ]}
+
+
+def satellite_body_schema():
+    """POST /api/satellites: exactly one of tle (two lines) or elements."""
+    schema = model_schema(SatelliteBody)
+    tle_text = {"type": "string", "maxLength": 1000, "pattern": r"\S[\s\S]*\n[\s\S]*\S",
+                "description": "the TLE's lines (a name line before them is skipped)"}
+    tle_lines = {"type": "array", "items": {"type": "string", "maxLength": 200},
+                 "minItems": 2, "maxItems": 2}
+    schema["properties"]["tle"] = {"anyOf": [tle_lines, tle_text, {"type": "null"}],
+                                   "description": "checked like any TLE: its checksums and "
+                                                  "fields (400 'malformed TLE' otherwise)"}
+    null = {"type": "null"}
+    schema["oneOf"] = [
+        {"required": ["tle"], "properties": {"tle": {"not": null}, "elements": null}},
+        {"required": ["elements"], "properties": {"elements": {"not": null}, "tle": null}},
+    ]
+    return schema
+
+
+def job_schema():
+    """A job's shape (STEPS.md; the limits are firmware/workload.py's). The rules
+    JSON Schema cannot state -- unique step ids, known dependencies, no cycle,
+    what each step type needs -- are checked by the planner: 400 with its reason
+    code (e.g. `unknown_dependency: steps[1] ...`)."""
+    w = workload
+    step_id = {"type": "string", "minLength": 1, "maxLength": w.MAX_ID, "pattern": ID_PATTERN}
+    step = {"type": "object", "required": ["id"], "properties": {
+        "id": step_id,
+        "name": {"type": "string", "maxLength": w.MAX_NAME},
+        "type": {"enum": list(w.STEP_TYPES), "default": "standard"},
+        "location": {"enum": list(w.LOCATIONS), "default": "onboard"},
+        "compute_s": {"type": "number", "minimum": 0, "maximum": w.MAX_COMPUTE_S},
+        "depends_on": {"type": "array", "items": step_id, "maxItems": w.MAX_STEPS},
+    }}
+    return {"type": "object", "required": ["steps"], "properties": {
+        "name": {"type": "string", "maxLength": w.MAX_NAME},
+        "steps": {"type": "array", "minItems": 1, "maxItems": w.MAX_STEPS, "items": step},
+        "policy": {"type": "object", "properties": {
+            "objective": {"enum": list(w.OBJECTIVES)},
+            "deadline_orbits": {"type": "number", "exclusiveMinimum": 0,
+                                "maximum": w.MAX_DEADLINE_ORBITS}}},
+        "security": {"type": "object", "properties": {
+            "encryption": {"enum": list(w.ENCRYPTIONS)},
+            "require_authenticated_uplink": {"type": "boolean"}}},
+    }}
+
+
+def plan_body_schema():
+    schema = model_schema(PlanBody)
+    schema["properties"]["custom_job"] = job_schema()
+    return schema
+
+
 def event_schema():
+    """One event: the envelope, and per type the payload fields the catalog
+    requires (firmware/events.py). agent_id and deployment_id, when given, must
+    be the sender's and the URL's."""
+    by_type = []
+    for etype in event_catalog.types():
+        required = [f for f in events.fields(etype) if not f.endswith("?")]
+        by_type.append({"properties": {"type": {"const": etype},
+                                       "payload": {"type": "object", "required": required}}})
     return {
         "type": "object",
         "required": ["type", "timestamp", "payload"],
@@ -120,10 +216,11 @@ def event_schema():
             "job_id": {"type": ["string", "null"]},
             "step_id": {"type": ["string", "null"]},
             "payload": {"type": "object"},
-            "agent_id": {"type": "string"},
-            "seq": {"type": "integer", "minimum": 1},
-            "deployment_id": {"type": "string"},
+            "agent_id": {"type": "string", "description": "the sender's (X-Agent-ID)"},
+            "seq": {"type": "integer", "minimum": 1, "maximum": 2 ** 62},
+            "deployment_id": {"type": "string", "description": "the URL's"},
         },
+        "oneOf": by_type,
     }
 
 
@@ -143,12 +240,17 @@ def _inline(schema, defs):
     return schema
 
 
+def model_schema(model):
+    """A pydantic model's JSON Schema with its $defs inlined."""
+    raw = model.model_json_schema()
+    return _inline(raw, raw.get("$defs", {}))
+
+
 def openapi_body(schema_or_model):
     """`openapi_extra` declaring a JSON request body (the handler parses it itself)."""
     if isinstance(schema_or_model, dict):
         schema = schema_or_model
     else:
-        raw = schema_or_model.model_json_schema()
-        schema = _inline(raw, raw.get("$defs", {}))
+        schema = model_schema(schema_or_model)
     return {"requestBody": {"required": True,
                             "content": {"application/json": {"schema": schema}}}}
