@@ -69,7 +69,9 @@ def _call(client, method, path, **kw):
 @click.option("--max-body", default=256 * 1024, show_default=True,
               type=click.IntRange(1, None),
               help="Largest request body in bytes (bigger ones get 413).")
-def console(db_path, host, port, max_body):
+@click.option("--access-log", is_flag=True,
+              help="Log every request (off by default: a thousand agents poll every 10 s).")
+def console(db_path, host, port, max_body, access_log):
     """Run the ground Console (HTTP API on SQLite)."""
     import socket
 
@@ -86,7 +88,7 @@ def console(db_path, host, port, max_body):
     app = create_app(db=_open_db(path, create=True), max_body=max_body)
     click.echo("Umbra Console on http://%s:%d  (database %s, API docs at /docs)"
                % (host, port, path), err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
 
 
 # ---------------------------------------------------------------- keys
