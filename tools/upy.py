@@ -7,6 +7,7 @@ exists for x86-64 Linux only; elsewhere build the unix port yourself).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,11 +134,14 @@ def run_script(script, impl="micropython", heap=None, timeout=60, args=(), cwd=N
 
 
 def run_code(code, impl="micropython", heap=None, timeout=60, **kw):
-    """Run a snippet (written to a temporary file, so tracebacks name lines)."""
-    fd, path = tempfile.mkstemp(suffix=".py", prefix="umbra_snippet_")
+    """Run a snippet (written to a temporary file, so tracebacks name lines), in
+    a folder of its own: the script's folder is first on the module path, and
+    a stray `clock.py` in /tmp must not stand in for ours."""
+    folder = tempfile.mkdtemp(prefix="umbra_snippet_")
+    path = os.path.join(folder, "snippet.py")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(path, "w") as f:
             f.write(code)
         return run_script(path, impl=impl, heap=heap, timeout=timeout, **kw)
     finally:
-        os.unlink(path)
+        shutil.rmtree(folder, ignore_errors=True)
