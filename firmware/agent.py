@@ -284,8 +284,9 @@ class Agent:
                     # (the transfer phase and the hours before the next job need room)
                     self.deflate_head = None
                     failed = [s["id"] for s in job["steps"] if st["steps"][s["id"]]["status"] == "failed"]
-                    if failed:
-                        self._finish("failed", "step %s failed" % failed[0])
+                    if failed:  # the reason says which step, and why (its error)
+                        self._finish("failed", "step %r failed: %s" % (
+                            failed[0], st["steps"][failed[0]].get("error") or "unknown"))
                     else:
                         self.journal.commit([["jset", "phase", "transfer"]])
                 else:
@@ -503,7 +504,8 @@ class Agent:
             self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
                                               "location": "onboard", "data_output_mb": _r(out_mb)})
             self.emit(then[0], sid, then[1], ops=[["st", sid, done]])
-        gc.collect()
+        if ON_BOARD_HEAP:  # the step's buffers back in one piece before the next one
+            gc.collect()
 
     def _handler_ctx(self, step):
         """What a real handler is lent: where files go, the outputs of the
@@ -668,12 +670,19 @@ class _HandlerRun:
         return None
 
 
+ON_BOARD_HEAP = sys.implementation.name == "micropython"
+
+
 def _load(name):
     return __import__(name)
 
 
 def _unload(*names):
-    """Drop rarely used modules from RAM (a board re-imports them from flash)."""
+    """Drop rarely used modules from RAM (a board re-imports them from flash).
+    On MicroPython only, where a loaded module lives in the heap; CPython
+    (the planner's forecast, the Console) keeps them, as sim/node.py does."""
+    if not ON_BOARD_HEAP:
+        return
     gone = False
     for name in names:
         if name in sys.modules:

@@ -126,6 +126,6 @@ def defer_eclipse(ag, job, step, s, w, reason, needed, allowed):
     ag.emit("eclipse_step.deferred", step["id"], payload,
               ops=[["st", step["id"], {"ecl": nxt[0] if nxt else None}]])
     if nxt is None:
-        prim_fail(ag, job, step, s, reason)
+        prim_fail(ag, job, step, s, "%s, at every eclipse the plan holds" % reason)
         return False
     return True

@@ -16,9 +16,12 @@ def run_pass(ag, job, step, s):
         rules = None
         _unload("planner_rules")  # planned: the segments run without the rules in RAM
         limit = p.get("max_segments")
-        if left > EPS or (limit is not None and len(segs) > limit):
-            prim_fail(ag, job, step, s, "pass segments: %d needed, %s allowed, %.0f s unplaced"
-                            % (len(segs), limit, left))
+        if limit is not None and len(segs) > limit:
+            prim_fail(ag, job, step, s, "needs %d pass segments but max_segments is %d"
+                      % (len(segs), limit))
+            return
+        if left > EPS:
+            prim_fail(ag, job, step, s, "%.0f s of its compute fit no pass the plan holds" % left)
             return
         ag.emit("pass_step.decomposed", sid, {"segments": len(segs),
                                                 "passes": [seg[0] for seg in segs]},

@@ -2,11 +2,8 @@
 in the simulated world against a real Console, emits the stream the planner
 predicted for a standard job: same types, same order, same step ids,
 timestamps within 10 s."""
-import pytest
-
 import timeutil
-
-scenario = pytest.importorskip("tools.scenario")
+from tools import scenario
 
 
 def test_the_agent_executes_the_predicted_stream_of_the_standard_pipeline(tmp_path):

@@ -117,7 +117,7 @@ def demo(job_file, start, speed, heap, workdir):
 
 def _load_job(path):
     """(custom_job, satellite_id) of a job file; InputError if it holds no valid job."""
-    import planner
+    from tools import planner
     doc = read_json_file(path, "job file")
     if not isinstance(doc, dict):
         raise InputError("job file %s holds no JSON object" % path)

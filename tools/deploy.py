@@ -41,7 +41,7 @@ SOURCE_DIRS = ("firmware", "lib")
 # Portable modules a board never imports: the planner runs on the ground (the
 # Console's planning service; the agent needs planner_rules only), hostticks
 # stands in for MicroPython's ticks on CPython. Flash and RAM disks are small.
-HOST_ONLY = ("planner", "planner_run", "hostticks")
+HOST_ONLY = ("hostticks",)
 BOOT = "boot.py"
 CONFIG_NAME = "umbra.json"
 MARKER = "UMBRA-BOARD"

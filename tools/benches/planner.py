@@ -1,20 +1,16 @@
-"""Planner speed: plan a 50-step DAG (standard steps with a few eclipse, window
-and pass steps, fan-in/fan-out dependencies) over a 48 h horizon on the ISS,
-under CPython (in process) and under the MicroPython unix port (default heap,
-gc.threshold at a quarter of it). The figure includes the window search, the
-hazard prediction and the replay of the agent's executor."""
+"""Planner speed: plan a DAG (standard steps with a few eclipse, window and
+pass steps, fan-in/fan-out dependencies) over a 48 h horizon on the ISS,
+under CPython, in process, as the Console does: the largest of its shape a
+board's journal takes (TAKEN steps), and 50 steps, which the agent refuses
+(its job record is over the journal's record size), a 422 the plan says. The figure includes the
+window search, the hazard prediction and the agent's own run of the job in
+the forecast (tools/planner/forecast.py), which yields the predicted stream."""
 import json
 import time
 
-from tools.upy import run_code
+import timeutil
+from tools import planner
 
-SNIPPET = r"""
-import gc, json, time
-try:
-    gc.threshold(512 * 1024)
-except AttributeError:
-    pass
-import planner, timeutil
 SAT = {"id": "25544", "name": "ISS (ZARYA)", "tle": [
     "1 25544U 98067A   08264.51782528 -.00002182  00000-0 -11606-4 0  2927",
     "2 25544  51.6416 247.4627 0006703 130.5360 325.0288 15.72125391563537"]}
@@ -44,33 +40,35 @@ def dag(n=50):
     return {"name": "bench-50", "steps": steps}
 
 
-job = dag()
-t = time.ticks_ms() if hasattr(time, "ticks_ms") else None
-t0 = time.time()
-p = planner.make_plan(SAT, job, timeutil.parse_iso("2008-09-20T13:15:00Z"), 48)
-ms = time.ticks_diff(time.ticks_ms(), t) if t is not None else (time.time() - t0) * 1000
-print(json.dumps({"ms": ms, "events": len(p["events"]), "windows": len(p["orbital_environment"]["windows"]),
-                  "span_h": p["plan"]["total_duration_s"] / 3600.0}))
-"""
+
+TAKEN = 17  # the most steps of this shape a board's journal takes as one job record
+
+
+def _best_ms(job, runs=3):
+    best, plan, error = None, None, None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        try:
+            plan = planner.make_plan(SAT, job, timeutil.parse_iso("2008-09-20T13:15:00Z"), 48)
+        except planner.PlanError as exc:
+            error = exc
+        ms = (time.perf_counter() - t0) * 1000
+        best = ms if best is None else min(best, ms)
+    return best, plan, error
 
 
 def run():
-    out = []
-    for impl in ("cpython", "micropython"):
-        best = None
-        info = None
-        for _ in range(3):
-            r = run_code(SNIPPET, impl=impl, timeout=300)
-            if r.returncode != 0:
-                raise RuntimeError("%s: %s" % (impl, (r.stdout + r.stderr)[-500:]))
-            info = r.last_json
-            best = info["ms"] if best is None else min(best, info["ms"])
-        out.append({"name": "plan 50-step DAG, 48 h horizon (%s)" % impl, "value": round(best, 1),
-                    "unit": "ms"})
-    out.append({"name": "  predicted events in that plan", "value": info["events"], "unit": "events"})
-    out.append({"name": "  its job span (accepted to completed)", "value": round(info["span_h"], 1),
-                "unit": "h"})
-    return out
+    ms, p, _ = _best_ms(dag(TAKEN))
+    refused_ms, _, err = _best_ms(dag(50))
+    return [{"name": "plan a %d-step DAG, 48 h horizon, the agent's run included (cpython)"
+                     % TAKEN, "value": round(ms, 1), "unit": "ms"},
+            {"name": "  predicted events in that plan", "value": len(p["events"]),
+             "unit": "events"},
+            {"name": "  its job span (accepted to completed)",
+             "value": round(p["plan"]["total_duration_s"] / 3600.0, 1), "unit": "h"},
+            {"name": "plan a 50-step DAG, 48 h: the agent refuses it (%s)"
+                     % (err.reason.split(":")[1].strip() if err else "taken"),
+             "value": round(refused_ms, 1), "unit": "ms"}]
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 import json
 import uuid
 
-import timeutil
-
 from . import eventcheck as event_catalog
 from .db import dumps, now_iso
 
@@ -116,57 +114,13 @@ PENDING = ("SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' A
            "status = 'pending' AND agent_id IS NULL ORDER BY created_at, id LIMIT 1")
 
 
-# What a compact WorkloadSpec keeps of the plan: what the agent executes by
-# (not the schedule: the agent decides at run time; 0.8 KB of JSON is ~3.5 KB
-# of a board's heap while the workload is checked).
-COMPACT_PLAN_KEYS = ("id", "version", "job", "placement_decisions", "plan")
-
-
-SPARE_WINDOWS_S = 3 * 3600  # windows kept past the plan's end, for run-time deferrals
-
-
-def _plan_end(plan):
-    """The latest end in the plan's schedule (ISO), plus nothing: windows that
-    start after it are of no use to the agent. None when unknown."""
-    ends = [e.get("end") for e in plan.get("schedule") or () if isinstance(e.get("end"), str)]
-    for e in plan.get("schedule") or ():
-        for seg in e.get("segments") or ():
-            if isinstance(seg.get("end"), str):
-                ends.append(seg["end"])
-    return max(ends) if ends else None
-
-
 def workload_spec(db, dep, compact=False):
-    """The WorkloadSpec (unsigned). plan_data is the plan without its events, which
-    travel once, in `events` (they are most of the plan's size).
-
-    compact (Umbra extension, header X-Umbra-Compact: 1): an agent on a
-    microcontroller cannot hold a 48-hour plan in its heap; it gets the plan's
-    job, placements and summary, the bus, the windows its primitives act on,
-    the hazard counts, and no predicted events."""
-    plan = get_plan(db, dep["plan_id"])
-    predicted = plan.pop("events", [])
-    if compact:
-        env = plan.get("orbital_environment") or {}
-        slim = {k: plan[k] for k in COMPACT_PLAN_KEYS if k in plan}
-        slim["orbital_environment"] = {"bus": env.get("bus"),
-                                       "prediction_start": env.get("prediction_start")}
-        steps = (plan.get("job") or {}).get("steps") or []
-        if any(st.get("type", "standard") != "standard" for st in steps):
-            # orbital primitives act on the predicted windows: the job's span of them
-            end = _plan_end(plan)
-            horizon = None if end is None else timeutil.parse_iso(end) + SPARE_WINDOWS_S
-            slim["orbital_environment"]["windows"] = [
-                {"id": w["id"], "kind": w["kind"], "start": w["start"], "end": w["end"]}
-                for w in env.get("windows") or ()
-                if horizon is None or timeutil.parse_iso(w["start"]) <= horizon]
-        haz = plan.get("hazards")
-        if isinstance(haz, dict):  # the counts; the lists stay on the ground
-            slim["hazards"] = dict((k, v) for k, v in haz.items()
-                                   if k not in ("hazards", "checkpoint_schedule"))
-        plan, predicted = slim, []
-    return {"plan_id": dep["plan_id"], "deployment_id": dep["id"],
-            "satellite_id": dep["satellite_id"], "plan_data": plan, "events": predicted}
+    """The WorkloadSpec (unsigned) of a deployment: its plan as the planner
+    hands it to an agent (tools.planner.workload_spec; compact: Umbra
+    extension, header X-Umbra-Compact: 1)."""
+    from tools.planner import workload_spec as spec_of
+    return spec_of(get_plan(db, dep["plan_id"]), dep["plan_id"], dep["id"], dep["satellite_id"],
+                   compact)
 
 
 def store_events(db, dep_id, origin, agent_id, evs):

@@ -1,6 +1,6 @@
 """Planning behind ONE function, `make_plan`: the Console's options and catalog
-record in, the orbital planner (firmware/planner.py, portable: the board can
-run the same decisions) out. The plan has the shape of STEPS.md "The plan",
+record in, the orbital planner (tools/planner: the agent's own run of the
+job in the forecast) out. The plan has the shape of STEPS.md "The plan",
 with its predicted event stream.
 
 Errors raise PlanError(status, reason): 400 for an invalid job (or a cycle) or
@@ -10,8 +10,8 @@ constraint).
 """
 import uuid
 
-import planner
 import timeutil
+from tools import planner
 
 PlanError = planner.PlanError
 VERSION = planner.VERSION

@@ -1,6 +1,5 @@
-"""The orbital planner (STEPS.md "The plan"), portable: the Console plans with
-it, and a board can run it too (MicroPython unix port and CPython give the
-same plan).
+"""The orbital planner (STEPS.md "The plan"): ground software, run by the
+Console (`/v1/plan`) and `umbra plan` under CPython.
 
     make_plan(satellite, job, start, hours=12, min_elevation_deg=5,
               plan_id="plan-1", created_at=None, stations=None) -> plan dict
@@ -12,15 +11,19 @@ bus?: {overrides of sim/models.BUS_DEFAULTS}, orbit?: catalog summary}.
 
 How: the job is validated by firmware/workload.py (one set of rules with the
 agent); the environment over the horizon comes from the world models in
-sim/ (orbit windows, ground stations, bus, hazards); then planner_run replays
-the agent's executor against a SimulatedSatellite to place every step in
-time and predict every event, with the decision rules of planner_rules.
-docs/planner.md explains the rules and the event contract.
+sim/ (orbit windows, ground stations, bus, hazards); placement uses the
+decision rules of planner_rules, which the agent shares; then the agent
+itself -- the unchanged firmware -- runs the job in the forecast of that
+environment (forecast.py), and its run is the predicted stream, the
+schedule, the downlinks and the battery forecast. Nothing here re-implements
+what a step does. docs/planner.md explains the rules and the event contract.
 """
 import planner_rules as rules
 import timeutil
 import workload
-from planner_run import Infeasible, Run
+from accept import HAZARD_SUMMARY
+
+from . import forecast
 
 VERSION = "1.0.0"
 MAX_HOURS = 48.0
@@ -108,14 +111,9 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
 
     if stations is None:
         stations = stationlib.default_stations()
-    names = {}
-    for s in stations:
-        names[s["id"]] = s.get("name", s["id"])
     timeline = spacecraft.Timeline(orb, start, hours * 3600.0 + WINDOW_MARGIN_S, stations,
                                    min_elevation_deg)
     windows = timeline.windows
-    sat = spacecraft.SimulatedSatellite(str(summary.get("id")), orb, start, bus=satellite.get("bus"),
-                                        stations=stations, timeline=timeline)
 
     # hazards over the horizon; a checkpoint before every SAA transit
     steps = norm["steps"]
@@ -124,8 +122,6 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
                 if w["kind"] == "eclipse" and w["start"] < horizon_end]
     hz = hazardlib.predict(orb, start, horizon_end, eclipses=eclipses,
                            checkpoint_interval_s=min(intervals) if intervals else 0)
-    saa_at = [timeutil.parse_iso(c["at"]) for c in hz["checkpoint_schedule"]
-              if c["reason"] == "before_saa"]
 
     # placement, in topological order
     by_id = {}
@@ -142,56 +138,55 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
         placements[sid] = {"location": loc, "reason": reason}
         decisions.append({"step_id": sid, "location": loc, "reason": reason})
 
-    env = {"sat": sat, "windows": windows, "start": start, "end": end, "hours": hours,
-           "deadline_orbits": deadline_orbits, "bus": bus, "saa_checkpoints": saa_at,
-           "plan_id": plan_id, "job": norm, "placements": placements, "station_names": names}
-    run = Run(env, cfg)
-    try:
-        ev = run.run(order)
-    except Infeasible as exc:
-        raise PlanError(exc.status, exc.reason)
-    job_end = run.t
+    # the plan as the agent is handed it, then the agent's own run of it
+    shown = [orbitio.as_iso(_clip(w, horizon_end)) for w in windows if w["start"] < horizon_end]
+    draft = {"id": plan_id, "version": VERSION, "job": norm, "placement_decisions": decisions,
+             "plan": {"total_duration_s": 0, "windows_used": 0, "segments": 0},
+             "orbital_environment": {"bus": dict((k, _num(bus[k])) for k in BUS_KEYS),
+                                     "prediction_start": _iso(start),
+                                     "windows": [orbitio.as_iso(w) for w in windows]},
+             "hazards": {}}
+    run = _forecast(draft, plan_id, str(summary.get("id") or "forecast"), orb, start, end,
+                    satellite.get("bus"), stations, timeline, cfg)
+    if run.failure is not None:
+        if run.accepted_at is None:  # refused at its first poll (too big for it, ...)
+            raise PlanError(422, "the agent refuses the job: %s" % run.failure)
+        raise PlanError(422, run.failure)
+    if run.accepted_at is None:
+        raise PlanError(422, "uplink: no ground contact within the horizon to receive the job")
+    if run.ended_at is None:
+        what = "the downlink" if run.running is None or run.running["id"] is None else \
+            "step %r" % run.running["id"]
+        if deadline_orbits:
+            raise PlanError(422, "deadline: %s cannot finish within deadline_orbits %s (%d s "
+                                 "after the plan start)" % (what, _num(deadline_orbits), end - start))
+        raise PlanError(422, "horizon: %s cannot finish within the %s h prediction horizon "
+                             "(raise planning.prediction_hours, 48 at most)" % (what, _num(hours)))
+    ev = run.events
+    job_end = run.ended_at
     total_s = round(job_end - run.accepted_at, 1)
 
-    # the schedule, in topological order
-    schedule = []
-    n_segments = 0
-    for sid in order:
-        s = by_id[sid]
-        p = placements[sid]
-        e = run.schedule.get(sid)
-        entry = {"step_id": sid, "type": s["type"], "location": p["location"]}
-        if e is None:   # a ground step: the Console runs it once its inputs are down
-            entry.update(window_id=None, start=None, end=None, compute_s=s.get("compute_s") or 0)
-        else:
-            entry.update(window_id=e["window_id"], start=_iso(e["start"]), end=_iso(e["end"]),
-                         compute_s=e["compute_s"])
-            if "tier" in e:
-                entry["tier"] = e["tier"]
-                for d in decisions:
-                    if d["step_id"] == sid:
-                        d["quality_tier"] = e["tier"]
-            if "energy_wh" in e:
-                entry["energy_wh"] = e["energy_wh"]
-            if "segments" in e:
-                entry["segments"] = [{"pass_id": g["pass_id"], "start": _iso(g["start"]),
-                                      "end": _iso(g["end"]), "compute_s": g["compute_s"]}
-                                     for g in e["segments"]]
-                n_segments += len(e["segments"])
-            else:
-                n_segments += 1
-        schedule.append(entry)
+    # the schedule, the windows used and the downlinks, as the run went
+    schedule, n_segments, used = _schedule(ev, order, by_id, placements, windows)
+    for entry in schedule:
+        if entry.get("tier") is not None:
+            for d in decisions:
+                if d["step_id"] == entry["step_id"]:
+                    d["quality_tier"] = entry["tier"]
+    transfers, downlink_total = _transfers(ev, windows, used)
+    windows_used = len(used)
 
+    # what the agent echoes from the plan it is handed: the final plan's values
     haz = _hazards_within(hz, start, max(job_end, start + 1), orbitio.iso)
-    for k in haz:
-        run.predicted["payload"][k] = haz[k]
-    windows_used = len(run.windows_used)
-    pc = run.plan_created["payload"]
-    pc["segments"] = n_segments
-    pc["windows_used"] = windows_used
-    pc["total_duration_s"] = total_s
+    for e in ev:
+        if e["type"] == "plan.created":
+            e["payload"] = {"segments": n_segments, "windows_used": windows_used,
+                            "total_duration_s": total_s}
+        elif e["type"] == "checkpoint.predicted":
+            for key in HAZARD_SUMMARY:
+                e["payload"][key] = haz[key] if haz[key] is not None else \
+                    (0 if key.endswith(("count", "fraction")) else None)
 
-    shown = [orbitio.as_iso(_clip(w, horizon_end)) for w in windows if w["start"] < horizon_end]
     ecl_s = 0.0
     pass_s = 0.0
     seen_stations = {}
@@ -203,8 +198,6 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
         elif w["kind"] == "contact":
             pass_s += min(w["end"], horizon_end) - w["start"]
             seen_stations[w["station"]] = True
-    transfers = [{"pass_id": x["pass_id"], "station": x["station"], "start": _iso(x["start"]),
-                  "end": _iso(x["end"]), "data_mb": x["data_mb"]} for x in run.transfers]
     return {
         "id": plan_id,
         "created_at": _iso(created_at if created_at is not None else start),
@@ -227,17 +220,215 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
         },
         "placement_decisions": decisions,
         "schedule": schedule,
-        "transfer_schedule": {"transfers": transfers, "total_downlink_mb": run.downlink_total,
-                              "passes_used": len(transfers),
+        "transfer_schedule": {"transfers": [dict(x, start=_iso(x["start"]), end=_iso(x["end"]))
+                                            for x in transfers],
+                              "total_downlink_mb": downlink_total, "passes_used": len(transfers),
                               "total_transfer_time_s": round(sum(x["end"] - x["start"]
-                                                                 for x in run.transfers), 1)},
+                                                                 for x in transfers), 1)},
         "hazards": haz,
         "plan": {"total_duration_s": total_s, "windows_used": windows_used,
                  "segments": n_segments, "status": "scheduled"},
         "forecast": {"start": _iso(start), "columns": ["t_s", "battery_percent", "temperature_c"],
-                     "samples": run.forecast},
+                     "samples": run.samples},
         "events": ev,
     }
+
+
+# What a compact WorkloadSpec keeps of the plan: what the agent executes by
+# (not the schedule: the agent decides at run time; 0.8 KB of JSON is ~3.5 KB
+# of a board's heap while the workload is checked).
+COMPACT_PLAN_KEYS = ("id", "version", "job", "placement_decisions", "plan")
+SPARE_WINDOWS_S = 3 * 3600  # windows kept past the plan's end, for run-time deferrals
+
+
+FIRST_WINDOWS_S = 6 * 3600  # the forecast first hands the agent this much of the windows
+MAX_FORECAST_RUNS = 6       # 6 h, 12 h, 24 h, 48 h, then the cut at the job's end
+
+
+def _forecast(draft, plan_id, satellite_id, orb, start, end, bus, stations, timeline, cfg):
+    """The agent's run of the job, handed exactly the spec the Console will hand
+    a real agent. That spec carries the windows up to the job's end plus
+    SPARE_WINDOWS_S, which only the run tells: the first run gets the windows
+    of FIRST_WINDOWS_S (a job that needs more, or fails for want of them, is
+    run again with twice as many, up to the horizon); a run that ends is made
+    once more with the spec cut at its end, unless that spec is the one it
+    had. The last run is the forecast. A job of standard steps gets no
+    windows: one run."""
+    import spacecraft
+
+    def spec_of(until):
+        return workload_spec(draft, plan_id, forecast.DEPLOYMENT_ID, satellite_id,
+                             windows_until=until)
+
+    def attempt(spec):
+        sat = spacecraft.SimulatedSatellite(satellite_id, orb, start, bus=bus, stations=stations,
+                                            timeline=timeline)
+        return forecast.run(spec, sat, start, end, cfg)
+
+    horizon = end + SPARE_WINDOWS_S
+    until = min(start + FIRST_WINDOWS_S, horizon)
+    spec = spec_of(until)
+    run = attempt(spec)
+    for _ in range(MAX_FORECAST_RUNS - 1):
+        if run.ended_at is not None and run.failure is None:
+            until = run.ended_at + SPARE_WINDOWS_S  # what the Console will hand out
+        elif until < horizon:
+            until = min(start + 2 * (until - start), horizon)
+        else:
+            return run
+        nxt = spec_of(until)
+        if nxt == spec:
+            return run
+        spec = nxt
+        run = attempt(spec)
+    return run
+
+
+def workload_spec(plan, plan_id, deployment_id, satellite_id, compact=True, windows_until=None):
+    """The WorkloadSpec (PROTOCOL.md) of a plan, unsigned. plan_data is the plan
+    without its events, which travel once, in `events`.
+
+    compact (what our agents get; X-Umbra-Compact: 1): an agent on a
+    microcontroller cannot hold a 48-hour plan in its heap; it gets the plan's
+    job, placements and summary, the bus, the windows its primitives act on
+    (the job's span of them, plus SPARE_WINDOWS_S; windows_until, epoch s,
+    instead of the span's end when given), the hazard counts, and no predicted
+    events. The forecast hands the agent this same spec."""
+    plan = dict(plan)
+    predicted = plan.pop("events", [])
+    if compact:
+        env = plan.get("orbital_environment") or {}
+        slim = dict((k, plan[k]) for k in COMPACT_PLAN_KEYS if k in plan)
+        slim["orbital_environment"] = {"bus": env.get("bus"),
+                                       "prediction_start": env.get("prediction_start")}
+        steps = (plan.get("job") or {}).get("steps") or []
+        if any(st.get("type", "standard") != "standard" for st in steps):
+            horizon = windows_until
+            if horizon is None:
+                end = _plan_end(plan)
+                horizon = None if end is None else timeutil.parse_iso(end) + SPARE_WINDOWS_S
+            slim["orbital_environment"]["windows"] = [
+                {"id": w["id"], "kind": w["kind"], "start": w["start"], "end": w["end"]}
+                for w in env.get("windows") or ()
+                if horizon is None or timeutil.parse_iso(w["start"]) <= horizon]
+        haz = plan.get("hazards")
+        if isinstance(haz, dict):  # the counts; the lists stay on the ground
+            slim["hazards"] = dict((k, v) for k, v in haz.items()
+                                   if k not in ("hazards", "checkpoint_schedule"))
+        plan, predicted = slim, []
+    return {"plan_id": plan_id, "deployment_id": deployment_id, "satellite_id": satellite_id,
+            "plan_data": plan, "events": predicted}
+
+
+def _plan_end(plan):
+    """The latest end in the plan's schedule (ISO); None when it has none."""
+    ends = []
+    for e in plan.get("schedule") or ():
+        if isinstance(e.get("end"), str):
+            ends.append(e["end"])
+        for seg in e.get("segments") or ():
+            if isinstance(seg.get("end"), str):
+                ends.append(seg["end"])
+    return max(ends) if ends else None
+
+
+def _containing(windows, t, kind=None):
+    for w in windows:
+        if w["start"] <= t < w["end"] and (kind is None or w["kind"] == kind):
+            return w
+    return None
+
+
+def _schedule(ev, order, by_id, placements, windows):
+    """(schedule entries in topological order, segment count, {window id used})
+    read from the agent's run: when each step started and completed, in which
+    window, at which tier, with what energy, in which pass segments."""
+    runs = {}
+    used = {}
+    for e in ev:
+        t = timeutil.parse_iso(e["timestamp"])
+        p = e["payload"]
+        if e["type"] == "job.accepted":
+            w = _containing(windows, t, "contact")
+            if w is not None:
+                used[w["id"]] = True
+        sid = e.get("step_id")
+        if sid is None:
+            continue
+        r = runs.setdefault(sid, {"segments": []})
+        if e["type"] == "step.started" and "start" not in r:
+            r["start"] = t
+            named = [w for w in windows if w["id"] == p.get("window")]
+            w = named[0] if named else _containing(windows, t, p.get("window_label") or
+                                                   p.get("window"))
+            r["window_id"] = w["id"] if w is not None else None
+            if w is not None:
+                used[w["id"]] = True
+        elif e["type"] == "step.completed":
+            r["end"] = t
+        elif e["type"] in ("window_step.tier_selected", "window_step.completed"):
+            r["tier"] = p.get("tier")
+            if p.get("compute_s") is not None:
+                r["compute_s"] = p["compute_s"]
+        elif e["type"] == "eclipse_step.completed":
+            r["energy_wh"] = p.get("energy_consumed_wh")
+        elif e["type"] == "pass_step.segment_started":
+            r["segments"].append({"pass_id": p.get("pass_id"), "start": t})
+            used[p.get("pass_id")] = True
+        elif e["type"] == "pass_step.segment_completed" and r["segments"]:
+            r["segments"][-1]["end"] = t
+    schedule = []
+    n_segments = 0
+    for sid in order:
+        s = by_id[sid]
+        entry = {"step_id": sid, "type": s["type"], "location": placements[sid]["location"]}
+        r = runs.get(sid)
+        if r is None or "start" not in r:  # a ground step: the Console runs it
+            entry.update(window_id=None, start=None, end=None, compute_s=s.get("compute_s") or 0)
+            schedule.append(entry)
+            continue
+        entry.update(window_id=r.get("window_id"), start=_iso(r["start"]),
+                     end=_iso(r.get("end", r["start"])),
+                     compute_s=r.get("compute_s", s.get("compute_s") or 0))
+        if r.get("tier") is not None:
+            entry["tier"] = r["tier"]
+        if r.get("energy_wh") is not None:
+            entry["energy_wh"] = r["energy_wh"]
+        if r["segments"]:
+            segs = [{"pass_id": g["pass_id"], "start": _iso(g["start"]),
+                     "end": _iso(g.get("end", g["start"])),
+                     "compute_s": round(g.get("end", g["start"]) - g["start"], 1)}
+                    for g in r["segments"]]
+            entry["segments"] = segs
+            entry["window_id"] = segs[0]["pass_id"]
+            n_segments += len(segs)
+        else:
+            n_segments += 1
+        schedule.append(entry)
+    return schedule, n_segments, used
+
+
+def _transfers(ev, windows, used):
+    """([{pass_id, station, start, end, data_mb}], total downlink MB) of the run."""
+    out = []
+    total = 0.0
+    open_pass = None
+    for e in ev:
+        t = timeutil.parse_iso(e["timestamp"])
+        p = e["payload"]
+        if e["type"] == "transfer.started":
+            total = p.get("total_transfer_mb") or 0.0
+        elif e["type"] == "transfer.pass_started":
+            w = _containing(windows, t, "contact")
+            open_pass = {"pass_id": w["id"] if w is not None else None,
+                         "station": p.get("ground_station"), "start": t}
+            if w is not None:
+                used[w["id"]] = True
+        elif e["type"] == "transfer.pass_completed" and open_pass is not None:
+            open_pass.update(end=t, data_mb=p.get("data_transferred_mb"))
+            out.append(open_pass)
+            open_pass = None
+    return out, total
 
 
 def _satellite_block(summary):
