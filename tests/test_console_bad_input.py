@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tools.console import auth
-from tools.console.app import MAX_JSON_DEPTH
+from tools.console.api import MAX_JSON_DEPTH
 from tools.console.server import serve_in_thread
 
 POST_PATHS = ("/v1/plan", "/api/keys", "/api/satellites", "/api/deployments",

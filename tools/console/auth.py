@@ -80,8 +80,8 @@ def lookup_key(db, key):
 def bind_satellite(db, key, satellite_id):
     """Bind a key from before bindings to the satellite its agent first registers for."""
     with db.write() as c:
-        c.execute("UPDATE api_keys SET satellite_id = ? WHERE key_hash = ? AND satellite_id IS NULL",
-                  (satellite_id, hash_key(key)))
+        c.execute("UPDATE api_keys SET satellite_id = ? WHERE key_hash = ? "
+                  "AND satellite_id IS NULL", (satellite_id, hash_key(key)))
 
 
 def list_keys(db):

@@ -159,7 +159,8 @@ def make_plan(satellite, job, start, hours=12, min_elevation_deg=5.0, plan_id="p
             "step %r" % run.running["id"]
         if deadline_orbits:
             raise PlanError(422, "deadline: %s cannot finish within deadline_orbits %s (%d s "
-                                 "after the plan start)" % (what, _num(deadline_orbits), end - start))
+                                 "after the plan start)"
+                            % (what, _num(deadline_orbits), end - start))
         raise PlanError(422, "horizon: %s cannot finish within the %s h prediction horizon "
                              "(raise planning.prediction_hours, 48 at most)" % (what, _num(hours)))
     ev = run.events

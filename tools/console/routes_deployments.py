@@ -1,0 +1,134 @@
+"""Deployments: create (live or simulated), status and summary, the stored
+events (or a Server-Sent Events stream of them), cancel."""
+import asyncio
+import json
+import time
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from . import auth, deployments, schemas
+from . import eventcheck as event_catalog
+from .api import (SSE_KEEPALIVE_S, SSE_POLL_S, ApiError, Console, console_of, read_json,
+                  reply, sync, validate)
+from .db import now_iso
+
+router = APIRouter()
+
+
+@router.post("/api/deployments", status_code=201, tags=["user"],
+             openapi_extra=schemas.openapi_body(schemas.DeploymentBody))
+async def create_deployment(request: Request, x_api_key: str = Header(None),
+                            console: Console = Depends(console_of)):
+    """Deploy a plan: live (an agent polls for it) or simulated (the Console
+    writes the predicted events, paced by speed_multiplier; 0 = at once)."""
+    db = console.db
+    await sync(console.user, x_api_key)
+    body = validate(schemas.DeploymentBody, await read_json(request, console))
+
+    def work():
+        plan_doc = deployments.get_plan(db, body.plan_id)
+        if plan_doc is None:
+            raise ApiError(404, "no plan %r" % body.plan_id)
+        return deployments.create(db, plan_doc, body.mode, body.speed_multiplier)
+
+    dep_id = await sync(work)
+    if body.mode == "simulated":
+        console.simulator.start(dep_id)
+    return reply({"id": dep_id, "status": "pending"}, 201)
+
+
+@router.get("/api/deployments/{deployment_id}", tags=["user"])
+async def get_deployment(deployment_id: str, x_api_key: str = Header(None),
+                         x_agent_id: str = Header(None),
+                         console: Console = Depends(console_of)):
+    """Status and summary (users: any; agents: their own)."""
+    db = console.db
+    await sync(reader, console, deployment_id, x_api_key, x_agent_id)
+    return reply(await sync(deployments.summary, db, deployment_id))
+
+
+def reader(console, dep_id, api_key, agent_id):
+    rec = console.key(api_key)
+    if rec["kind"] == auth.AGENT:
+        console.agent(api_key, agent_id)
+        console.deployment_for_agent(dep_id, agent_id)
+    elif deployments.get(console.db, dep_id) is None:
+        raise ApiError(404, "no deployment %r" % dep_id)
+
+
+@router.get("/api/deployments/{deployment_id}/events", tags=["user"],
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "events in seq order, or an SSE stream"}})
+async def get_events(deployment_id: str, request: Request, x_api_key: str = Header(None),
+                     x_agent_id: str = Header(None),
+                     follow: bool = Query(False, description="stream as Server-Sent Events "
+                                          "until the terminal event"),
+                     console: Console = Depends(console_of)):
+    """Stored events in seq order; ?follow=1 streams them as Server-Sent Events
+    and ends after the terminal event."""
+    db = console.db
+    await sync(reader, console, deployment_id, x_api_key, x_agent_id)
+    if not follow:
+        evs = await sync(deployments.list_events, db, deployment_id)
+        dep = await sync(deployments.get, db, deployment_id)
+        return reply({"deployment_id": deployment_id, "status": dep["status"],
+                      "events": [e for _, e in evs], "count": len(evs)})
+    return StreamingResponse(sse_stream(console, deployment_id, request),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+async def sse_stream(console, dep_id, request):
+    db = console.db
+    last_row = 0  # row ids only grow: each round reads only what is new
+    last_beat = time.monotonic()
+    while not console.simulator.stop.is_set():
+        dep = await sync(deployments.get, db, dep_id)
+        evs = await sync(deployments.list_events, db, dep_id, last_row)
+        for row_id, ev in evs:
+            last_row = max(last_row, row_id)
+            yield "id: %s\nevent: %s\ndata: %s\n\n" % (
+                ev.get("seq") if ev.get("seq") is not None else row_id, ev["type"],
+                json.dumps(ev, ensure_ascii=False))
+            if ev["type"] in event_catalog.TERMINAL:
+                # re-read: the status moved with this event, after `dep` was read
+                yield end_message(await sync(deployments.get, db, dep_id))
+                return
+        if dep["status"] in deployments.FINISHED:
+            # finished without a terminal event (e.g. cancelled before dispatch)
+            yield end_message(dep)
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_beat > SSE_KEEPALIVE_S:
+            last_beat = time.monotonic()
+            yield ": keep-alive %s\n\n" % now_iso()
+        await asyncio.sleep(SSE_POLL_S)
+
+
+def end_message(dep):
+    return "event: end\ndata: %s\n\n" % json.dumps(
+        {"deployment_id": dep["id"], "status": dep["status"], "server_time": now_iso()})
+
+
+@router.post("/api/deployments/{deployment_id}/cancel", tags=["user"])
+async def cancel_deployment(deployment_id: str, x_api_key: str = Header(None),
+                     console: Console = Depends(console_of)):
+    """Cancel; the agent hears of it in its next poll reply (`cancel: [...]`).
+    409 when the deployment already completed or failed."""
+    db = console.db
+    await sync(console.user, x_api_key)
+
+    def work():
+        try:
+            return deployments.cancel(db, deployment_id)
+        except KeyError:
+            raise ApiError(404, "no deployment %r" % deployment_id)
+        except deployments.Conflict as exc:
+            raise ApiError(409, str(exc))
+
+    status = await sync(work)
+    # a simulated run writes its job.failed (cancelled) before we answer
+    await sync(console.simulator.cancelled, deployment_id)
+    return reply({"id": deployment_id, "status": status})

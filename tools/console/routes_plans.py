@@ -1,0 +1,51 @@
+"""Plans: `POST /v1/plan` (the planner) and a plan's predicted events."""
+import time
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from . import catalog, deployments, planning, schemas
+from .api import ApiError, Console, console_of, read_json, reply, sync, validate
+
+router = APIRouter()
+
+
+@router.post("/v1/plan", tags=["user"],
+             openapi_extra=schemas.openapi_body(schemas.plan_body_schema()))
+async def plan(request: Request, x_api_key: str = Header(None),
+               console: Console = Depends(console_of)):
+    """Plan a job on a satellite: the plan (STEPS.md) with its predicted events.
+    400 invalid job, 404 unknown satellite, 422 infeasible."""
+    db = console.db
+    await sync(console.user, x_api_key)
+    raw = await read_json(request, console)
+    body = validate(schemas.PlanBody, raw)
+
+    def work():
+        sat = catalog.get(db, body.satellite_id)
+        if sat is None:
+            raise ApiError(404, "no satellite %r in the catalog" % body.satellite_id)
+        try:
+            result = planning.make_plan(sat, raw["custom_job"], raw.get("planning"),
+                                        time.time())
+        except planning.PlanError as exc:
+            raise ApiError(exc.status, exc.reason)
+        # the reply is rendered before the plan is stored: a reply that cannot be
+        # built stores nothing (no plan whose id was never returned)
+        response = reply(result)
+        deployments.save_plan(db, result)
+        return response
+
+    return await sync(work)
+
+
+@router.get("/v1/plan/{plan_id}/events", tags=["user"])
+async def plan_events(plan_id: str, x_api_key: str = Header(None),
+                      console: Console = Depends(console_of)):
+    """The plan's predicted event stream."""
+    db = console.db
+    await sync(console.user, x_api_key)
+    plan_doc = await sync(deployments.get_plan, db, plan_id)
+    if plan_doc is None:
+        raise ApiError(404, "no plan %r" % plan_id)
+    return reply({"plan_id": plan_id, "events": plan_doc["events"],
+                  "count": len(plan_doc["events"])})
