@@ -3,7 +3,8 @@ energy the policy allows (STEPS.md); deferred to a later eclipse when it does
 not fit. Functions of the agent (`ag`), loaded by Agent._run_step while such a
 step runs; firmware/primitives.py holds what the three kinds share."""
 from agent import ABORT, EPS, _load, _r, _unload
-from primitives import window_containing, window_after, window_by_id, wait_until, prim_fail
+from primitives import (W_END, W_ID, W_START, prim_fail, wait_until, window_after,
+                        window_by_id, window_containing)
 
 
 def run_eclipse(ag, job, step, s):
@@ -19,12 +20,12 @@ def run_eclipse(ag, job, step, s):
         if w is None:
             prim_fail(ag, job, step, s, "no eclipse ahead")
             return
-        payload = {"window": w[0], "energy_budget_wh": budget, "eclipse_policy": policy}
+        payload = {"window": w[W_ID], "energy_budget_wh": budget, "eclipse_policy": policy}
         warning = _load("planner_rules").eclipse_warning(p)
         _unload("planner_rules")
         if warning:
             payload["reason"] = warning
-        ag.emit("eclipse_step.scheduled", sid, payload, ops=[["st", sid, {"ecl": w[0]}]])
+        ag.emit("eclipse_step.scheduled", sid, payload, ops=[["st", sid, {"ecl": w[W_ID]}]])
     runner = None  # made once the energy fits: no handler in RAM while it waits or defers
     compute = step["compute_s"]
     capacity_wh = job["battery_wh"]
@@ -33,17 +34,17 @@ def run_eclipse(ag, job, step, s):
         if w is None:
             prim_fail(ag, job, step, s, "no eclipse ahead")
             return
-        ok = yield from wait_until(ag, job, w[2])
+        ok = yield from wait_until(ag, job, w[W_START])
         if not ok:
             return
         rules = _load("planner_rules")
         needed = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
         pct = ag.sensors.battery_percent()
         ledger = job.get("ledger") or {}
-        led = ledger.get(w[0])
+        led = ledger.get(w[W_ID])
         if led is None:  # B and T are fixed when the first eclipse step looks at this eclipse
             led = [(pct if pct is not None else 100.0) / 100.0 * capacity_wh,
-                   (w[3] - ag.now()) / 3600.0, 0.0]
+                   (w[W_END] - ag.now()) / 3600.0, 0.0]
         allowed = rules.eclipse_allowance_wh(p, led[0], capacity_wh, job["bus_load_w"],
                                              led[1]) - led[2]
         rules = None
@@ -65,13 +66,13 @@ def run_eclipse(ag, job, step, s):
             if runner is None:
                 return
         led[2] += needed
-        ledger[w[0]] = led
+        ledger[w[W_ID]] = led
         ag.journal.commit([["jset", "ledger", ledger]])
         if s["status"] == "pending":
             ag.emit("eclipse_step.started", sid, {"energy_budget_wh": budget,
                                                     "eclipse_policy": policy,
                                                     "battery_percent": _r(pct)})
-            ag._start(step, s, w[0], "eclipse")
+            ag._start(step, s, w[W_ID], "eclipse")
         elif s["status"] == "paused":
             ag._resume(step, s)
         why = None
@@ -87,7 +88,7 @@ def run_eclipse(ag, job, step, s):
                 rest = rules.eclipse_needed_wh(p, compute - s["work_s"], job["compute_w"])
                 fine, room = rules.eclipse_finish_ok(
                     p, (pct if pct is not None else 100.0) / 100.0 * capacity_wh, capacity_wh,
-                    job["bus_load_w"], (w[3] - ag.now()) / 3600.0, rest, s.get("energy_wh", 0.0))
+                    job["bus_load_w"], (w[W_END] - ag.now()) / 3600.0, rest, s.get("energy_wh", 0.0))
                 rules = None
                 _unload("planner_rules")
                 ag.emit("eclipse_step.energy_check", sid, {"needed_wh": _r(rest),
@@ -111,7 +112,7 @@ def run_eclipse(ag, job, step, s):
         if nxt is None:
             prim_fail(ag, job, step, s, "needs more eclipse time than the plan holds")
             return
-        ag.journal.commit([["st", sid, {"ecl": nxt[0]}]])
+        ag.journal.commit([["st", sid, {"ecl": nxt[W_ID]}]])
     pct = ag.sensors.battery_percent()
     yield from ag._complete(job, step, s, runner, step["output_mb"], then=(
         "eclipse_step.completed", {"energy_consumed_wh": _r(s.get("energy_wh", 0.0)),
@@ -119,12 +120,12 @@ def run_eclipse(ag, job, step, s):
 
 
 def defer_eclipse(ag, job, step, s, w, reason, needed, allowed):
-    nxt = window_after(ag, job, "eclipse", w[2])
+    nxt = window_after(ag, job, "eclipse", w[W_START])
     payload = {"reason": reason, "needed_wh": _r(needed), "allowed_wh": _r(allowed)}
     if nxt is not None:
-        payload["next_window"] = nxt[0]
+        payload["next_window"] = nxt[W_ID]
     ag.emit("eclipse_step.deferred", step["id"], payload,
-              ops=[["st", step["id"], {"ecl": nxt[0] if nxt else None}]])
+              ops=[["st", step["id"], {"ecl": nxt[W_ID] if nxt else None}]])
     if nxt is None:
         prim_fail(ag, job, step, s, "%s, at every eclipse the plan holds" % reason)
         return False

@@ -3,7 +3,7 @@ windows (STEPS.md), merged at the end. Functions of the agent (`ag`), loaded by
 Agent._run_step while such a step runs; firmware/primitives.py holds what the
 three kinds share."""
 from agent import EPS, _load, _r, _unload
-from primitives import windows, wait_until, prim_fail
+from primitives import W_END, W_ID, W_START, prim_fail, wait_until, windows
 
 
 def run_pass(ag, job, step, s):
@@ -73,16 +73,16 @@ def decompose(ag, job, p, compute, t, rules):
     cursor = t
     segs = []
     for w in windows(ag, job, "contact"):
-        if w[3] <= cursor:
+        if w[W_END] <= cursor:
             continue
-        a = max(w[2], cursor)
-        usable = w[3] - a
+        a = max(w[W_START], cursor)
+        usable = w[W_END] - a
         if usable < min_s:
             continue
         c = rules.pass_segment_s(usable, remaining)
         if c <= 0 and remaining > 0:
             continue
-        segs.append([w[0], a, c])
+        segs.append([w[W_ID], a, c])
         remaining -= c
         cursor = a + c + rules.PASS_MARGIN_S
         if remaining <= EPS:

@@ -4,7 +4,8 @@ agent (`ag`), loaded by Agent._run_step while such a step runs;
 firmware/primitives.py holds what the three kinds share."""
 import agentconfig
 from agent import _load, _r, _unload
-from primitives import window_containing, window_after, wait_until, prim_fail
+from primitives import (W_END, W_ID, W_START, prim_fail, wait_until, window_after,
+                        window_containing)
 
 
 def run_window(ag, job, step, s):
@@ -21,20 +22,20 @@ def run_window(ag, job, step, s):
                 if w is None:
                     prim_fail(ag, job, step, s, "no %s window fits min_tier" % kind)
                     return
-                ok = yield from wait_until(ag, job, w[2])
+                ok = yield from wait_until(ag, job, w[W_START])
                 if not ok:
                     return
-            available = w[3] - ag.now() - rules.TIER_MARGIN_S
+            available = w[W_END] - ag.now() - rules.TIER_MARGIN_S
             capacity = agentconfig.compute_capacity(ag.sensors.battery_percent(), ag.cfg)
             tier = rules.select_tier(p, available, free, capacity)
             if tier is not None:
                 break
-            nxt = window_after(ag, job, kind, w[2])
+            nxt = window_after(ag, job, kind, w[W_START])
             payload = {"reason": "no tier from %s to %s fits %d s of %s window (%.0f MB free)"
                        % (p.get("min_tier") or "minimal", p.get("preferred_tier"),
                           max(0, available), kind, free)}
             if nxt is not None:
-                payload["next_window"] = nxt[0]
+                payload["next_window"] = nxt[W_ID]
             ag.emit("window_step.deferred", sid, payload)
             w = None
         rules = None
@@ -46,7 +47,7 @@ def run_window(ag, job, step, s):
                                     "memory": t.get("memory_mb", 0),
                                     "out": t.get("output_mb", 0)}]])
         ag.emit("window_step.started", sid, {"tier": tier})
-        ag._start(step, s, w[0], kind)
+        ag._start(step, s, w[W_ID], kind)
     runner = ag._runner(job, step, s)
     if runner is None:
         return

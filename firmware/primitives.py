@@ -2,31 +2,46 @@
 docs/planner.md is the contract the planner predicts with). One module per
 kind (prim_eclipse, prim_window, prim_pass), loaded by Agent._run_step only
 while such a step runs and dropped after it; this one holds what they share:
-the plan's windows and the waits. Functions of the agent (`ag`)."""
+the plan's windows and the waits. Functions of the agent (`ag`).
+
+A window, as the job's record holds it (accept.job_record): a list
+[id, kind, start, end], read by the names below (start and end in epoch s).
+"""
 from scheduler import sleep_ms
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+W_ID = const(0)
+W_KIND = const(1)
+W_START = const(2)
+W_END = const(3)
 
 
 def windows(ag, job, kind):
-    return [w for w in job.get("windows") or () if w[1] == kind]
+    return [w for w in job.get("windows") or () if w[W_KIND] == kind]
 
 
 def window_containing(ag, job, kind, t):
     for w in windows(ag, job, kind):
-        if w[2] <= t < w[3]:
+        if w[W_START] <= t < w[W_END]:
             return w
     return None
 
 
 def window_after(ag, job, kind, t):
     for w in windows(ag, job, kind):
-        if w[2] > t:
+        if w[W_START] > t:
             return w
     return None
 
 
 def window_by_id(ag, job, wid):
     for w in job.get("windows") or ():
-        if w[0] == wid:
+        if w[W_ID] == wid:
             return w
     return None
 
