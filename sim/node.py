@@ -26,7 +26,10 @@ injector fires timed faults between scheduler rounds, and a power cut resets
 the node as a power-on. The exit summary carries what was injected
 ("faults"); each injection is also a {"fault": ...} line as it happens.
 
-Exit codes: 0 done (or --until-idle reached), 2 bad arguments, 4 out of time.
+Exit codes: 0 --until-idle reached, 2 start-up error (bad arguments, an
+unreadable or invalid file, a heap too small to start), 4 the end time
+(--hours from the first start, or --until) reached. Anything else is a crash
+(`umbra agent run` restarts the node).
 """
 import gc
 import json
@@ -226,8 +229,8 @@ def _start(argv):
 def main(argv):
     try:
         node = _start(argv)
-    except (ValueError, OSError) as exc:
-        print(json.dumps({"error": str(exc)}))
+    except Exception as exc:  # bad arguments, files, TLE, config, a heap too small: say so, exit 2
+        print(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}))
         return 2
     code = node.run()
     node.sync_world(force=True)
