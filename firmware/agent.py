@@ -40,6 +40,8 @@ class Agent:
         options: watchdog, fs, reset_cause, workdir, integrity. Set up by
         firmware/bootup.py, which boot() drops once the tasks run."""
         _load("bootup").setup(self, cfg, clock, sensors, link, root, **options)
+        self.journal.spool.max_bytes = cfg["outbox_bytes"]
+        self.stats["telemetry_thinned"] = 0  # queued reports dropped, oldest first, since boot
 
     # --- boot ---------------------------------------------------------------
 
@@ -185,6 +187,13 @@ class Agent:
     def link_up(self):
         return self.sensors.link_up() is not False  # unknown: try
 
+    def _outbox_low(self, resuming=False):
+        """Too little room in the outbox for work: less free than the reserve
+        (boot and health events) plus the pause margin (twice it to resume)."""
+        cfg, sp = self.cfg, self.journal.spool
+        return sp.max_bytes - sp.used() < cfg["outbox_reserve_bytes"] + \
+            cfg["outbox_pause_bytes"] * (2 if resuming else 1)
+
     def _sleep_s(self, seconds):
         """Sleep in pieces shorter than the task deadline (the supervisor rule)."""
         end = self.clock.now_ms() + int(seconds * 1000)
@@ -223,7 +232,9 @@ class Agent:
 
     def _poll(self):
         while True:
-            if self.link_up():
+            if self.link_up() and self.registered and self._outbox_low():
+                yield from self._sleep_s(self.cfg["poll_interval_s"])  # drain first, take work after
+            elif self.link_up():
                 spec, ground_before = yield from _load("contact").poll(self)
                 if spec is not None:
                     # a workload to validate: the heap needs the room more than
@@ -272,6 +283,9 @@ class Agent:
                 self._finish("cancelled", "cancelled by ground")
                 continue
             phase = job["phase"]
+            if phase != "transfer" and self._current_step()[0] is None and self._outbox_low():
+                yield sleep_ms(self.chunk_ms)  # no new work: the outbox must drain first
+                continue
             if phase == "accepted":
                 _load("accept").announce(self, job)
                 _unload("accept")
@@ -326,13 +340,15 @@ class Agent:
         it may run -- 'sunlit' (standard), 'eclipse' (battery-only night), or
         'any' (contact-bound work: battery and heat only)."""
         sensors, cfg = self.sensors, self.cfg
+        paused_for = s.get("why") if s["status"] == "paused" else None
+        if self._outbox_low(paused_for == "outbox_full"):
+            return "outbox_full"
         eclipse = sensors.in_eclipse()
         if kind == "eclipse":
             if eclipse is False:
                 return "eclipse"  # an eclipse step waits for the night
         elif kind == "sunlit" and eclipse:
             return "eclipse"
-        paused_for = s.get("why") if s["status"] == "paused" else None
         battery = sensors.battery_percent()
         if battery is not None:
             floor = cfg["battery_resume_pct"] if paused_for == "battery" else cfg["battery_stop_pct"]
@@ -599,7 +615,8 @@ class Agent:
                "outbox_depth": self.journal.pending(), "seq": st["seq"],
                "unexplained_resets": st.get("resets", 0),
                "seu_corrected": self.stats["seu_corrected"],
-               "seu_restored": self.stats["seu_restored"]}
+               "seu_restored": self.stats["seu_restored"],
+               "telemetry_thinned": self.stats["telemetry_thinned"], "events_shed": st.get("shed", 0)}
         if job is not None and job["phase"] == "transfer":
             doc["status"] = "transferring"
         if pos:
@@ -622,8 +639,13 @@ class Agent:
         telemetry_queue of them), not in RAM."""
         q = self.tq
         n = q.segs[-1][2] + 1 if q.segs else 1
-        q.append(n, None, text)
-        q.drop(n - self.cfg["telemetry_queue"])
+        before = len(q.segs)
+        q.drop(n - self.cfg["telemetry_queue"])  # the oldest thinned first, counted
+        try:
+            q.append(n, None, text)
+        except Exception:  # best effort: a full or failing queue is thinning too
+            before += 1
+        self.stats["telemetry_thinned"] += before + 1 - len(q.segs)
 
 
 class _HandlerRun:

@@ -63,7 +63,13 @@ DEFAULTS = {
     # storage (bytes): the journal compacts past this; flash is small
     "max_log_bytes": 16384,
     "storage_root": None,          # folder of the journal; None = the board's flash root
-    "telemetry_queue": 10,         # telemetry reports kept while the link is down
+    "telemetry_queue": 10,         # telemetry reports kept while the link is down (oldest thinned first)
+    # the outbox (bytes per copy of lib/spool.py on flash; docs/recovery.md "A full outbox")
+    "outbox_bytes": 98304,         # 16384..1048576: the events waiting for the ground
+    "outbox_reserve_bytes": 8192,  # >= 2048: kept for boot and health events; work never uses it
+    "outbox_pause_bytes": 8192,    # >= 2048: with less than reserve + this free, the running step
+                                   # pauses at its next checkpoint (step.paused outbox_full), no
+                                   # new work starts; it resumes at reserve + 2 x this free
     # clock: discipline the clock from the Console's server_time (off in simulation,
     # where the simulated clock is the truth and the Console's clock is unrelated)
     "time_sync": True,
@@ -90,6 +96,12 @@ def make(overrides=None):
         raise ValueError("transport must be http or serial")
     if cfg["transport"] == "serial" and cfg["serial_port"] is None:
         raise ValueError("transport serial needs serial_port")
+    if not 16384 <= cfg["outbox_bytes"] <= 1048576:
+        raise ValueError("outbox_bytes must be within 16384..1048576")
+    if cfg["outbox_reserve_bytes"] < 2048 or cfg["outbox_pause_bytes"] < 2048:
+        raise ValueError("outbox_reserve_bytes and outbox_pause_bytes must be >= 2048")
+    if cfg["outbox_reserve_bytes"] + 2 * cfg["outbox_pause_bytes"] > cfg["outbox_bytes"] // 2:
+        raise ValueError("outbox_reserve_bytes + 2 x outbox_pause_bytes must be at most half outbox_bytes")
     if cfg["poll_interval_s"] < 10:
         raise ValueError("poll_interval_s must be >= 10 (Console rate limit)")
     return cfg
