@@ -52,7 +52,7 @@ from agent import Agent  # noqa: E402
 from link import HttpLink  # noqa: E402
 
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
-WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
+WORLD_SYNC_MS = 300000    # the world is also saved at least this often (simulated; every commit saves it too)
 MAX_REBOOTS = 200
 
 try:
@@ -114,6 +114,7 @@ class Node:
                                    on_feed=self.heartbeat)
         watchdog.arm()
         link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
         fs = None
         if inj is not None:
             inj.before_boot(self)
@@ -239,7 +240,7 @@ def main(argv):
                       "outbox": node.agent.journal.pending(), "mode": st["mode"],
                       "done": st["done"], "boots": node.saved.get("boots"),
                       "stats": node.agent.stats, "link_error": node.agent.link.last_error,
-                      "heap_free": gc.mem_free(), "reboots": node.reboots,
+                      "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None, "reboots": node.reboots,
                       "heap_peak": node.heap_peak if node.heap_watch else None,
                       "faults": node.injector.report() if node.injector else None,
                       "sim_time": timeutil.iso_utc(node.clock.epoch())}))
