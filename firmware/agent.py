@@ -224,35 +224,33 @@ class Agent:
 
     def _supervisor(self):
         # Feeds at 1 s ticks. On a simulated clock the ticks at which no task
-        # can be late are skipped, and counted as fed, as a board feeds them:
+        # can be late are skipped and counted as fed, as a board feeds them:
         # it wakes at the first tick after a lateness (the scheduler pulls it
-        # forward, scheduler.watch) and at least once a watchdog period.
+        # forward: scheduler.watch) and at least once a watchdog period.
         sched, wd, stats = self.sched, self.watchdog, self.stats
         lazy = self.clock.simulated and wd is not None
-        gap = max(1000, (wd.timeout_ms - 1000) // 1000 * 1000) if lazy else 1000
         last = None
         while True:
             now = self.clock.now_ms()
             if last is not None and now - last > 1000:
                 stats["feeds"] += (now - last) // 1000 - 1
                 wd.feed()
-                wd.last_feed_ms = now - 1000  # the last skipped tick
+                wd.last_feed_ms = now - 1000  # the last tick skipped
             if sched.may_feed():
                 stats["feeds"] += 1
                 if wd is not None:
                     wd.feed()
             else:
                 stats["feeds_refused"] += 1
-            if not lazy:
-                yield sleep_ms(1000)
-                continue
-            last = now
-            late = sched.late_at_ms()
-            nxt = now + gap
-            if late is not None:
-                nxt = min(nxt, max(now + 1000, now + (late + 1 - now + 999) // 1000 * 1000))
-            sched.watch(1000, now)
-            yield sleep_ms(nxt - now)
+            nxt = 1000
+            if lazy:
+                last = now
+                nxt = max(1000, (wd.timeout_ms - 1000) // 1000 * 1000)
+                late = sched.late_at_ms()
+                if late is not None:
+                    nxt = min(nxt, max(1, (late - now) // 1000 + 1) * 1000)
+                sched.watch(1000, now)
+            yield sleep_ms(nxt)
 
     # --- poll -------------------------------------------------------------------
 

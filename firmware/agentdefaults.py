@@ -96,12 +96,9 @@ def make(overrides=None):
         raise ValueError("transport must be http or serial")
     if cfg["transport"] == "serial" and cfg["serial_port"] is None:
         raise ValueError("transport serial needs serial_port")
-    if not 16384 <= cfg["outbox_bytes"] <= 1048576:
-        raise ValueError("outbox_bytes must be within 16384..1048576")
-    if cfg["outbox_reserve_bytes"] < 2048 or cfg["outbox_pause_bytes"] < 2048:
-        raise ValueError("outbox_reserve_bytes and outbox_pause_bytes must be >= 2048")
-    if cfg["outbox_reserve_bytes"] + 2 * cfg["outbox_pause_bytes"] > cfg["outbox_bytes"] // 2:
-        raise ValueError("outbox_reserve_bytes + 2 x outbox_pause_bytes must be at most half outbox_bytes")
+    r, p, n = cfg["outbox_reserve_bytes"], cfg["outbox_pause_bytes"], cfg["outbox_bytes"]
+    if not (16384 <= n <= 1048576 and r >= 2048 and p >= 2048 and r + 2 * p <= n // 2):
+        raise ValueError("outbox: bytes 16384..1048576, reserve and pause >= 2048, reserve + 2 x pause <= bytes / 2")
     if cfg["poll_interval_s"] < 10:
         raise ValueError("poll_interval_s must be >= 10 (Console rate limit)")
     return cfg

@@ -209,14 +209,12 @@ class Scheduler:
         """When `task` turns late if nothing changes (its deadline passes
         before it is resumed), or None when it will check in first."""
         d = task.deadline_ms
-        if d is None or task.state == BACKOFF or task.napping:
+        if d is None or task.state == BACKOFF or task.napping or task is self._current:
             return None
         limit = task.checkin_ms + d
-        entry = task.entry
-        if task.state != FAILED and entry is not None and entry[0] <= limit:
+        e = task.entry
+        if task.state != FAILED and e is not None and e[0] <= limit:
             return None
-        if task is self._current:
-            return None  # running now: it checks in when it yields
         return limit
 
     def late_at_ms(self):
@@ -229,19 +227,10 @@ class Scheduler:
         return first
 
     def watch(self, tick_ms, last_ms):
-        """The running task (a supervisor, on feed ticks tick_ms apart, the
-        last at last_ms) is woken at the first tick after any lateness that
-        appears before its wake-up."""
+        """The running task (a supervisor, on ticks tick_ms apart, the last at
+        last_ms) is woken at its first tick after any lateness that appears
+        before its wake-up."""
         self.watcher = (self._current, tick_ms, last_ms)
-
-    def _pull_watcher(self, late_ms):
-        task, tick, last = self.watcher
-        entry = task.entry
-        if entry is None or task.state != READY:
-            return
-        t = max(last + tick, last + ((late_ms + 1 - last + tick - 1) // tick) * tick)  # first tick > late_ms
-        if t < entry[0]:
-            self._queue(task, t)
 
     def may_feed(self):
         now = self.clock.now_ms()
@@ -402,10 +391,17 @@ class Scheduler:
     def _watch(self, task):
         # a task that now waits past its deadline pulls the watcher forward
         w = self.watcher
-        if w is not None and w[0] is not task and task.deadline_ms is not None:
-            late = self._late_at(task)
-            if late is not None:
-                self._pull_watcher(late)
+        if w is None or w[0] is task:
+            return
+        late = self._late_at(task)
+        if late is None:
+            return
+        wt, tick, last = w
+        e = wt.entry
+        if e is not None and wt.state == READY:
+            t = last + max(1, (late - last) // tick + 1) * tick  # its first tick after `late`
+            if t < e[0]:
+                self._queue(wt, t)
 
     def _finish(self, task):
         if self.tasks.get(task.name) is task:
