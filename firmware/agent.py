@@ -195,7 +195,8 @@ class Agent:
             cfg["outbox_pause_bytes"] * (2 if resuming else 1)
 
     def _sleep_s(self, seconds):
-        """Sleep in pieces shorter than the task deadline (the supervisor rule)."""
+        """Sleep in pieces shorter than the task deadline (the supervisor rule);
+        on a simulated clock in one nap (scheduler.nap_ms: checked in meanwhile)."""
         end = self.clock.now_ms() + int(seconds * 1000)
         if self.clock.simulated:  # one wake-up: the scheduler holds it checked in
             if end > self.clock.now_ms():
