@@ -52,7 +52,9 @@ def test_hours_ends_the_run_with_exit_0_and_one_summary_without_a_restart(ground
                   "--hours", "2", "--quiet", timeout=60)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stderr == ""
-    # --quiet: nothing but the end; without it the summary is echoed once
+    (line,) = r.stdout.splitlines()  # --quiet: the summary and nothing else
+    assert json.loads(line)["sim_time"] == "2008-09-20T15:15:00Z"
+    # without it, the node's lines and the summary once
     r = agent_run(ground, tmp_path, "--sim", "--tle", ground.tle_path, "--start", START,
                   "--hours", "2", agent_id="sat-hours", timeout=60)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -81,10 +83,12 @@ def test_a_missing_tle_is_named_and_ends_the_command_with_exit_2(ground, tmp_pat
     assert "missing.tle" in r.stderr and "Traceback" not in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("text", ["ISS (ZARYA) and nothing else\n",  # once an IndexError, restarted for ever
+                                  "ISS\nthis is not\na two-line element set\n"], ids=["one-line", "garbage"])
 def test_a_garbage_tle_ends_the_command_with_one_clear_error_and_exit_2_not_a_restart_loop(
-        ground, tmp_path):
+        ground, tmp_path, text):
     bad = tmp_path / "garbage.tle"
-    bad.write_text("ISS\nthis is not\na two-line element set\n")
+    bad.write_text(text)
     t0 = time.monotonic()
     r = agent_run(ground, tmp_path, "--sim", "--tle", str(bad), "--start", START, "--hours", "1",
                   timeout=30)

@@ -91,6 +91,7 @@ class NodeProcess:
         self._tail = []      # the last lines the node printed (for a start-up error)
         self.outcome = None
         self.why = None
+        self.summary = None  # the last exit summary line the node printed
 
     def start(self):
         argv = self.argv
@@ -198,6 +199,8 @@ class NodeProcess:
                 self.last_feed = time.monotonic()
                 self.fed = True
             elif text:
+                if text.startswith("{") and '"node"' in text and '"exit"' in text:
+                    self.summary = text  # the node's exit summary
                 self._tail = (self._tail + [text])[-20:]
                 if self.echo:
                     self.echo(text)
@@ -262,7 +265,7 @@ def agent():
                    "ends a row)." % (HEALTHY_S // 60))
 @click.option("--config-json", default=None,
               help="JSON of agent config overrides, e.g. '{\"watchdog_timeout_ms\": 2000}'.")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="Print only the run's summary line (and errors).")
 def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tle_file, start,
         speed, hours, until_iso, until_idle, heap, use_mpy, bus, faults_file, seed, max_restarts,
         config_json, quiet):
@@ -314,6 +317,8 @@ def run(agent_id, api_url, api_key, uplink_key, satellite_id, state_dir, sim, tl
         return EXIT_DONE if code == 0 else code
 
     code, why = supervise_with_signals(node, max_restarts=max_restarts, done=done)
+    if quiet and node.summary and node.outcome == "done":
+        click.echo(node.summary)  # --quiet: the run's one summary, nothing else
     if why:
         click.echo("Error: %s" % why, err=True)
     elif code == EXIT_NOT_IDLE:
