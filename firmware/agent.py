@@ -23,7 +23,7 @@ import sys
 import agentconfig
 import events
 import timeutil
-from scheduler import sleep_ms
+from scheduler import nap_ms, sleep_ms
 from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
@@ -40,6 +40,8 @@ class Agent:
         options: watchdog, fs, reset_cause, workdir, integrity. Set up by
         firmware/bootup.py, which boot() drops once the tasks run."""
         _load("bootup").setup(self, cfg, clock, sensors, link, root, **options)
+        self.journal.spool.max_bytes = cfg["outbox_bytes"]
+        self.stats["telemetry_thinned"] = 0  # queued reports dropped, oldest first, since boot
 
     # --- boot ---------------------------------------------------------------
 
@@ -185,9 +187,21 @@ class Agent:
     def link_up(self):
         return self.sensors.link_up() is not False  # unknown: try
 
+    def _outbox_low(self, resuming=False):
+        """Too little room in the outbox for work: less free than the reserve
+        (boot and health events) plus the pause margin (twice it to resume)."""
+        cfg, sp = self.cfg, self.journal.spool
+        return sp.max_bytes - sp.used() < cfg["outbox_reserve_bytes"] + \
+            cfg["outbox_pause_bytes"] * (2 if resuming else 1)
+
     def _sleep_s(self, seconds):
-        """Sleep in pieces shorter than the task deadline (the supervisor rule)."""
+        """Sleep in pieces shorter than the task deadline (the supervisor rule);
+        on a simulated clock in one nap (scheduler.nap_ms: checked in meanwhile)."""
         end = self.clock.now_ms() + int(seconds * 1000)
+        if self.clock.simulated:  # one wake-up: the scheduler holds it checked in
+            if end > self.clock.now_ms():
+                yield nap_ms(end - self.clock.now_ms())
+            return
         while True:
             left = end - self.clock.now_ms()
             if left <= 0:
@@ -210,20 +224,43 @@ class Agent:
     # --- supervisor -------------------------------------------------------------
 
     def _supervisor(self):
+        # Feeds at 1 s ticks. On a simulated clock the ticks at which no task
+        # can be late are skipped and counted as fed, as a board feeds them:
+        # it wakes at the first tick after a lateness (the scheduler pulls it
+        # forward: scheduler.watch) and at least once a watchdog period.
+        sched, wd, stats = self.sched, self.watchdog, self.stats
+        lazy = self.clock.simulated and wd is not None
+        last = None
         while True:
-            if self.sched.may_feed():
-                self.stats["feeds"] += 1
-                if self.watchdog is not None:
-                    self.watchdog.feed()
+            now = self.clock.now_ms()
+            if last is not None and now - last > 1000:
+                stats["feeds"] += (now - last) // 1000 - 1
+                wd.feed()
+                wd.last_feed_ms = now - 1000  # the last tick skipped
+            if sched.may_feed():
+                stats["feeds"] += 1
+                if wd is not None:
+                    wd.feed()
             else:
-                self.stats["feeds_refused"] += 1
-            yield sleep_ms(1000)
+                stats["feeds_refused"] += 1
+            nxt = 1000
+            if lazy:
+                last = now
+                nxt = max(1000, (wd.timeout_ms - 1000) // 1000 * 1000)
+                late = sched.late_at_ms()
+                if late is not None:
+                    nxt = min(nxt, max(1, (late - now) // 1000 + 1) * 1000)
+                sched.watch(1000, now)
+            yield sleep_ms(nxt)
 
     # --- poll -------------------------------------------------------------------
 
     def _poll(self):
         while True:
-            if self.link_up():
+            up = self.link_up()
+            if up and self.registered and self._outbox_low():
+                yield from self._sleep_s(self.cfg["poll_interval_s"])  # drain first, take work after
+            elif up:
                 spec, ground_before = yield from _load("contact").poll(self)
                 if spec is not None:
                     # a workload to validate: the heap needs the room more than
@@ -273,6 +310,9 @@ class Agent:
                 self._finish("cancelled", "cancelled by ground")
                 continue
             phase = job["phase"]
+            if phase != "transfer" and self._current_step()[0] is None and self._outbox_low():
+                yield sleep_ms(self.chunk_ms)  # no new work: the outbox must drain first
+                continue
             if phase == "accepted":
                 _load("accept").announce(self, job)
                 _unload("accept")
@@ -328,13 +368,15 @@ class Agent:
         it may run -- 'sunlit' (standard), 'eclipse' (battery-only night), or
         'any' (contact-bound work: battery and heat only)."""
         sensors, cfg = self.sensors, self.cfg
+        paused_for = s.get("why") if s["status"] == "paused" else None
+        if self._outbox_low(paused_for == "outbox_full"):
+            return "outbox_full"
         eclipse = sensors.in_eclipse()
         if kind == "eclipse":
             if eclipse is False:
                 return "eclipse"  # an eclipse step waits for the night
         elif kind == "sunlit" and eclipse:
             return "eclipse"
-        paused_for = s.get("why") if s["status"] == "paused" else None
         battery = sensors.battery_percent()
         if battery is not None:
             floor = cfg["battery_resume_pct"] if paused_for == "battery" else cfg["battery_stop_pct"]
@@ -602,7 +644,8 @@ class Agent:
                "outbox_depth": self.journal.pending(), "seq": st["seq"],
                "unexplained_resets": st.get("resets", 0),
                "seu_corrected": self.stats["seu_corrected"],
-               "seu_restored": self.stats["seu_restored"]}
+               "seu_restored": self.stats["seu_restored"],
+               "telemetry_thinned": self.stats["telemetry_thinned"], "events_shed": st.get("shed", 0)}
         if job is not None and job["phase"] == "transfer":
             doc["status"] = "transferring"
         if pos:
@@ -625,8 +668,13 @@ class Agent:
         telemetry_queue of them), not in RAM."""
         q = self.tq
         n = q.segs[-1][2] + 1 if q.segs else 1
-        q.append(n, None, text)
-        q.drop(n - self.cfg["telemetry_queue"])
+        before = len(q.segs)
+        q.drop(n - self.cfg["telemetry_queue"])  # the oldest thinned first, counted
+        try:
+            q.append(n, None, text)
+        except Exception:  # best effort: a full or failing queue is thinning too
+            before += 1
+        self.stats["telemetry_thinned"] += before + 1 - len(q.segs)
 
 
 class _HandlerRun:

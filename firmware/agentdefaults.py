@@ -63,7 +63,13 @@ DEFAULTS = {
     # storage (bytes): the journal compacts past this; flash is small
     "max_log_bytes": 16384,
     "storage_root": None,          # folder of the journal; None = the board's flash root
-    "telemetry_queue": 10,         # telemetry reports kept while the link is down
+    "telemetry_queue": 10,         # telemetry reports kept while the link is down (oldest thinned first)
+    # the outbox (bytes per copy of lib/spool.py on flash; docs/recovery.md "A full outbox")
+    "outbox_bytes": 98304,         # 16384..1048576: the events waiting for the ground
+    "outbox_reserve_bytes": 8192,  # >= 2048: kept for boot and health events; work never uses it
+    "outbox_pause_bytes": 8192,    # >= 2048: with less than reserve + this free, the running step
+                                   # pauses at its next checkpoint (step.paused outbox_full), no
+                                   # new work starts; it resumes at reserve + 2 x this free
     # clock: discipline the clock from the Console's server_time (off in simulation,
     # where the simulated clock is the truth and the Console's clock is unrelated)
     "time_sync": True,
@@ -90,6 +96,9 @@ def make(overrides=None):
         raise ValueError("transport must be http or serial")
     if cfg["transport"] == "serial" and cfg["serial_port"] is None:
         raise ValueError("transport serial needs serial_port")
+    r, p, n = cfg["outbox_reserve_bytes"], cfg["outbox_pause_bytes"], cfg["outbox_bytes"]
+    if not (16384 <= n <= 1048576 and r >= 2048 and p >= 2048 and r + 2 * p <= n // 2):
+        raise ValueError("outbox: bytes 16384..1048576, reserve and pause >= 2048, reserve + 2 x pause <= bytes / 2")
     if cfg["poll_interval_s"] < 10:
         raise ValueError("poll_interval_s must be >= 10 (Console rate limit)")
     return cfg

@@ -19,14 +19,14 @@ Operations:
     ["job", job]             a job accepted (validated, normalised)
     ["jset", key, value]     a field of the current job changes
     ["st", step_id, fields]  a step's state changes (status, work done, handler state ...)
-    ["set", key, value]      a top-level field changes (boot_count, mode, ...)
+    ["set", key, value]      a top-level field changes (boot_count, mode, shed, ...)
     ["end", deployment_id]   the current job is over; remember its id (re-delivery)
     ["nonce", nonce]         an uplink nonce seen (replay memory)
     ["n", k]                 the record's number (first in every record: which copy is ahead)
     ["reseq", base]          the Console already holds seqs up to base (our store was
                              lost): renumber the unacknowledged outbox above it
 """
-from spool import Spool
+from spool import Spool, SpoolFull
 from store import Store
 
 MAX_DONE = 8       # finished deployment ids remembered against re-delivery
@@ -159,9 +159,21 @@ class Journal:
     def emit(self, seq, dep, text, ops=()):
         """Make one event count: its text to the spool first, then the record
         that numbers it (with `ops`, the state change it reports). Until that
-        record is on flash the spooled text is an orphan the spool ignores."""
+        record is on flash the spooled text is an orphan the spool ignores.
+
+        A full spool never stops the agent: the event is shed (not numbered,
+        counted in state["shed"], which telemetry reports) and `ops` are
+        committed all the same; returns False then, else True. The agent
+        keeps work from getting there (agent.py _outbox_low): only boot and
+        health events, in a reset loop with no link, ever reach it."""
         local = seq - self.state["shift"]
-        self.spool.append(local, dep, text)
+        try:
+            self.spool.append(local, dep, text)
+        except SpoolFull:
+            record = [["set", "shed", self.state.get("shed", 0) + 1]]
+            record.extend(ops)
+            self.commit(record)
+            return False
         record = [["ev", seq]]
         record.extend(ops)
         try:
@@ -169,6 +181,7 @@ class Journal:
         except BaseException:
             self.spool.seal(local)  # the orphan stays last in its segment, unread
             raise
+        return True
 
     def outbox(self, limit_n, limit_bytes):
         """The oldest unacknowledged events: [(seq, deployment key, text)] (the

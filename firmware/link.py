@@ -30,6 +30,10 @@ class HttpLink:
         self.bytes_sent = 0
         self.last_error = None
         self.busy = None  # ms-since-start of the exchange on the link, if any
+        # ms an exchange may block the process waiting for the socket instead of
+        # yielding: 0 on a board (the other tasks run meanwhile); a simulated
+        # node blocks (its clock stands still during an exchange either way)
+        self.block_ms = 0
 
     def call(self, method, path, body=None, raw=None):
         """body: an object to send as JSON; raw: JSON text already encoded (or
@@ -56,7 +60,8 @@ class HttpLink:
         self.busy = httpc.stopwatch()
         try:
             status, _, raw = yield from httpc.request_gen(
-                method, self.base + path, headers, data, self.timeout_ms, self.now_ms)
+                method, self.base + path, headers, data, self.timeout_ms, self.now_ms,
+                _block_ms=self.block_ms)
         finally:
             self.busy = None
         if status is None:

@@ -3,6 +3,7 @@
 A task is a generator made by a factory; it yields what it waits for:
 
     yield sleep_ms(500)          resume 500 ms from now
+    yield nap_ms(60000)          the same, checked in meanwhile (no pieces needed)
     yield until_ms(t)            resume at clock time t
     value = yield event          resume when the Event is set (gets event.value)
     yield wait_for(event, ms)    the event or a timeout, whichever comes first
@@ -14,9 +15,17 @@ runs again in the next round, never twice in one.
 
 Supervision: every resume is a check-in (a task may also call checkin()).
 may_feed() is True only if every live task with a deadline_ms checked in
-within it -- the watchdog is fed on that answer alone. A task that raises is
-reported (on_crash) and handed to the policy, which restarts it (its factory
-is called again) after a backoff or gives up and escalates.
+within it (a napping task counts as checked in) -- the watchdog is fed on
+that answer alone. A task that raises is reported (on_crash) and handed to
+the policy, which restarts it (its factory is called again) after a backoff
+or gives up and escalates.
+
+Lateness ahead (simulated time): late_at_ms() is the earliest time any task
+can become late as things stand -- only a task that waits past its deadline
+(a long sleep, an Event, a failure) can; every other one is resumed, and so
+checks in, before it. A `watcher` task (the supervisor, sleeping from one
+feed tick to a later one) is pulled forward to the first of its ticks after
+a lateness that appears earlier than its wake-up (docs/scheduler.md).
 
 Nothing here is module-level state: schedulers may share one SimClock.
 lib/schedutil.py has what the agent does not use: chunked sleeps and waits
@@ -33,6 +42,7 @@ except ImportError:
 _SLEEP = const(0)
 _UNTIL = const(1)
 _WAIT = const(2)
+_NAP = const(3)
 
 # Task states.
 READY = "ready"      # in the time queue (or running)
@@ -48,6 +58,13 @@ def sleep_ms(ms):
 
 def until_ms(t_ms):
     return (_UNTIL, t_ms)
+
+
+def nap_ms(ms):
+    """Sleep ms as one wake-up, counted as checked in until then: the
+    scheduler holds the task and resumes it on time, so it cannot hang
+    meanwhile (a simulated clock's replacement for a sleep in pieces)."""
+    return (_NAP, ms)
 
 
 def wait_for(event, timeout_ms):
@@ -124,6 +141,7 @@ class Task:
         self.checkin_ms = now_ms
         self.crashes = 0            # total since spawn
         self.crash_times = []       # for the policy's window
+        self.napping = False        # in a nap_ms(): checked in until it wakes
 
     def __repr__(self):
         return "<Task %s %s>" % (self.name, self.state)
@@ -141,6 +159,7 @@ class Scheduler:
         self._current = None
         self._seq = 0
         self.stopped = False
+        self.watcher = None         # (task, tick_ms, last_ms): pulled forward to a lateness
 
     # --- tasks -------------------------------------------------------------
 
@@ -183,7 +202,35 @@ class Scheduler:
 
     def _late(self, task, now):
         d = task.deadline_ms
-        return d is not None and task.state != BACKOFF and now - task.checkin_ms > d
+        return d is not None and task.state != BACKOFF and not task.napping and \
+            now - task.checkin_ms > d
+
+    def _late_at(self, task):
+        """When `task` turns late if nothing changes (its deadline passes
+        before it is resumed), or None when it will check in first."""
+        d = task.deadline_ms
+        if d is None or task.state == BACKOFF or task.napping or task is self._current:
+            return None
+        limit = task.checkin_ms + d
+        e = task.entry
+        if task.state != FAILED and e is not None and e[0] <= limit:
+            return None
+        return limit
+
+    def late_at_ms(self):
+        """The earliest time (ms) a task turns late as things stand, or None."""
+        first = None
+        for task in self.tasks.values():
+            t = self._late_at(task)
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
+
+    def watch(self, tick_ms, last_ms):
+        """The running task (a supervisor, on ticks tick_ms apart, the last at
+        last_ms) is woken at its first tick after any lateness that appears
+        before its wake-up."""
+        self.watcher = (self._current, tick_ms, last_ms)
 
     def may_feed(self):
         now = self.clock.now_ms()
@@ -281,6 +328,7 @@ class Scheduler:
     def _step(self, task):
         clock = self.clock
         task.checkin_ms = clock.now_ms()
+        task.napping = False
         self._current = task
         try:
             gen = task.gen
@@ -300,6 +348,9 @@ class Scheduler:
                     wake = clock.now_ms() + w[1]
                 elif kind == _UNTIL:
                     wake = w[1] + 0
+                elif kind == _NAP:
+                    wake = clock.now_ms() + w[1]
+                    task.napping = True
                 elif kind == _WAIT and isinstance(w[1], Event):
                     event = w[1]
                     wake = clock.now_ms() + w[2]
@@ -332,8 +383,25 @@ class Scheduler:
                 task.waiting = event
                 event._waiters.append(task)
                 if wake is None:
+                    self._watch(task)
                     return
         self._queue(task, wake)
+        self._watch(task)
+
+    def _watch(self, task):
+        # a task that now waits past its deadline pulls the watcher forward
+        w = self.watcher
+        if w is None or w[0] is task:
+            return
+        late = self._late_at(task)
+        if late is None:
+            return
+        wt, tick, last = w
+        e = wt.entry
+        if e is not None and wt.state == READY:
+            t = last + max(1, (late - last) // tick + 1) * tick  # its first tick after `late`
+            if t < e[0]:
+                self._queue(wt, t)
 
     def _finish(self, task):
         if self.tasks.get(task.name) is task:
@@ -351,6 +419,8 @@ class Scheduler:
         delay = self.policy.crashed(task.name, task.crash_times, now)
         if delay is None:
             task.state = FAILED  # its deadline, if any, now runs out
+            task.entry = None
+            self._watch(task)
         else:
             task.state = BACKOFF
             self._queue(task, now + delay)

@@ -26,7 +26,10 @@ injector fires timed faults between scheduler rounds, and a power cut resets
 the node as a power-on. The exit summary carries what was injected
 ("faults"); each injection is also a {"fault": ...} line as it happens.
 
-Exit codes: 0 done (or --until-idle reached), 2 bad arguments, 4 out of time.
+Exit codes: 0 --until-idle reached, 2 start-up error (bad arguments, an
+unreadable or invalid file, a heap too small to start), 4 the end time
+(--hours from the first start, or --until) reached. Anything else is a crash
+(`umbra agent run` restarts the node).
 """
 import gc
 import json
@@ -49,7 +52,7 @@ from agent import Agent  # noqa: E402
 from link import HttpLink  # noqa: E402
 
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
-WORLD_SYNC_MS = 60000     # the world is also saved at least this often (simulated)
+WORLD_SYNC_MS = 300000    # the world is also saved at least this often (simulated; every commit saves it too)
 MAX_REBOOTS = 200
 
 try:
@@ -111,6 +114,7 @@ class Node:
                                    on_feed=self.heartbeat)
         watchdog.arm()
         link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
         fs = None
         if inj is not None:
             inj.before_boot(self)
@@ -226,8 +230,8 @@ def _start(argv):
 def main(argv):
     try:
         node = _start(argv)
-    except (ValueError, OSError) as exc:
-        print(json.dumps({"error": str(exc)}))
+    except Exception as exc:  # bad arguments, files, TLE, config, a heap too small: say so, exit 2
+        print(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}))
         return 2
     code = node.run()
     node.sync_world(force=True)
@@ -236,7 +240,7 @@ def main(argv):
                       "outbox": node.agent.journal.pending(), "mode": st["mode"],
                       "done": st["done"], "boots": node.saved.get("boots"),
                       "stats": node.agent.stats, "link_error": node.agent.link.last_error,
-                      "heap_free": gc.mem_free(), "reboots": node.reboots,
+                      "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None, "reboots": node.reboots,
                       "heap_peak": node.heap_peak if node.heap_watch else None,
                       "faults": node.injector.report() if node.injector else None,
                       "sim_time": timeutil.iso_utc(node.clock.epoch())}))

@@ -45,8 +45,7 @@ def setup(node, args, reboot_ms, echo):
     """Give `node` its config, world store, clock, satellite, end and injector
     from the parsed arguments; ValueError or OSError when they do not make a
     world. A restart costs the computer `reboot_ms`; injections are `echo`ed."""
-    with open(args["config"]) as f:
-        node.cfg = agentconfig.make(json.load(f))
+    node.cfg = agentconfig.make(_read_json(args["config"], "--config"))
     node.speed = float(args["speed"])
     node.restart_cause = args.get("reset-cause", "power_on")
     node.until_idle = bool(args.get("until-idle"))
@@ -57,9 +56,10 @@ def setup(node, args, reboot_ms, echo):
     if saved is None:
         if "tle" not in args:
             raise ValueError("--tle is required on the first start")
-        with open(args["tle"]) as f:
-            lines = [ln.strip() for ln in f.read().split("\n")
-                     if ln.strip() and not ln.startswith("#")]
+        lines = [ln.strip() for ln in _read(args["tle"], "--tle").split("\n")
+                 if ln.strip() and not ln.startswith("#")]
+        if len(lines) < 2:
+            raise ValueError("--tle %s: not a TLE (fewer than two lines)" % args["tle"])
         start = timeutil.parse_iso(args["start"]) if "start" in args else time.time()
         bus = json.loads(args["bus"]) if "bus" in args else None
         if bus is not None and not isinstance(bus, dict):
@@ -72,7 +72,10 @@ def setup(node, args, reboot_ms, echo):
         node.first_boot = False
     node.saved = saved
     # one satellite needs no World: its clock, its timeline and itself
-    orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
+    try:
+        orb = orbit.Orbit(orbit.parse_tle(saved["tle"][0], saved["tle"][1], saved.get("name")))
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise ValueError("--tle %s: not a TLE (%s)" % (args.get("tle", "in the world store"), exc))
     node.clock = SimClock(start_epoch=saved["start"])
     # the station table is needed only here: an overlay, like the TLE reader
     loaded = "stations" in sys.modules
@@ -94,8 +97,24 @@ def setup(node, args, reboot_ms, echo):
         import faults
         from faultfs import PowerCut
         node.power_cut = PowerCut
-        with open(args["faults"]) as f:
-            script = json.load(f)
+        script = _read_json(args["faults"], "--faults")
         node.injector = faults.Injector(script, seed=int(args.get("seed", "0")),
                                         state_path=args["world"].rstrip("/") + "/faults.state",
                                         echo=echo)
+
+
+def _read(path, what):
+    """The text of a file; OSError naming the file (MicroPython's own says
+    only "[Errno 2] ENOENT")."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as exc:
+        raise OSError("%s %s: cannot read (%s)" % (what, path, exc))
+
+
+def _read_json(path, what):
+    try:
+        return json.loads(_read(path, what))
+    except ValueError as exc:
+        raise ValueError("%s %s: not JSON (%s)" % (what, path, exc))

@@ -117,3 +117,30 @@ def test_the_spool_has_a_bound_and_refuses_past_it(portable, tmp_path):
         """ % str(tmp_path)).check()
     n, kept = res.last_json
     assert 0 < n < 99 and kept == n
+
+
+def test_a_full_outbox_sheds_an_event_counted_and_commits_its_state_change_without_raising(
+        portable, tmp_path):
+    """A boot loop with no link fills the outbox with agent.booted: the next
+    boot's event no longer fits, yet its state change (the boot count) is
+    made durable, the event counted as shed, nothing raised; what is already
+    in the outbox (numbered, counted as emitted) stays."""
+    res = portable("""
+        import json
+        from journal import Journal
+        root = %r
+        j = Journal(root).open()
+        j.spool.max_bytes = 2048
+        ok = []
+        for boot in range(1, 41):
+            ok.append(j.emit(j.state["seq"] + 1, None, '{"type":"agent.booted","pad":"%%s"}' %% ("x" * 80),
+                             [["set", "boot_count", boot]]))
+        j2 = Journal(root).open()
+        kept = [s for s, _, _ in j2.outbox(100, 1 << 20)]
+        print(json.dumps([ok.count(True), ok.index(False), j2.state["boot_count"], j2.state["shed"],
+                          j2.state["seq"], kept]))
+        """ % str(tmp_path)).check()
+    n_ok, first_shed, boots, shed, seq, kept = res.last_json
+    assert n_ok == first_shed and 10 < n_ok < 40  # fills up, then every further one is shed
+    assert boots == 40 and shed == 40 - n_ok and seq == n_ok
+    assert kept == list(range(1, n_ok + 1))

@@ -17,6 +17,7 @@ BENCHES = (
     "tools.benches.store",
     "tools.benches.mpy_size",
     "tools.benches.sim",
+    "tools.benches.simtime",
     "tools.benches.planner",
     "tools.benches.console",
     "tools.benches.console_fuzz",

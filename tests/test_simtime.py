@@ -1,0 +1,146 @@
+"""Simulated time changes how often the firmware wakes, never what it does:
+the same short job, run by the real agent under the real MicroPython unix
+port against a real Console, once on the real clock and once on the
+simulated clock, gives the same event stream (docs/sim.md "Speed")."""
+import json
+import time
+
+import pytest
+
+from tools import upy
+from tools.console import auth
+from tools.scenario import Ground, types
+from tools.timefmt import iso, parse
+
+RUN = """
+import json, sys, time
+import agentconfig, hal, scheduler, clock as clocks
+from agent import Agent
+from link import HttpLink
+with open(sys.argv[1]) as f:
+    cfg = agentconfig.make(json.load(f))
+mode = sys.argv[2]
+start = float(sys.argv[3])
+clock = clocks.RealClock(start - time.time()) if mode == "real" else clocks.SimClock(start_epoch=start)
+if mode == "stepped":
+    clock.simulated = False  # a simulated clock the agent takes for a board's: every tick, every piece
+# the hardware is faked (a sunlit, charged, always-connected bus): only hardware
+sensors = hal.Sensors(lambda: 80.0, lambda: 20.0, lambda: False, lambda: True)
+watchdog = hal.SimWatchdog(cfg["watchdog_timeout_ms"], clock=clock)
+watchdog.arm()
+link = HttpLink(cfg, agentconfig.FIRMWARE_VERSION)
+agent = Agent(cfg, clock, sensors, link, cfg["storage_root"], watchdog=watchdog,
+              reset_cause="power_on").boot()
+sched = agent.sched
+if len(sys.argv) > 4:  # this step stops checking in at its first slice (a blocked handler)
+    orig = agent._run_step
+    def run_step(job, step):
+        gen = orig(job, step)
+        if step["id"] != sys.argv[4]:
+            return (yield from gen)
+        yield next(gen)
+        while True:
+            yield scheduler.sleep_ms(3600 * 1000)
+    agent._run_step = run_step
+end = clock.now_ms() + 120000
+expired = None
+while clock.now_ms() < end:
+    sched.run_due()
+    if watchdog.expired(clock.now_ms()):
+        expired = {"expired_ms": clock.now_ms(), "last_feed_ms": watchdog.last_feed_ms,
+                   "stats": agent.stats, "overdue": sched.overdue()}
+        break
+    st = agent.state
+    if st["job"] is None and st["done"] and not agent.journal.pending():
+        break
+    nxt = sched.next_wake_ms()
+    clock.wait_until(nxt if nxt is not None else clock.now_ms() + 1000)
+print(json.dumps(expired or {"ms": clock.now_ms(), "stats": agent.stats, "feeds": watchdog.feeds}))
+"""
+
+JOB = {"name": "short", "steps": [
+    {"id": "a", "compute_s": 4, "output_mb": 0.01, "checkpoint_interval_s": 1},
+    {"id": "b", "compute_s": 2, "output_mb": 0.01, "depends_on": ["a"]}]}
+
+
+@pytest.fixture
+def ground(tmp_path):
+    g = Ground(tmp_path)
+    yield g
+    g.close()
+
+
+def run(ground, tmp_path, mode, start, hang=None):
+    agent_id = "sat-%s%s" % (mode, "-hang" if hang else "")
+    key = auth.create_key(ground.db, "agent", agent_id, rate_limited=False)["key"]
+    root = tmp_path / agent_id
+    root.mkdir()
+    cfg = {"agent_id": agent_id, "api_url": ground.url, "api_key": key, "satellite_id": "25544",
+           "storage_root": str(root), "time_sync": False}
+    t0 = time.monotonic()
+    script = tmp_path / "run.py"
+    script.write_text(RUN)
+    # the config as a file: an argument of 256 characters or more kills this
+    # unix port at start ("FATAL: uncaught NLR")
+    cfg_path = tmp_path / (agent_id + ".json")
+    cfg_path.write_text(json.dumps(cfg))
+    args = [str(cfg_path), mode, str(start)] + ([hang] if hang else [])
+    res = upy.run_script(str(script), args=args, timeout=120, stdin="")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "error" not in out, res.stdout[-3000:]
+    return out, time.monotonic() - t0
+
+
+def stream(ground, dep, start):
+    evs = ground.events(dep)
+    return [(e["type"], e.get("step_id"), e["payload"].get("percent"), e["payload"].get("reason"),
+             parse(e["timestamp"]) - start) for e in evs], [e["seq"] for e in evs]
+
+
+def test_the_simulated_and_the_real_clock_run_of_a_short_job_give_the_same_event_stream(
+        ground, tmp_path):
+    start = time.time() // 1 + 2
+    plan_start = iso(start)
+    dep_sim = ground.deploy(JOB, start=plan_start)
+    sim, sim_wall = run(ground, tmp_path, "sim", start)
+    assert ground.status(dep_sim) == "completed"
+    start = time.time() // 1 + 2
+    dep_real = ground.deploy(JOB, start=iso(start))
+    real, real_wall = run(ground, tmp_path, "real", start)
+    assert ground.status(dep_real) == "completed"
+    s_sim, seq_sim = stream(ground, dep_sim, parse(plan_start))
+    s_real, seq_real = stream(ground, dep_real, start)
+    assert [e[:4] for e in s_sim] == [e[:4] for e in s_real]
+    assert seq_sim == seq_real
+    # the same moments, to within the real clock's own jitter (exchanges take wall time)
+    for a, b in zip(s_sim, s_real):
+        assert abs(a[4] - b[4]) <= 1.5, (a, b)
+    # the real clock fed the watchdog every second; the simulated one counts the
+    # same ticks as fed while waking far less often
+    assert sim["stats"]["feeds_refused"] == real["stats"]["feeds_refused"] == 0
+    # (the ticks skipped since the simulated supervisor last woke are counted
+    # at its next wake-up, at most a watchdog period later)
+    assert 0 <= real["stats"]["feeds"] - sim["stats"]["feeds"] <= 8
+    assert sim["feeds"] < real["feeds"]
+    assert sim_wall < real_wall / 3
+
+
+def test_a_task_that_stops_checking_in_starves_the_watchdog_at_the_same_moment_as_on_a_board(
+        ground, tmp_path):
+    """The simulated supervisor skips the ticks at which no task can be late;
+    a step that stops checking in still gets the watchdog refused at the
+    first tick after its deadline, with the same last feed and the same
+    expiry as the agent that wakes at every tick."""
+    start = time.time() // 1 + 2
+    out = {}
+    for mode in ("sim", "stepped"):
+        dep = ground.deploy(JOB, start=iso(start))
+        out[mode], _ = run(ground, tmp_path, mode, start, hang="a")
+        assert ground.status(dep) in ("running", "accepted", "pending", "deployed"), ground.status(dep)
+    sim, stepped = out["sim"], out["stepped"]
+    assert sim["overdue"] == stepped["overdue"] == ["execute"]
+    assert sim["expired_ms"] == stepped["expired_ms"]
+    assert sim["last_feed_ms"] == stepped["last_feed_ms"]
+    assert sim["stats"]["feeds"] == stepped["stats"]["feeds"]
+    assert sim["stats"]["feeds_refused"] == stepped["stats"]["feeds_refused"] > 0
