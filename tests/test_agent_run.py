@@ -28,7 +28,8 @@ def ground(tmp_path_factory):
 
 
 def agent_run(ground, tmp_path, *extra, agent_id="sat-25544", timeout=60):
-    key = auth.create_key(ground.db, "agent", agent_id, rate_limited=False)["key"]
+    key = auth.create_key(ground.db, "agent", agent_id, rate_limited=False,
+                          satellite_id="25544")["key"]
     argv = [UMBRA, "agent", "run", "--agent-id", agent_id, "--api-url", ground.url,
             "--api-key", key, "--satellite-id", "25544", "--state-dir", str(tmp_path / agent_id)]
     argv += [str(a) for a in extra]

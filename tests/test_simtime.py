@@ -72,7 +72,8 @@ def ground(tmp_path):
 
 def run(ground, tmp_path, mode, start, hang=None):
     agent_id = "sat-%s%s" % (mode, "-hang" if hang else "")
-    key = auth.create_key(ground.db, "agent", agent_id, rate_limited=False)["key"]
+    key = auth.create_key(ground.db, "agent", agent_id, rate_limited=False,
+                          satellite_id="25544")["key"]
     root = tmp_path / agent_id
     root.mkdir()
     cfg = {"agent_id": agent_id, "api_url": ground.url, "api_key": key, "satellite_id": "25544",
