@@ -242,19 +242,22 @@ COMPACT_PLAN_KEYS = ("id", "version", "job", "placement_decisions", "plan")
 SPARE_WINDOWS_S = 3 * 3600  # windows kept past the plan's end, for run-time deferrals
 
 
-FIRST_WINDOWS_S = 6 * 3600  # the forecast first hands the agent this much of the windows
-MAX_FORECAST_RUNS = 6       # 6 h, 12 h, 24 h, 48 h, then the cut at the job's end
+FIRST_WINDOWS_S = 8 * 3600  # the forecast first hands the agent this much of the windows
+MAX_FORECAST_RUNS = 6       # 8 h, 16 h, 32 h, the horizon, and the cut at the job's end
 
 
 def _forecast(draft, plan_id, satellite_id, orb, start, end, bus, stations, timeline, cfg):
-    """The agent's run of the job, handed exactly the spec the Console will hand
-    a real agent. That spec carries the windows up to the job's end plus
-    SPARE_WINDOWS_S, which only the run tells: the first run gets the windows
-    of FIRST_WINDOWS_S (a job that needs more, or fails for want of them, is
-    run again with twice as many, up to the horizon); a run that ends is made
-    once more with the spec cut at its end, unless that spec is the one it
-    had. The last run is the forecast. A job of standard steps gets no
-    windows: one run."""
+    """The agent's run of the job, handed the spec the Console will hand a real
+    agent. That spec carries the windows up to the job's end plus
+    SPARE_WINDOWS_S, which only the run tells. The first run gets the windows
+    of FIRST_WINDOWS_S; a run that ends within what it was handed is the
+    forecast (the Console's spec is a cut of its spec after the job's end,
+    which the agent never looked at: handed it, the agent emits the same
+    stream, tests/test_planner_forecast.py); one that needed more is run
+    again with more, up to the horizon. A job of standard steps gets no
+    windows: one run. A spec too big for the agent's journal is tried again
+    with the least the Console could hand out (3 h) before it counts as
+    refused."""
     import spacecraft
 
     def spec_of(until):
@@ -266,17 +269,24 @@ def _forecast(draft, plan_id, satellite_id, orb, start, end, bus, stations, time
                                             timeline=timeline)
         return forecast.run(spec, sat, start, end, cfg)
 
+    def refused(run):
+        return run.accepted_at is None and (run.failure or "").startswith("too_large")
+
     horizon = end + SPARE_WINDOWS_S
     until = min(start + FIRST_WINDOWS_S, horizon)
     spec = spec_of(until)
     run = attempt(spec)
+    if refused(run) and spec_of(start + SPARE_WINDOWS_S) != spec:
+        until = start + SPARE_WINDOWS_S
+        spec = spec_of(until)
+        run = attempt(spec)
     for _ in range(MAX_FORECAST_RUNS - 1):
-        if run.ended_at is not None and run.failure is None:
-            until = run.ended_at + SPARE_WINDOWS_S  # what the Console will hand out
-        elif until < horizon:
-            until = min(start + 2 * (until - start), horizon)
-        else:
+        ended = run.ended_at is not None and run.failure is None
+        if (ended and run.ended_at + SPARE_WINDOWS_S <= until) or refused(run) \
+                or (not ended and until >= horizon):
             return run
+        until = run.ended_at + SPARE_WINDOWS_S if ended else \
+            min(start + 2 * (until - start), horizon)
         nxt = spec_of(until)
         if nxt == spec:
             return run
