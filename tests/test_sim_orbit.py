@@ -84,8 +84,8 @@ def test_circular_orbit_keeps_its_radius_and_period():
 # --- against sgp4 + skyfield ----------------------------------------------------------
 
 def _skyfield():
-    skyfield = pytest.importorskip("skyfield.api")
-    skyfield_data = pytest.importorskip("skyfield_data")
+    import skyfield.api as skyfield  # pinned in requirements.txt: a missing one is a failure
+    import skyfield_data
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # skyfield-data's bundled Earth-orientation file is "expired"
