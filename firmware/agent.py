@@ -405,8 +405,9 @@ class Agent:
                 yield from run(self, job, step, s)
             finally:
                 run = None
-                # loaded again by the next primitive step
-                _unload("prim_" + kind, "primitives", "planner_rules")
+                # loaded again by the next primitive step (its import brought in
+                # primitives; the rules it loads by name, and drops, are named)
+                _unload("prim_" + kind, "planner_rules")
         else:
             if s["status"] == "pending":
                 kind = self._window_kind()
@@ -721,20 +722,44 @@ class _HandlerRun:
 ON_BOARD_HEAP = sys.implementation.name == "micropython"
 
 
+# Overlays: modules loaded for a task and dropped after (docs/sim.md "Memory").
+# _load remembers what an overlay's import brought into RAM with it, and
+# _unload drops the overlay and all of that: a new import in an overlay can
+# not stay behind unnoticed (tests/test_overlays.py). What an overlay's
+# functions import later, by name, the caller names too.
+_BROUGHT = {}
+
+
 def _load(name):
-    return __import__(name)
+    """The overlay module `name`, imported if it is not in RAM."""
+    mods = sys.modules
+    if name in mods:
+        return mods[name]
+    if not ON_BOARD_HEAP:
+        return __import__(name)
+    before = list(mods)
+    module = __import__(name)
+    brought = [m for m in mods if m != name and m not in before]
+    if brought:
+        _BROUGHT[name] = brought
+    return module
 
 
 def _unload(*names):
-    """Drop rarely used modules from RAM (a board re-imports them from flash).
-    On MicroPython only, where a loaded module lives in the heap; CPython
-    (the planner's forecast, the Console) keeps them, as sim/node.py does."""
+    """Drop overlays, and what their import brought in, from RAM (a board
+    re-imports them from flash). On MicroPython only, where a loaded module
+    lives in the heap; CPython (the planner's forecast, the Console) keeps
+    them, as sim/node.py does."""
     if not ON_BOARD_HEAP:
         return
+    mods = sys.modules
     gone = False
     for name in names:
-        if name in sys.modules:
-            del sys.modules[name]
+        for m in _BROUGHT.pop(name, ()):
+            if m in mods:
+                del mods[m]
+        if name in mods:
+            del mods[name]
             gone = True
     if gone:
         gc.collect()
