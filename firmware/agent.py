@@ -35,6 +35,41 @@ EPS = 1e-6
 
 
 class Agent:
+    # Every field of the agent, and what it holds. Set by bootup.setup at
+    # construction unless noted; RAM only: what must survive a reset is in
+    # the journal (journal.state), never here. (A comment costs a board
+    # nothing; tests/test_agent_fields.py checks that every field any
+    # firmware module sets is listed here, and every one listed is set.)
+    # --- fields
+    #   cfg              the config (agentconfig.make): every tunable, firmware/agentdefaults.py
+    #   clock            the clock (lib/clock.py): ms since boot, epoch seconds, time sync
+    #   sensors          the hardware adapters (lib/hal.py Sensors): battery, thermal, link, load
+    #   link             the Console link (link.HttpLink / seriallink.SerialLink)
+    #   watchdog         the hardware watchdog, fed by the supervisor task (None: none)
+    #   reset_cause      why this boot happened, as the board reported it
+    #   workdir          where handlers read and write files (under the storage root)
+    #   journal          the persistent state and the outbox (firmware/journal.py)
+    #   chunk_ms         the longest a task computes between yields (half a task deadline)
+    #   sched            the cooperative scheduler (lib/scheduler.py) running the tasks
+    #   reset_requested  why a task asked for a reset (the loop around the agent performs it)
+    #   registered       the Console knows this boot of ours (contact.register)
+    #   empty_polls      204 replies since the last job began or ended
+    #   ground_time      the Console's clock at its last reply (epoch s)
+    #   challenge        the fresh value our last poll asked a signed reply to carry back
+    #   tq               telemetry queued while the link is down (lib/spool.py, one copy)
+    #   scratch          the handlers' 4 KiB buffer, allocated at boot and kept
+    #   deflate_head     compress's hash table, from its first compress until no step is left
+    #   last_ck          clock ms of the running step's last start/progress/checkpoint/resume
+    #   refused          (outbox head seq, times the Console refused its batch) (contact.report)
+    #   memory_tries     (deployment, polls its workload did not fit the heap) (accept.screen)
+    #   data_key         the AES key for outputs (config data_key, else derived)
+    #   integrity        [(module, problem)] the deploy manifest check found at boot (boot.py)
+    #   tmr              critical RAM state, triple-redundant cells, mirrored at every commit
+    #   _scrubbing       a TMR scrub is under way (the mirror waits)
+    #   stats            counters since boot that telemetry reports (polls, batches, feeds, ...)
+    #   booted_ms        clock ms when the boot finished (bootup.boot)
+    # --- end of fields
+
     def __init__(self, cfg, clock, sensors, link, root, **options):
         """cfg (agentconfig.make), clock, sensors (hal), link, the storage root;
         options: watchdog, fs, reset_cause, workdir, integrity. Set up by

@@ -1,0 +1,45 @@
+"""Overlays (firmware/agent.py `_load` / `_unload`): a module loaded for a task
+and dropped after takes with it whatever its import brought into RAM, so a
+new transitive import cannot stay behind; what was in RAM before stays.
+Under the real MicroPython unix port, where a module lives in the heap."""
+import json
+
+
+def test_an_overlay_and_what_its_import_brought_in_leave_ram_together(mpy, tmp_path):
+    (tmp_path / "ovl_main.py").write_text("import ovl_helper\nimport timeutil\n\n"
+                                          "def answer():\n    return ovl_helper.VALUE\n")
+    (tmp_path / "ovl_helper.py").write_text("import ovl_deeper\nVALUE = ovl_deeper.VALUE + 1\n")
+    (tmp_path / "ovl_deeper.py").write_text("VALUE = 41\n")
+    res = mpy("""
+import sys
+sys.path.insert(0, %r)
+import json, agent, timeutil
+before = sorted(sys.modules)
+got = agent._load("ovl_main").answer()
+loaded = sorted(m for m in sys.modules if m.startswith("ovl_"))
+agent._unload("ovl_main")
+print(json.dumps([got, loaded, sorted(sys.modules) == before,
+                  [m for m in sys.modules if m.startswith("ovl_")], "timeutil" in sys.modules]))
+""" % str(tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    got, loaded, same, left, kept = res.last_json
+    assert got == 42 and loaded == ["ovl_deeper", "ovl_helper", "ovl_main"]
+    assert left == [] and same and kept  # timeutil was resident before: it stays
+
+
+def test_every_overlay_the_agent_loads_leaves_nothing_behind(mpy):
+    """Each of the agent's overlays, loaded and dropped as the agent does it."""
+    names = ["bootup", "accept", "contact", "workload", "transfer", "prim_eclipse",
+             "prim_window", "prim_pass", "handlers", "planner_rules"]
+    res = mpy("""
+import sys, json, agent
+out = {}
+for name in %s:
+    before = sorted(sys.modules)
+    agent._load(name)
+    agent._unload(name)
+    out[name] = [m for m in sys.modules if m not in before]
+print(json.dumps(out))
+""" % json.dumps(names))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.last_json == dict((n, []) for n in names)
