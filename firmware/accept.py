@@ -13,7 +13,6 @@ HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe
 PRIM_KEYS = ("energy_budget_wh", "eclipse_policy", "min_battery_soc", "priority", "power_w",
              "quality_tiers", "min_tier", "preferred_tier", "window_kind", "merge_strategy",
              "max_segments", "min_pass_duration_s")
-MEMORY_TRIES = 3  # polls a job may fail to fit in the heap before it is refused
 # the characters of a deployment id (as workload.py checks them): they end up in URL paths
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:"
 
@@ -67,7 +66,7 @@ def take(ag, box, dep):
     if verdict is None:
         tries = ag.memory_tries[1] + 1 if ag.memory_tries[0] == dep else 1
         ag.memory_tries = (dep, tries)
-        if tries < MEMORY_TRIES:
+        if tries < ag.cfg["workload_memory_tries"]:
             return
         wl, order, reason = None, None, \
             "too_large: the job does not fit in this board's memory (%d tries)" % tries

@@ -49,10 +49,18 @@ DEFAULTS = {
     "scrub_interval_s": 10,        # TMR scrub of critical RAM state
     "scrub_interval_saa_s": 2,     # ... inside the South Atlantic Anomaly
     "quarantine_resets": 3,        # a step causing this many resets in a row fails
+    # a crashed task is restarted after a backoff that doubles from the first to the
+    # most; this many crashes inside the window escalate to a reset (>= 1 each)
+    "task_restart_backoff_ms": 1000,
+    "task_restart_max_backoff_ms": 30000,   # >= task_restart_backoff_ms
+    "task_crashes_before_reset": 5,
+    "task_crash_window_ms": 600000,
     "safe_mode_resets": 5,         # unexplained resets in a row at boot -> safe mode
     "stable_after_s": 300,         # up this long: the unexplained-reset count clears
     # uplink security
     "replay_window_s": 600,        # a signed workload older than this is stale
+    "workload_memory_tries": 3,    # polls a workload may not fit the heap before it is
+                                   # refused too_large (>= 1; the heap may free up)
     "data_key": None,              # hex AES-128/256 key for encrypted outputs
     # window steps: RAM the payload computer uses with no step running (MB); the
     # plan's bus gives the total (sim/models.py memory_base_mb, the same figure)
@@ -99,6 +107,10 @@ def make(overrides=None):
     r, p, n = cfg["outbox_reserve_bytes"], cfg["outbox_pause_bytes"], cfg["outbox_bytes"]
     if not (16384 <= n <= 1048576 and r >= 2048 and p >= 2048 and r + 2 * p <= n // 2):
         raise ValueError("outbox: bytes 16384..1048576, reserve and pause >= 2048, reserve + 2 x pause <= bytes / 2")
+    if cfg["task_restart_max_backoff_ms"] < cfg["task_restart_backoff_ms"] or \
+            min(cfg["task_restart_backoff_ms"], cfg["task_crashes_before_reset"],
+                cfg["task_crash_window_ms"], cfg["workload_memory_tries"]) < 1:
+        raise ValueError("task restart and workload tries: each >= 1, max backoff >= backoff")
     if cfg["poll_interval_s"] < 10:
         raise ValueError("poll_interval_s must be >= 10 (Console rate limit)")
     return cfg

@@ -27,8 +27,10 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     ag.workdir = workdir or root.rstrip("/") + "/work"
     ag.journal = Journal(root, cfg["max_log_bytes"], fs)
     ag.chunk_ms = cfg["task_deadline_ms"] // 2
-    policy = RestartPolicy(backoff_ms=1000, max_backoff_ms=30000, max_crashes=5,
-                           window_ms=600000, on_escalate=ag._escalate)
+    policy = RestartPolicy(backoff_ms=cfg["task_restart_backoff_ms"],
+                           max_backoff_ms=cfg["task_restart_max_backoff_ms"],
+                           max_crashes=cfg["task_crashes_before_reset"],
+                           window_ms=cfg["task_crash_window_ms"], on_escalate=ag._escalate)
     ag.sched = Scheduler(clock, policy=policy, on_crash=ag._on_crash)
     ag.reset_requested = None
     ag.registered = False

@@ -1,5 +1,6 @@
 """Clock, time and hardware-adapter basics, under MicroPython and CPython."""
 import calendar
+import json
 import time
 
 import pytest
@@ -102,3 +103,24 @@ def test_sim_watchdog_expires_only_after_timeout_without_feed(portable):
 def test_reset_cause_is_unknown_on_the_unix_port(mpy):
     res = mpy("import boardhal\nprint(boardhal.board_reset_cause())").check()
     assert res.stdout.strip() == "unknown"
+
+
+def test_the_recovery_and_intake_tunables_live_in_the_config_and_are_checked(portable):
+    """Task restarts and the workload's heap tries are tunables of
+    firmware/agentdefaults.py like every other, refused when they make no sense."""
+    res = portable("""
+        import agentconfig, json
+        cfg = agentconfig.make()
+        keys = ["task_restart_backoff_ms", "task_restart_max_backoff_ms",
+                "task_crashes_before_reset", "task_crash_window_ms", "workload_memory_tries"]
+        refused = []
+        for bad in ({"task_crashes_before_reset": 0}, {"workload_memory_tries": 0},
+                    {"task_restart_backoff_ms": 5000, "task_restart_max_backoff_ms": 1000}):
+            try:
+                agentconfig.make(bad)
+            except ValueError:
+                refused.append(True)
+        print(json.dumps([[cfg[k] for k in keys], refused]))
+        """).check()
+    values, refused = json.loads(res.stdout)
+    assert values == [1000, 30000, 5, 600000, 3] and refused == [True] * 3
