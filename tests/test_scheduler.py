@@ -341,7 +341,8 @@ def test_a_nap_is_one_wake_up_and_counts_as_checked_in(run):
                 yield nap_ms(60000)          # far past its deadline, yet never late
                 wakes.append(c.now_ms())
         def sleeper():
-            yield sleep_ms(60000)
+            while True:
+                yield sleep_ms(60000)        # a plain sleep: late after its deadline
         s.spawn("napper", napper, deadline_ms=4000)
         s.run(until_ms=30000)
         seen = [s.may_feed(), s.overdue()]
