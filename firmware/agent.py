@@ -226,8 +226,10 @@ class Agent:
         """Too little room in the outbox for work: less free than the reserve
         (boot and health events) plus the pause margin (twice it to resume)."""
         cfg, sp = self.cfg, self.journal.spool
-        return sp.max_bytes - sp.used() < cfg["outbox_reserve_bytes"] + \
-            cfg["outbox_pause_bytes"] * (2 if resuming else 1)
+        free = sp.max_bytes
+        for seg in sp.segs:  # what the live records take (lib/spool.py)
+            free -= seg[3]
+        return free < cfg["outbox_reserve_bytes"] + cfg["outbox_pause_bytes"] * (2 if resuming else 1)
 
     def _sleep_s(self, seconds):
         """Sleep in pieces shorter than the task deadline (the supervisor rule);
@@ -259,34 +261,16 @@ class Agent:
     # --- supervisor -------------------------------------------------------------
 
     def _supervisor(self):
-        # Feeds at 1 s ticks. On a simulated clock the ticks at which no task
-        # can be late are skipped and counted as fed, as a board feeds them:
-        # it wakes at the first tick after a lateness (the scheduler pulls it
-        # forward: scheduler.watch) and at least once a watchdog period.
-        sched, wd, stats = self.sched, self.watchdog, self.stats
-        lazy = self.clock.simulated and wd is not None
-        last = None
+        # (a simulated node replaces this with sim/lazywatch.py's, which skips
+        # the ticks at which no task can be late)
         while True:
-            now = self.clock.now_ms()
-            if last is not None and now - last > 1000:
-                stats["feeds"] += (now - last) // 1000 - 1
-                wd.feed()
-                wd.last_feed_ms = now - 1000  # the last tick skipped
-            if sched.may_feed():
-                stats["feeds"] += 1
-                if wd is not None:
-                    wd.feed()
+            if self.sched.may_feed():
+                self.stats["feeds"] += 1
+                if self.watchdog is not None:
+                    self.watchdog.feed()
             else:
-                stats["feeds_refused"] += 1
-            nxt = 1000
-            if lazy:
-                last = now
-                nxt = max(1000, (wd.timeout_ms - 1000) // 1000 * 1000)
-                late = sched.late_at_ms()
-                if late is not None:
-                    nxt = min(nxt, max(1, (late - now) // 1000 + 1) * 1000)
-                sched.watch(1000, now)
-            yield sleep_ms(nxt)
+                self.stats["feeds_refused"] += 1
+            yield sleep_ms(1000)
 
     # --- poll -------------------------------------------------------------------
 

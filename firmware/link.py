@@ -34,6 +34,10 @@ class HttpLink:
         # yielding: 0 on a board (the other tasks run meanwhile); a simulated
         # node blocks (its clock stands still during an exchange either way)
         self.block_ms = 0
+        # [target, socket] to keep the connection alive between exchanges
+        # (httpc.request_gen's conn): None on a board (one request per
+        # connection); a simulated node keeps it (its exchanges come ms apart)
+        self.conn = None
 
     def call(self, method, path, body=None, raw=None):
         """body: an object to send as JSON; raw: JSON text already encoded (or
@@ -61,7 +65,7 @@ class HttpLink:
         try:
             status, _, raw = yield from httpc.request_gen(
                 method, self.base + path, headers, data, self.timeout_ms, self.now_ms,
-                _block_ms=self.block_ms)
+                None, 65536, self.block_ms, self.conn)  # pause, httpc.MAX_BODY
         finally:
             self.busy = None
         if status is None:
@@ -79,6 +83,10 @@ class HttpLink:
     def idle(self):
         """The link is down: drop the HTTP client until the next contact."""
         if self.busy is None:
+            c = self.conn  # a kept connection (simulation) closes with the link
+            if c and c[1]:
+                c[1].close()
+                c[1] = None
             for name in ("httpc", "httpchunk"):
                 if name in sys.modules:
                     del sys.modules[name]

@@ -25,7 +25,9 @@ clock's now_ms; default: the board's ticks). Under a simulated clock pass a
 would be polled forever. DNS (getaddrinfo) is the one blocking step: use IP
 addresses on flight links.
 
-One request per connection (Connection: close). Replies: Content-Length,
+One request per connection (Connection: close), unless the caller keeps a
+connection alive between requests (request_gen's `conn`: a simulated node
+does; a board does not). Replies: Content-Length,
 chunked (lib/httpchunk.py, imported at the first one), or read-to-close,
 with at most max_body bytes of body and MAX_HEADER bytes of head; anything
 bigger is refused as link down.
@@ -105,7 +107,7 @@ def parse_url(url):
     return hostport, port, path
 
 
-def _head_bytes(method, host, port, path, headers, body_len):
+def _head_bytes(method, host, port, path, headers, body_len, keep=False):
     lines = ["%s %s HTTP/1.1" % (method, path)]
     lines.append("Host: %s" % (host if port == 80 else "%s:%d" % (host, port)))
     for name in headers or ():
@@ -118,7 +120,7 @@ def _head_bytes(method, host, port, path, headers, body_len):
         lines.append("%s: %s" % (name, value))
     if body_len or method in ("POST", "PUT", "PATCH"):
         lines.append("Content-Length: %d" % body_len)
-    lines.append("Connection: close")
+    lines.append("Connection: keep-alive" if keep else "Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -244,16 +246,28 @@ def _ready(poller, sock, mask, pause, wait_ms):
     return events[0][1]
 
 
+class _Stale(Exception):
+    """Internal: a kept-alive connection failed before any byte of the reply
+    came back (the server had closed it): the exchange is tried once more on
+    a fresh one."""
+
+
 def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT_MS,
-                now_ms=None, pause=None, max_body=MAX_BODY, _block_ms=0):
+                now_ms=None, pause=None, max_body=MAX_BODY, _block_ms=0, conn=None):
     """Generator version for cooperative tasks:
     `status, headers, body = yield from httpc.request_gen(...)`.
     Polls with a zero timeout (request() passes _block_ms to block instead)
     and yields `pause` whenever the socket is not ready. Returns the result
     tuple; never raises (except GeneratorExit, or what is thrown into the
-    task while it waits: that is the task's, and goes on up)."""
+    task while it waits: that is the task's, and goes on up).
+
+    conn: None (one request per connection), or a list [target, socket] the
+    caller keeps between calls: the connection is kept alive in it and
+    reused by the next request to the same host and port (a simulated node,
+    whose exchanges come milliseconds apart; close_conn() ends it)."""
     now_ms = now_ms or stopwatch()
     sock = None
+    keep = False
     try:
         target = parse_url(url)
         if target is None:
@@ -273,19 +287,80 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
         size = 0
         for part in parts:
             size += len(part)
-        parts = (_head_bytes(method, host, port, path, headers, size),) + parts
+        parts = (_head_bytes(method, host, port, path, headers, size, conn is not None),) + parts
         body = None
         deadline = now_ms() + timeout_ms
-
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-        sock = socket.socket(addr[0], socket.SOCK_STREAM)
-        sock.setblocking(False)
+        if conn is not None:  # the kept connection is ours for this exchange
+            sock = conn[1] if conn[0] == (host, port) else None
+            if conn[1] is not None and sock is None:
+                close_conn(conn)
+            conn[1] = None
         poller = select.poll()
+        while True:
+            fresh = sock is None
+            if fresh:
+                addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+                sock = socket.socket(addr[0], socket.SOCK_STREAM)
+                sock.setblocking(False)
+                if conn is not None:
+                    # a kept connection sends a request's pieces at once: without
+                    # this, Nagle holds the next piece for the peer's delayed ACK (40 ms)
+                    try:
+                        sock.setsockopt(getattr(socket, "IPPROTO_TCP", 6),
+                                        getattr(socket, "TCP_NODELAY", 1), 1)
+                    except Exception:
+                        pass
+                try:
+                    sock.connect(addr[-1])
+                except OSError as exc:
+                    if _errno(exc) not in _WOULD_BLOCK:
+                        raise
+            try:
+                reply = yield from _exchange(sock, poller, parts, deadline, now_ms, pause, _block_ms,
+                                             max_body, method, fresh)
+                break
+            except _Stale:
+                sock.close()
+                sock = None
+        parts = None
+        if conn is not None and reply.mode != "close" and \
+                "close" not in reply.headers.get("connection", "").lower():
+            conn[0], conn[1] = (host, port), sock
+            keep = True
+        return reply.status, reply.headers, reply.body  # a bytearray: no copy of a big reply
+    except _Thrown as thrown:
+        raise thrown.args[0]
+    except LinkDown as exc:
+        return None, None, str(exc.args[0]) if exc.args else "link down"
+    except OSError as exc:
+        return None, None, "network error: %s" % _os_reason(exc)
+    except MemoryError:
+        return None, None, "out of memory reading reply"
+    except Exception as exc:  # anything odd from a port's socket layer: still link down
+        return None, None, "network error: %r" % (exc,)
+    finally:
+        if sock is not None and not keep:
+            try:
+                sock.close()
+            except Exception:
+                pass
+
+
+def close_conn(conn):
+    """Close the connection a request_gen(conn=...) kept alive, if any."""
+    if conn is not None and conn[1] is not None:
         try:
-            sock.connect(addr[-1])
-        except OSError as exc:
-            if _errno(exc) not in _WOULD_BLOCK:
-                raise
+            conn[1].close()
+        except Exception:
+            pass
+        conn[1] = None
+
+
+def _exchange(sock, poller, parts, deadline, now_ms, pause, block_ms, max_body, method, fresh):
+    """Send the request, read the reply (a _Reply). On a reused connection
+    (not fresh) a failure before any reply byte is _Stale."""
+    got = False
+    try:
         # Connected when writable; a refused connect shows up as POLLERR/HUP
         # (or as an error from the first send).
         for part in parts:
@@ -304,10 +379,10 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
                     sent += n
                 else:
                     ready = yield from _ready(poller, sock, _POLLOUT, pause,
-                                              max(0, min(deadline - now_ms(), _block_ms)))
+                                              max(0, min(deadline - now_ms(), block_ms)))
                     if ready & _POLL_FAIL and not ready & _POLLOUT:
                         raise LinkDown("connection failed")
-        parts = view = None
+        view = None
 
         reply = _Reply(max_body, method == "HEAD")
         while not reply.done:
@@ -321,29 +396,18 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
                 data = None
             if data is None:            # would block (some ports return None)
                 yield from _ready(poller, sock, _POLLIN, pause,
-                                  max(0, min(deadline - now_ms(), _block_ms)))
+                                  max(0, min(deadline - now_ms(), block_ms)))
                 continue
             if not data:
                 reply.closed()
                 break
+            got = True
             reply.feed(data)
-        return reply.status, reply.headers, reply.body  # a bytearray: no copy of a big reply
-    except _Thrown as thrown:
-        raise thrown.args[0]
-    except LinkDown as exc:
-        return None, None, str(exc.args[0]) if exc.args else "link down"
-    except OSError as exc:
-        return None, None, "network error: %s" % _os_reason(exc)
-    except MemoryError:
-        return None, None, "out of memory reading reply"
-    except Exception as exc:  # anything odd from a port's socket layer: still link down
-        return None, None, "network error: %r" % (exc,)
-    finally:
-        if sock is not None:
-            try:
-                sock.close()
-            except Exception:
-                pass
+        return reply
+    except (LinkDown, OSError):
+        if fresh or got:
+            raise
+        raise _Stale()
 
 
 def _os_reason(exc):

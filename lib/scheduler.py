@@ -20,12 +20,10 @@ that answer alone. A task that raises is reported (on_crash) and handed to
 the policy, which restarts it (its factory is called again) after a backoff
 or gives up and escalates.
 
-Lateness ahead (simulated time): late_at_ms() is the earliest time any task
-can become late as things stand -- only a task that waits past its deadline
-(a long sleep, an Event, a failure) can; every other one is resumed, and so
-checks in, before it. A `watcher` task (the supervisor, sleeping from one
-feed tick to a later one) is pulled forward to the first of its ticks after
-a lateness that appears earlier than its wake-up (docs/scheduler.md).
+A `watcher` function, if set, is called with each task after it yields
+(and after it fails for good): sim/lazywatch.py uses it to wake a
+supervisor that skips watchdog ticks when a task starts waiting past its
+deadline (docs/scheduler.md).
 
 Nothing here is module-level state: schedulers may share one SimClock.
 lib/schedutil.py has what the agent does not use: chunked sleeps and waits
@@ -159,7 +157,7 @@ class Scheduler:
         self._current = None
         self._seq = 0
         self.stopped = False
-        self.watcher = None         # (task, tick_ms, last_ms): pulled forward to a lateness
+        self.watcher = None         # watcher(task) after every task's yield (sim/lazywatch.py)
 
     # --- tasks -------------------------------------------------------------
 
@@ -204,33 +202,6 @@ class Scheduler:
         d = task.deadline_ms
         return d is not None and task.state != BACKOFF and not task.napping and \
             now - task.checkin_ms > d
-
-    def _late_at(self, task):
-        """When `task` turns late if nothing changes (its deadline passes
-        before it is resumed), or None when it will check in first."""
-        d = task.deadline_ms
-        if d is None or task.state == BACKOFF or task.napping or task is self._current:
-            return None
-        limit = task.checkin_ms + d
-        e = task.entry
-        if task.state != FAILED and e is not None and e[0] <= limit:
-            return None
-        return limit
-
-    def late_at_ms(self):
-        """The earliest time (ms) a task turns late as things stand, or None."""
-        first = None
-        for task in self.tasks.values():
-            t = self._late_at(task)
-            if t is not None and (first is None or t < first):
-                first = t
-        return first
-
-    def watch(self, tick_ms, last_ms):
-        """The running task (a supervisor, on ticks tick_ms apart, the last at
-        last_ms) is woken at its first tick after any lateness that appears
-        before its wake-up."""
-        self.watcher = (self._current, tick_ms, last_ms)
 
     def may_feed(self):
         now = self.clock.now_ms()
@@ -383,25 +354,12 @@ class Scheduler:
                 task.waiting = event
                 event._waiters.append(task)
                 if wake is None:
-                    self._watch(task)
+                    if self.watcher is not None:
+                        self.watcher(task)
                     return
         self._queue(task, wake)
-        self._watch(task)
-
-    def _watch(self, task):
-        # a task that now waits past its deadline pulls the watcher forward
-        w = self.watcher
-        if w is None or w[0] is task:
-            return
-        late = self._late_at(task)
-        if late is None:
-            return
-        wt, tick, last = w
-        e = wt.entry
-        if e is not None and wt.state == READY:
-            t = last + max(1, (late - last) // tick + 1) * tick  # its first tick after `late`
-            if t < e[0]:
-                self._queue(wt, t)
+        if self.watcher is not None:
+            self.watcher(task)
 
     def _finish(self, task):
         if self.tasks.get(task.name) is task:
@@ -420,7 +378,8 @@ class Scheduler:
         if delay is None:
             task.state = FAILED  # its deadline, if any, now runs out
             task.entry = None
-            self._watch(task)
+            if self.watcher is not None:
+                self.watcher(task)
         else:
             task.state = BACKOFF
             self._queue(task, now + delay)

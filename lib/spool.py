@@ -209,23 +209,17 @@ class Spool:
 
     # -- writing -----------------------------------------------------------------
 
-    def used(self):
-        """Bytes (per copy) the live records take: max_bytes - used() is the room left."""
-        total = 0
-        for seg in self.segs:
-            total += seg[3]
-        return total
-
     def append(self, seq, dep, text):
-        """Write one record to both copies (each durable when this returns);
-        SpoolFull (nothing written) when it would take the spool past max_bytes."""
+        """Write one record to both copies (each durable when this returns)."""
         dep = (dep or "").encode()  # a short id: its bytes go out with the head
         text = _buf(text)
         dlen, tlen = len(dep), len(memoryview(text))
         if dlen > 255 or tlen > 65535:
             raise ValueError("spool record too large")
         rec = _HEAD + dlen + tlen
-        total = self.used()
+        total = 0
+        for seg in self.segs:  # bytes (per copy) the live records take
+            total += seg[3]
         if total + rec > self.max_bytes:
             raise SpoolFull("spool holds %d bytes" % total)
         seg = self.cur

@@ -47,6 +47,7 @@ except AttributeError:
 
 import agentconfig  # noqa: E402
 import hal  # noqa: E402
+import lazywatch  # noqa: E402
 import timeutil  # noqa: E402
 from agent import Agent  # noqa: E402
 from link import HttpLink  # noqa: E402
@@ -115,6 +116,7 @@ class Node:
         watchdog.arm()
         link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
         link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
+        link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
         fs = None
         if inj is not None:
             inj.before_boot(self)
@@ -124,6 +126,7 @@ class Node:
                            self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
         self.agent.journal.on_commit = self.sync_world
         self.watchdog = watchdog
+        lazywatch.install(self.agent)  # the watchdog ticks no task can miss are skipped
         if inj is not None:
             inj.after_boot(self, self.agent)  # sensors wrapped before the boot reads them
         self.agent.boot()
@@ -138,6 +141,11 @@ class Node:
             raise RuntimeError("node keeps resetting (%s)" % cause)
         if self.injector is not None:
             self.injector.note_reset(cause, self.clock.now_ms(), _wall_ms())
+        if self.agent is not None:
+            try:
+                self.agent.link.idle()  # its kept connection goes with the computer
+            except Exception:
+                pass
         self.agent = None
         self.clock.wait_until(self.clock.now_ms() + REBOOT_MS)
 

@@ -30,7 +30,11 @@ watchdog = hal.SimWatchdog(cfg["watchdog_timeout_ms"], clock=clock)
 watchdog.arm()
 link = HttpLink(cfg, agentconfig.FIRMWARE_VERSION)
 agent = Agent(cfg, clock, sensors, link, cfg["storage_root"], watchdog=watchdog,
-              reset_cause="power_on").boot()
+              reset_cause="power_on")
+if clock.simulated:  # as sim/node.py runs it
+    import lazywatch
+    lazywatch.install(agent)
+agent.boot()
 sched = agent.sched
 if len(sys.argv) > 4:  # this step stops checking in at its first slice (a blocked handler)
     orig = agent._run_step
