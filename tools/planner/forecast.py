@@ -10,8 +10,9 @@ temperature forecast are read from that run, not computed beside it. Nothing
 here decides anything a step does: the agent does.
 
 The agent's storage is a scratch folder (the journal and the outbox as on a
-board); its hardware is the simulated satellite through lib/hal's adapters,
-as in sim/node.py. Same job, same start: the same stream, byte for byte.
+board); its hardware is the simulated satellite through lib/hal's adapters
+and its supervisor the simulated clock's (sim/lazywatch.py), as in
+sim/node.py. Same job, same start: the same stream, byte for byte.
 """
 import json
 import shutil
@@ -19,6 +20,7 @@ import tempfile
 
 import agentconfig
 import hal
+import lazywatch
 import timeutil
 from agent import Agent
 from clock import SimClock
@@ -123,6 +125,7 @@ def _run(spec, sat, start, end, cfg, root):
     _stand_in_inputs(spec, root + "/work")
     agent = Agent(cfg, clock, hal.sim_sensors(sat), console, root, watchdog=watchdog,
                   reset_cause="power_on", workdir=root + "/work")
+    lazywatch.install(agent)  # as sim/node.py: watchdog ticks no task can miss are skipped
     agent.boot()
     out = Outcome()
     end_ms = int((end - start) * 1000)
