@@ -22,7 +22,6 @@ import sys
 
 import agentconfig
 import events
-import timeutil
 from scheduler import sleep_ms
 from tmr import scrub_all as tmr_scrub_all
 
@@ -166,7 +165,7 @@ class Agent:
         if events.is_enriched(etype):
             self._enrich(payload)
         dep = job["deployment_id"] if job else None
-        ev = events.make(etype, timeutil.iso_utc(self.now()),
+        ev = events.make(etype, self.clock.stamp(),
                          job["job_id"] if job else None, step_id, payload,
                          agent_id=self.cfg["agent_id"], deployment_id=dep)
         # spooled without its seq: the report puts it in front (a reseq moves it)
@@ -590,7 +589,7 @@ class Agent:
         st = self.journal.state
         job = st["job"]
         pos = s.position()
-        doc = {"agent_id": self.cfg["agent_id"], "timestamp": timeutil.iso_utc(self.now()),
+        doc = {"agent_id": self.cfg["agent_id"], "timestamp": self.clock.stamp(),
                "status": "safe_mode" if st["mode"] == "safe" else ("executing" if job else "idle"),
                "battery_percent": s.battery_percent(), "temperature_c": s.temperature_c(),
                "compute_capacity": agentconfig.compute_capacity(s.battery_percent(), self.cfg),
