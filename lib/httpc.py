@@ -33,7 +33,11 @@ bigger is refused as link down.
 import errno
 import json
 import select
-import socket
+
+try:
+    import socket
+except ImportError:  # a board without a network stack (a serial link instead)
+    socket = None
 
 try:
     from micropython import const
@@ -277,6 +281,8 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
         body = None
         deadline = now_ms() + timeout_ms
 
+        if socket is None:
+            raise LinkDown("no network stack on this board")
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         sock = socket.socket(addr[0], socket.SOCK_STREAM)
         sock.setblocking(False)
