@@ -110,7 +110,11 @@ class Node:
         watchdog = hal.SimWatchdog(self.cfg["watchdog_timeout_ms"], clock=self.clock,
                                    on_feed=self.heartbeat)
         watchdog.arm()
-        link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        if self.cfg["transport"] == "serial":  # a radio behind a serial line (docs/serial.md)
+            from seriallink import SerialLink
+            link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        else:
+            link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
         fs = None
         if inj is not None:
             inj.before_boot(self)
@@ -235,7 +239,7 @@ def main(argv):
     print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
                       "outbox": node.agent.journal.pending(), "mode": st["mode"],
                       "done": st["done"], "boots": node.saved.get("boots"),
-                      "stats": node.agent.stats, "link_error": node.agent.link.last_error,
+                      "stats": node.agent.stats, "link_error": getattr(node.agent.link, "last_error", None),
                       "heap_free": gc.mem_free(), "reboots": node.reboots,
                       "heap_peak": node.heap_peak if node.heap_watch else None,
                       "faults": node.injector.report() if node.injector else None,
