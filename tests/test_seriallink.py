@@ -305,3 +305,30 @@ def test_events_reach_the_real_console_exactly_once_over_a_lossy_line(line, tmp_
         assert faults.injected["dropped"] and faults.injected["corrupted"]
     finally:
         console.stop()
+
+
+def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(line, tmp_path):
+    """sim/node.py with `transport: serial` (its link by config, as boot.py
+    picks it): the standard pipeline through the real bridge to the real
+    Console, every event once; the exit summary has no HTTP-only field."""
+    from tools.scenario import Ground, Node, load_job
+    path_a, path_b, relay = line
+    relay()  # a clean line
+    ground = Ground(tmp_path)
+    try:
+        dep = ground.deploy(load_job("standard-pipeline.json"))
+        node = Node(ground, tmp_path, cfg={"transport": "serial", "serial_port": path_a})
+        bridge = start_bridge(path_b, ground.url)
+        bridge.wait_for("open")
+        try:
+            code, summary, out = node.run(timeout=150)
+        finally:
+            bcode, bout, counts = bridge.stop()
+        assert code == 0, out[-3000:]
+        assert ground.status(dep) == "completed"
+        assert summary["link_error"] is None and summary["reboots"] == 0
+        seqs = ground.all_seqs(node.agent_id)
+        assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
+        assert counts["hellos"] == 1 and counts["bad_frames"] == 0, counts
+    finally:
+        ground.close()
