@@ -108,14 +108,18 @@ void umbra_vm_hook(void) {
 }
 
 int __wrap_mp_hal_stdin_rx_chr(void) {
-    for (;;) {
+    for (uint32_t spins = 0;; ++spins) {
         repl_poll();
         if (repl_tail != repl_head) {
             int c = repl_ring[repl_tail];
             repl_tail = (repl_tail + 1) % REPL_RING;
             return c;
         }
-        __asm__ volatile ("wfi");   // the next SysTick (1 ms): an idle board idles its host
+        if (spins > 2000) {
+            // nothing for a while: sleep to the next SysTick (1 ms), so an
+            // idle board idles its host; while bytes come, keep asking
+            __asm__ volatile ("wfi");
+        }
     }
 }
 
