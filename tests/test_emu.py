@@ -24,7 +24,7 @@ def run_emu(*args, timeout=600):
 
 def test_smoke_scenario_passes_on_a_board_with_only_a_ram_disk(tmp_path):
     with VirtualBoard(tmp_path / "board") as board:
-        result = emu.smoke(board.port, ramfs_kb=128)
+        result = emu.smoke(board.port, ramfs_kb=emu.QEMU_RAMFS_KB)
     failed = [c for c in result["checks"] if not c["ok"]]
     assert result["passed"], failed
     checks = {c["check"] for c in result["checks"]}
