@@ -115,7 +115,7 @@ int __wrap_mp_hal_stdin_rx_chr(void) {
             repl_tail = (repl_tail + 1) % REPL_RING;
             return c;
         }
-        if (spins > 2000) {
+        if (spins > 50000) {
             // nothing for a while: sleep to the next SysTick (1 ms), so an
             // idle board idles its host; while bytes come, keep asking
             __asm__ volatile ("wfi");
