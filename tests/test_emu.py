@@ -1,7 +1,10 @@
-"""Emulated MCUs (Renode, QEMU). The emulators and the MicroPython firmware
-images are not on this machine: those tests skip and say what is missing.
-The board-side half (RAM disk, deploy, smoke scenario) runs here on the
-virtual board, so it is tested either way."""
+"""Emulated MCUs. The tier that builds from source (vendor/micropython with
+emu/board, tools/emu.py) runs the whole job on QEMU's mps2-an500 (Cortex-M7,
+doubles) and mps2-an385 (Cortex-M3, single floats); its set-up installs the
+ARM toolchain and QEMU with apt-get when root on Debian, and skips with the
+reason otherwise. The older smoke path runs on images the user supplies
+(Renode, a stock QEMU image: skipped when absent); its board-side half (RAM
+disk, deploy, smoke scenario) runs on the virtual board either way."""
 import json
 import os
 import shutil
