@@ -87,12 +87,12 @@ AGENT = "sat-mcu"
 
 def quick_standard_pipeline():
     """The standard pipeline (examples/jobs/standard-pipeline.json) with its
-    compute time cut 1/200 (at least 2 s a step), to run on the real clock."""
+    compute time cut 1/600 (at least 2 s a step), to run on the real clock."""
     job = load_job("standard-pipeline.json")
     for step in job["steps"]:
-        step["compute_s"] = max(2, step["compute_s"] // 200)
+        step["compute_s"] = max(2, step["compute_s"] // 600)
         if "checkpoint_interval_s" in step:
-            step["checkpoint_interval_s"] = 3
+            step["checkpoint_interval_s"] = 2
     return job
 
 
