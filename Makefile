@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 UMBRA  := $(VENV)/bin/umbra
 STAMP  := $(VENV)/.umbra-setup
 
-.PHONY: setup test demo bench deploy emu clean
+.PHONY: setup test demo bench deploy emu emu-firmware emu-board clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,16 @@ deploy: setup
 # make emu FIRMWARE=path/to/micropython.elf [EMULATOR=qemu|renode]  (docs/boards.md)
 emu: setup
 	$(PY) -m tools.emu --firmware $(FIRMWARE) --emulator $(or $(EMULATOR),qemu)
+
+# The emulated MCUs' images from vendor/micropython (docs/boards.md §4): both
+# targets (mps2-an500 M7, mps2-an385 M3 single-float), plain and frozen; cached
+# in build/emu. Installs the ARM toolchain and QEMU with apt-get when root on Debian.
+emu-firmware: setup
+	$(PY) -m tools.emu build --both
+
+# make emu-board [TARGET=an500|an385] [FROZEN=1] [HEAP=96K]: one board, its ports printed
+emu-board: setup
+	$(PY) -m tools.emu run --target $(or $(TARGET),an500) $(if $(FROZEN),--frozen) $(if $(HEAP),--heap $(HEAP))
 
 clean:
 	rm -rf $(VENV) var build bench/results.json

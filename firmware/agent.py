@@ -22,7 +22,6 @@ import sys
 
 import agentconfig
 import events
-import timeutil
 from scheduler import nap_ms, sleep_ms
 from tmr import scrub_all as tmr_scrub_all
 
@@ -68,6 +67,8 @@ class Agent:
     #   _scrubbing       a TMR scrub is under way (the mirror waits)
     #   stats            counters since boot that telemetry reports (polls, batches, feeds, ...)
     #   booted_ms        clock ms when the boot finished (bootup.boot)
+    #   boot_seq         this boot's first event (spool seq): its unsynced stamps are corrected
+    #                    once the clock is set (contact._restamp)
     # --- end of fields
 
     def __init__(self, cfg, clock, sensors, link, root, **options):
@@ -203,7 +204,7 @@ class Agent:
         if events.is_enriched(etype):
             self._enrich(payload)
         dep = job["deployment_id"] if job else None
-        ev = events.make(etype, timeutil.iso_utc(self.now()),
+        ev = events.make(etype, self.clock.stamp(),
                          job["job_id"] if job else None, step_id, payload,
                          agent_id=self.cfg["agent_id"], deployment_id=dep)
         # spooled without its seq: the report puts it in front (a reseq moves it)
@@ -655,7 +656,7 @@ class Agent:
         st = self.journal.state
         job = st["job"]
         pos = s.position()
-        doc = {"agent_id": self.cfg["agent_id"], "timestamp": timeutil.iso_utc(self.now()),
+        doc = {"agent_id": self.cfg["agent_id"], "timestamp": self.clock.stamp(),
                "status": "safe_mode" if st["mode"] == "safe" else ("executing" if job else "idle"),
                "battery_percent": s.battery_percent(), "temperature_c": s.temperature_c(),
                "compute_capacity": agentconfig.compute_capacity(s.battery_percent(), self.cfg),

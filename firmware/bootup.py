@@ -88,6 +88,8 @@ def boot(ag):
         ops=[["set", "boot_count", boot_count], ["set", "intended_reset", None],
              ["set", "resets", resets]],
         job=AGENT_LEVEL)
+    st = ag.journal.state
+    ag.boot_seq = st["seq"] - st["shift"]  # this boot's first event (spool seq): contact._restamp
     cut = j.damage()
     if j.corrupt:
         ag.emit("fault.detected", payload={"kind": "storage_corrupt",

@@ -7,6 +7,7 @@ without contact -- when the steps run and the heap is fullest -- do not
 hold its code. Every function takes the Agent.
 """
 import agentconfig
+import clock as clocklib
 import timeutil
 
 REFUSALS_BEFORE_DROP = 4  # a batch the Console refuses this often is given up (and counted)
@@ -18,12 +19,12 @@ def sync_time(ag, reply):
     if not isinstance(reply, dict):
         return
     try:
-        server = timeutil.parse_iso(reply.get("server_time"))
+        server, ms = timeutil.parse_iso_ms(reply.get("server_time"))
     except ValueError:
         return
     ag.ground_time = server
     if ag.cfg["time_sync"] and (not ag.clock.synced or abs(ag.clock.epoch() - server) > 2):
-        ag.clock.sync(server)
+        ag.clock.sync(server, ms)
 
 
 def register(ag):
@@ -110,7 +111,7 @@ def report(ag):
                 break
             # the spooled text lacks its seq (a reseq moves it): it goes in front
             parts.append(b'{"seq":%d,' % seq if n == 0 else b',{"seq":%d,' % seq)
-            parts.append(memoryview(text)[1:])
+            parts.append(memoryview(_restamp(ag, seq, text))[1:])
             size += len(parts[-2]) + len(text) - 1
             n += 1
         parts.append(b"]")
@@ -139,6 +140,20 @@ def report(ag):
         journal.commit([["ack", last_seq]])
         sync_time(ag, reply)
         raw = reply = None
+
+
+def _restamp(ag, seq, text):
+    """An event stamped before the clock was set carries the unsynced marker
+    (1970-01-01 plus its ms since boot, lib/clock.py). Once the clock is set
+    the events of this boot go out with their real time; an earlier boot's
+    keep the marker (that boot's ms counter is gone)."""
+    i = text.find(b'"timestamp":"1970-')
+    if i < 0 or not ag.clock.set() or seq - ag.journal.state["shift"] < ag.boot_seq:
+        return text
+    i += 13
+    j = text.find(b'"', i)
+    t_ms = clocklib.unsynced_ms(bytes(text[i:j]).decode())
+    return bytes(text[:i]) + timeutil.iso_utc(ag.clock.epoch_at(t_ms)).encode() + bytes(text[j:])
 
 
 def telemetry(ag, text):

@@ -20,6 +20,22 @@ from handlers import (HandlerError, _chunk_size, _chunks, _fraction, _hex, _open
 _AES_CBC = const(2)
 
 
+def _fresh_iv(salt):
+    """16 random bytes; a port without os.urandom (or whose urandom fails)
+    gets a digest of the time, the ticks and the output path: unique per
+    output, if not unpredictable (CBC needs the first, wants the second)."""
+    try:
+        return os.urandom(16)
+    except (AttributeError, OSError, NotImplementedError):
+        import hashlib
+        import time
+        try:
+            ticks = time.ticks_us()
+        except AttributeError:  # CPython
+            ticks = time.perf_counter_ns()
+        return hashlib.sha256(("%r:%d:%s" % (time.time(), ticks, salt)).encode()).digest()[:16]
+
+
 def encrypt(step, state, ctx):
     """AES-CBC with PKCS#7 padding into <workdir>/<step id>.enc = IV || ciphertext.
     Key: ctx["key"] (16 bytes = AES-128, 32 = AES-256; it must match
@@ -46,7 +62,7 @@ def encrypt(step, state, ctx):
     f, resumed = _open_output(path, state)
     if not resumed or "iv" not in state or state.get("in_off", 0) > size:
         f.close()
-        iv = ctx.get("iv") or os.urandom(16)
+        iv = ctx.get("iv") or _fresh_iv(path)
         if isinstance(iv, str):
             iv = binascii.unhexlify(iv)
         if len(iv) != 16:

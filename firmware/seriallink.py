@@ -8,12 +8,21 @@ status None means "link down" (reply is then the reason); the caller retries
 at its next opportunity. Nothing here raises on a bad line or bad frames.
 
 Wire (payloads are compact JSON in framing.encode frames):
-    hello    {"i": n, "m": "HELLO", "b": {"agent_id", "api_key", "sid", "ua", "max"}}
+    hello    {"i": n, "m": "HELLO", "b": {"agent_id", "api_key", "sid", "ua", "max", "pc"}}
              -> {"i": n, "s": 200, "b": {"sid": sid, "bridge": "..."}}
     request  {"i": n, "m": "POST", "p": "/api/...", "b": body}   (b left out when None)
     reply    {"i": n, "s": 200, "b": body}                        (b left out when none)
     down     {"i": n, "s": 0, "e": "reason"[, "h": 1]}   the bridge could not
              reach the Console (h: it has no session: say hello again)
+    pieces   a reply longer than pc (PIECE) bytes comes as frames
+             `#<n> <k> <count>:<bytes k of the reply's JSON>`, k = 0 .. count-1
+
+No frame is held twice in RAM: a request frame is built in one buffer from
+the body's pieces (an event batch is never joined), the port is read into a
+small buffer of the link's own, and a reply frame is decoded where it lies
+in the deframer's buffer (PIECE bytes, allocated once). A workload of 12 KB
+arrives as pieces of PIECE bytes each and is parsed from them (MicroPython:
+json.load over a stream of the pieces, no one block the size of it all).
 
 One request is in flight at a time (a half-duplex radio has no better). A
 request whose reply does not come within timeout_ms is sent again, the same
@@ -25,9 +34,15 @@ and counted as stale. Waiting polls the port without blocking and yields
 """
 import json
 import os
+import sys
 
 import framing
 import serialport
+
+try:
+    from io import IOBase
+except ImportError:
+    IOBase = None
 
 try:
     from time import ticks_diff, ticks_ms
@@ -52,6 +67,43 @@ DEFAULT_TIMEOUT_MS = const(1500)  # per try: the bridge's HTTP relay plus the li
 DEFAULT_RETRIES = const(3)        # tries after the first
 DEFAULT_MAX_REPLY = const(16384)  # bytes of reply payload this agent accepts
 READ_CHUNK = const(256)
+PIECE = const(2048)               # longest reply piece (bytes of JSON) per frame
+_PIECE_HEAD = const(24)           # '#65535 9 9:' and room to spare
+_PENDING = object()               # _reply: a piece taken, more to come
+
+
+class _Pieces(IOBase or object):
+    """The reply's pieces as one stream for json.load (MicroPython)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.i = 0
+        self.off = 0
+
+    def readinto(self, buf):
+        n = 0
+        parts = self.parts
+        while n < len(buf) and self.i < len(parts):
+            p = parts[self.i]
+            k = min(len(buf) - n, len(p) - self.off)
+            buf[n:n + k] = p[self.off:self.off + k]
+            n += k
+            self.off += k
+            if self.off == len(p):
+                self.i += 1
+                self.off = 0
+        return n
+
+    def ioctl(self, req, arg):
+        return 0
+
+
+def _loads(parts):
+    if len(parts) == 1:
+        return json.loads(parts[0])
+    if IOBase is not None and sys.implementation.name == "micropython":
+        return json.load(_Pieces(parts))
+    return json.loads(b"".join(parts))
 
 
 def _session_id():
@@ -86,7 +138,9 @@ class SerialLink:
         self.now_ms = now_ms or ticks_ms
         self.pause = pause
         self.max_reply = max_reply
-        self.deframer = framing.Deframer(max_reply)
+        self.deframer = framing.Deframer(PIECE + _PIECE_HEAD)
+        self.rx = bytearray(READ_CHUNK)
+        self.pieces = None            # the reply being received in pieces
         self.sid = _session_id()
         self.last_id = 0
         self.session = False          # the bridge acknowledged our hello
@@ -122,13 +176,12 @@ class SerialLink:
     def call(self, method, path, body=None, raw=None):
         """As HttpLink.call; raw: a JSON text already encoded (an event batch)."""
         if raw is not None:
-            if isinstance(raw, tuple):  # JSON text in pieces (bytes join refuses memoryviews)
-                text = bytearray()
-                for part in raw:
-                    text += part
-                raw = text
-            body = json.loads(raw)
-            raw = text = None
+            parts = raw if isinstance(raw, tuple) else (raw,)  # JSON text, in pieces
+        elif body is not None:
+            parts = (json.dumps(body, separators=(",", ":")),)
+        else:
+            parts = None
+        raw = body = None
         self.requests += 1
         # One request on the line at a time; a holder that vanished without
         # cleaning up (killed task) is overtaken after the longest call.
@@ -138,16 +191,13 @@ class SerialLink:
             yield self.pause
         self.busy_since = self.now_ms()
         try:
-            request = {"m": method, "p": path}
-            if body is not None:
-                request["b"] = body
             for _ in range(2):      # a second round only after "no session"
                 if not self.session:
                     ok, why = yield from self._hello()
                     if not ok:
                         self.failures += 1
                         return None, why
-                status, reply = yield from self._exchange(request)
+                status, reply = yield from self._exchange(method, path, parts)
                 if status is None and reply == "no session":
                     self.session = False
                     continue
@@ -161,9 +211,9 @@ class SerialLink:
 
     def _hello(self):
         self.hellos += 1
-        status, reply = yield from self._exchange(
-            {"m": "HELLO", "b": {"agent_id": self.agent_id, "api_key": self.api_key,
-                                 "sid": self.sid, "ua": self.user_agent, "max": self.max_reply}})
+        status, reply = yield from self._exchange("HELLO", None, (json.dumps(
+            {"agent_id": self.agent_id, "api_key": self.api_key, "sid": self.sid,
+             "ua": self.user_agent, "max": self.max_reply, "pc": PIECE}),))
         if status is None:
             return False, reply
         if status != 200 or not isinstance(reply, dict) or reply.get("sid") != self.sid:
@@ -175,15 +225,18 @@ class SerialLink:
         self.last_id = self.last_id % (ID_LIMIT - 1) + 1
         return self.last_id
 
-    def _exchange(self, request):
-        """Send one request (with retries); (status, body) or (None, reason)."""
+    def _exchange(self, method, path, parts):
+        """Send one request (with retries); (status, body) or (None, reason).
+        parts: the body's JSON text in pieces, or None."""
         rid = self._next_id()
-        request["i"] = rid
-        try:
-            frame = framing.encode(json.dumps(request, separators=(",", ":")).encode())
-        except (TypeError, ValueError) as exc:
-            return None, "body not JSON: %s" % exc
-        del request["i"]
+        head = '{"i":%d,"m":"%s"' % (rid, method)
+        if path is not None:
+            head += ',"p":' + json.dumps(path)
+        if parts is None:
+            frame = framing.encode_parts((head + "}",))
+        else:
+            frame = framing.encode_parts((head + ',"b":',) + parts + ("}",))
+        head = parts = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1
@@ -202,19 +255,28 @@ class SerialLink:
             port = self._port()
             sent = 0
             while sent < len(frame):
-                sent += port.write(frame[sent:] if sent else frame)
+                sent += port.write(frame[sent:])
                 if sent < len(frame):
                     if self._expired(started):
                         return None
                     yield self.pause
             self.frames_out += 1
             self.bytes_sent += len(frame)
+            d = self.deframer
+            rx = self.rx
+            self.pieces = None
             while True:
-                for payload in self.deframer.feed(port.read(READ_CHUNK)):
-                    self.frames_in += 1
-                    result = self._reply(payload, rid)
-                    if result is not None:
-                        return result
+                n = port.readinto(rx)
+                i = 0
+                while i < n:
+                    i = d.push(rx, i, n)
+                    if d.payload is not None:
+                        self.frames_in += 1
+                        result = self._reply(d.payload, rid)
+                        if result is _PENDING:
+                            started = self.now_ms()  # a piece came: the reply is under way
+                        elif result is not None:
+                            return result
                 if self._expired(started):
                     return None
                 yield self.pause
@@ -224,9 +286,46 @@ class SerialLink:
             # A dead line is not worth the retries: link down now.
             return None, "serial port error: %s" % (exc,)
 
+    def _piece(self, payload, rid):
+        """A piece of a long reply: _PENDING, the pieces when it is whole, or
+        None (another id's, out of order, malformed: dropped)."""
+        colon = -1
+        for k in range(1, min(len(payload), _PIECE_HEAD)):
+            if payload[k] == 0x3A:  # ':'
+                colon = k
+                break
+        if colon < 0:
+            return None
+        try:
+            i, k, count = [int(x) for x in bytes(payload[1:colon]).split()]
+        except (ValueError, TypeError):
+            return None
+        if i != rid or count * PIECE > self.max_reply + PIECE:
+            return None
+        if k == 0:
+            self.pieces = []
+        if self.pieces is None or k != len(self.pieces):
+            return None  # one went missing: the retry brings them all again
+        self.pieces.append(bytes(payload[colon + 1:]))
+        if len(self.pieces) < count:
+            return _PENDING
+        parts = self.pieces
+        self.pieces = None
+        return parts
+
     def _reply(self, payload, rid):
         try:
-            msg = json.loads(payload)
+            if payload[0] == 0x23:  # '#': a piece
+                parts = self._piece(payload, rid)
+                if parts is None or parts is _PENDING:
+                    if parts is None:
+                        self.stale += 1
+                    return parts
+                msg = _loads(parts)
+                parts = None
+            else:
+                msg = _loads((payload if sys.implementation.name == "micropython"
+                              else bytes(payload),))
             i = msg["i"]
             status = msg["s"]
         except Exception:

@@ -24,17 +24,22 @@ UNKNOWN = "unknown"
 
 
 def board_reset_cause():
-    """machine.reset_cause() as a name; 'unknown' where the port lacks it."""
+    """machine.reset_cause() as a name; the emulated boards' own (emu/board:
+    umbraboard.reset_cause()) where machine has none; else 'unknown'."""
     try:
         code = machine.reset_cause()
+        for attr, name in (("PWRON_RESET", POWER_ON), ("WDT_RESET", WATCHDOG),
+                           ("SOFT_RESET", SOFT), ("HARD_RESET", HARD),
+                           ("DEEPSLEEP_RESET", DEEPSLEEP)):
+            if getattr(machine, attr, None) == code:
+                return name
     except Exception:  # no machine module, no reset_cause(), or it failed
+        pass
+    try:
+        import umbraboard
+        return umbraboard.reset_cause()
+    except Exception:  # not an emulated board
         return UNKNOWN
-    for attr, name in (("PWRON_RESET", POWER_ON), ("WDT_RESET", WATCHDOG),
-                       ("SOFT_RESET", SOFT), ("HARD_RESET", HARD),
-                       ("DEEPSLEEP_RESET", DEEPSLEEP)):
-        if getattr(machine, attr, None) == code:
-            return name
-    return UNKNOWN
 
 
 def board_reset():

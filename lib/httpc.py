@@ -35,7 +35,11 @@ bigger is refused as link down.
 import errno
 import json
 import select
-import socket
+
+try:
+    import socket
+except ImportError:  # a board without a network stack (a serial link instead)
+    socket = None
 
 try:
     from micropython import const
@@ -290,6 +294,8 @@ def request_gen(method, url, headers=None, body=None, timeout_ms=DEFAULT_TIMEOUT
         parts = (_head_bytes(method, host, port, path, headers, size, conn is not None),) + parts
         body = None
         deadline = now_ms() + timeout_ms
+        if socket is None:
+            raise LinkDown("no network stack on this board")
         if conn is not None:  # the kept connection is ours for this exchange
             sock = conn[1] if conn[0] == (host, port) else None
             if conn[1] is not None and sock is None:

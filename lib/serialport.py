@@ -7,6 +7,7 @@ long, so a cooperative task can poll it between yields.
               an int UART id (boards), or a device path such as /dev/ttyACM0
               or /dev/pts/3 (unix port / CPython).
     port.read(n)     -> the bytes waiting now, at most n; b"" when none
+    port.readinto(buf) -> how many bytes waiting now went into buf (0: none)
     port.write(data) -> how many bytes were accepted now (0..len(data))
     port.close()
 
@@ -89,6 +90,15 @@ class TtyPort:
             raise OSError(5, "port hung up")   # EIO, as read(2) reports it
         return self.f.read(n) or b""
 
+    def readinto(self, buf):
+        """What is waiting, into buf (at most len(buf)); how many bytes (0: none)."""
+        ev = self.can_in.poll(0)
+        if not ev:
+            return 0
+        if ev[0][1] & _POLL_FAIL and not ev[0][1] & _POLLIN:
+            raise OSError(5, "port hung up")
+        return self.f.readinto(buf) or 0
+
     def write(self, data):
         sent = 0
         n = len(data)
@@ -122,6 +132,14 @@ class UartPort:
         if not waiting:
             return b""
         return self.uart.read(min(waiting, n)) or b""
+
+    def readinto(self, buf):
+        waiting = self.uart.any()
+        if not waiting:
+            return 0
+        if waiting < len(buf):
+            buf = memoryview(buf)[:waiting]
+        return self.uart.readinto(buf) or 0
 
     def write(self, data):
         return self.uart.write(data) or 0

@@ -23,18 +23,28 @@ def civil_from_days(z):
     return yoe + era * 400 + (m <= 2), m, d
 
 
-def iso_utc(epoch_s):
-    """Unix seconds -> '2026-03-07T14:23:45Z' (whole seconds)."""
-    s = int(epoch_s // 1)
+def iso_utc(epoch_s, ms=None):
+    """Unix seconds (an int, or a float on the host) -> '2026-03-07T14:23:45Z'
+    (whole seconds; with ms, '2026-03-07T14:23:45.120Z')."""
+    s = epoch_s if isinstance(epoch_s, int) else int(epoch_s // 1)
     days, rem = divmod(s, 86400)
     y, m, d = civil_from_days(days)
     hh, rem = divmod(rem, 3600)
     mm, ss = divmod(rem, 60)
-    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, hh, mm, ss)
+    if ms is None:
+        return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, hh, mm, ss)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (y, m, d, hh, mm, ss, ms)
 
 
 def parse_iso(text):
-    """'YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]' -> Unix seconds (float). ValueError if malformed."""
+    """'YYYY-MM-DDTHH:MM:SS[.fff][Z|+00:00]' -> Unix seconds, an int (the
+    fraction dropped: an absolute time on board is never a float, FACTS.md).
+    ValueError if malformed."""
+    return parse_iso_ms(text)[0]
+
+
+def parse_iso_ms(text):
+    """The same -> (Unix seconds, milliseconds of the fraction), both ints."""
     if not isinstance(text, str) or len(text) < 19:
         raise ValueError("bad ISO 8601 time: %r" % (text,))
     try:
@@ -51,12 +61,12 @@ def parse_iso(text):
     if not (1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mi < 60 and ss < 61):
         raise ValueError("bad ISO 8601 time: %r" % (text,))
     rest = text[19:]
-    frac = 0.0
+    ms = 0
     if rest.startswith("."):
         i = 1
         while i < len(rest) and rest[i].isdigit():
             i += 1
-        frac = float("0" + rest[:i]) if i > 1 else 0.0
+        ms = int((rest[1:i] + "00")[:3]) if i > 1 else 0
         rest = rest[i:]
     offset = 0
     if rest in ("", "Z", "z"):
@@ -68,4 +78,4 @@ def parse_iso(text):
             raise ValueError("bad ISO 8601 time: %r" % (text,))
     else:
         raise ValueError("bad ISO 8601 time: %r" % (text,))
-    return days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss + frac - offset
+    return days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - offset, ms

@@ -114,9 +114,13 @@ class Node:
         watchdog = hal.SimWatchdog(self.cfg["watchdog_timeout_ms"], clock=self.clock,
                                    on_feed=self.heartbeat)
         watchdog.arm()
-        link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
-        link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
-        link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
+        if self.cfg["transport"] == "serial":  # a radio behind a serial line (docs/serial.md)
+            from seriallink import SerialLink
+            link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+        else:
+            link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+            link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
+            link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
         fs = None
         if inj is not None:
             inj.before_boot(self)
@@ -247,8 +251,10 @@ def main(argv):
     print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
                       "outbox": node.agent.journal.pending(), "mode": st["mode"],
                       "done": st["done"], "boots": node.saved.get("boots"),
-                      "stats": node.agent.stats, "link_error": node.agent.link.last_error,
-                      "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None, "reboots": node.reboots,
+                      "stats": node.agent.stats,
+                      "link_error": getattr(node.agent.link, "last_error", None),
+                      "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None,
+                      "reboots": node.reboots,
                       "heap_peak": node.heap_peak if node.heap_watch else None,
                       "faults": node.injector.report() if node.injector else None,
                       "sim_time": timeutil.iso_utc(node.clock.epoch())}))

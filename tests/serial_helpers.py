@@ -33,6 +33,13 @@ def pty_pair():
     return master, slave, os.ttyname(slave)
 
 
+# ~12 KB of JSON shaped like a workload: many small objects
+WORKLOAD_12K = {"deployment_id": "dep-12k", "steps": [
+    {"id": "step-%02d" % i, "name": "Step number %d of the mission" % i, "compute_s": 10 + i,
+     "output_mb": i / 4, "depends_on": ["step-%02d" % (i - 1)] if i else [],
+     "windows": [[i * 100, i * 100 + 60], [i * 200, i * 200 + 30]]} for i in range(84)]}
+
+
 class FakeConsole:
     """Records every request; answers register / telemetry / workloads /
     events like the Console (no auth)."""
@@ -119,6 +126,8 @@ class FakeConsole:
         if path == "/api/echo":
             return 200, {"echo": body, "agent": headers.get("X-Agent-ID"),
                          "key": headers.get("X-API-Key")}
+        if path == "/api/workload":  # a 12 KB reply, the size of the demo's workload
+            return 200, WORKLOAD_12K
         if path == "/api/big":
             return 200, {"blob": "x" * 40000}
         return 404, {"error": "not found"}

@@ -259,3 +259,27 @@ def test_bridge_takes_a_pyserial_url_such_as_socket(console):
     assert [r["s"] for r in replies] == [200, 200]
     assert replies[1]["b"]["echo"] == {"tcp": 1}
     assert code == 0, out
+
+
+def test_a_reply_longer_than_the_agents_piece_size_goes_down_in_pieces(relay, console):
+    hello(relay, pc=1024)
+    req = framing.encode(wire({"i": 2, "m": "GET", "p": "/api/workload"}))
+    frames = relay.feed(req)
+    payloads = [framing.decode(f[:-1]) for f in frames]
+    heads = [p[:p.index(b":")] for p in payloads]
+    assert len(payloads) >= 12 and heads == [b"#2 %d %d" % (k, len(payloads))
+                                             for k in range(len(payloads))]
+    assert all(len(p) - len(h) - 1 <= 1024 for p, h in zip(payloads, heads))
+    whole = json.loads(b"".join(p[len(h) + 1:] for p, h in zip(payloads, heads)))
+    assert whole["i"] == 2 and whole["s"] == 200 and len(whole["b"]["steps"]) == 84
+    # a retry is answered from the cache, in the same pieces
+    again = relay.feed(req)
+    assert again == frames and relay.counters()["replayed"] == 1
+    # an agent that names no piece size gets the reply whole
+    hello(relay, rid=3, sid=777)
+    assert len(relay.feed(framing.encode(wire({"i": 4, "m": "GET", "p": "/api/workload"})))) == 1
+
+
+def test_a_hello_with_a_bad_piece_size_is_refused(relay, console):
+    for bad in (16, "2048", True):
+        assert hello(relay, pc=bad)["s"] == 400

@@ -34,12 +34,19 @@ def test_parse_iso_rejects_malformed_time_with_value_error(portable, bad):
     assert res.stdout.strip() == "refused"
 
 
-def test_parse_iso_honours_offsets_and_fractions(portable):
+def test_parse_iso_honours_offsets_and_fractions_in_integers(portable):
+    # an absolute time is never a float on board (single-precision boards
+    # round epoch seconds to 128 s): whole seconds, and the fraction in ms
     res = portable("""
         import timeutil
-        print(timeutil.parse_iso("2026-03-07T15:23:45.5+01:00"))
+        t = timeutil.parse_iso("2026-03-07T15:23:45.5+01:00")
+        s, ms = timeutil.parse_iso_ms("2026-03-07T15:23:45.5+01:00")
+        print(type(t).__name__, t, type(s).__name__, s, ms)
+        print(timeutil.iso_utc(s, ms), timeutil.iso_utc(s))
         """).check()
-    assert float(res.stdout) == calendar.timegm((2026, 3, 7, 14, 23, 45)) + 0.5
+    t = calendar.timegm((2026, 3, 7, 14, 23, 45))
+    assert res.stdout.split("\n")[0] == "int %d int %d 500" % (t, t)
+    assert res.stdout.split("\n")[1] == "2026-03-07T14:23:45.500Z 2026-03-07T14:23:45Z"
 
 
 def test_sim_clock_jumps_and_never_goes_back(portable):

@@ -105,3 +105,35 @@ def test_decode_refuses_truncated_and_bit_flipped_frames():
             assert framing.decode(bytes(flipped)) is None, (k, bit)
     for cut in range(len(body)):
         assert framing.decode(body[:cut]) is None, cut
+
+
+def test_a_frame_is_built_from_its_pieces_and_decoded_where_it_lies(portable):
+    """encode_parts gives the frame of the joined payload without joining it;
+    the Deframer's push decodes each frame inside its one buffer (allocated
+    once) and hands back a view of it, one frame per push."""
+    res = portable("""
+import json, framing
+parts = (b'{"seq":1,', memoryview(b'xx"a":0}')[2:], "\\u00e9\\x00tail", bytes(600))
+joined = b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in parts)
+frame = framing.encode_parts(parts)
+same = bytes(frame) == framing.encode(joined)
+stream = bytearray(bytes(frame) + framing.encode(b"second") + b"\\x01\\x02")
+d = framing.Deframer(1024)
+buf = d.buf
+got = []
+i = 0
+while i < len(stream):
+    i = d.push(stream, i, len(stream))
+    if d.payload is not None:
+        got.append([len(d.payload), bytes(d.payload[:9]), d.payload.obj is buf if hasattr(d.payload, "obj") else True])
+print(json.dumps({"same": same, "got": [[n, list(h), own] for n, h, own in got],
+                  "pending": d.n, "buffer": len(d.buf), "same_buffer": d.buf is buf}))
+""")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.last_json
+    assert out["same"] is True
+    assert out["got"][0][0] == len(b'{"seq":1,"a":0}') + len("\u00e9\x00tail".encode()) + 600
+    assert bytes(out["got"][0][1]) == b'{"seq":1,'
+    assert out["got"][1][:2] == [6, list(b"second")]
+    assert out["pending"] == 2                     # the half frame waits for its 0x00
+    assert out["buffer"] == 1024 + 2 + (1024 + 2) // 254 + 1 and out["same_buffer"]

@@ -306,3 +306,90 @@ def test_events_reach_the_real_console_exactly_once_over_a_lossy_line(line, tmp_
         assert faults.injected["dropped"] and faults.injected["corrupted"]
     finally:
         console.stop()
+
+
+def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(line, tmp_path):
+    """sim/node.py with `transport: serial` (its link by config, as boot.py
+    picks it): the standard pipeline through the real bridge to the real
+    Console, every event once; the exit summary has no HTTP-only field."""
+    from tools.scenario import Ground, Node, load_job
+    path_a, path_b, relay = line
+    relay()  # a clean line
+    ground = Ground(tmp_path)
+    try:
+        dep = ground.deploy(load_job("standard-pipeline.json"))
+        node = Node(ground, tmp_path, cfg={"transport": "serial", "serial_port": path_a})
+        bridge = start_bridge(path_b, ground.url)
+        bridge.wait_for("open")
+        try:
+            code, summary, out = node.run(timeout=150)
+        finally:
+            bcode, bout, counts = bridge.stop()
+        assert code == 0, out[-3000:]
+        assert ground.status(dep) == "completed"
+        assert summary["link_error"] is None and summary["reboots"] == 0
+        seqs = ground.all_seqs(node.agent_id)
+        assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
+        assert counts["hellos"] == 1 and counts["bad_frames"] == 0, counts
+    finally:
+        ground.close()
+
+
+FRAGMENTED_AGENT = DRIVE + """
+import gc, hashlib
+path = sys.argv[1]
+link = make_link(path, 1000, 6)
+# A heap hours old: no free block larger than ~3 KB anywhere (holes of 3 KB
+# between pinned small blocks), as after a long run of mixed allocations.
+gc.collect()
+holes, pins = [], []
+try:
+    while True:
+        holes.append(bytearray(3072))
+        pins.append(bytearray(16))
+except MemoryError:
+    pass
+holes = None
+gc.collect()
+status, reply = drive(link.call("GET", "/api/workload"))
+pins = None
+gc.collect()
+digest = None
+if status == 200:   # step by step: the reply's objects lie all over the heap now
+    h = hashlib.sha256(reply["deployment_id"].encode())
+    for step in reply["steps"]:
+        for key in sorted(step):   # a dict's order is the port's own
+            h.update((key + json.dumps(step[key])).encode())
+    digest = "".join("%02x" % b for b in h.digest())
+out({"status": status, "digest": digest, "counters": link.counters(),
+     "frame_buffer": len(link.deframer.buf)})
+"""
+
+
+def test_a_12k_workload_arrives_in_pieces_of_2k_and_is_parsed_in_a_fragmented_heap(
+        console, line, tmp_path):
+    """No frame is held whole: the bridge sends a reply longer than the
+    agent's piece size (2 KiB) as pieces, the agent decodes each where it
+    arrived and parses the workload from the pieces, so it needs no block
+    the size of the workload (in a heap hours old there is none); a lost or
+    corrupted piece costs one retry, which the bridge answers from its cache."""
+    import hashlib
+    from serial_helpers import WORKLOAD_12K
+    path_a, path_b, relay = line
+    faults = relay(drop=0.05, corrupt=0.05, seed=3)
+    bridge = start_bridge(path_b, console.url)
+    bridge.wait_for("open")
+    lines = run_agent(FRAGMENTED_AGENT, tmp_path, path_a)
+    code, out, counts = bridge.stop()
+    assert code == 0, out
+    got = lines[-1]
+    want = hashlib.sha256(WORKLOAD_12K["deployment_id"].encode())
+    for step in WORKLOAD_12K["steps"]:   # CPython's dumps spells it as MicroPython's does
+        for key in sorted(step):
+            want.update((key + json.dumps(step[key])).encode())
+    assert got["status"] == 200, got
+    assert got["digest"] == want.hexdigest()
+    assert got["frame_buffer"] <= 2200                 # the agent's one frame buffer
+    size = len(json.dumps(WORKLOAD_12K, separators=(",", ":")))
+    assert size > 12000 and got["counters"]["frames_in"] >= size // 2048 + 1
+    assert counts["relayed"] == 1                      # retries were answered from the cache

@@ -25,6 +25,7 @@ BENCHES = (
     "tools.benches.link",
     "tools.benches.deploy",
     "tools.benches.faults",
+    "tools.benches.board",
 )
 
 RESULTS = os.path.join(ROOT, "bench", "results.json")

@@ -14,6 +14,10 @@ request instead of relaying it again. Failed relays (Console unreachable,
 a Console it cannot reach as link down (status 0 on the wire).
 
 Bad frames (COBS, CRC, over-long) are dropped and counted, never relayed.
+
+A reply longer than the piece size the agent's hello names (`pc`) goes down
+in pieces, one frame each: `#<id> <k> <count>:` then bytes k of the reply's
+JSON text, so the agent never holds a frame bigger than a few KiB.
 """
 import collections
 import json
@@ -33,6 +37,7 @@ VERSION = "umbra-bridge/0.1.0"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_PAYLOAD = 65536          # bytes of request payload accepted from the line
 DEFAULT_AGENT_MAX = 16384    # reply payload limit when the hello names none
+MIN_PIECE = 64               # the smallest piece size a hello may ask for
 _SAFE_PATH = re.compile(r"^/api/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 _SAFE_HEADER = re.compile(r"^[\x21-\x7e]{1,256}$")
 
@@ -41,8 +46,9 @@ COUNTERS = ("frames_in", "frames_out", "bad_frames", "bad_requests", "hellos", "
 
 
 class Session:
-    def __init__(self, sid, agent_id, api_key, user_agent, max_reply, cache_size):
+    def __init__(self, sid, agent_id, api_key, user_agent, max_reply, cache_size, piece=None):
         self.sid = sid
+        self.piece = piece       # replies longer than this go down in pieces (None: whole)
         self.agent_id = agent_id
         self.api_key = api_key
         self.user_agent = user_agent
@@ -83,9 +89,21 @@ class Bridge:
             self.counts["frames_in"] += 1
             reply = self.handle(payload)
             if reply is not None:
-                out.append(framing.encode(reply))
-                self.counts["frames_out"] += 1
+                for part in self.pieces(reply):
+                    out.append(framing.encode(part))
+                    self.counts["frames_out"] += 1
         return out
+
+    def pieces(self, reply):
+        """The reply as the frames' payloads: itself, or pieces of the size
+        the session's hello asked for."""
+        size = self.session.piece if self.session is not None else None
+        if not size or len(reply) <= size:
+            return [reply]
+        rid = json.loads(reply)["i"]
+        count = (len(reply) + size - 1) // size
+        return [b"#%d %d %d:" % (rid, k, count) + reply[k * size:(k + 1) * size]
+                for k in range(count)]
 
     def handle(self, payload):
         """One good frame's payload -> the reply payload, or None (dropped)."""
@@ -126,18 +144,24 @@ class Bridge:
         agent_id, api_key, sid = body.get("agent_id"), body.get("api_key"), body.get("sid")
         user_agent = body.get("ua") or "umbra-agent"
         max_reply = body.get("max") or DEFAULT_AGENT_MAX
+        piece = body.get("pc")
         for name, value in (("agent_id", agent_id), ("api_key", api_key), ("ua", user_agent)):
             if not isinstance(value, str) or not _SAFE_HEADER.match(value):
                 return _refused(rid, "hello: bad %s" % name)
         if not isinstance(sid, int) or not isinstance(max_reply, int) or max_reply < 64:
             return _refused(rid, "hello: bad sid or max")
+        if piece is not None and (not isinstance(piece, int) or isinstance(piece, bool)
+                                  or piece < MIN_PIECE):
+            return _refused(rid, "hello: bad pc")
         old = self.session
         if old is None or old.sid != sid or old.agent_id != agent_id:
-            self.session = Session(sid, agent_id, api_key, user_agent, max_reply, self.cache_size)
+            self.session = Session(sid, agent_id, api_key, user_agent, max_reply, self.cache_size,
+                                   piece)
             self.counts["sessions"] += 1
             self.log("session %d of agent %s" % (sid, agent_id))
         else:   # a retried hello: keep the reply cache
             old.api_key, old.user_agent, old.max_reply = api_key, user_agent, max_reply
+            old.piece = piece
         return {"i": rid, "s": 200, "b": {"sid": sid, "bridge": VERSION}}
 
     def _relay(self, session, rid, msg):

@@ -183,13 +183,15 @@ def _sha256_file(path):
         return manifest.sha256_hex(f.read())
 
 
-def build(workdir, march=None, config=None, root=ROOT, deployed_at=None):
-    """Compile and hash everything to deploy into workdir; return a Bundle."""
+def build(workdir, march=None, config=None, root=ROOT, deployed_at=None, frozen=False):
+    """Compile and hash everything to deploy into workdir; return a Bundle.
+    frozen: the board's firmware has Umbra's modules frozen in (flash):
+    boot.py and the config only."""
     os.makedirs(os.path.join(workdir, "lib"), exist_ok=True)
     files = []
     mpy_bytes = 0
-    jobs = [(name, src, os.path.join(workdir, "lib", name + ".mpy"))
-            for name, src in module_sources(root)]
+    jobs = [] if frozen else [(name, src, os.path.join(workdir, "lib", name + ".mpy"))
+                              for name, src in module_sources(root)]
     with ThreadPoolExecutor(max_workers=4) as pool:  # one mpy-cross process per module
         for _ in pool.map(lambda job: compile_module(job[1], job[2], march), jobs):
             pass
@@ -319,7 +321,7 @@ def verify(bundle, answer, board_manifest_kept):
 
 
 def deploy_to(port=None, march=None, config=None, dry_run=False, reset=True, echo=None,
-              root=ROOT, timeout=120):
+              root=ROOT, timeout=120, frozen=False):
     """Deploy to the board on `port`; return a summary dict.
 
     Raises DeployError on any failure (compile, mpremote, verification)."""
@@ -327,7 +329,7 @@ def deploy_to(port=None, march=None, config=None, dry_run=False, reset=True, ech
     arch = march_for(march)
     say = echo or (lambda text: None)
     with tempfile.TemporaryDirectory(prefix="umbra-deploy-") as workdir:
-        bundle = build(workdir, arch, config, root)
+        bundle = build(workdir, arch, config, root, frozen=frozen)
         summary = {"port": port, "version": bundle.manifest["version"], "march": arch or "",
                    "files": len(bundle.files), "mpy_bytes": bundle.mpy_bytes,
                    "copied": [], "unchanged": [], "removed": [], "verified": 0,
@@ -398,13 +400,15 @@ def format_summary(s):
 @click.option("--dry-run", is_flag=True, help="compile and compare; copy nothing")
 @click.option("--no-reset", is_flag=True, help="do not reset the board after deploying")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def deploy(port, march, config, dry_run, no_reset, as_json):
+@click.option("--frozen", is_flag=True,
+              help="the board's firmware has Umbra frozen in: copy boot.py and the config only")
+def deploy(port, march, config, dry_run, no_reset, as_json, frozen):
     """Compile firmware/ and lib/ to .mpy and copy them to a board with mpremote."""
     if not port and not dry_run:
         raise click.UsageError("--port is required (e.g. make deploy PORT=/dev/ttyACM0)")
     try:
         summary = deploy_to(port, march, config, dry_run=dry_run, reset=not no_reset,
-                            echo=None if as_json else click.echo)
+                            echo=None if as_json else click.echo, frozen=frozen)
     except DeployError as exc:
         raise click.ClickException(str(exc))
     click.echo(json.dumps(summary) if as_json else format_summary(summary))
