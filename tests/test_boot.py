@@ -65,7 +65,7 @@ def parse(stamp):
 
 
 def test_a_board_with_an_unset_clock_reports_agent_booted_at_its_real_time(ground, tmp_path):
-    key = auth.create_key(ground.db, "agent", "sat-rtc", rate_limited=False)
+    key = auth.create_key(ground.db, "agent", "sat-rtc", rate_limited=False, satellite_id="25544")
     started = time.time()
     proc = start_boot(tmp_path, {"agent_id": "sat-rtc", "api_url": ground.url, "api_key": key["key"],
                                  "satellite_id": "25544", "storage_root": "."}, bare=True)
@@ -81,7 +81,7 @@ def test_a_board_with_an_unset_clock_reports_agent_booted_at_its_real_time(groun
 
 def test_a_bad_config_that_still_names_the_agent_boots_safe_mode_and_tells_the_console_why(
         ground, tmp_path):
-    key = auth.create_key(ground.db, "agent", "sat-bad", rate_limited=False)
+    key = auth.create_key(ground.db, "agent", "sat-bad", rate_limited=False, satellite_id="25544")
     proc = start_boot(tmp_path, {"agent_id": "sat-bad", "api_url": ground.url, "api_key": key["key"],
                                  "satellite_id": "25544", "storage_root": ".",
                                  "poll_interval_s": 3})  # refused: the Console's rate limit

@@ -176,7 +176,8 @@ def test_the_frozen_firmware_runs_the_standard_pipeline_over_uart_on_an_emulated
     its flash): the job completes, every event once, seq contiguous, and
     every timestamp is the real time to the second (a step's completion minus
     its start is its compute time), the first boot's included."""
-    key = auth.create_key(ground.db, "agent", AGENT, rate_limited=False)["key"]
+    key = auth.create_key(ground.db, "agent", AGENT, rate_limited=False,
+                          satellite_id="25544")["key"]
     job = quick_standard_pipeline()
     dep = ground.deploy(job)
     board, cfg_path = start_board(tier, target, tmp_path, ground, key)

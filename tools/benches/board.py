@@ -169,7 +169,8 @@ def run(targets=None, ways=(True, False)):
     with tempfile.TemporaryDirectory(prefix="umbra-bench-board-") as tmp:
         ground = Ground(_Path(tmp))
         try:
-            key = auth.create_key(ground.db, "agent", AGENT, rate_limited=False)["key"]
+            key = auth.create_key(ground.db, "agent", AGENT, rate_limited=False,
+                                  satellite_id="25544")["key"]
             for target in targets or sorted(emu.TARGETS):
                 for frozen in ways:
                     how = "frozen" if frozen else ".mpy on flash"
