@@ -21,7 +21,11 @@ with open(sys.argv[1]) as f:
     cfg = agentconfig.make(json.load(f))
 mode = sys.argv[2]
 start = float(sys.argv[3])
-clock = clocks.RealClock(start - time.time()) if mode == "real" else clocks.SimClock(start_epoch=start)
+if mode == "real":
+    clock = clocks.RealClock()
+    clock.sync(int(start))  # a board's clock, set to the run's start
+else:
+    clock = clocks.SimClock(start_epoch=start)
 if mode == "stepped":
     clock.simulated = False  # a simulated clock the agent takes for a board's: every tick, every piece
 # the hardware is faked (a sunlit, charged, always-connected bus): only hardware
