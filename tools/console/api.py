@@ -284,6 +284,8 @@ def sync(fn, *args):
     return run_in_threadpool(fn, *args)
 
 
-def console_of(request: Request):
-    """A route's Console (FastAPI dependency): the one of the app it serves."""
+async def console_of(request: Request):
+    """A route's Console (FastAPI dependency): the one of the app it serves.
+    A coroutine, so FastAPI calls it on the event loop (a plain function
+    dependency would cost every request a trip to the thread pool)."""
     return request.app.state.console

@@ -120,8 +120,12 @@ async def post_events(deployment_id: str, request: Request, x_api_key: str = Hea
                       console: Console = Depends(console_of)):
     """Report one event ({id}) or a batch ([...] -> {ids, acked_seq}); exactly once
     per (agent_id, seq)."""
-    rec = await sync(console.agent, x_api_key, x_agent_id)
-    return await ingest(console, request, rec, x_agent_id, deployment_id)
+    def allowed():  # the key, then the deployment (404 / 403 / 409), before the body is read
+        rec = console.agent(x_api_key, x_agent_id)
+        console.deployment_for_agent(deployment_id, x_agent_id, True)
+        return rec
+
+    return await ingest(console, request, await sync(allowed), x_agent_id, deployment_id)
 
 
 @router.post("/api/agent/events", status_code=201, tags=["agent"],
@@ -137,12 +141,11 @@ async def post_agent_events(request: Request, x_api_key: str = Header(None),
 
 
 async def ingest(console, request, rec, agent_id, deployment_id):
-    """One event ({id}) or a batch ({ids}), validated whole, stored exactly once
+    """One event ({id}) or a batch ({ids}) from an agent allowed to send it
+    (rec: its key's record), validated whole, stored exactly once
     per (agent_id, seq); deployment_id None: agent-level events (an Umbra
     extension). Payload fields are checked for Umbra-aware senders only."""
     db = console.db
-    if deployment_id is not None:  # 404 / 403 / 409 before the body is read
-        await sync(console.deployment_for_agent, deployment_id, agent_id, True)
     body = await read_json(request, console)
     batch = isinstance(body, list)
     evs = body if batch else [body]
