@@ -9,7 +9,7 @@ import pytest
 
 from tools import upy
 from tools.console import auth
-from tools.scenario import Ground, types
+from tools.scenario import Ground
 from tools.timefmt import iso, parse
 
 RUN = """
