@@ -122,8 +122,7 @@ async def post_events(deployment_id: str, request: Request, x_api_key: str = Hea
     per (agent_id, seq)."""
     def allowed():  # the key, then the deployment (404 / 403 / 409), before the body is read
         rec = console.agent(x_api_key, x_agent_id)
-        console.deployment_for_agent(deployment_id, x_agent_id, True)
-        return rec
+        return rec, console.deployment_for_agent(deployment_id, x_agent_id, True)[1]
 
     return await ingest(console, request, await sync(allowed), x_agent_id, deployment_id)
 
@@ -136,13 +135,15 @@ async def post_agent_events(request: Request, x_api_key: str = Header(None),
     """Umbra extension: agent-level events that belong to no deployment
     (agent.booted, fault.*, agent.safe_mode) -- same exactly-once rules and
     the same per-agent seq as deployment events."""
-    rec = await sync(console.agent, x_api_key, x_agent_id)
-    return await ingest(console, request, rec, x_agent_id, None)
+    def allowed():  # the key, then the agent's registration (404), before the body is read
+        return console.agent(x_api_key, x_agent_id), console.registered(x_agent_id)
+
+    return await ingest(console, request, await sync(allowed), x_agent_id, None)
 
 
-async def ingest(console, request, rec, agent_id, deployment_id):
+async def ingest(console, request, allowed, agent_id, deployment_id):
     """One event ({id}) or a batch ({ids}) from an agent allowed to send it
-    (rec: its key's record), validated whole, stored exactly once
+    (allowed: its key's record and its agent row), validated whole, stored exactly once
     per (agent_id, seq); deployment_id None: agent-level events (an Umbra
     extension). Payload fields are checked for Umbra-aware senders only."""
     db = console.db
@@ -156,9 +157,10 @@ async def ingest(console, request, rec, agent_id, deployment_id):
     extension = (batch or deployment_id is None or umbra_headers(request)
                  or any(isinstance(ev, dict) and "seq" in ev for ev in evs))
 
+    rec, agent = allowed
+
     def work():  # one trip to the thread pool: the Console's hottest path
         console.rate(rec, "events", deployment_id or "")
-        agent = console.registered(agent_id)
         strict = console.note_aware(agent, extension)
         for i, ev in enumerate(evs):
             problem = check_event(ev, agent_id, deployment_id, strict)
