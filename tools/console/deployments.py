@@ -82,6 +82,11 @@ def cancel(db, dep_id):
     return "cancelled"
 
 
+# the oldest live deployment of a satellite that no agent holds yet
+PENDING = ("SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' AND "
+           "status = 'pending' AND agent_id IS NULL ORDER BY created_at, id LIMIT 1")
+
+
 def poll(db, agent_id, satellite_id, aware=True):
     """(deployment dict or None, [deployment ids to cancel]) for a polling agent.
     Hands out the oldest pending live deployment of its satellite, or -- to an
@@ -109,9 +114,6 @@ def poll(db, agent_id, satellite_id, aware=True):
                 row = c.execute("SELECT * FROM deployments WHERE id = ?", (row["id"],)).fetchone()
     return (dict(row) if row else None), cancels
 
-
-PENDING = ("SELECT * FROM deployments WHERE satellite_id = ? AND mode = 'live' AND "
-           "status = 'pending' AND agent_id IS NULL ORDER BY created_at, id LIMIT 1")
 
 
 def workload_spec(db, dep, compact=False):
