@@ -60,6 +60,7 @@ class Agent:
     #   deflate_head     compress's hash table, from its first compress until no step is left
     #   last_ck          clock ms of the running step's last start/progress/checkpoint/resume
     #   refused          (outbox head seq, times the Console refused its batch) (contact.report)
+    #   dead_next_ms     clock ms before which dead letters are not offered again (deadletter.py)
     #   memory_tries     (deployment, polls its workload did not fit the heap) (accept.screen)
     #   data_key         the AES key for outputs (config data_key, else derived)
     #   integrity        [(module, problem)] the deploy manifest check found at boot (boot.py)
@@ -77,6 +78,7 @@ class Agent:
         firmware/bootup.py, which boot() drops once the tasks run."""
         _load("bootup").setup(self, cfg, clock, sensors, link, root, **options)
         self.journal.spool.max_bytes = cfg["outbox_bytes"]
+        self.journal.dead.max_bytes = cfg["dead_letter_bytes"]
         self.stats["telemetry_thinned"] = 0  # queued reports dropped, oldest first, since boot
 
     # --- boot ---------------------------------------------------------------
@@ -647,7 +649,14 @@ class Agent:
             yield from self._sleep_s(self.cfg["report_interval_s"])
             # after register: the Console must know us (and we our seq) first
             if self.registered and self.journal.pending() and self.link_up():
-                yield from _load("contact").report(self)
+                refused = yield from _load("contact").report(self)
+                if refused:  # a batch refused for good: kept on flash, then acked
+                    _load("deadletter").keep(self, refused[0], refused[1])
+                    _unload("deadletter")
+            if self.registered and self.journal.state.get("dead") and self.link_up() \
+                    and self.clock.now_ms() >= self.dead_next_ms:
+                yield from _load("deadletter").deliver(self)
+                _unload("deadletter")
 
     # --- telemetry --------------------------------------------------------------------
 
@@ -666,7 +675,8 @@ class Agent:
                "unexplained_resets": st.get("resets", 0),
                "seu_corrected": self.stats["seu_corrected"],
                "seu_restored": self.stats["seu_restored"],
-               "telemetry_thinned": self.stats["telemetry_thinned"], "events_shed": st.get("shed", 0)}
+               "telemetry_thinned": self.stats["telemetry_thinned"], "events_shed": st.get("shed", 0),
+               "events_refused": st.get("refused", 0), "dead_letters": st.get("dead", 0)}
         if job is not None and job["phase"] == "transfer":
             doc["status"] = "transferring"
         if pos:

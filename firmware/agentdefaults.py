@@ -29,6 +29,8 @@ DEFAULTS = {
     "report_interval_s": 5,        # how often the outbox is offered to the link
     "report_batch": 20,            # events per batch request (a batch counts once; RAM bound)
     "report_batch_bytes": 2048,    # ... and JSON bytes: one contiguous block in a fragmented heap
+    "report_refusals": 4,          # >= 1: a batch the Console refuses (4xx) this often in a row
+                                   # moves to the dead letters (firmware/deadletter.py)
     # I/O bounds (ms): each must stay well below watchdog_timeout_ms
     "http_timeout_ms": 3000,
     # watchdog (ms): > every task deadline below; 8 s is the most some boards allow
@@ -78,6 +80,9 @@ DEFAULTS = {
     "outbox_pause_bytes": 8192,    # >= 2048: with less than reserve + this free, the running step
                                    # pauses at its next checkpoint (step.paused outbox_full), no
                                    # new work starts; it resumes at reserve + 2 x this free
+    "dead_letter_bytes": 16384,    # >= 4096: refused events kept for the ground (a full store
+                                   # leaves the refused batch in the outbox: nothing is dropped)
+    "dead_letter_retry_s": 600,    # a Console that did not take the dead letters is asked again
     # clock: discipline the clock from the Console's server_time (off in simulation,
     # where the simulated clock is the truth and the Console's clock is unrelated)
     "time_sync": True,
@@ -109,8 +114,10 @@ def make(overrides=None):
         raise ValueError("outbox: bytes 16384..1048576, reserve and pause >= 2048, reserve + 2 x pause <= bytes / 2")
     if cfg["task_restart_max_backoff_ms"] < cfg["task_restart_backoff_ms"] or \
             min(cfg["task_restart_backoff_ms"], cfg["task_crashes_before_reset"],
-                cfg["task_crash_window_ms"], cfg["workload_memory_tries"]) < 1:
-        raise ValueError("task restart and workload tries: each >= 1, max backoff >= backoff")
+                cfg["task_crash_window_ms"], cfg["workload_memory_tries"], cfg["report_refusals"]) < 1:
+        raise ValueError("task restart, workload tries, report refusals: each >= 1, max backoff >= backoff")
+    if cfg["dead_letter_bytes"] < 4096:
+        raise ValueError("dead_letter_bytes must be >= 4096")
     if cfg["poll_interval_s"] < 10:
         raise ValueError("poll_interval_s must be >= 10 (Console rate limit)")
     return cfg

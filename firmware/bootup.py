@@ -46,6 +46,7 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     ag.deflate_head = None  # compress's hash table: at the first compress, until no step is left
     ag.last_ck = 0     # clock ms of the running step's last start/progress/checkpoint/resume
     ag.refused = (None, 0)  # (outbox head seq, times the Console refused its batch)
+    ag.dead_next_ms = 0     # dead letters are offered from now (deadletter.deliver)
     ag.memory_tries = (None, 0)  # (deployment, polls its workload did not fit the heap)
     ag.data_key = _data_key(cfg)
     ag.integrity = integrity or []  # [(module, problem)] found at boot (boot.py)
@@ -55,7 +56,7 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     ag.journal.after_commit = ag._mirror
     ag._scrubbing = False
     ag.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
-                "events_refused": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
+                "dead_full": 0, "dead_sent": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
                 "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
 
 

@@ -10,8 +10,6 @@ import agentconfig
 import clock as clocklib
 import timeutil
 
-REFUSALS_BEFORE_DROP = 4  # a batch the Console refuses this often is given up (and counted)
-
 
 def sync_time(ag, reply):
     """Note the Console's clock (server_time) and set ours from it when the
@@ -93,7 +91,9 @@ def poll(ag):
 
 def report(ag):
     """Send the outbox, oldest first, in batches of one deployment's events
-    (read from the spool), until it is empty or the link fails."""
+    (read from the spool), until it is empty or the link fails. Returns
+    (last seq, HTTP status) of a batch the Console refused for good (the
+    caller keeps it as dead letters, firmware/deadletter.py), else None."""
     cfg, journal, stats = ag.cfg, ag.journal, ag.stats
     while ag.registered and journal.pending() and ag.link_up():
         batch = journal.outbox(cfg["report_batch"], cfg["report_batch_bytes"])
@@ -126,13 +126,14 @@ def report(ag):
         if status >= 400:
             # Refused: maybe the request was mangled on the way (a noisy link),
             # maybe the Console will never take it (a bug on one side). Try
-            # again a few times before giving these up, so the outbox is never
-            # blocked forever.
+            # again a few times, then hand the batch to the dead letters, so
+            # the outbox is never blocked for ever and nothing vanishes.
             tries = ag.refused[1] + 1 if ag.refused[0] == head else 1
             ag.refused = (head, tries)
-            if tries < REFUSALS_BEFORE_DROP:
-                return
-            stats["events_refused"] += n
+            if tries >= cfg["report_refusals"]:
+                ag.refused = (None, 0)
+                return last_seq, status
+            return None
         ag.refused = (None, 0)
         stats["batches"] += 1
         stats["events_sent"] += n

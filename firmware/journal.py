@@ -19,7 +19,8 @@ Operations:
     ["job", job]             a job accepted (validated, normalised)
     ["jset", key, value]     a field of the current job changes
     ["st", step_id, fields]  a step's state changes (status, work done, handler state ...)
-    ["set", key, value]      a top-level field changes (boot_count, mode, shed, ...)
+    ["set", key, value]      a top-level field changes (boot_count, mode, shed, and the
+                             dead letters' refused / dead / dead_top / dead_acked, ...)
     ["end", deployment_id]   the current job is over; remember its id (re-delivery)
     ["nonce", nonce]         an uplink nonce seen (replay memory)
     ["n", k]                 the record's number (first in every record: which copy is ahead)
@@ -101,6 +102,7 @@ class Journal:
                             for name in ("journal", "journal2"))
         self.store = self.stores[0]
         self.spool = Spool(root, "outbox", fs)
+        self.dead = Spool(root, "dead", fs)  # refused events (firmware/deadletter.py); opened there
         self.state = None
         self.replayed = 0
         self.repaired = None    # the copy rebuilt at open (index), if any

@@ -30,7 +30,8 @@ DEFAULT_MAX_BODY = 256 * 1024
 UMBRA_USER_AGENT = "umbra-agent/"
 # Telemetry fields only Umbra's agents send (PROTOCOL.md, "Telemetry extras").
 TELEMETRY_EXTRAS = ("boot_count", "reset_cause", "mode", "heap_free", "outbox_depth", "seq",
-                    "unexplained_resets", "seu_corrected", "seu_restored")
+                    "unexplained_resets", "seu_corrected", "seu_restored", "telemetry_thinned",
+                    "events_shed", "events_refused", "dead_letters")
 # Deepest JSON a body may nest (objects and arrays). Our deepest legitimate
 # body (a job's step parameters, an event payload) is under 10; the limit keeps
 # every recursive step after parsing (validation, planning, storing, the reply)

@@ -84,7 +84,16 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_once ON events(origin, seq);
 CREATE INDEX IF NOT EXISTS events_by_deployment ON events(deployment_id, seq, id);
+CREATE TABLE IF NOT EXISTS dead_letters (   -- events an agent gave up sending (refused for good),
+    agent_id      TEXT NOT NULL,              -- kept as sent, unjudged, for the ground to read
+    seq           INTEGER NOT NULL,
+    deployment_id TEXT NOT NULL,              -- '' for agent-level events
+    event         TEXT NOT NULL,              -- the event's text as the agent spooled it
+    received_at   TEXT NOT NULL,
+    PRIMARY KEY (agent_id, seq)
+);
 CREATE TABLE IF NOT EXISTS acked (          -- per origin: every seq from 1 to acked_seq is stored
+                                            -- (as an event, or as a dead letter)
     origin    TEXT PRIMARY KEY,
     acked_seq INTEGER NOT NULL
 );

@@ -187,8 +187,10 @@ def advance_acked(c, origin):
     row = c.execute("SELECT acked_seq FROM acked WHERE origin = ?", (origin,)).fetchone()
     acked = row["acked_seq"] if row else 0
     start = acked
-    for (seq,) in c.execute("SELECT seq FROM events WHERE origin = ? AND seq > ? ORDER BY seq",
-                            (origin, acked)):
+    # seqs the agent gave up on (dead letters) are accounted for too
+    for (seq,) in c.execute("SELECT seq FROM events WHERE origin = ? AND seq > ? UNION "
+                            "SELECT seq FROM dead_letters WHERE agent_id = ? AND seq > ? "
+                            "ORDER BY seq", (origin, acked, origin, acked)):
         if seq != acked + 1:
             break
         acked = seq
@@ -196,6 +198,37 @@ def advance_acked(c, origin):
         c.execute("INSERT INTO acked (origin, acked_seq) VALUES (?, ?) ON CONFLICT(origin) "
                   "DO UPDATE SET acked_seq = excluded.acked_seq", (origin, acked))
     return acked
+
+
+def store_dead_letters(db, agent_id, letters):
+    """Keep an agent's dead letters ([schemas.DeadLetter]) as sent, once per
+    (agent, seq); returns (stored now, acked_seq)."""
+    now = now_iso()
+    stored = 0
+    with db.write() as c:
+        for d in letters:
+            cur = c.execute("INSERT INTO dead_letters (agent_id, seq, deployment_id, event, "
+                            "received_at) VALUES (?, ?, ?, ?, ?) "
+                            "ON CONFLICT(agent_id, seq) DO NOTHING",
+                            (agent_id, d.seq, d.deployment_id or "", d.event, now))
+            stored += cur.rowcount
+        acked = advance_acked(c, agent_id)
+    return stored, acked
+
+
+def dead_letters(db, agent_id, limit=1000):
+    """An agent's dead letters, oldest first: {seq, deployment_id, event (the
+    text as sent), parsed (the event, or None if the text is not JSON), received_at}."""
+    out = []
+    for r in db.query("SELECT seq, deployment_id, event, received_at FROM dead_letters "
+                      "WHERE agent_id = ? ORDER BY seq LIMIT ?", (agent_id, limit)):
+        d = dict(r)
+        try:
+            d["parsed"] = json.loads(d["event"])
+        except ValueError:
+            d["parsed"] = None
+        out.append(d)
+    return out
 
 
 def acked_seq(db, origin):

@@ -1,5 +1,5 @@
 """The agent side of the protocol (PROTOCOL.md): register, poll for work, report
-events (one, a batch, agent-level), telemetry."""
+events (one, a batch, agent-level), dead letters, telemetry."""
 import json
 import secrets
 import time
@@ -51,7 +51,9 @@ async def register(request: Request, x_api_key: str = Header(None),
     await sync(work)
     # Umbra extension: what the Console already holds from this agent, so an
     # agent whose store was lost can continue its seq above it (PROTOCOL.md).
-    row = await sync(db.one, "SELECT MAX(seq) AS m FROM events WHERE origin = ?", (x_agent_id,))
+    row = await sync(db.one, "SELECT MAX(m) AS m FROM (SELECT MAX(seq) AS m FROM events "
+                     "WHERE origin = ? UNION ALL SELECT MAX(seq) FROM dead_letters "
+                     "WHERE agent_id = ?)", (x_agent_id, x_agent_id))
     last = row["m"] if row and row["m"] is not None else 0
     acked = await sync(deployments.acked_seq, db, x_agent_id)
     return reply({"id": rec["agent_id"], "status": "idle", "last_seq": last,
@@ -172,6 +174,31 @@ async def ingest(console, request, allowed, agent_id, deployment_id):
     if batch:
         return reply({"ids": ids, "acked_seq": acked}, 201)
     return reply({"id": ids[0], "acked_seq": acked}, 201)
+
+
+@router.post("/api/agent/dead-letters", status_code=201, tags=["agent"],
+             openapi_extra=schemas.openapi_body(schemas.dead_letters_schema()))
+async def post_dead_letters(request: Request, x_api_key: str = Header(None),
+                            x_agent_id: str = Header(None),
+                            console: Console = Depends(console_of)):
+    """Umbra extension: events the agent gave up sending after the Console
+    refused them (firmware/deadletter.py), [{seq, deployment_id, event}] with
+    the event's text as a string. Kept as sent, without judging the event,
+    once per (agent, seq), for the ground to read
+    (GET /api/agents/{id}/dead-letters); their seqs count as accounted for."""
+    rec = await sync(console.agent, x_api_key, x_agent_id)
+    body = await read_json(request, console)
+    letters = validate(schemas.DeadLetters, {"letters": body}).letters
+
+    def work():
+        agent = console.registered(x_agent_id)
+        console.rate(rec, "events", "dead")
+        console.note_aware(agent, True)
+        return deployments.store_dead_letters(db=console.db, agent_id=x_agent_id,
+                                              letters=letters)
+
+    stored, acked = await sync(work)
+    return reply({"stored": stored, "acked_seq": acked}, 201)
 
 
 @router.post("/api/agent/telemetry", tags=["agent"],

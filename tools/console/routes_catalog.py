@@ -21,6 +21,17 @@ async def agent_events(agent_id: str, x_api_key: str = Header(None),
     return reply({"agent_id": agent_id, "events": evs, "count": len(evs)})
 
 
+@router.get("/api/agents/{agent_id}/dead-letters", tags=["user"])
+async def agent_dead_letters(agent_id: str, x_api_key: str = Header(None),
+                             console: Console = Depends(console_of)):
+    """Umbra extension: the events an agent gave up sending because the Console
+    refused them, as it sent them (docs/console.md "Dead letters")."""
+    db = console.db
+    await sync(console.user, x_api_key)
+    letters = await sync(deployments.dead_letters, db, agent_id)
+    return reply({"agent_id": agent_id, "dead_letters": letters, "count": len(letters)})
+
+
 @router.post("/api/agents/{agent_id}/clear-safe-mode", tags=["user"])
 async def clear_safe_mode(agent_id: str, x_api_key: str = Header(None),
                           console: Console = Depends(console_of)):

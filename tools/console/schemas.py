@@ -57,6 +57,21 @@ class TelemetryBody(Body):
     unexplained_resets: Optional[int] = Field(None, ge=0, le=2 ** 53)
     seu_corrected: Optional[int] = Field(None, ge=0, le=2 ** 53)
     seu_restored: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    telemetry_thinned: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    events_shed: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    events_refused: Optional[int] = Field(None, ge=0, le=2 ** 53)
+    dead_letters: Optional[int] = Field(None, ge=0, le=2 ** 53)
+
+
+class DeadLetter(Body):
+    seq: int = Field(ge=1, le=2 ** 53)
+    deployment_id: Optional[str] = Field(None, max_length=64)
+    event: str = Field(max_length=65535)
+
+
+class DeadLetters(BaseModel):
+    model_config = ConfigDict(strict=True)
+    letters: List[DeadLetter] = Field(min_length=1, max_length=1000)
 
 
 class PlanningOptions(Body):
@@ -222,6 +237,10 @@ def event_schema():
         },
         "oneOf": by_type,
     }
+
+
+def dead_letters_schema():
+    return {"type": "array", "items": model_schema(DeadLetter), "minItems": 1, "maxItems": 1000}
 
 
 def events_body_schema():
