@@ -29,7 +29,7 @@ def test_a_batch_the_console_refuses_for_good_is_kept_counted_and_handed_to_the_
     landed = ground.all_seqs(node.agent_id)
     assert len(landed) >= 2, "nothing reached the Console before the refusals: proves nothing"
     # the ground hands the deployment to another satellite's agent: from now on
-    # the Console refuses (403) every event of it this agent sends
+    # the Console refuses (409) every event of it this agent sends
     with ground.db.write() as c:
         c.execute("UPDATE deployments SET agent_id = 'sat-99999' WHERE id = ?", (dep,))
     code, summary, out = node.run()
