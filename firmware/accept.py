@@ -7,6 +7,8 @@ when a workload arrives or a job starts, dropped right after: a board holds
 none of this while it works."""
 import timeutil
 
+from journal import STEP_DEFAULTS
+
 HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
                   "overhead_fraction")
 # the fields of the orbital primitives (STEPS.md) an executor needs
@@ -167,7 +169,10 @@ def announce(ag, job):
 
 
 def workload_step(step, placement):
-    """The fields the executor needs, with the plan's placement."""
+    """The fields the executor needs, with the plan's placement, as the job
+    record on flash holds them: a field at its default (journal.STEP_DEFAULTS)
+    is left out, and journal.apply puts it back in RAM. A job of 50 steps
+    then fits one record (journal.MAX_RECORD)."""
     loc, reason = placement.get(step["id"], (None, None))
     location = step.get("location", "onboard")
     if loc in ("onboard", "ground"):
@@ -175,16 +180,20 @@ def workload_step(step, placement):
     elif location == "either":
         location = "onboard"
         reason = reason or "data_reduction"
-    return {"id": step["id"], "type": step.get("type", "standard"), "location": location,
-            "reason": reason or "preset_defined", "compute_s": float(step.get("compute_s", 0)),
-            "output_mb": float(step.get("output_mb", 0)), "power_w": step.get("power_w"),
-            "memory_mb": step.get("memory_mb") or 0,
-            "checkpoint_interval_s": step.get("checkpoint_interval_s") or 0,
-            "depends_on": list(step.get("depends_on") or ()),
-            "retry_policy": step.get("retry_policy", "retry_immediate"),
-            "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
-            "input": step.get("input"), "params": step.get("params"),
-            "prim": _prim(step)}
+    out = {"id": step["id"], "type": step.get("type", "standard"), "location": location,
+           "reason": reason or "preset_defined", "compute_s": float(step.get("compute_s", 0)),
+           "output_mb": float(step.get("output_mb", 0)), "power_w": step.get("power_w"),
+           "memory_mb": step.get("memory_mb") or 0,
+           "checkpoint_interval_s": step.get("checkpoint_interval_s") or 0,
+           "depends_on": list(step.get("depends_on") or ()),
+           "retry_policy": step.get("retry_policy", "retry_immediate"),
+           "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
+           "input": step.get("input"), "params": step.get("params"),
+           "prim": _prim(step)}
+    for key, default in STEP_DEFAULTS:
+        if out[key] == default and type(out[key]) is type(default):
+            del out[key]
+    return out
 
 
 def _prim(step):

@@ -30,9 +30,19 @@ Operations:
 from spool import Spool, SpoolFull
 from store import Store
 
+# A step's fields at their defaults, left out of the job record on flash
+# (accept.workload_step) and put back when the record is applied: the
+# executor reads every field of a step. ("depends_on" is a fresh list each.)
+STEP_DEFAULTS = (("type", "standard"), ("location", "onboard"), ("reason", "preset_defined"),
+                 ("power_w", None), ("memory_mb", 0), ("checkpoint_interval_s", 0),
+                 ("depends_on", []), ("retry_policy", "retry_immediate"), ("max_retries", 1),
+                 ("handler", "synthetic"), ("input", None), ("params", None), ("prim", None),
+                 ("output_mb", 0.0), ("compute_s", 0.0))
+
 MAX_DONE = 8       # finished deployment ids remembered against re-delivery
 MAX_NONCES = 32    # uplink nonces remembered against replay
-MAX_RECORD = 8192     # bytes: the largest record (an accepted job is the big one)
+MAX_RECORD = 12288    # bytes: the largest record (an accepted job is the big one: 50 steps
+                      # and 48 h of windows take ~8.4 KiB, accept.workload_step)
 MAX_SNAPSHOT = 32768  # bytes: the state (the outbox is in the spool, not in it)
 
 
@@ -53,6 +63,9 @@ def apply(state, op):
         state["job"] = op[1]
         state["steps"] = {}
         for step in op[1]["steps"]:
+            for key, default in STEP_DEFAULTS:  # a compact record (accept.workload_step)
+                if key not in step:
+                    step[key] = [] if key == "depends_on" else default
             state["steps"][step["id"]] = {"status": "pending", "work_s": 0.0, "attempts": 0}
     elif kind == "jset":
         if state["job"] is not None:

@@ -52,9 +52,24 @@ def test_the_agent_handed_the_final_plan_emits_exactly_the_predicted_stream(iss,
     assert run.events == p["events"]
 
 
+def test_a_50_step_dag_over_48_h_is_taken_by_the_board_and_runs_to_its_end(iss):
+    """The job record on flash leaves out a step's fields at their defaults
+    (accept.workload_step; journal.apply puts them back): the planner's
+    50-step bench DAG, with primitives, fits the board's journal."""
+    from tools.benches.planner import dag
+    p = make(iss, dag(50), hours=48)
+    kinds = [e["type"] for e in p["events"]]
+    assert kinds[0] == "job.accepted" and kinds[-1] == "job.completed"
+    assert kinds.count("step.completed") == 50
+    assert len(p["schedule"]) == 50
+
+
 def test_a_job_the_agent_refuses_is_a_422_saying_why(iss):
-    steps = [{"id": "s%d" % i, "compute_s": 60, "output_mb": 1,
-              "depends_on": ["s%d" % (i - 1)] if i else []} for i in range(60)]
+    # 60 steps with the longest names, each after the two before: over the
+    # board's largest journal record (firmware/journal.py MAX_RECORD)
+    name = "step-%02d-" + "x" * 56
+    steps = [{"id": name % i, "compute_s": 60, "output_mb": 1,
+              "depends_on": [name % j for j in (i - 2, i - 1) if j >= 0]} for i in range(60)]
     with pytest.raises(planner.PlanError) as err:
         make(iss, {"name": "too big for the board", "steps": steps})
     assert err.value.status == 422

@@ -242,16 +242,31 @@ COMPACT_PLAN_KEYS = ("id", "version", "job", "placement_decisions", "plan")
 SPARE_WINDOWS_S = 3 * 3600  # windows kept past the plan's end, for run-time deferrals
 
 
-FIRST_WINDOWS_S = 8 * 3600  # the forecast first hands the agent this much of the windows
-MAX_FORECAST_RUNS = 6       # 8 h, 16 h, 32 h, the horizon, and the cut at the job's end
+FIRST_WINDOWS_S = 8 * 3600  # the forecast first hands the agent at least this much of the windows
+SPAN_PER_COMPUTE_S = 3      # ... or this many times the job's compute, if more (sunlit and
+                            # eclipse waits, contacts: 50-step DAGs span ~2.3x, tools/benches/planner.py)
+MAX_FORECAST_RUNS = 6       # the first guess, doubled, ..., the horizon, the least (3 h)
+
+
+def _compute_s(steps):
+    """The job's compute time, each step at its longest tier."""
+    total = 0.0
+    for s in steps:
+        c = s.get("compute_s") or 0
+        for t in (s.get("quality_tiers") or {}).values():
+            if isinstance(t, dict):
+                c = max(c, t.get("compute_s") or 0)
+        total += c
+    return total
 
 
 def _forecast(draft, plan_id, satellite_id, orb, start, end, bus, stations, timeline, cfg):
     """The agent's run of the job, handed the spec the Console will hand a real
     agent. That spec carries the windows up to the job's end plus
     SPARE_WINDOWS_S, which only the run tells. The first run gets the windows
-    of FIRST_WINDOWS_S; a run that ends within what it was handed is the
-    forecast (the Console's spec is a cut of its spec after the job's end,
+    of FIRST_WINDOWS_S or SPAN_PER_COMPUTE_S times the job's compute (with the
+    spare), whichever is longer, and stops where they end; a run that ends
+    within what it was handed is the forecast (the Console's spec is a cut of its spec after the job's end,
     which the agent never looked at: handed it, the agent emits the same
     stream, tests/test_planner_forecast.py); one that needed more is run
     again with more, up to the horizon. A job of standard steps gets no
@@ -264,16 +279,23 @@ def _forecast(draft, plan_id, satellite_id, orb, start, end, bus, stations, time
         return workload_spec(draft, plan_id, forecast.DEPLOYMENT_ID, satellite_id,
                              windows_until=until)
 
+    # a spec with windows says nothing of the orbit past its last one: a run
+    # handed windows up to `until` stops there (if the job has not ended by
+    # then, it is run again with more); a job of standard steps has none
+    windowed = bool((spec_of(start)["plan_data"].get("orbital_environment") or {})
+                    .get("windows") is not None)
+
     def attempt(spec):
         sat = spacecraft.SimulatedSatellite(satellite_id, orb, start, bus=bus, stations=stations,
                                             timeline=timeline)
-        return forecast.run(spec, sat, start, end, cfg)
+        return forecast.run(spec, sat, start, min(end, until) if windowed else end, cfg)
 
     def refused(run):
         return run.accepted_at is None and (run.failure or "").startswith("too_large")
 
     horizon = end + SPARE_WINDOWS_S
-    until = min(start + FIRST_WINDOWS_S, horizon)
+    guess = SPAN_PER_COMPUTE_S * _compute_s(draft["job"]["steps"]) + SPARE_WINDOWS_S
+    until = min(start + max(FIRST_WINDOWS_S, guess), horizon)
     spec = spec_of(until)
     run = attempt(spec)
     if refused(run) and spec_of(start + SPARE_WINDOWS_S) != spec:
