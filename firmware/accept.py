@@ -7,8 +7,6 @@ when a workload arrives or a job starts, dropped right after: a board holds
 none of this while it works."""
 import timeutil
 
-from journal import STEP_DEFAULTS
-
 HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
                   "overhead_fraction")
 # the fields of the orbital primitives (STEPS.md) an executor needs
@@ -113,7 +111,11 @@ def job_record(ag, spec, job, order, ctx):
     by_id = {}
     for step in job["steps"]:
         by_id[step["id"]] = step
-    steps = [workload_step(by_id[sid], placement) for sid in order]
+    # (journal's own, through the agent's journal: bootup dropped the module
+    # from sys.modules, and importing it again would load a second copy)
+    defaults = ag.journal.step_defaults()
+    steps = [workload_step(by_id[sid], placement, defaults) for sid in order]
+    defaults = None
     env = plan.get("orbital_environment") if isinstance(plan.get("orbital_environment"), dict) else {}
     bus = env.get("bus") if isinstance(env.get("bus"), dict) else {}
     summary = plan.get("plan") if isinstance(plan.get("plan"), dict) else {}
@@ -168,9 +170,9 @@ def announce(ag, job):
             ops=[["jset", "phase", "run"], ["jset", "hazards", None], ["jset", "name", None]])
 
 
-def workload_step(step, placement):
+def workload_step(step, placement, defaults):
     """The fields the executor needs, with the plan's placement, as the job
-    record on flash holds them: a field at its default (journal.STEP_DEFAULTS)
+    record on flash holds them: a field at its default (journal.step_defaults)
     is left out, and journal.apply puts it back in RAM. A job of 50 steps
     then fits one record (journal.MAX_RECORD)."""
     loc, reason = placement.get(step["id"], (None, None))
@@ -190,8 +192,10 @@ def workload_step(step, placement):
            "max_retries": step.get("max_retries", 1), "handler": step.get("handler", "synthetic"),
            "input": step.get("input"), "params": step.get("params"),
            "prim": _prim(step)}
-    for key, default in STEP_DEFAULTS:
-        if out[key] == default and type(out[key]) is type(default):
+    for key, default in defaults:
+        value = out[key]
+        if value == default and type(value) is type(default) or \
+                key == "depends_on" and not value:
             del out[key]
     return out
 

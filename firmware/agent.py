@@ -78,7 +78,6 @@ class Agent:
         firmware/bootup.py, which boot() drops once the tasks run."""
         _load("bootup").setup(self, cfg, clock, sensors, link, root, **options)
         self.journal.spool.max_bytes = cfg["outbox_bytes"]
-        self.journal.dead.max_bytes = cfg["dead_letter_bytes"]
         self.stats["telemetry_thinned"] = 0  # queued reports dropped, oldest first, since boot
 
     # --- boot ---------------------------------------------------------------
@@ -288,7 +287,7 @@ class Agent:
                     # a workload to validate: the heap needs the room more than
                     # the link's code does (both are loaded again at need)
                     self.link.idle()
-                    _unload("contact")
+                    _unload("contact", "deadletter")
                     box = [spec, ground_before]
                     spec = None  # the box is the only holder: take() lets it go
                     self._intake(box)
@@ -297,7 +296,7 @@ class Agent:
             else:
                 # no contact: the link's client and the contact code leave the heap
                 self.link.idle()
-                _unload("contact")
+                _unload("contact", "deadletter")
                 yield sleep_ms(self.chunk_ms)
 
     def _intake(self, box):
@@ -648,15 +647,10 @@ class Agent:
         while True:
             yield from self._sleep_s(self.cfg["report_interval_s"])
             # after register: the Console must know us (and we our seq) first
-            if self.registered and self.journal.pending() and self.link_up():
-                refused = yield from _load("contact").report(self)
-                if refused:  # a batch refused for good: kept on flash, then acked
-                    _load("deadletter").keep(self, refused[0], refused[1])
-                    _unload("deadletter")
-            if self.registered and self.journal.state.get("dead") and self.link_up() \
-                    and self.clock.now_ms() >= self.dead_next_ms:
-                yield from _load("deadletter").deliver(self)
-                _unload("deadletter")
+            # (dead letters wait too: contact.report hands them over)
+            if self.registered and (self.journal.pending() or self.journal.state.get("dead")) \
+                    and self.link_up():
+                yield from _load("contact").report(self)
 
     # --- telemetry --------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     ag.journal.after_commit = ag._mirror
     ag._scrubbing = False
     ag.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
-                "dead_full": 0, "dead_sent": 0, "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
+                "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
                 "seu_corrected": 0, "seu_restored": 0, "scrubs": 0}
 
 

@@ -91,10 +91,14 @@ def poll(ag):
 
 def report(ag):
     """Send the outbox, oldest first, in batches of one deployment's events
-    (read from the spool), until it is empty or the link fails. Returns
-    (last seq, HTTP status) of a batch the Console refused for good (the
-    caller keeps it as dead letters, firmware/deadletter.py), else None."""
+    (read from the spool), until it is empty or the link fails; a batch the
+    Console refuses for good goes to the dead letters (firmware/deadletter.py,
+    imported only then, and while some wait to be handed over: the agent
+    unloads it with this module)."""
     cfg, journal, stats = ag.cfg, ag.journal, ag.stats
+    if journal.state.get("dead") and ag.clock.now_ms() >= ag.dead_next_ms:
+        import deadletter
+        yield from deadletter.deliver(ag)
     while ag.registered and journal.pending() and ag.link_up():
         batch = journal.outbox(cfg["report_batch"], cfg["report_batch_bytes"])
         if not batch:  # unreadable in both copies (spool.bad counts it): not a blocker
@@ -132,8 +136,9 @@ def report(ag):
             ag.refused = (head, tries)
             if tries >= cfg["report_refusals"]:
                 ag.refused = (None, 0)
-                return last_seq, status
-            return None
+                import deadletter
+                deadletter.keep(ag, last_seq, status)
+            return
         ag.refused = (None, 0)
         stats["batches"] += 1
         stats["events_sent"] += n

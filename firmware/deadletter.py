@@ -17,8 +17,9 @@ Power cuts: the copies are appended before the record that counts them (as
 journal.emit does): a cut between leaves orphans above state "dead_top",
 which the next open ignores, and the refusal is judged again.
 
-An overlay: agent._report loads it only when a batch was refused for good
-or dead letters wait, and drops it after. Every function takes the Agent.
+An overlay of contact.py's report: imported only when a batch was refused
+for good or dead letters wait, dropped with contact.py. Every function takes
+the Agent.
 """
 import json
 
@@ -26,8 +27,13 @@ from agent import AGENT_LEVEL
 
 
 def _open(ag):
+    """The dead letters' spool, beside the outbox on the same flash (a Spool
+    made by the outbox's class: the spool module left sys.modules at boot,
+    and importing it again would load a second copy)."""
     st = ag.journal.state
-    sp = ag.journal.dead
+    out = ag.journal.spool
+    sp = type(out)(out.prefix[:out.prefix.rfind("/")] or "/", "dead", out.fs,
+               max_bytes=ag.cfg["dead_letter_bytes"])
     sp.open(st.get("dead_top", 0), st.get("dead_acked", 0))
     return sp
 
@@ -54,7 +60,6 @@ def keep(ag, last_seq, status):
             top = seq
             n += 1
     except Exception:  # SpoolFull, or a flash error: nothing is acknowledged
-        ag.stats["dead_full"] += 1
         return 0
     held = st.get("dead", 0) + n
     ag.emit("fault.detected", payload={
@@ -102,4 +107,3 @@ def deliver(ag):
             return
         j.commit([["set", "dead_acked", last], ["set", "dead", max(0, st.get("dead", 0) - n)]])
         sp.drop(last)
-        ag.stats["dead_sent"] += n

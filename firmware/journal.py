@@ -30,14 +30,18 @@ Operations:
 from spool import Spool, SpoolFull
 from store import Store
 
-# A step's fields at their defaults, left out of the job record on flash
-# (accept.workload_step) and put back when the record is applied: the
-# executor reads every field of a step. ("depends_on" is a fresh list each.)
-STEP_DEFAULTS = (("type", "standard"), ("location", "onboard"), ("reason", "preset_defined"),
-                 ("power_w", None), ("memory_mb", 0), ("checkpoint_interval_s", 0),
-                 ("depends_on", []), ("retry_policy", "retry_immediate"), ("max_retries", 1),
-                 ("handler", "synthetic"), ("input", None), ("params", None), ("prim", None),
-                 ("output_mb", 0.0), ("compute_s", 0.0))
+
+def step_defaults():
+    """A step's fields at their defaults, left out of the job record on flash
+    (accept.workload_step) and put back when the record is applied: the
+    executor reads every field of a step. Built at each call, not kept: a
+    board's heap holds it only while a job record is built or applied."""
+    return (("type", "standard"), ("location", "onboard"), ("reason", "preset_defined"),
+            ("power_w", None), ("memory_mb", 0), ("checkpoint_interval_s", 0),
+            ("depends_on", ()), ("retry_policy", "retry_immediate"), ("max_retries", 1),
+            ("handler", "synthetic"), ("input", None), ("params", None), ("prim", None),
+            ("output_mb", 0.0), ("compute_s", 0.0))
+
 
 MAX_DONE = 8       # finished deployment ids remembered against re-delivery
 MAX_NONCES = 32    # uplink nonces remembered against replay
@@ -62,8 +66,9 @@ def apply(state, op):
     elif kind == "job":
         state["job"] = op[1]
         state["steps"] = {}
+        defaults = step_defaults()
         for step in op[1]["steps"]:
-            for key, default in STEP_DEFAULTS:  # a compact record (accept.workload_step)
+            for key, default in defaults:  # a compact record (accept.workload_step)
                 if key not in step:
                     step[key] = [] if key == "depends_on" else default
             state["steps"][step["id"]] = {"status": "pending", "work_s": 0.0, "attempts": 0}
@@ -107,6 +112,8 @@ class Journal:
     cut between the two appends is the same case. Flash is written twice;
     what is acknowledged survives a single upset of either copy."""
 
+    step_defaults = staticmethod(step_defaults)  # for accept.py (the module is not in sys.modules)
+
     def __init__(self, root, max_log_bytes=16384, fs=None, max_record_bytes=MAX_RECORD,
                  max_snapshot_bytes=MAX_SNAPSHOT):
         self.stores = tuple(Store(root, name=name, max_log_bytes=max_log_bytes, fs=fs,
@@ -115,7 +122,6 @@ class Journal:
                             for name in ("journal", "journal2"))
         self.store = self.stores[0]
         self.spool = Spool(root, "outbox", fs)
-        self.dead = Spool(root, "dead", fs)  # refused events (firmware/deadletter.py); opened there
         self.state = None
         self.replayed = 0
         self.repaired = None    # the copy rebuilt at open (index), if any
