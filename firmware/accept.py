@@ -33,7 +33,7 @@ def screen(ag, spec, ground_before=None):
     (deployment id, the time its signature is judged by)."""
     st = ag.journal.state
     if spec.get("clear_safe_mode") is True and st["mode"] == "safe":
-        ag._leave_safe_mode()  # the ground has looked and cleared it
+        ag.leave_safe_mode()  # the ground has looked and cleared it
     if st["mode"] == "safe":
         return None  # telemetry and polling only: new work waits at the Console
     job = st["job"]

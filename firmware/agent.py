@@ -27,7 +27,7 @@ from tmr import scrub_all as tmr_scrub_all
 
 MARKS = (0.25, 0.5, 0.75)
 AGENT_LEVEL = {}  # emit(job=AGENT_LEVEL): an event of the agent, not of the job it runs
-ABORT = "abort"  # _compute: the job went away, was cancelled, or the step failed
+ABORT = "abort"  # compute_step: the job went away, was cancelled, or the step failed
 DEFLATE_SEGMENT = 4096  # handlers.DEFLATE_SEGMENT: the scratch buffer real handlers share (bootup allocates it)
 SAMPLE_LINES = 400   # ~4 KB stand-in for a synthetic step's output
 EPS = 1e-6
@@ -89,7 +89,7 @@ class Agent:
         _unload("bootup")
         return self
 
-    def _leave_safe_mode(self):
+    def leave_safe_mode(self):
         self.journal.commit([["set", "mode", "normal"], ["set", "resets", 0]])
 
     # --- SEU: triple-redundant critical state --------------------------------------
@@ -114,7 +114,7 @@ class Agent:
                 "deployment": job["deployment_id"] if job else None, "step": sid,
                 "work_ms": int(s["work_s"] * 1000) if s else None}
 
-    def _mirror(self):
+    def mirror(self):
         live = self._live()
         for name in live:
             self.tmr[name].set(live[name])
@@ -154,7 +154,7 @@ class Agent:
         the records since), as a reset would, without resetting."""
         self.stats["seu_restored"] += 1
         self.journal.open()
-        self._mirror()
+        self.mirror()
         self.emit("fault.detected", payload={"kind": "seu",
                                              "detail": "no majority: " + ",".join(names)},
                   job=AGENT_LEVEL)
@@ -432,15 +432,15 @@ class Agent:
         else:
             if s["status"] == "pending":
                 kind = self._window_kind()
-                self._start(step, s, kind, kind)
-            runner = self._runner(job, step, s)
+                self.start_step(step, s, kind, kind)
+            runner = self.step_runner(job, step, s)
             if runner is None:
                 return
-            why = yield from self._compute(job, step, s, runner, step["compute_s"], "sunlit")
+            why = yield from self.compute_step(job, step, s, runner, step["compute_s"], "sunlit")
             if why is None:
-                yield from self._complete(job, step, s, runner, step["output_mb"])
+                yield from self.complete_step(job, step, s, runner, step["output_mb"])
 
-    def _start(self, step, s, window, label, extra=None):
+    def start_step(self, step, s, window, label, extra=None):
         fields = {"status": "running", "t0": self.now(), "work_s": 0.0, "mark": 0, "ck": 0,
                   "hs": None, "attempts": s.get("attempts", 0) + 1, "energy_wh": 0.0}
         if extra:
@@ -451,7 +451,7 @@ class Agent:
                   ops=[["st", step["id"], fields]])
         self.last_ck = self.clock.now_ms()
 
-    def _runner(self, job, step, s):
+    def step_runner(self, job, step, s):
         try:
             return _HandlerRun(step, s.get("hs"), self._handler_ctx(step))
         except MemoryError:
@@ -460,7 +460,7 @@ class Agent:
             self._step_failed(job, step, s, "%s: %s" % (type(exc).__name__, exc))
             return None
 
-    def _pause(self, step, s, reason, runner):
+    def pause_step(self, step, s, reason, runner):
         self.sensors.set_compute_load(0)
         sid = step["id"]
         fraction = _r(s["work_s"] / self._compute_s(step, s))
@@ -471,7 +471,7 @@ class Agent:
         self.emit("step.paused", sid, {"reason": reason, "progress_fraction": fraction},
                   ops=[["st", sid, {"status": "paused", "why": reason, "paused_at": self.now()}]])
 
-    def _resume(self, step, s):
+    def resume_step(self, step, s):
         self.emit("step.resumed", step["id"],
                   {"progress_fraction": _r(s["work_s"] / self._compute_s(step, s)),
                    "paused_s": round(self.now() - s.get("paused_at", self.now()), 1)},
@@ -482,7 +482,7 @@ class Agent:
         c = s.get("compute")
         return c if c is not None else step["compute_s"]
 
-    def _compute(self, job, step, s, runner, until_work, kind, leave_on=None):
+    def compute_step(self, job, step, s, runner, until_work, kind, leave_on=None):
         """Run the step's work up to until_work (s at full capacity) under the
         gates of `kind` ('sunlit', 'eclipse', or 'any'). Returns None when
         reached; the pause reason when it pauses for `leave_on`; ABORT when the
@@ -498,13 +498,13 @@ class Agent:
             reason = self._gate(step, s, kind)
             if reason is not None:
                 if s["status"] != "paused":
-                    self._pause(step, s, reason, runner)
+                    self.pause_step(step, s, reason, runner)
                 if leave_on is not None and reason == leave_on:
                     return reason
                 yield sleep_ms(self.chunk_ms)
                 continue
             if s["status"] == "paused":
-                self._resume(step, s)
+                self.resume_step(step, s)
             capacity = agentconfig.compute_capacity(self.sensors.battery_percent(), self.cfg)
             if capacity <= 0:
                 yield sleep_ms(self.chunk_ms)  # compute unavailable: the gate pauses next round
@@ -543,7 +543,7 @@ class Agent:
                 self.last_ck = self.clock.now_ms()
         return None
 
-    def _complete(self, job, step, s, runner, out_mb, then=None):
+    def complete_step(self, job, step, s, runner, out_mb, then=None):
         """Finish the real handler, report step.completed (and `then`, a
         primitive's own completion event, in the same breath)."""
         error = yield from runner.advance(1.0)
@@ -614,7 +614,7 @@ class Agent:
         sid = step["id"]
         attempts = s.get("attempts", 0)
         if s["status"] == "pending":
-            attempts += 1  # it failed before it started (_start counts the others): a try all the same
+            attempts += 1  # it failed before it started (start_step counts the others): a try all the same
         if step["retry_policy"] != "fail" and attempts <= step["max_retries"]:
             self.emit("fault.detected", sid, {"kind": "task_crash",
                                               "detail": "step %s: %s" % (sid, error)},
@@ -733,7 +733,7 @@ class _HandlerRun:
                 self.result = stop.value if isinstance(stop.value, dict) else None
                 break
             except MemoryError:
-                raise  # not the step's fault (see _runner)
+                raise  # not the step's fault (see step_runner)
             except Exception as exc:  # a handler's failure is the step's, not the agent's
                 self.done = True
                 return "%s: %s" % (type(exc).__name__, exc)

@@ -53,7 +53,7 @@ def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
     # critical RAM state, triple-redundant: mirrored at every commit, scrubbed
     ag.tmr = {"seq": Cell(), "mode": Cell(), "deployment": Cell(), "step": Cell(),
               "work_ms": Cell()}
-    ag.journal.after_commit = ag._mirror
+    ag.journal.after_commit = ag.mirror
     ag._scrubbing = False
     ag.stats = {"polls": 0, "batches": 0, "events_sent": 0, "event_bytes": 0,
                 "feeds": 0, "feeds_refused": 0, "bad_workloads": 0,
@@ -75,7 +75,7 @@ def boot(ag):
     j = ag.journal.open()
     ag.tq.open(1 << 30, 0)  # telemetry queued before the reset goes out at the next contact
     st = j.state
-    ag._mirror()
+    ag.mirror()
     boot_count = st["boot_count"] + 1
     intended = st.get("intended_reset")
     cause = intended or ag.reset_cause

@@ -62,7 +62,7 @@ def run_eclipse(ag, job, step, s):
                 return
             continue
         if runner is None:
-            runner = ag._runner(job, step, s)
+            runner = ag.step_runner(job, step, s)
             if runner is None:
                 return
         led[2] += needed
@@ -72,13 +72,13 @@ def run_eclipse(ag, job, step, s):
             ag.emit("eclipse_step.started", sid, {"energy_budget_wh": budget,
                                                     "eclipse_policy": policy,
                                                     "battery_percent": _r(pct)})
-            ag._start(step, s, w[W_ID], "eclipse")
+            ag.start_step(step, s, w[W_ID], "eclipse")
         elif s["status"] == "paused":
-            ag._resume(step, s)
+            ag.resume_step(step, s)
         why = None
         half = compute / 2.0
         if s["work_s"] < half - EPS:
-            why = yield from ag._compute(job, step, s, runner, half, "eclipse", leave_on="eclipse")
+            why = yield from ag.compute_step(job, step, s, runner, half, "eclipse", leave_on="eclipse")
             if why == ABORT:
                 return
             if why is None and s["work_s"] < compute - EPS:
@@ -96,13 +96,13 @@ def run_eclipse(ag, job, step, s):
                                                              "battery_percent": _r(pct),
                                                              "ok": fine})
                 if not fine:
-                    ag._pause(step, s, "battery", runner)
+                    ag.pause_step(step, s, "battery", runner)
                     if not defer_eclipse(ag, job, step, s, w, "min_battery_soc: finishing "
                                                "would go below it (checked at 50 %)", rest, room):
                         return
                     continue
         if why is None:
-            why = yield from ag._compute(job, step, s, runner, compute, "eclipse",
+            why = yield from ag.compute_step(job, step, s, runner, compute, "eclipse",
                                            leave_on="eclipse")
             if why == ABORT:
                 return
@@ -114,7 +114,7 @@ def run_eclipse(ag, job, step, s):
             return
         ag.journal.commit([["st", sid, {"ecl": nxt[W_ID]}]])
     pct = ag.sensors.battery_percent()
-    yield from ag._complete(job, step, s, runner, step["output_mb"], then=(
+    yield from ag.complete_step(job, step, s, runner, step["output_mb"], then=(
         "eclipse_step.completed", {"energy_consumed_wh": _r(s.get("energy_wh", 0.0)),
                                    "battery_percent": _r(pct)}))
 

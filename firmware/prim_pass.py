@@ -26,7 +26,7 @@ def run_pass(ag, job, step, s):
         ag.emit("pass_step.decomposed", sid, {"segments": len(segs),
                                                 "passes": [seg[0] for seg in segs]},
                   ops=[["st", sid, {"segs": segs, "seg_i": 0, "outs": [], "done_s": 0.0}]])
-    runner = ag._runner(job, step, s)
+    runner = ag.step_runner(job, step, s)
     if runner is None:
         return
     segs = s["segs"]
@@ -41,12 +41,12 @@ def run_pass(ag, job, step, s):
         ag.emit("pass_step.segment_started", sid, {"segment_index": i + 1,
                                                      "segments_total": n, "pass_id": pid})
         if s["status"] == "pending":
-            ag._start(step, s, pid, "contact")
+            ag.start_step(step, s, pid, "contact")
         elif s["status"] == "paused":
-            ag._resume(step, s)
+            ag.resume_step(step, s)
         target = min(s["done_s"] + c, compute)
         if compute > 0:
-            why = yield from ag._compute(job, step, s, runner, target, "any")
+            why = yield from ag.compute_step(job, step, s, runner, target, "any")
             if why is not None:
                 return
         out = total_out * c / compute if compute else total_out
@@ -57,13 +57,13 @@ def run_pass(ag, job, step, s):
                   ops=[["st", sid, {"seg_i": i + 1, "outs": outs, "done_s": target,
                                     "work_s": s["work_s"]}]])
         if i < n - 1:
-            ag._pause(step, s, "link", runner)
+            ag.pause_step(step, s, "link", runner)
     strategy = p.get("merge_strategy") or "concat"
     merged = _load("planner_rules").merged_output_mb(strategy, s["outs"])
     _unload("planner_rules")
     ag.emit("pass_step.merged", sid, {"merge_strategy": strategy, "segments": n,
                                         "output_mb": _r(merged)})
-    yield from ag._complete(job, step, s, runner, merged)
+    yield from ag.complete_step(job, step, s, runner, merged)
 
 
 def decompose(ag, job, p, compute, t, rules):

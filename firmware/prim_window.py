@@ -47,12 +47,12 @@ def run_window(ag, job, step, s):
                                     "memory": t.get("memory_mb", 0),
                                     "out": t.get("output_mb", 0)}]])
         ag.emit("window_step.started", sid, {"tier": tier})
-        ag._start(step, s, w[W_ID], kind)
-    runner = ag._runner(job, step, s)
+        ag.start_step(step, s, w[W_ID], kind)
+    runner = ag.step_runner(job, step, s)
     if runner is None:
         return
     gates = "eclipse" if kind == "eclipse" else ("any" if kind == "contact" else "sunlit")
-    why = yield from ag._compute(job, step, s, runner, s["compute"], gates)
+    why = yield from ag.compute_step(job, step, s, runner, s["compute"], gates)
     if why is None:
-        yield from ag._complete(job, step, s, runner, s["out"], then=(
+        yield from ag.complete_step(job, step, s, runner, s["out"], then=(
             "window_step.completed", {"tier": s["tier"], "output_mb": _r(s["out"])}))
