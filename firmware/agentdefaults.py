@@ -23,6 +23,8 @@ DEFAULTS = {
     "serial_baud": 115200,
     "serial_timeout_ms": 1500,     # per try; (retries+1) x 2 x this must stay < task_deadline_ms
     "serial_retries": 1,
+    "serial_compact": False,       # offer the compact encoding (firmware/compact.py) at hello;
+                                   # used only if the bridge takes it: ~47 B/event, not ~280
     # task periods (s). poll >= 10 and telemetry >= 30 are the Console's rate limits.
     "poll_interval_s": 10,
     "telemetry_interval_s": 30,

@@ -144,6 +144,8 @@ class SerialLink:
         self.sid = _session_id()
         self.last_id = 0
         self.session = False          # the bridge acknowledged our hello
+        self.offer_compact = bool(get("serial_compact"))  # offer compact requests at hello
+        self.compact = False          # ... and the bridge took the offer (firmware/compact.py)
         self.busy_since = None        # a call holds the line since (ms)
         # counters (requests/failures/bytes_sent as in HttpLink)
         self.requests = 0
@@ -211,14 +213,19 @@ class SerialLink:
 
     def _hello(self):
         self.hellos += 1
-        status, reply = yield from self._exchange("HELLO", None, (json.dumps(
-            {"agent_id": self.agent_id, "api_key": self.api_key, "sid": self.sid,
-             "ua": self.user_agent, "max": self.max_reply, "pc": PIECE}),))
+        hello = {"agent_id": self.agent_id, "api_key": self.api_key, "sid": self.sid,
+                 "ua": self.user_agent, "max": self.max_reply, "pc": PIECE}
+        if self.offer_compact:
+            hello["enc"] = ["c1"]  # firmware/compact.py VERSION
+        self.compact = False
+        status, reply = yield from self._exchange("HELLO", None, (json.dumps(hello),))
+        hello = None
         if status is None:
             return False, reply
         if status != 200 or not isinstance(reply, dict) or reply.get("sid") != self.sid:
             return False, "hello refused (%s)" % status
         self.session = True
+        self.compact = self.offer_compact and reply.get("enc") == "c1"
         return True, None
 
     def _next_id(self):
@@ -229,14 +236,24 @@ class SerialLink:
         """Send one request (with retries); (status, body) or (None, reason).
         parts: the body's JSON text in pieces, or None."""
         rid = self._next_id()
-        head = '{"i":%d,"m":"%s"' % (rid, method)
-        if path is not None:
-            head += ',"p":' + json.dumps(path)
-        if parts is None:
-            frame = framing.encode_parts((head + "}",))
+        if self.compact and method != "HELLO":
+            import compact  # the body as the catalog-driven encoding: a radio's bytes count
+            body = _loads(parts) if parts is not None else None
+            parts = None
+            frame = framing.encode_parts((compact.request(
+                rid, method, path, compact.body_kind(path, body) if body is not None else 0,
+                body),))
+            body = None
         else:
-            frame = framing.encode_parts((head + ',"b":',) + parts + ("}",))
-        head = parts = None
+            head = '{"i":%d,"m":"%s"' % (rid, method)
+            if path is not None:
+                head += ',"p":' + json.dumps(path)
+            if parts is None:
+                frame = framing.encode_parts((head + "}",))
+            else:
+                frame = framing.encode_parts((head + ',"b":',) + parts + ("}",))
+            head = None
+        parts = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1

@@ -308,17 +308,23 @@ def test_events_reach_the_real_console_exactly_once_over_a_lossy_line(line, tmp_
         console.stop()
 
 
-def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(line, tmp_path):
+@pytest.mark.parametrize("compact", [False, True], ids=["json", "compact"])
+def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
+        line, tmp_path, compact):
     """sim/node.py with `transport: serial` (its link by config, as boot.py
     picks it): the standard pipeline through the real bridge to the real
-    Console, every event once; the exit summary has no HTTP-only field."""
+    Console, every event once; the exit summary has no HTTP-only field. With
+    `serial_compact` the agent offers the compact encoding (firmware/compact.py)
+    at hello, the bridge takes it and expands every request to the JSON the
+    Console validates: the same job, every event once, fewer bytes up."""
     from tools.scenario import Ground, Node, load_job
     path_a, path_b, relay = line
-    relay()  # a clean line
+    wire = relay()  # a clean line
     ground = Ground(tmp_path)
     try:
         dep = ground.deploy(load_job("standard-pipeline.json"))
-        node = Node(ground, tmp_path, cfg={"transport": "serial", "serial_port": path_a})
+        node = Node(ground, tmp_path, cfg={"transport": "serial", "serial_port": path_a,
+                                           "serial_compact": compact})
         bridge = start_bridge(path_b, ground.url)
         bridge.wait_for("open")
         try:
@@ -331,6 +337,11 @@ def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(li
         seqs = ground.all_seqs(node.agent_id)
         assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
         assert counts["hellos"] == 1 and counts["bad_frames"] == 0, counts
+        assert counts["bad_requests"] == 0 and counts["compact_sessions"] == int(compact), counts
+        kinds = [e["type"] for e in ground.events(dep)]
+        assert kinds[0] == "job.accepted" and kinds[-1] == "job.completed"
+        print("\nserial %s: %d events in %d frames" % ("compact" if compact else "json",
+                                                     len(seqs), wire.injected["frames"]))
     finally:
         ground.close()
 

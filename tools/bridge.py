@@ -30,6 +30,7 @@ import time
 import click
 
 import tools  # noqa: F401  (portable folders on sys.path)
+import compact
 import framing
 import timeutil
 
@@ -42,7 +43,8 @@ _SAFE_PATH = re.compile(r"^/api/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 _SAFE_HEADER = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 COUNTERS = ("frames_in", "frames_out", "bad_frames", "bad_requests", "hellos", "sessions",
-            "no_session", "relayed", "replayed", "http_errors", "oversize", "reconnects")
+            "no_session", "relayed", "replayed", "http_errors", "oversize", "reconnects",
+            "compact_sessions")
 
 
 class Session:
@@ -108,10 +110,13 @@ class Bridge:
     def handle(self, payload):
         """One good frame's payload -> the reply payload, or None (dropped)."""
         try:
-            msg = json.loads(payload)
+            if payload[:1] == bytes((compact.MARK,)):  # a compact request (firmware/compact.py)
+                msg = compact.parse_request(payload)
+            else:
+                msg = json.loads(payload)
             rid = msg["i"]
             method = msg["m"]
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError, IndexError):
             self.counts["bad_requests"] += 1
             return None
         if not isinstance(rid, int) or isinstance(rid, bool) or rid < 0:
@@ -162,7 +167,12 @@ class Bridge:
         else:   # a retried hello: keep the reply cache
             old.api_key, old.user_agent, old.max_reply = api_key, user_agent, max_reply
             old.piece = piece
-        return {"i": rid, "s": 200, "b": {"sid": sid, "bridge": VERSION}}
+        reply = {"sid": sid, "bridge": VERSION}
+        enc = body.get("enc")
+        if isinstance(enc, list) and compact.VERSION in enc:
+            reply["enc"] = compact.VERSION  # the agent may send compact requests
+            self.counts["compact_sessions"] += 1
+        return {"i": rid, "s": 200, "b": reply}
 
     def _relay(self, session, rid, msg):
         """(reply dict, cacheable)."""

@@ -1,7 +1,8 @@
 """Serial link figures: bytes on the line per event (framing overhead against
-the compact JSON, and against the same batch over HTTP), the bridge's relay
-throughput over a real pty to a local HTTP server, and framing speed under
-MicroPython."""
+the compact JSON, and against the same batch over HTTP), the compact encoding
+(firmware/compact.py) over the demo mission's real stream, the bridge's relay
+throughput over a real pty to a local HTTP server, and framing and compact
+encoding speed under MicroPython."""
 import json
 import os
 import select
@@ -10,9 +11,11 @@ import time
 import tty
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import compact
 import events
 import framing
 import httpc
+import timeutil
 from tools.bridge import Bridge
 from tools.upy import run_code
 
@@ -136,8 +139,82 @@ def framing_speed():
     return m["kib"] / max(m["enc_ms"], 1) * 1000, m["kib"] / max(m["dec_ms"], 1) * 1000
 
 
+def demo_stream():
+    """The demo mission's predicted events as the agent reports them."""
+    from tools import planner
+    from tools.benches.planner import SAT
+    from tools.scenario import START, load_job
+    plan = planner.make_plan(SAT, load_job("demo-mission.json"), timeutil.parse_iso(START), 12)
+    return [dict(e, seq=i + 2, agent_id="sat-25544", deployment_id="dep-0123456789abcdef")
+            for i, e in enumerate(plan["events"])]
+
+
+def compact_bytes(evs, n):
+    """(framed compact bytes, framed JSON bytes) per event, in batches of n."""
+    path = "/api/deployments/dep-0123456789abcdef/events"
+    c = j = 0
+    for i in range(0, len(evs), n):
+        batch = evs[i:i + n]
+        c += len(framing.encode(bytes(compact.request(17, "POST", path, compact.EVENTS, batch))))
+        j += len(framing.encode(json.dumps({"i": 17, "m": "POST", "p": path, "b": batch},
+                                           separators=(",", ":")).encode()))
+    return c / len(evs), j / len(evs)
+
+
+COMPACT_SPEED = """
+import gc, json, time
+evs = json.load(open(%r))[:50]
+gc.collect()
+a = gc.mem_alloc()
+import compact
+gc.collect()
+module = gc.mem_alloc() - a
+t = time.ticks_ms()
+for _ in range(10):
+    data = compact.encode_body(compact.EVENTS, evs)
+enc = time.ticks_diff(time.ticks_ms(), t)
+t = time.ticks_ms()
+for _ in range(10):
+    compact.decode_body(data)
+dec = time.ticks_diff(time.ticks_ms(), t)
+print(json.dumps({"events": 500, "enc_ms": enc, "dec_ms": dec, "module": module}))
+"""
+
+
+def compact_speed(evs):
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(evs, f)
+    try:
+        m = run_code(COMPACT_SPEED % f.name, impl="micropython", heap="512K",
+                     timeout=120).check().last_json
+    finally:
+        os.unlink(f.name)
+    return m["events"] / max(m["enc_ms"], 1) * 1000, m["events"] / max(m["dec_ms"], 1) * 1000, \
+        m["module"]
+
+
 def run():
     figures = []
+    evs = demo_stream()
+    for n in (1, 10, BATCH):
+        c, j = compact_bytes(evs, n)
+        figures.append({"name": "compact: serial bytes per event, demo mission stream "
+                                "(batch of %d; JSON frames: %.0f)" % (n, j),
+                        "value": round(c, 1), "unit": "B/event"})
+    c50 = compact_bytes(evs, BATCH)[0]
+    j50 = compact_bytes(evs, BATCH)[1]
+    for bits in (9600, 1200):
+        figures.append({"name": "events a 10-minute pass carries at %d bit/s (8N1, batches of "
+                                "%d): compact (JSON: %d)" % (bits, BATCH, 600 * bits / 10 / j50),
+                        "value": round(600 * bits / 10 / c50), "unit": "events"})
+    enc, dec, module = compact_speed(evs)
+    figures += [
+        {"name": "compact encode speed (MicroPython unix port)", "value": round(enc), "unit": "events/s"},
+        {"name": "compact decode speed (MicroPython unix port)", "value": round(dec), "unit": "events/s"},
+        {"name": "compact module in the heap (MicroPython unix port, .py)", "value": module,
+         "unit": "B"},
+    ]
     for n in (1, 10, BATCH):
         frame, payload, http = line_bytes(n)
         figures.append({"name": "serial frame bytes per event (batch of %d)" % n,
