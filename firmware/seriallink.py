@@ -98,12 +98,26 @@ class _Pieces(IOBase or object):
         return 0
 
 
-def _loads(parts):
+def _loads(parts, z=False):
+    if z:  # raw deflate, a 512-byte window (the bridge's "deflate9"), decoded as it is read
+        if sys.implementation.name == "micropython":
+            import deflate
+            return json.load(deflate.DeflateIO(_Pieces(parts), deflate.RAW, 9))
+        import zlib
+        return json.loads(zlib.decompress(b"".join(parts), -9))
     if len(parts) == 1:
         return json.loads(parts[0])
     if IOBase is not None and sys.implementation.name == "micropython":
         return json.load(_Pieces(parts))
     return json.loads(b"".join(parts))
+
+
+def _has_deflate():
+    try:
+        import deflate  # noqa: F401  (MicroPython's; a board built without it offers none)
+        return True
+    except ImportError:
+        return sys.implementation.name != "micropython"  # CPython: zlib
 
 
 def _session_id():
@@ -141,6 +155,7 @@ class SerialLink:
         self.deframer = framing.Deframer(PIECE + _PIECE_HEAD)
         self.rx = bytearray(READ_CHUNK)
         self.pieces = None            # the reply being received in pieces
+        self.pieces_z = False         # ... deflated
         self.sid = _session_id()
         self.last_id = 0
         self.session = False          # the bridge acknowledged our hello
@@ -217,6 +232,8 @@ class SerialLink:
                  "ua": self.user_agent, "max": self.max_reply, "pc": PIECE}
         if self.offer_compact:
             hello["enc"] = ["c1"]  # firmware/compact.py VERSION
+            if _has_deflate():
+                hello["z"] = ["deflate9"]  # long replies may come deflated
         self.compact = False
         status, reply = yield from self._exchange("HELLO", None, (json.dumps(hello),))
         hello = None
@@ -227,6 +244,8 @@ class SerialLink:
         self.session = True
         self.compact = self.offer_compact and reply.get("enc") == "c1"
         return True, None
+
+    # (a reply's pieces say whether they are deflated: bridge.pieces)
 
     def _next_id(self):
         self.last_id = self.last_id % (ID_LIMIT - 1) + 1
@@ -313,15 +332,20 @@ class SerialLink:
                 break
         if colon < 0:
             return None
+        head = bytes(payload[1:colon]).split()
+        z = len(head) == 4 and head[3] == b"z"  # deflated pieces (the hello offered it)
         try:
-            i, k, count = [int(x) for x in bytes(payload[1:colon]).split()]
+            i, k, count = [int(x) for x in head[:3]]
         except (ValueError, TypeError):
+            return None
+        if len(head) not in (3, 4) or len(head) == 4 and not (z and self.offer_compact):
             return None
         if i != rid or count * PIECE > self.max_reply + PIECE:
             return None
         if k == 0:
             self.pieces = []
-        if self.pieces is None or k != len(self.pieces):
+            self.pieces_z = z
+        if self.pieces is None or k != len(self.pieces) or z != self.pieces_z:
             return None  # one went missing: the retry brings them all again
         self.pieces.append(bytes(payload[colon + 1:]))
         if len(self.pieces) < count:
@@ -338,7 +362,7 @@ class SerialLink:
                     if parts is None:
                         self.stale += 1
                     return parts
-                msg = _loads(parts)
+                msg = _loads(parts, self.pieces_z)
                 parts = None
             else:
                 msg = _loads((payload if sys.implementation.name == "micropython"

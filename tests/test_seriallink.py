@@ -315,8 +315,9 @@ def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
     picks it): the standard pipeline through the real bridge to the real
     Console, every event once; the exit summary has no HTTP-only field. With
     `serial_compact` the agent offers the compact encoding (firmware/compact.py)
-    at hello, the bridge takes it and expands every request to the JSON the
-    Console validates: the same job, every event once, fewer bytes up."""
+    and deflated replies at hello, the bridge takes both, expands every
+    request to the JSON the Console validates and deflates long replies: the
+    same job, every event once, fewer bytes both ways."""
     from tools.scenario import Ground, Node, load_job
     path_a, path_b, relay = line
     wire = relay()  # a clean line
@@ -338,6 +339,8 @@ def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
         assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
         assert counts["hellos"] == 1 and counts["bad_frames"] == 0, counts
         assert counts["bad_requests"] == 0 and counts["compact_sessions"] == int(compact), counts
+        # the workload (and every reply over 512 B) came down deflated to the compact agent
+        assert (counts["deflated"] > 0) == compact, counts
         kinds = [e["type"] for e in ground.events(dep)]
         assert kinds[0] == "job.accepted" and kinds[-1] == "job.completed"
         print("\nserial %s: %d events in %d frames" % ("compact" if compact else "json",

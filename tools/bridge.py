@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 
 import click
 
@@ -39,12 +40,13 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_PAYLOAD = 65536          # bytes of request payload accepted from the line
 DEFAULT_AGENT_MAX = 16384    # reply payload limit when the hello names none
 MIN_PIECE = 64               # the smallest piece size a hello may ask for
+Z_MIN = 512                  # replies longer than this go deflated to an agent that offered it
 _SAFE_PATH = re.compile(r"^/api/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 _SAFE_HEADER = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 COUNTERS = ("frames_in", "frames_out", "bad_frames", "bad_requests", "hellos", "sessions",
             "no_session", "relayed", "replayed", "http_errors", "oversize", "reconnects",
-            "compact_sessions")
+            "compact_sessions", "deflated")
 
 
 class Session:
@@ -56,6 +58,7 @@ class Session:
         self.user_agent = user_agent
         self.max_reply = max_reply
         self.cache_size = cache_size
+        self.z = False           # long replies go deflated (raw, 512-byte window: "deflate9")
         self.cache = collections.OrderedDict()   # id -> (request payload, reply dict, monotonic s)
 
     def remember(self, rid, request, reply):
@@ -99,12 +102,22 @@ class Bridge:
     def pieces(self, reply):
         """The reply as the frames' payloads: itself, or pieces of the size
         the session's hello asked for."""
-        size = self.session.piece if self.session is not None else None
-        if not size or len(reply) <= size:
+        session = self.session
+        size = session.piece if session is not None else None
+        z = b""
+        if session is not None and session.z and len(reply) > Z_MIN:
+            rid = json.loads(reply)["i"]
+            c = zlib.compressobj(9, zlib.DEFLATED, -9)
+            reply = c.compress(reply) + c.flush()
+            z = b" z"
+            self.counts["deflated"] += 1
+            size = size or len(reply)
+        elif not size or len(reply) <= size:
             return [reply]
-        rid = json.loads(reply)["i"]
+        else:
+            rid = json.loads(reply)["i"]
         count = (len(reply) + size - 1) // size
-        return [b"#%d %d %d:" % (rid, k, count) + reply[k * size:(k + 1) * size]
+        return [b"#%d %d %d%s:" % (rid, k, count, z) + reply[k * size:(k + 1) * size]
                 for k in range(count)]
 
     def handle(self, payload):
@@ -172,6 +185,10 @@ class Bridge:
         if isinstance(enc, list) and compact.VERSION in enc:
             reply["enc"] = compact.VERSION  # the agent may send compact requests
             self.counts["compact_sessions"] += 1
+        z = body.get("z")
+        self.session.z = isinstance(z, list) and "deflate9" in z
+        if self.session.z:
+            reply["z"] = "deflate9"
         return {"i": rid, "s": 200, "b": reply}
 
     def _relay(self, session, rid, msg):

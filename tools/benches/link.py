@@ -149,6 +149,20 @@ def demo_stream():
             for i, e in enumerate(plan["events"])]
 
 
+def workload_bytes():
+    """The demo mission's WorkloadSpec as the bridge sends it down: (JSON,
+    deflated) bytes of the poll reply."""
+    import zlib
+    from tools import planner
+    from tools.benches.planner import SAT
+    from tools.scenario import START, load_job
+    plan = planner.make_plan(SAT, load_job("demo-mission.json"), timeutil.parse_iso(START), 12)
+    spec = planner.workload_spec(plan, plan["id"], "dep-0123456789abcdef", "25544")
+    reply = json.dumps({"i": 9, "s": 200, "b": spec}, separators=(",", ":")).encode()
+    c = zlib.compressobj(9, zlib.DEFLATED, -9)
+    return len(reply), len(c.compress(reply) + c.flush())
+
+
 def compact_bytes(evs, n):
     """(framed compact bytes, framed JSON bytes) per event, in batches of n."""
     path = "/api/deployments/dep-0123456789abcdef/events"
@@ -208,6 +222,9 @@ def run():
         figures.append({"name": "events a 10-minute pass carries at %d bit/s (8N1, batches of "
                                 "%d): compact (JSON: %d)" % (bits, BATCH, 600 * bits / 10 / j50),
                         "value": round(600 * bits / 10 / c50), "unit": "events"})
+    plain, deflated = workload_bytes()
+    figures.append({"name": "uplink: the demo mission's workload reply, deflated (JSON: %d B)"
+                            % plain, "value": deflated, "unit": "B"})
     enc, dec, module = compact_speed(evs)
     figures += [
         {"name": "compact encode speed (MicroPython unix port)", "value": round(enc), "unit": "events/s"},
