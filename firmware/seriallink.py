@@ -291,11 +291,15 @@ class SerialLink:
             port = self._port()
             sent = 0
             while sent < len(frame):
-                sent += port.write(frame[sent:])
+                k = port.write(frame[sent:])
+                sent += k
                 if sent < len(frame):
-                    if self._expired(started):
+                    if k:
+                        started = self.now_ms()  # the line takes it (a radio modem, slowly)
+                    elif self._expired(started):
                         return None
                     yield self.pause
+            started = self.now_ms()  # the reply's wait starts once the request is out
             self.frames_out += 1
             self.bytes_sent += len(frame)
             d = self.deframer

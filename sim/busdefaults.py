@@ -31,6 +31,7 @@ def bus_config(overrides=None):
         "cpu_idle_percent": 5,       # CPU with no compute load
         "storage_mb": 8192,
         "downlink_mbps": 10,
+        "radio_bps": 0,              # the serial link's radio, bits/s each way (0: an unpaced line; sim/radio.py)
     }
     for key in overrides or ():
         if key not in cfg:

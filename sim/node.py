@@ -116,7 +116,18 @@ class Node:
         watchdog.arm()
         if self.cfg["transport"] == "serial":  # a radio behind a serial line (docs/serial.md)
             from seriallink import SerialLink
-            link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION)
+            bps = self.sat.bus["radio_bps"]
+            if bps:  # the radio's rate, in simulated time (sim/radio.py)
+                import serialport
+                from radio import RadioPort
+                from scheduler import sleep_ms
+                radio = RadioPort(serialport.open_port(self.cfg["serial_port"],
+                                                            self.cfg["serial_baud"]),
+                                  self.clock, bps)
+                link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION, port=radio,
+                                  now_ms=self.clock.now_ms, pause=sleep_ms(5))
+            else:
+                link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION)
         else:
             link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
             link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile

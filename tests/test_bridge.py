@@ -283,3 +283,25 @@ def test_a_reply_longer_than_the_agents_piece_size_goes_down_in_pieces(relay, co
 def test_a_hello_with_a_bad_piece_size_is_refused(relay, console):
     for bad in (16, "2048", True):
         assert hello(relay, pc=bad)["s"] == 400
+
+
+def test_with_a_rate_the_bridge_paces_the_line_like_a_radio(console):
+    """`umbra bridge --rate 9600`: a request of ~1.2 KB and its echo of the
+    same size each take the air's time, 10 bits a byte: at least 2 s for the
+    pair, where the unpaced line answers in a fraction of that."""
+    master, slave, path = pty_pair()
+    bridge = start_bridge(path, console.url, "--rate", "9600")
+    try:
+        bridge.wait_for("open")
+        assert exchange(master, {"i": 1, "m": "HELLO", "b": HELLO})["s"] == 200
+        body = {"blob": "x" * 1200}
+        started = time.monotonic()
+        reply = exchange(master, {"i": 2, "m": "POST", "p": "/api/echo", "b": body}, timeout=20)
+        took = time.monotonic() - started
+    finally:
+        code, out, counts = bridge.stop()
+        os.close(master)
+        os.close(slave)
+    assert reply["s"] == 200 and reply["b"]["echo"] == body
+    assert took >= 2 * 1200 * 10 / 9600, took
+    assert code == 0, out

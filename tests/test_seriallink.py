@@ -349,6 +349,47 @@ def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
         ground.close()
 
 
+def test_the_demo_mission_completes_over_a_slow_radio_in_simulated_time(line, tmp_path):
+    """The spacecraft's radio (bus radio_bps, sim/radio.py) carries so many
+    bits a second each way, in simulated time; the agent speaks the compact
+    encoding over it (serial_compact), the bridge expands it for the real
+    Console. The demo mission completes, every event once, at 9,600 and at
+    1,200 bit/s; at 1,200 the workload (over 1 KB deflated) takes the air
+    at least 7 s longer to come down, so the job starts later."""
+    from tools.scenario import Ground, Node, load_job, types
+    from tools.timefmt import parse
+    path_a, path_b, relay = line
+    relay()
+    accepted = {}
+    for bps in (9600, 1200):
+        ground = Ground(tmp_path / str(bps))
+        try:
+            dep = ground.deploy(load_job("demo-mission.json"))
+            node = Node(ground, tmp_path / str(bps), bus={"radio_bps": bps},
+                        cfg={"transport": "serial", "serial_port": path_a,
+                             "serial_compact": True, "serial_timeout_ms": 20000})
+            bridge = start_bridge(path_b, ground.url)
+            bridge.wait_for("open")
+            try:
+                code, summary, out = node.run(timeout=150)
+            finally:
+                bcode, bout, counts = bridge.stop()
+            assert code == 0, out[-3000:]
+            assert ground.status(dep) == "completed", out[-3000:]
+            assert summary["reboots"] == 0, out[-3000:]
+            seqs = ground.all_seqs(node.agent_id)
+            assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
+            evs = ground.events(dep)
+            kinds = types(evs)
+            assert kinds.count("job.accepted") == 1 and kinds.count("job.completed") == 1
+            assert counts["compact_sessions"] >= 1 and counts["deflated"] >= 1, counts
+            assert counts["bad_requests"] == 0, counts
+            accepted[bps] = parse([e for e in evs if e["type"] == "job.accepted"][0]["timestamp"])
+        finally:
+            ground.close()
+    assert accepted[1200] - accepted[9600] >= 1000 * 10 * (1 / 1200 - 1 / 9600), accepted
+
+
 FRAGMENTED_AGENT = DRIVE + """
 import gc, hashlib
 path = sys.argv[1]

@@ -231,9 +231,11 @@ class Bridge:
     # ---- the port side -------------------------------------------------
 
     def serve(self, port_url, baud=115200, stop=None, stats_interval=60.0, reopen_s=0.5,
-              echo=None):
+              echo=None, rate=None):
         """Relay until `stop` (a threading.Event) is set; reopen the port
-        whenever it fails or is missing."""
+        whenever it fails or is missing. rate (bits/s): pace the line like a
+        radio of that rate (8N1), each way: what the agent sends is taken no
+        faster, replies go down no faster."""
         import serial
         stop = stop or threading.Event()
         echo = echo or self.log
@@ -253,10 +255,18 @@ class Bridge:
             self.deframer.reset()
             try:
                 while not stop.is_set():
-                    data = ser.read(max(1, ser.in_waiting))
+                    data = ser.read(max(1, ser.in_waiting) if not rate else
+                                    max(1, min(ser.in_waiting, int(rate) // 100)))
                     if data:
+                        if rate:
+                            stop.wait(len(data) * 10.0 / rate)  # the air's time for them
                         for frame in self.feed(data):
-                            ser.write(frame)
+                            if rate:
+                                for k in range(0, len(frame), 64):
+                                    ser.write(frame[k:k + 64])
+                                    stop.wait(len(frame[k:k + 64]) * 10.0 / rate)
+                            else:
+                                ser.write(frame)
                     if next_stats and time.monotonic() >= next_stats:
                         echo(format_counters(self.counters()))
                         next_stats = time.monotonic() + stats_interval
@@ -309,7 +319,9 @@ def format_counters(counts):
               help="Seconds between counter lines (0: only at exit).")
 @click.option("--cache-size", default=64, show_default=True, help="Replies kept per session for retries.")
 @click.option("--http-timeout", default=10.0, show_default=True, help="Seconds per Console request.")
-def bridge(port_url, console_url, baud, stats_interval, cache_size, http_timeout):
+@click.option("--rate", type=click.IntRange(min=50), default=None, metavar="BITS_PER_S",
+              help="Pace the line like a radio of this rate, each way (8N1), e.g. 9600.")
+def bridge(port_url, console_url, baud, stats_interval, cache_size, http_timeout, rate):
     """Relay an agent's serial link to the Console (stop with Ctrl-C or SIGTERM)."""
     def say(msg):
         click.echo("umbra bridge: %s" % msg)
@@ -324,7 +336,8 @@ def bridge(port_url, console_url, baud, stats_interval, cache_size, http_timeout
     relay = Bridge(console_url, cache_size=cache_size, http_timeout=http_timeout, log=say)
     say("relaying %s <-> %s" % (port_url, console_url))
     try:
-        relay.serve(port_url, baud=baud, stop=stop, stats_interval=stats_interval, echo=say)
+        relay.serve(port_url, baud=baud, stop=stop, stats_interval=stats_interval, echo=say,
+                    rate=rate)
     finally:
         relay.close()
         say(format_counters(relay.counters()))
