@@ -134,7 +134,7 @@ class Router:
             for v in self.adj[u]:
                 if v in done:
                     continue
-                w = self._window_at(u, v, t)
+                w = self.window_at(u, v, t)
                 if w is None:
                     continue
                 m = segment_at(w, t)
@@ -168,7 +168,7 @@ class Router:
             r["arrival"] = r["duration_s"] = None
         return r
 
-    def _window_at(self, u, v, t):
+    def window_at(self, u, v, t):
         wins = self.adj[u].get(v)
         if not wins:
             return None
