@@ -187,8 +187,9 @@ def test_train_of_four_routes_end_to_end_through_its_middle_satellites():
 
 def test_a_waiting_route_beats_the_route_of_the_moment():
     # Built for it (shell-20, 2h26m after its epoch): 99807 and 99815, in the two
-    # planes, come into range 10 s later and pass close; at that moment the only
-    # path is two hops through 99816, at the far end of both links' range.
+    # planes, come into range 10 s later and stay in range long enough to carry
+    # 4000 MB in one hop; at that moment the best path is two hops through 99816,
+    # each as slow as the direct one.
     plan, t0 = _fleet("shell-20.json", 6)
     router = islroute.Router(plan)
     t = t0 + 8760
