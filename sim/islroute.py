@@ -40,10 +40,12 @@ class Router:
             for u, v in ((w["a"], w["b"]), (w["b"], w["a"])):
                 adj[u].setdefault(v, []).append(w)
         self.ends = {}
+        self.caps = {}       # (u, v) -> per window: Mb it can carry from each sample to its end
         for u in adj:
             for v in adj[u]:
                 adj[u][v].sort(key=lambda w: w["start"])
                 self.ends[(u, v)] = [w["end"] for w in adj[u][v]]
+                self.caps[(u, v)] = [_capacity_left(w) for w in adj[u][v]]
         self.adj = adj
 
     def _check(self, src, dst, data_mb):
@@ -69,8 +71,17 @@ class Router:
                 lo = mid + 1
             else:
                 hi = mid
+        caps = self.caps[(u, v)]
+        bits = data_mb * 8.0
         for k in range(lo, len(wins)):
-            h = send_in_window(wins[k], ready, data_mb)
+            w = wins[k]
+            if bits > 0 and len(w["t"]) > 1:
+                # a window that cannot carry it from where sending would begin is skipped at once
+                depart = ready if ready > w["start"] else w["start"]
+                m = segment_at(w, depart)
+                if caps[k][m + 1] + w["bandwidth_mbps"][m] * (w["t"][m + 1] - depart) < bits:
+                    continue
+            h = send_in_window(w, ready, data_mb)
             if h is not None:
                 h["from"] = u
                 h["to"] = v
@@ -214,6 +225,16 @@ def latency_at(w, t):
     elif f > 1:
         f = 1.0
     return lat[m] + (lat[m + 1] - lat[m]) * f
+
+
+def _capacity_left(w):
+    """[Mb the window can carry from its sample i to its end, for each sample]."""
+    ts = w["t"]
+    bws = w["bandwidth_mbps"]
+    left = [0.0] * len(ts)
+    for i in range(len(ts) - 2, -1, -1):
+        left[i] = left[i + 1] + bws[i] * (ts[i + 1] - ts[i])
+    return left
 
 
 def send_in_window(w, ready, data_mb):
