@@ -105,3 +105,14 @@ def test_keplerian_orbits_are_carried_as_tles_that_fly_the_same_orbit():
         rec = Satrec.twoline2rv(*sat["tle"])
         assert abs(rec.inclo * 57.29577951308232 - entry["orbit"]["inclination_deg"]) < 1e-4
         assert rec.satnum_str == entry["satellite_id"]
+
+
+def test_sim_fleet_agents_runs_every_satellites_firmware_against_a_console(tmp_path):
+    r = _umbra("sim", "fleet", "--fleet", TRAIN, "--hours", "1", "--agents", "--dir", str(tmp_path / "run"), "--json")
+    assert r.returncode == 0, r.stderr
+    agents = json.loads(r.stdout)["agents"]["satellites"]
+    assert [a["agent_id"] for a in agents] == ["sat-99901", "sat-99902", "sat-99903", "sat-99904"]
+    for a in agents:
+        assert a["outcome"] == "done" and a["boots"] == 1 and a["polls"] > 0
+        assert a["sim_time"] == "2026-03-08T01:00:00Z"
+    assert (tmp_path / "run" / "console.db").exists()

@@ -5,6 +5,11 @@
     umbra sim fleet --fleet examples/fleets/shell-20.json --hours 6 --at +2h26m \\
         --route 99807:99815 --data-mb 4000 --json
 
+With --agents it also runs every satellite's unchanged firmware under the
+MicroPython unix port, each as a node of its own, over the horizon against a
+fresh Console (tools/fleetrun.py; its database and the nodes' flash under
+--dir, default var/fleet), and prints each agent's run.
+
 A bad fleet file (duplicate satellite ids, unknown roles, orbits that do not
 parse, an empty fleet) is one line naming the satellite and exit 2; nothing
 is computed.
@@ -124,14 +129,18 @@ def _routes_asked(route_opts, sats):
               help="FROM:TO satellite ids to route between. Repeatable; default: first to last.")
 @click.option("--data-mb", type=float, default=100.0, show_default=True, help="Size of the routed transfer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def fleet(fleet_file, hours, start, at_opts, route_opts, data_mb, as_json):
+@click.option("--agents", "run_agents", is_flag=True,
+              help="Also run every satellite's firmware (MicroPython, .mpy) over the horizon against a fresh Console.")
+@click.option("--heap-watch", is_flag=True, help="--agents: report each agent's heap high-water mark (slow).")
+@click.option("--dir", "work_dir", default=None, help="--agents: folder for the Console and the nodes (default var/fleet; emptied first).")
+def fleet(fleet_file, hours, start, at_opts, route_opts, data_mb, as_json, run_agents, heap_watch, work_dir):
     """A fleet's ISL link windows over the horizon, and the routes at chosen times:
     earliest arrival (store and forward) beside the route of the moment."""
     if not 0 < hours <= MAX_HOURS:
         raise InputError("--hours must be within (0, %d]" % MAX_HOURS)
     if not data_mb >= 0:
         raise InputError("--data-mb must be >= 0")
-    _, sats, t0 = load_fleet(fleet_file)
+    doc, sats, t0 = load_fleet(fleet_file)
     if start:
         try:
             t0 = timeutil.parse_iso(start)
@@ -145,12 +154,15 @@ def fleet(fleet_file, hours, start, at_opts, route_opts, data_mb, as_json):
     plan = compute_plan(sats, t0, hours)
     router = islroute.Router(plan)
     routes = [route_doc(router, a, b, t, data_mb) for t in times for a, b in asked]
+    agents = _run_agents(doc, t0, hours, heap_watch, work_dir) if run_agents else None
     if as_json:
         click.echo(json.dumps({
             "fleet": [dict(orbitio.summary(s["orbit"]), satellite_id=s["satellite_id"], name=s["name"],
                            role=s["role"]) for s in sats],
             "start": orbitio.iso(t0), "hours": hours, "step_s": plan["step_s"],
-            "windows": [window_doc(w) for w in plan["windows"]], "routes": routes}, indent=1))
+            "windows": [window_doc(w) for w in plan["windows"]], "routes": routes,
+            "agents": agents}, indent=1))
+        _agents_exit(agents)
         return
     click.echo("%d satellites, %s + %g h: %d link windows" % (len(sats), orbitio.iso(t0), hours, len(plan["windows"])))
     click.echo("%-8s %-8s %-20s %-20s %9s %12s %11s" % ("a", "b", "start", "end", "duration", "distance km", "quality"))
@@ -177,6 +189,46 @@ def fleet(fleet_file, hours, start, at_opts, route_opts, data_mb, as_json):
             click.echo("  route of the moment: %s, predicted %.1f s, %s" % (" > ".join(s["path"]), s["predicted_s"], done))
         if r["gain_s"] is not None:
             click.echo("  gain of waiting: %.1f s" % r["gain_s"])
+    if agents is not None:
+        click.echo("\n%d agents, %g h of simulated time in %.1f s wall" % (len(agents["satellites"]), hours,
+                                                                       agents["wall_s"]))
+        click.echo("%-10s %-8s %5s %5s %6s %7s %9s  %s" % ("agent", "outcome", "boots", "polls", "events",
+                                                            "heap KiB", "ended at", ""))
+        for a in agents["satellites"]:
+            click.echo("%-10s %-8s %5s %5s %6s %7s %9s  %s" % (
+                a["agent_id"], a["outcome"], a["boots"], a["polls"], a["events_sent"],
+                "%.1f" % (a["heap_peak"] / 1024) if a["heap_peak"] else "-", (a["sim_time"] or "-")[11:],
+                a["why"] or ""))
+        _agents_exit(agents)
+
+
+def _run_agents(doc, t0, hours, heap_watch, work_dir):
+    """Every member's node against a fresh Console under work_dir (tools/fleetrun.py)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tools import ROOT, upy
+    from tools.fleetrun import FleetRun
+    from tools.scenario import Ground
+    import fleet as fleetlib
+
+    work = Path(work_dir or os.path.join(ROOT, "var", "fleet"))
+    if work.exists():
+        shutil.rmtree(str(work))
+    work.mkdir(parents=True)
+    world = fleetlib.FleetWorld(doc, start=t0, hours=hours)
+    mpy_dir = upy.compile_portable(os.path.join(ROOT, "build", "mpy"))
+    ground = Ground(work)
+    try:
+        return FleetRun(world, ground, work / "nodes", mpy_dir=mpy_dir, heap_watch=heap_watch).run()
+    finally:
+        ground.close()
+
+
+def _agents_exit(agents):
+    if agents is not None and any(a["outcome"] != "done" for a in agents["satellites"]):
+        raise click.ClickException("not every agent ran to the end of the horizon")
 
 
 def draw_links(plan, sats, path, title=None):
