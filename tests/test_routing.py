@@ -225,7 +225,8 @@ def test_no_route_is_none_and_bad_queries_are_refused():
 
 
 def test_one_query_runs_on_the_board_with_the_same_answer(mpy, tmp_path):
-    plan, t0 = _fleet("train-4.json", 3)
+    # an hour's plan of the train (18 KB of JSON) in a board-sized heap
+    plan, t0 = _fleet("train-4.json", 1)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
     want = islroute.Router(plan).route("99901", "99904", t0 + 600, 400)
@@ -234,7 +235,7 @@ def test_one_query_runs_on_the_board_with_the_same_answer(mpy, tmp_path):
         plan = json.load(open(%r))
         r = islroute.Router(plan).route("99901", "99904", %r, 400)
         print(json.dumps({"path": r["path"], "arrival": r["arrival"]}))
-    """ % (str(path), t0 + 600), heap="512K")
+    """ % (str(path), t0 + 600), heap="128K")
     assert res.returncode == 0, res.stdout + res.stderr
     got = res.json_lines[-1]
     assert got["path"] == want["path"]
