@@ -27,6 +27,16 @@ import timeutil
 from models import R_EARTH_KM, MU_KM3_S2, J2
 
 ROLES = ("compute", "aggregator")
+MAX_ID = 60         # its agent is "sat-<id>": the Console takes agent ids of 1-64 such characters
+
+
+def _plain_id(sid):
+    if not 0 < len(sid) <= MAX_ID:
+        return False
+    for ch in sid:
+        if not (ch.isalpha() or ch.isdigit() or ch in "_.-") or ord(ch) > 127:
+            return False
+    return True
 
 
 class FleetError(ValueError):
@@ -53,6 +63,11 @@ def load(doc):
         sid = entry.get("satellite_id")
         if not isinstance(sid, str) or not sid.strip():
             raise FleetError("fleet entry %d has no satellite_id (a non-empty string)" % (n + 1))
+        if not _plain_id(sid):
+            raise FleetError("satellite %r: an id is 1-%d letters, digits, '_', '.' or '-'" % (sid, MAX_ID))
+        name = entry.get("name")
+        if name is not None and not isinstance(name, str):
+            raise FleetError("satellite %s: name must be a string" % sid)
         if sid in seen:
             raise FleetError("satellite %s appears twice in the fleet" % sid)
         seen.add(sid)

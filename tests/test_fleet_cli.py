@@ -76,6 +76,8 @@ def _bad(tmp_path, mutate):
     (lambda d: d["fleet"][2]["orbit"].pop("altitude_km"), "satellite 99903: orbit does not parse"),
     (lambda d: d["fleet"][0].update(bus={"battery_wh": -5}), "satellite 99901: bad bus"),
     (lambda d: d.update(fleet=[]), "the fleet is empty"),
+    (lambda d: d["fleet"][1].update(satellite_id="train two"), "satellite 'train two': an id is"),
+    (lambda d: d["fleet"][1].pop("satellite_id"), "fleet entry 2 has no satellite_id"),
 ])
 def test_a_bad_fleet_is_one_line_naming_the_satellite_exit_2_and_nothing_run(tmp_path, mutate, says):
     path = _bad(tmp_path, mutate)
