@@ -73,3 +73,20 @@ def test_every_satellite_runs_its_own_firmware_and_a_reset_stays_its_own(ground,
         in_pass = sum(b - a for a, b in contacts)
         polls = rows[sid]["polls"]
         assert 0 < polls <= in_pass / 10 + 2 * len(contacts) + 2, (sid, polls, in_pass)
+
+
+def test_a_second_run_carries_every_satellite_on_from_its_own_world_store(ground, tmp_path):
+    with open(TRAIN) as f:
+        world = fleet.FleetWorld(json.load(f), hours=HOURS)
+    first = FleetRun(world, ground, tmp_path / "fleet", until_s=3600).run()
+    half = timeutil.iso_utc(world.start + 3600)
+    assert [r["sim_time"] for r in first["satellites"]] == [half] * 4
+    # the host process that ran them is gone; a new one runs the same folder
+    second = FleetRun(world, ground, tmp_path / "fleet").run()
+    end = timeutil.iso_utc(world.start + int(HOURS * 3600))
+    for r in second["satellites"]:
+        assert r["outcome"] == "done" and r["sim_time"] == end, r
+        assert r["boots"] == 2, r              # its computer started again: its second boot
+    for sat in world.members:
+        path = tmp_path / "fleet" / ("node-" + sat["agent_id"]) / "world"
+        assert path.exists()

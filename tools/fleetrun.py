@@ -7,10 +7,14 @@ reset like `umbra agent run --sim` (tools/agent_cli.NodeProcess), so the
 reset of one drops only that node's RAM; the others run on.
 
     run = FleetRun(world, ground, workdir, mpy_dir=..., heap="256K", heap_watch=False,
-                   faults={"99902": [{"kind": "reset", "at_s": 3600}]})
+                   faults={"99902": [{"kind": "reset", "at_s": 3600}]}, until_s=None)
     report = run.run()  -> {"wall_s", "satellites": [{satellite_id, agent_id, exit,
                             outcome, boots, reboots, restarts, polls, batches,
                             heap_peak, sim_time, link_error}]}
+
+A run in a workdir where the nodes ran before carries on from their world
+stores (stop one with until_s, or kill it): the fleet's physics and orbits
+outlive the processes, as a single node's do.
 
 `ground` is a tools.scenario.Ground (a Console on loopback with its
 database) or anything with `.db` and `.url`.
@@ -27,7 +31,7 @@ from tools.scenario import Node
 
 class FleetRun:
     def __init__(self, world, ground, workdir, mpy_dir=None, heap=None, heap_watch=False,
-                 faults=None, watchdog_s=60.0):
+                 faults=None, watchdog_s=60.0, until_s=None):
         self.world = world
         self.ground = ground
         self.workdir = str(workdir)
@@ -36,6 +40,7 @@ class FleetRun:
         self.heap_watch = heap_watch
         self.faults = faults or {}
         self.watchdog_s = watchdog_s       # wall seconds without a heartbeat (20 nodes share 2 cores)
+        self.until_s = until_s             # stop this run here (s after the start); the next run carries on
         self.procs = {}
 
     def _member_node(self, m):
@@ -51,6 +56,8 @@ class FleetRun:
             f.write("%s\n%s\n%s\n" % (m["name"], m["tle"][0], m["tle"][1]))
         argv, env = node.argv(until_idle=False, start=_iso(self.world.start), heap_watch=self.heap_watch)
         argv[argv.index("--hours") + 1] = repr(self.world.hours)
+        if self.until_s is not None:
+            argv += ["--until", _iso(self.world.start + self.until_s)]
         script = self.faults.get(m["satellite_id"])
         if script:
             path = os.path.join(str(node.dir), "faults.json")
