@@ -14,11 +14,13 @@ they change, from the propagated positions. Portable (pure Python).
 
 A link is up while the two satellites are within ISL_RANGE_KM and the segment
 between them passes at least LOS_CLEARANCE_KM above the Earth (R = 6378.137
-km). The search samples every satellite on one grid of `step_s` (a window
-longer than the step cannot be missed) and skips ahead for a pair that is far
-out of range (the distance cannot shrink faster than the two orbital speeds
-together), then bisects each edge to EDGE_TOLERANCE_S, keeping the inner end:
-the link is up over the whole window as reported.
+km). The search samples every satellite on one grid of `step_s` and skips
+ahead for a pair that is far out of range (the distance cannot shrink faster
+than the two orbital speeds together), then bisects each edge to
+EDGE_TOLERANCE_S, keeping the inner end: the link is up over the whole window
+as reported. Where the samples come within half a step's worth of motion of a
+link without one, the margin's maximum between them is searched, so a window
+shorter than the step is found too.
 """
 import math
 
@@ -117,10 +119,12 @@ def compute(sats, t0, t1, step_s=STEP_S):
         for j in range(i + 1, len(sats)):
             pj = pos[j]
             jump_km = (speeds[i] + speeds[j]) * step_s   # the most the distance can shrink in a step
+            near_km = jump_km / 2       # a window between samples has a sample within this of the link
             oi, oj = orbits[i], orbits[j]
             k = 0
             inside = False
             start = None
+            m1 = m2 = None              # the margins of the two samples before this one (None: not sampled)
             while k <= last:
                 p = pi[k]
                 q = pj[k]
@@ -129,15 +133,26 @@ def compute(sats, t0, t1, step_s=STEP_S):
                 dz = p[2] - q[2]
                 d2 = dx * dx + dy * dy + dz * dz
                 if d2 > rng2:
-                    up = False
+                    margin = ISL_RANGE_KM - math.sqrt(d2)   # at least as high as the link margin
                     if not inside:
                         # out of range until at least (d - range) / speed from now
-                        skip = int((math.sqrt(d2) - ISL_RANGE_KM) / jump_km)
+                        skip = int(-margin / jump_km)
                         if skip > 1:
                             k += skip      # sample k + skip - 1 is known out too
+                            m1 = m2 = None  # (and far from a short window)
                             continue
                 else:
-                    up = link_margin_km(p, q) >= 0
+                    margin = link_margin_km(p, q)
+                up = margin >= 0
+                if not up and not inside and m1 is not None and m1 > -near_km and m1 >= margin \
+                        and (m2 is None or m1 >= m2):
+                    # the samples came close without a link: a window shorter than the step?
+                    w = _short_window(oi, oj, grid[k - 2] if m2 is not None else grid[k - 1], grid[k])
+                    if w is not None:
+                        windows.append(_window(ids[i], ids[j], i, j, w[0], w[1], k, k - 1, grid, pos,
+                                               oi, oj, dark_at))
+                m2 = m1
+                m1 = margin
                 if up and not inside:
                     inside = True
                     start = t0 if k == 0 else _edge(oi, oj, grid[k - 1], grid[k], False)
@@ -149,6 +164,11 @@ def compute(sats, t0, t1, step_s=STEP_S):
                 k += 1
             if inside:
                 windows.append(_window(ids[i], ids[j], i, j, start, t1, first, last, grid, pos, oi, oj, dark_at))
+            elif m1 is not None and m2 is not None and m1 > -near_km and m1 >= m2:
+                w = _short_window(oi, oj, grid[last - 1], grid[last])   # rising at the very end
+                if w is not None:
+                    windows.append(_window(ids[i], ids[j], i, j, w[0], w[1], last + 1, last, grid, pos,
+                                           oi, oj, dark_at))
     windows.sort(key=lambda w: (w["start"], w["a"], w["b"]))
     return {"t0": t0, "t1": t1, "step_s": step_s, "satellites": ids, "windows": windows}
 
@@ -163,6 +183,36 @@ def _edge(oa, ob, ta, tb, up_at_a):
         else:
             tb = tm
     return ta if up_at_a else tb
+
+
+_GOLD = 0.3819660112501051
+
+
+def _short_window(oa, ob, ta, tb):
+    """(start, end) of a link shorter than the step between two samples without
+    one, or None: the margin's maximum on [ta, tb] by golden section, then its
+    two edges bisected."""
+    def f(t):
+        return link_margin_km(oa.position(t), ob.position(t))
+
+    c = ta + _GOLD * (tb - ta)
+    d = tb - _GOLD * (tb - ta)
+    fc = f(c)
+    fd = f(d)
+    lo, hi = ta, tb
+    while hi - lo > EDGE_TOLERANCE_S:
+        if fc >= fd:
+            hi, d, fd = d, c, fc
+            c = lo + _GOLD * (hi - lo)
+            fc = f(c)
+        else:
+            lo, c, fc = c, d, fd
+            d = hi - _GOLD * (hi - lo)
+            fd = f(d)
+    te, fe = (c, fc) if fc >= fd else (d, fd)
+    if fe < 0:
+        return None
+    return _edge(oa, ob, ta, te, False), _edge(oa, ob, te, tb, True)
 
 
 def _sample(oa, ob, t):

@@ -52,15 +52,21 @@ def test_windows_agree_with_a_brute_force_distance_and_occlusion_scan():
     rnd = random.Random(5)
     t0 = 1772928000
     t1 = t0 + 6 * 3600
-    compared = 0
-    for trial in range(5):
+    compared = short = 0
+    for trial in range(8):
         inc = rnd.uniform(40, 100)
-        # the last fleet flies both ways round (relative speeds near 15 km/s: the search's skip bound)
-        sats = [("s%d" % k, _orbit(altitude_km=rnd.uniform(400, 800),
-                                   inclination_deg=(180 - inc if trial == 4 and k % 2 else inc) + rnd.uniform(-10, 10),
-                                   eccentricity=rnd.uniform(0, 0.01), raan_deg=rnd.uniform(0, 40),
-                                   arg_perigee_deg=rnd.uniform(0, 360), mean_anomaly_deg=rnd.uniform(0, 90)))
-                for k in range(5)]
+        if trial < 5:
+            # loose clusters (the last flies both ways round: relative speeds near 15 km/s)
+            sats = [("s%d" % k, _orbit(altitude_km=rnd.uniform(400, 800),
+                                       inclination_deg=(180 - inc if trial == 4 and k % 2 else inc) + rnd.uniform(-10, 10),
+                                       eccentricity=rnd.uniform(0, 0.01), raan_deg=rnd.uniform(0, 40),
+                                       arg_perigee_deg=rnd.uniform(0, 360), mean_anomaly_deg=rnd.uniform(0, 90)))
+                    for k in range(5)]
+        else:
+            # any planes at all: brief crossings, some shorter than the plan's step
+            sats = [("s%d" % k, _orbit(altitude_km=rnd.uniform(450, 750), inclination_deg=rnd.uniform(30, 150),
+                                       raan_deg=rnd.uniform(0, 360), mean_anomaly_deg=rnd.uniform(0, 360)))
+                    for k in range(8)]
         plan = contactplan.compute(sats, t0, t1)
         orbits = dict(sats)
         for i in range(len(sats)):
@@ -68,20 +74,20 @@ def test_windows_agree_with_a_brute_force_distance_and_occlusion_scan():
                 a, b = sats[i][0], sats[j][0]
                 want = _brute_force_windows(orbits[a], orbits[b], t0, t1)
                 got = [(w["start"], w["end"]) for w in contactplan.pair_windows(plan, a, b)]
-                # every scanned window longer than the plan's own step is there, edges within the scan step
+                # every scanned window is there, even one shorter than the plan's own
+                # step, its edges within the scan step
                 for ws, we in want:
-                    match = [g for g in got if g[0] <= we and g[1] >= ws]
-                    if we - ws < contactplan.STEP_S:
-                        continue
+                    match = [g for g in got if g[0] <= we + SCAN_S and g[1] >= ws - SCAN_S]
                     assert len(match) == 1, (a, b, ws - t0, we - t0, got)
                     gs, ge = match[0]
                     assert abs(gs - ws) <= SCAN_S and abs(ge - we) <= SCAN_S, (a, b, gs - ws, ge - we)
                     compared += 1
+                    short += we - ws < contactplan.STEP_S
                 # and every window of the plan was seen by the scan (unless shorter than it)
                 for gs, ge in got:
                     if ge - gs > SCAN_S:
                         assert any(ws <= ge and we >= gs for ws, we in want), (a, b, gs - t0, ge - t0)
-    assert compared >= 20
+    assert compared >= 20 and short >= 3, (compared, short)
 
 
 def test_line_of_sight_must_clear_the_earth_plus_100_km():
