@@ -255,28 +255,3 @@ def _window(a, b, i, j, start, end, k_first, k_last, grid, pos, oa, ob, dark_at)
 def pair_windows(plan, a, b):
     """The windows between satellites a and b (either order), by start."""
     return [w for w in plan["windows"] if (w["a"] == a and w["b"] == b) or (w["a"] == b and w["b"] == a)]
-
-
-def links_at(plan, t):
-    """[(a, b, distance_km, quality, bandwidth_mbps, latency_ms)] of the links up at t."""
-    out = []
-    for w in plan["windows"]:
-        if w["start"] <= t <= w["end"]:
-            m = segment_index(w, t)
-            out.append((w["a"], w["b"], w["distance_km"][m], w["quality"][m] if w["quality"] else w["quality_min"],
-                        w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else ISL_MAX_MBPS * w["quality_min"],
-                        w["latency_ms"][m]))
-    return out
-
-
-def segment_index(w, t):
-    """Index m of the segment t[m] <= t < t[m+1] of a window (the last one at its end)."""
-    ts = w["t"]
-    lo, hi = 0, len(ts) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ts[mid + 1] <= t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return min(lo, max(0, len(ts) - 2))
