@@ -42,7 +42,9 @@ def test_every_satellite_runs_its_own_firmware_and_a_reset_stays_its_own(ground,
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (run.procs.get("99903") and run.procs["99903"].fed):
         time.sleep(0.05)
-    run.procs["99903"].proc.kill()
+    victim = run.procs["99903"].proc
+    assert victim.poll() is None, "99903 ended before it could be killed"
+    victim.kill()
     th.join(timeout=300)
     assert not th.is_alive()
     rows = {r["satellite_id"]: r for r in out["satellites"]}
