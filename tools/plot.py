@@ -1,4 +1,5 @@
-"""`umbra plot PLAN.json|DEPLOYMENT -o timeline.png`: a job's timeline.
+"""`umbra plot PLAN.json|DEPLOYMENT -o timeline.png`: a job's timeline;
+`umbra plot --fleet FLEET.json -o links.png`: a fleet's ISL links (tools/fleet_cli.py).
 
 Top: the orbital windows (eclipse, sunlit, ground contacts). Middle: each
 step's execution from its events (running spans, paused spans hatched, pass
@@ -160,15 +161,31 @@ def draw(plan, evs, path, title=None, executed=False):
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", required=False)
 @click.option("-o", "--output", default="timeline.png", show_default=True, help="PNG to write.")
+@click.option("--fleet", "fleet_file", default=None,
+              help="A fleet file instead of TARGET: draw its ISL links (satellite pairs x time, quality).")
+@click.option("--hours", type=float, default=24.0, show_default=True, help="--fleet: horizon.")
 @click.option("--db", default=None, help="A Console's SQLite file (reads plan and events directly).")
 @click.option("--plan", "plan_file", default=None, help="The deployment's plan (JSON), for windows.")
 @click.option("--key", envvar="UMBRA_KEY", default=None, help="User API key (or $UMBRA_KEY).")
 @click.option("--console", "console_url", envvar="UMBRA_CONSOLE", default="http://127.0.0.1:8000",
               show_default=True, help="Console URL (or $UMBRA_CONSOLE).")
-def plot(target, output, db, plan_file, key, console_url):
-    """Draw a deployment's or plan's timeline (TARGET: a plan file or a deployment id)."""
+def plot(target, output, db, plan_file, key, console_url, fleet_file, hours):
+    """Draw a deployment's or plan's timeline (TARGET: a plan file or a deployment id),
+    or with --fleet FILE a fleet's ISL link windows and their quality."""
+    if fleet_file:
+        if target:
+            raise InputError("give TARGET or --fleet, not both")
+        from tools import fleet_cli
+        if not 0 < hours <= fleet_cli.MAX_HOURS:
+            raise InputError("--hours must be within (0, %d]" % fleet_cli.MAX_HOURS)
+        _, sats, t0 = fleet_cli.load_fleet(fleet_file)
+        fleet_cli.draw_links(fleet_cli.compute_plan(sats, t0, hours), sats, output)
+        click.echo(output)
+        return
+    if not target:
+        raise InputError("give TARGET (a plan file or a deployment id) or --fleet FILE")
     plan = None
     if plan_file:
         plan = _plan_document(plan_file)

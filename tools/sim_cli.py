@@ -166,3 +166,8 @@ def run(satellite_id, tle_path, elements, start, hours, station_ids, min_elevati
             r["time"], r["event"][:28], r["battery_percent"], r["temperature_c"],
             "yes" if r["in_eclipse"] else "no", r["station"] or "-", r["compute_capacity"]))
 
+
+
+# `umbra sim fleet`: a fleet's link windows and routes (tools/fleet_cli.py)
+from tools.fleet_cli import fleet as _fleet  # noqa: E402
+sim.add_command(_fleet)

@@ -1,0 +1,282 @@
+"""Routing over a contact plan (contactplan.py), portable and small enough for
+a board to answer one query: earliest arrival with store and forward, in the
+spirit of contact graph routing (CCSDS SABR), and the route over the link
+graph of one moment (the spec's instantaneous route) beside it.
+
+    net = Router(plan)
+    net.route(src, dst, t, data_mb)     -> route or None   (earliest arrival)
+    net.snapshot(src, dst, t, data_mb)  -> route or None   (graph of the moment t)
+
+A hop from u to v over a link window: the data is ready at u at time T; it
+leaves at max(T, window start) (the wait), is sent at the window's bandwidth
+as it changes segment by segment (data_mb * 8 / bandwidth for a constant
+one) and must be sent before the window closes; it arrives after the
+latency at the moment sending ends (interpolated between samples). A hop
+that cannot be sent within one window waits for the next. The arrival of
+a hop never gets earlier when its data is ready later (waiting is allowed
+and the latency changes far slower than time), so a Dijkstra over
+satellites labelled by arrival time gives the earliest arrival exactly.
+
+A route is {"from", "to", "start", "data_mb", "arrival", "duration_s",
+"path": [ids], "hops": [{"from", "to", "ready", "depart", "wait_s",
+"sent", "arrival", "tx_s", "latency_ms", "bandwidth_mbps" (average while
+sending), "quality" (lowest while sending)}]}. A snapshot route also has
+"predicted_s" (the sum of its hop costs at t, as the graph of that moment
+sees them); its "arrival" is what the contact plan makes of that path (each
+hop as above, waiting where it must), None when a hop can never be sent.
+"""
+import heapq
+
+
+class Router:
+    def __init__(self, plan):
+        self.plan = plan
+        self.ids = list(plan["satellites"])
+        # satellite -> neighbour -> [windows by start] (windows of one pair never overlap)
+        adj = {}
+        for sid in self.ids:
+            adj[sid] = {}
+        for w in plan["windows"]:
+            for u, v in ((w["a"], w["b"]), (w["b"], w["a"])):
+                adj[u].setdefault(v, []).append(w)
+        self.ends = {}
+        self.caps = {}       # (u, v) -> per window: Mb it can carry from each sample to its end
+        for u in adj:
+            for v in adj[u]:
+                adj[u][v].sort(key=lambda w: w["start"])
+                self.ends[(u, v)] = [w["end"] for w in adj[u][v]]
+                self.caps[(u, v)] = [_capacity_left(w) for w in adj[u][v]]
+        self.adj = adj
+
+    def _check(self, src, dst, data_mb):
+        for sid in (src, dst):
+            if sid not in self.adj:
+                raise ValueError("unknown satellite %r" % (sid,))
+        if not data_mb >= 0:
+            raise ValueError("data_mb must be a number >= 0")
+
+    # --- one hop ------------------------------------------------------------------
+
+    def hop(self, u, v, ready, data_mb):
+        """The earliest hop u -> v for data ready at u at `ready`: a hop dict, or None
+        when no window left in the plan can carry it."""
+        wins = self.adj[u].get(v)
+        if not wins:
+            return None
+        ends = self.ends[(u, v)]
+        lo, hi = 0, len(ends)
+        while lo < hi:          # first window still open at `ready`
+            mid = (lo + hi) // 2
+            if ends[mid] <= ready:
+                lo = mid + 1
+            else:
+                hi = mid
+        caps = self.caps[(u, v)]
+        bits = data_mb * 8.0
+        for k in range(lo, len(wins)):
+            w = wins[k]
+            if bits > 0 and len(w["t"]) > 1:
+                # a window that cannot carry it from where sending would begin is skipped at once
+                depart = ready if ready > w["start"] else w["start"]
+                m = segment_at(w, depart)
+                if caps[k][m + 1] + w["bandwidth_mbps"][m] * (w["t"][m + 1] - depart) < bits:
+                    continue
+            h = send_in_window(w, ready, data_mb)
+            if h is not None:
+                h["from"] = u
+                h["to"] = v
+                return h
+        return None
+
+    # --- earliest arrival -----------------------------------------------------------
+
+    def route(self, src, dst, t, data_mb):
+        """Earliest-arrival route of `data_mb` from src (ready at t) to dst, or None."""
+        self._check(src, dst, data_mb)
+        best = {src: t}
+        via = {}
+        done = set()
+        heap = [(t, src)]
+        while heap:
+            arr, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            if u == dst:
+                break
+            for v in self.adj[u]:
+                if v in done:
+                    continue
+                h = self.hop(u, v, arr, data_mb)
+                if h is not None and (v not in best or h["arrival"] < best[v]):
+                    best[v] = h["arrival"]
+                    via[v] = h
+                    heapq.heappush(heap, (h["arrival"], v))
+        if dst not in done:
+            return None
+        hops = []
+        v = dst
+        while v != src:
+            h = via[v]
+            hops.append(h)
+            v = h["from"]
+        hops.reverse()
+        return _route(src, dst, t, data_mb, hops)
+
+    # --- the graph of one moment ------------------------------------------------------
+
+    def snapshot(self, src, dst, t, data_mb):
+        """The route over the links up at t, each costing data_mb * 8 / bandwidth +
+        latency as they are at t (no waiting, no change over time), or None when
+        the graph of that moment does not join src and dst."""
+        self._check(src, dst, data_mb)
+        bits = data_mb * 8.0
+        cost = {src: 0.0}
+        prev = {}
+        done = set()
+        heap = [(0.0, src)]
+        while heap:
+            c, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            if u == dst:
+                break
+            for v in self.adj[u]:
+                if v in done:
+                    continue
+                w = self.window_at(u, v, t)
+                if w is None:
+                    continue
+                m = segment_at(w, t)
+                bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
+                if bw <= 0:
+                    continue
+                cv = c + bits / bw + latency_at(w, t) / 1000.0
+                if v not in cost or cv < cost[v]:
+                    cost[v] = cv
+                    prev[v] = u
+                    heapq.heappush(heap, (cv, v))
+        if dst not in done:
+            return None
+        path = [dst]
+        while path[-1] != src:
+            path.append(prev[path[-1]])
+        path.reverse()
+        hops = []
+        ready = t
+        for k in range(len(path) - 1):
+            h = self.hop(path[k], path[k + 1], ready, data_mb)
+            if h is None:
+                hops = None
+                break
+            hops.append(h)
+            ready = h["arrival"]
+        r = _route(src, dst, t, data_mb, hops or [])
+        r["path"] = path
+        r["predicted_s"] = cost[dst]
+        if hops is None:
+            r["arrival"] = r["duration_s"] = None
+        return r
+
+    def window_at(self, u, v, t):
+        wins = self.adj[u].get(v)
+        if not wins:
+            return None
+        ends = self.ends[(u, v)]
+        lo, hi = 0, len(ends)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ends[mid] <= t:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(wins) and wins[lo]["start"] <= t:
+            return wins[lo]
+        return None
+
+
+def segment_at(w, t):
+    """Index m of the window's segment t[m] <= t < t[m+1] (the last at its end)."""
+    ts = w["t"]
+    lo, hi = 0, len(ts) - 2
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ts[mid] <= t:
+            lo = mid
+        else:
+            hi = mid - 1
+    return max(0, lo)
+
+
+def latency_at(w, t):
+    """The window's latency (ms) at t, linear between its samples."""
+    ts = w["t"]
+    lat = w["latency_ms"]
+    if len(ts) < 2:
+        return lat[0]
+    m = segment_at(w, t)
+    span = ts[m + 1] - ts[m]
+    if span <= 0:
+        return lat[m]
+    f = (t - ts[m]) / span
+    if f < 0:
+        f = 0.0
+    elif f > 1:
+        f = 1.0
+    return lat[m] + (lat[m + 1] - lat[m]) * f
+
+
+def _capacity_left(w):
+    """[Mb the window can carry from its sample i to its end, for each sample]."""
+    ts = w["t"]
+    bws = w["bandwidth_mbps"]
+    left = [0.0] * len(ts)
+    for i in range(len(ts) - 2, -1, -1):
+        left[i] = left[i + 1] + bws[i] * (ts[i + 1] - ts[i])
+    return left
+
+
+def send_in_window(w, ready, data_mb):
+    """Send data_mb over window w from max(ready, start): a hop dict without
+    from/to, or None when the window closes first."""
+    if ready >= w["end"] and not (ready == w["end"] and data_mb == 0):
+        return None
+    depart = ready if ready > w["start"] else w["start"]
+    ts = w["t"]
+    bws = w["bandwidth_mbps"]
+    qs = w["quality"]
+    left = data_mb * 8.0
+    now = depart
+    m = segment_at(w, depart)
+    q_min = qs[m] if qs else w["quality_min"]
+    while True:
+        if left <= 0:
+            break
+        if m >= len(bws):
+            return None
+        bw = bws[m]
+        seg_end = ts[m + 1]
+        if qs[m] < q_min:
+            q_min = qs[m]
+        can = bw * (seg_end - now)
+        if can >= left:
+            now += left / bw
+            left = 0.0
+            break
+        left -= can
+        now = seg_end
+        m += 1
+    lat = latency_at(w, now)
+    tx = now - depart
+    return {"ready": ready, "depart": depart, "wait_s": depart - ready, "sent": now,
+            "tx_s": tx, "latency_ms": lat, "arrival": now + lat / 1000.0,
+            "bandwidth_mbps": data_mb * 8.0 / tx if tx > 0 else (bws[m] if m < len(bws) else 0.0),
+            "quality": q_min}
+
+
+def _route(src, dst, t, data_mb, hops):
+    arrival = hops[-1]["arrival"] if hops else t
+    path = [src] + [h["to"] for h in hops]
+    return {"from": src, "to": dst, "start": t, "data_mb": data_mb, "arrival": arrival,
+            "duration_s": arrival - t, "path": path, "hops": hops}
