@@ -27,6 +27,7 @@ BENCHES = (
     "tools.benches.faults",
     "tools.benches.board",
     "tools.benches.fleet",
+    "tools.benches.constellation",
 )
 
 RESULTS = os.path.join(ROOT, "bench", "results.json")

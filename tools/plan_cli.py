@@ -2,6 +2,11 @@
 job locally with the orbital planner (no Console needed), on a satellite of the
 Console's shipped catalog, and print the plan and its predicted events.
 
+`umbra plan --fleet FLEET.json [JOB.json]`: plan one DAG across a fleet
+(tools/planner/constellation.py; the job is the fleet file's `job` unless a
+job file is given): each step's satellite and alternates, the ISL routes,
+the metrics; --json prints what `POST /v1/constellation/plan` returns.
+
 --json prints the plan document exactly as `POST /v1/plan` returns it (same
 function: tools.console.planning.make_plan). Exit status 2 with the reason when
 the file is not a job or the job is invalid (400), 1 when it cannot be planned
@@ -37,7 +42,9 @@ def load_job(path):
 
 
 @click.command()
-@click.argument("job_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--fleet", "fleet_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Plan across this fleet (examples/fleets/*.json) instead of one satellite.")
 @click.option("--satellite", default=None, help="Catalog satellite (NORAD id or name); "
               "default: the file's satellite_id, else 25544 (ISS).")
 @click.option("--start", default=None, help="Plan start, ISO 8601 UTC (default: now).")
@@ -46,10 +53,15 @@ def load_job(path):
 @click.option("--min-elevation", default=5.0, type=float, show_default=True,
               help="Ground contact elevation threshold (deg).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan document as JSON.")
-def plan(job_file, satellite, start, hours, min_elevation, as_json):
+def plan(job_file, fleet_file, satellite, start, hours, min_elevation, as_json):
     """Plan a job; print the plan and its predicted events."""
     from tools.console import planning
     from tools.console.cli import format_event
+
+    if fleet_file:
+        return plan_fleet(fleet_file, job_file, start, hours if hours != 12.0 else None, as_json)
+    if not job_file:
+        raise InputError("a job file is needed (or --fleet FILE with a job in it)")
 
     job, file_sat = load_job(job_file)
     sat_id = str(satellite or file_sat or "25544")
@@ -91,3 +103,45 @@ def plan(job_file, satellite, start, hours, min_elevation, as_json):
     click.echo()
     for ev in doc["events"]:
         click.echo(format_event(ev))
+
+
+def plan_fleet(fleet_file, job_file, start, hours, as_json):
+    import timeutil
+    from tools.planner import PlanError
+    from tools.planner.constellation import make_constellation_plan
+
+    doc = read_json_file(fleet_file, "fleet file")
+    if not isinstance(doc, dict) and not isinstance(doc, list):
+        raise InputError("fleet file %s holds no fleet" % fleet_file)
+    job = load_job(job_file)[0] if job_file else (doc.get("job") if isinstance(doc, dict) else None)
+    if not isinstance(job, dict):
+        raise InputError("no job: %s has none, and no job file was given" % fleet_file)
+    try:
+        t0 = timeutil.parse_iso(start) if start else (
+            timeutil.parse_iso(doc["epoch"]) if isinstance(doc, dict) and doc.get("epoch")
+            else int(time.time()))
+    except ValueError as exc:
+        raise InputError("--start: %s" % exc)
+    try:
+        p = make_constellation_plan(doc, job, t0, hours)
+    except PlanError as exc:
+        if exc.status == 422:
+            raise click.ClickException("%d: %s" % (exc.status, exc.reason))
+        raise InputError("%d: %s" % (exc.status, exc.reason))
+    if as_json:
+        click.echo(json.dumps(p))
+        return
+    m = p["metrics"]
+    click.secho("Constellation plan %s  %s on %d satellites (%s)" % (
+        p["plan_id"], job.get("name") or "job", len(p["fleet"]), m["objective"]), bold=True)
+    click.echo("  span %.0f s, %d satellites used, %d ISL transfers, reliability %.6f" % (
+        m["critical_path_s"], m["satellites_used"], m["isl_transfers"], m["reliability"]))
+    for s in p["steps"]:
+        route = s.get("isl_route")
+        if isinstance(route, dict):
+            route = "; ".join("%s: %s" % (k, ">".join(v)) for k, v in route.items())
+        elif route:
+            route = ">".join(route)
+        click.echo("  %-14s on %-8s +%6.0f .. +%6.0f s  alternates %-24s %s" % (
+            s["step_id"], s["satellite"], s["start"] - p["start"], s["finish"] - p["start"],
+            ",".join(s["alternates"]) or "-", ("ISL " + route) if route else ""))

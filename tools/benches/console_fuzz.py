@@ -31,6 +31,11 @@ SEMANTIC_400 = {
     "/v1/plan": lambda err: bool(re.match(r"^[a-z_]+: steps\[", err))
     or err.startswith("dependency_cycle"),
     "/api/satellites": lambda err: err.startswith(("malformed TLE", "TLE elements out of range")),
+    # as /v1/plan for the job; for the fleet: an id twice, an orbit that does not
+    # propagate (TLE checksums, elements that make no orbit), a bus that does not add up
+    "/v1/constellation/plan": lambda err: bool(re.match(r"^[a-z_]+: steps\[", err))
+    or err.startswith("dependency_cycle") or "appears twice" in err
+    or "orbit does not parse" in err or "bad bus" in err,
     # an agent key's satellite must be in the catalog (the agent id names it, or satellite_id)
     "/api/keys": lambda err: err.startswith(("an agent key is bound to a satellite",
                                              "no satellite ")),
@@ -38,7 +43,7 @@ SEMANTIC_400 = {
     "/api/deployments/{deployment_id}/events":
         lambda err: "is not the sender" in err or "does not match the URL" in err,
 }
-EXTRA_ACCEPTED = {"/v1/plan": {422}}
+EXTRA_ACCEPTED = {"/v1/plan": {422}, "/v1/constellation/plan": {422}}
 
 
 def prepare(db):

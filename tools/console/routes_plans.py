@@ -1,10 +1,12 @@
 """Plans: `POST /v1/plan` (the planner) and a plan's predicted events."""
+import secrets
 import time
 
 from fastapi import APIRouter, Depends, Header, Request
 
 from . import catalog, deployments, planning, schemas
 from .api import ApiError, Console, console_of, read_json, reply, sync, validate
+import timeutil  # noqa: E402  (portable, on sys.path through tools)
 
 router = APIRouter()
 
@@ -34,6 +36,39 @@ async def plan(request: Request, x_api_key: str = Header(None),
         response = reply(result)
         deployments.save_plan(db, result)
         return response
+
+    return await sync(work)
+
+
+@router.post("/v1/constellation/plan", tags=["user"],
+             openapi_extra=schemas.openapi_body(schemas.constellation_plan_body_schema()))
+async def constellation_plan(request: Request, x_api_key: str = Header(None),
+                             console: Console = Depends(console_of)):
+    """Plan one DAG across a fleet (CONSTELLATION.md): each step's satellite
+    and alternates, the ISL route of every edge between satellites, metrics.
+    400 invalid fleet or job (naming the satellite or step), 422 infeasible.
+    Not stored: constellation deployments come with the agents' constellation
+    role (docs/planner.md "Constellations")."""
+    await sync(console.user, x_api_key)
+    raw = await read_json(request, console)
+    body = validate(schemas.ConstellationPlanBody, raw)
+    options = body.planning
+
+    def work():
+        from tools.planner import PlanError
+        from tools.planner.constellation import make_constellation_plan
+        try:
+            start = timeutil.parse_iso(options.start) if options and options.start else \
+                (timeutil.parse_iso(body.epoch) if body.epoch else int(time.time()))
+        except ValueError:
+            raise ApiError(400, "planning.start: must be ISO 8601 UTC")
+        doc = {"fleet": raw["fleet"], "epoch": body.epoch or timeutil.iso_utc(start)}
+        try:
+            return reply(make_constellation_plan(
+                doc, raw["job"], start, options.prediction_hours if options else None,
+                plan_id="cplan-" + secrets.token_hex(6)))
+        except PlanError as exc:
+            raise ApiError(exc.status, exc.reason)
 
     return await sync(work)
 

@@ -123,6 +123,49 @@ class Bus(Body):
     downlink_mbps: Optional[float] = Field(None, ge=0, le=1e5)
 
 
+MAX_FLEET = 24  # satellites in one constellation plan (the contact plan grows as their square)
+
+
+class FleetTle(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    tle: Union[List[str], str] = Field(json_schema_extra={"description": "two TLE lines"})
+
+
+class FleetElements(Elements):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+def _fleet_bus():
+    """The bus a fleet's satellite may override (sim/busdefaults.py), every key a number."""
+    from pydantic import create_model
+    import busdefaults
+    keys = busdefaults.bus_config()
+    return create_model("FleetBus", __config__=ConfigDict(strict=True, extra="forbid",
+                                                          allow_inf_nan=False),
+                        **dict((k, (Optional[float], Field(None, ge=0, le=1e9))) for k in keys))
+
+
+FleetBus = _fleet_bus()
+
+
+class FleetSatellite(BaseModel):
+    # checked in full by sim/fleetfile.py (the orbit parses, the bus adds up)
+    model_config = ConfigDict(strict=True, extra="forbid")
+    satellite_id: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Optional[str] = Field(None, max_length=200)
+    role: Literal["compute", "aggregator"] = "compute"
+    orbit: Union[FleetElements, FleetTle]
+    bus: Optional[FleetBus] = None
+
+
+class ConstellationPlanBody(Body):
+    fleet: List[FleetSatellite] = Field(min_length=1, max_length=MAX_FLEET)
+    epoch: Optional[str] = Field(None, min_length=19, max_length=40,
+                                 json_schema_extra={"format": "date-time"})
+    job: dict
+    planning: Optional[PlanningOptions] = None
+
+
 class SatelliteBody(Body):
     satellite_id: str = Id()
     name: str = Field(min_length=1, max_length=200)
@@ -205,6 +248,12 @@ def job_schema():
             "encryption": {"enum": list(w.ENCRYPTIONS)},
             "require_authenticated_uplink": {"type": "boolean"}}},
     }}
+
+
+def constellation_plan_body_schema():
+    schema = model_schema(ConstellationPlanBody)
+    schema["properties"]["job"] = job_schema()
+    return schema
 
 
 def plan_body_schema():

@@ -1,0 +1,173 @@
+"""Constellation planning (tools/planner/constellation.py, CONSTELLATION.md
+"Fleet and plan"): the assignment against exhaustive search, the train's
+plan, routes that are the fleet router's, and refusals that name the step."""
+import itertools
+import json
+import math
+import os
+import random
+
+import pytest
+
+import timeutil
+from tools import ROOT
+from tools.planner import PlanError, normalise_job
+from tools.planner import constellation as cp
+
+TRAIN = os.path.join(ROOT, "examples", "fleets", "train-4.json")
+
+
+def train():
+    with open(TRAIN) as f:
+        return json.load(f)
+
+
+def random_dag(rng, n):
+    steps = []
+    for i in range(n):
+        deps = sorted(rng.sample(range(i), min(i, rng.choice((0, 1, 1, 2))))) if i else []
+        steps.append({"id": "s%d" % i, "compute_s": rng.choice((120, 300, 600, 900)),
+                      "output_mb": rng.choice((1, 20, 200)),
+                      "depends_on": ["s%d" % d for d in deps]})
+    return {"name": "random", "steps": steps, "policy": {"deadline_orbits": 4}}
+
+
+def optimum(model, order, by_id, candidates):
+    best = math.inf
+    for combo in itertools.product(*[candidates[sid] for sid in order]):
+        span = model.schedule(order, by_id, dict(zip(order, combo)))[1]
+        best = min(best, span)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_assignment_is_within_10_percent_of_exhaustive_search(seed):
+    """Seeded DAGs of 4 to 6 steps on 3 or 4 satellites of the train: the
+    planner's span against the best of every assignment (enumerated here)."""
+    rng = random.Random(seed)
+    doc = train()
+    fleet = doc["fleet"][:rng.choice((3, 4))]
+    job = random_dag(rng, rng.choice((4, 5, 6)))
+    plan = cp.make_constellation_plan({"epoch": doc["epoch"], "fleet": fleet}, job,
+                                      timeutil.parse_iso(doc["epoch"]))
+    # the same model the planner used, rebuilt here for the enumeration
+    import fleetfile
+    sats = fleetfile.load({"epoch": doc["epoch"], "fleet": fleet})
+    norm, order = normalise_job(job)
+    by_id = dict((s["id"], s) for s in norm["steps"])
+    t0 = timeutil.parse_iso(doc["epoch"])
+    model = cp._Model(sats, t0, t0 + plan["horizon_s"])
+    aggs = [s["satellite_id"] for s in sats if s["role"] == "aggregator"]
+    sinks = cp._aggregator_steps(norm["steps"], order)
+    candidates = dict((sid, aggs if sid in sinks and aggs else [s["satellite_id"] for s in sats])
+                      for sid in order)
+    best = optimum(model, order, by_id, candidates)
+    assert best < math.inf
+    assert plan["metrics"]["critical_path_s"] <= 1.10 * best + 1e-6, (plan["metrics"], best)
+    # what the plan says is what its assignment gives
+    a = dict((s["step_id"], s["satellite"]) for s in plan["steps"])
+    assert abs(model.schedule(order, by_id, a)[1] - plan["metrics"]["critical_path_s"]) < 0.1
+
+
+def test_the_trains_plan_assigns_every_step_routes_its_isl_edges_and_lists_alternates():
+    doc = train()
+    plan = cp.make_constellation_plan(doc, doc["job"], timeutil.parse_iso(doc["epoch"]))
+    steps = dict((s["step_id"], s) for s in plan["steps"])
+    assert set(steps) == set(s["id"] for s in doc["job"]["steps"])
+    ids = [s["satellite_id"] for s in doc["fleet"]]
+    for s in plan["steps"]:
+        assert s["satellite"] in ids and s["satellite"] not in s["alternates"]
+        assert set(s["alternates"]) <= set(ids)
+    # the fan-in sink runs on the aggregator
+    agg = [s["satellite_id"] for s in doc["fleet"] if s["role"] == "aggregator"]
+    assert steps["aggregate"]["satellite"] in agg
+    # every edge across satellites has the router's path, from the producer to the consumer
+    edges = 0
+    for s in plan["steps"]:
+        for d in s["depends_on"]:
+            if steps[d]["satellite"] != s["satellite"]:
+                edges += 1
+                route = s["isl_route"] if isinstance(s["isl_route"], list) else s["isl_route"][d]
+                assert route[0] == steps[d]["satellite"] and route[-1] == s["satellite"]
+                assert s["start"] >= steps[d]["finish"]
+    assert plan["metrics"]["isl_transfers"] == edges
+    assert len(plan["isl_routing"]) >= edges
+    assert 0 < plan["metrics"]["reliability"] <= 1
+    assert plan["metrics"]["satellites_used"] == len(set(s["satellite"] for s in plan["steps"]))
+
+
+def test_far_ends_route_through_the_middle_of_the_train():
+    """Two steps that must sit at the train's two ends (a one-satellite fleet
+    each would be no choice at all: the candidates are the ends only, here by
+    giving the middle satellites no sunlight budget via a tight fleet of the
+    ends and the middle as relays): the edge goes multi-hop."""
+    doc = train()
+    import fleetfile
+    sats = fleetfile.load(doc)
+    t0 = timeutil.parse_iso(doc["epoch"])
+    model = cp._Model(sats, t0, t0 + 6 * 3600)
+    r = model.route("99901", "99904", t0, 20.0)
+    assert r is not None and r["path"][0] == "99901" and r["path"][-1] == "99904"
+    assert len(r["path"]) >= 3  # the ends are ~10000 km apart: through the middle
+
+
+@pytest.mark.parametrize("bad, why", [
+    ({"fleet": []}, "fleet: the fleet is empty"),
+    ({"epoch": "2026-03-08T00:00:00Z",
+      "fleet": [{"satellite_id": "a", "orbit": {"altitude_km": 550, "inclination_deg": 51}},
+                {"satellite_id": "a", "orbit": {"altitude_km": 550, "inclination_deg": 51}}]},
+     "appears twice"),
+])
+def test_a_fleet_that_does_not_load_is_a_400_naming_the_satellite(bad, why):
+    job = {"name": "x", "steps": [{"id": "a", "compute_s": 60}]}
+    with pytest.raises(PlanError) as err:
+        cp.make_constellation_plan(bad, job, 0)
+    assert err.value.status == 400 and why in err.value.reason
+
+
+def test_a_cycle_is_refused_naming_it():
+    doc = train()
+    job = {"name": "loop", "steps": [{"id": "a", "compute_s": 60, "depends_on": ["b"]},
+                                     {"id": "b", "compute_s": 60, "depends_on": ["a"]}]}
+    with pytest.raises(PlanError) as err:
+        cp.make_constellation_plan(doc, job, timeutil.parse_iso(doc["epoch"]))
+    assert err.value.status == 400 and "cycle" in err.value.reason
+
+
+def test_a_step_that_cannot_finish_in_the_horizon_is_a_422_naming_it():
+    doc = train()
+    job = {"name": "long", "steps": [{"id": "huge", "compute_s": 200000}],
+           "policy": {"deadline_orbits": 2}}
+    with pytest.raises(PlanError) as err:
+        cp.make_constellation_plan(doc, job, timeutil.parse_iso(doc["epoch"]))
+    assert err.value.status == 422 and "'huge'" in err.value.reason
+
+
+def test_the_console_plans_a_constellation_over_http_and_refuses_bad_fleets(tmp_path):
+    import httpx
+    from tools.console import auth
+    from tools.console.server import serve_in_thread
+    doc = train()
+    console = serve_in_thread(str(tmp_path / "c.db"))
+    try:
+        user = {"X-API-Key": auth.create_key(console.db, "user")["key"]}
+        agent = {"X-API-Key": auth.create_key(console.db, "agent", "sat-99901",
+                                              satellite_id="25544")["key"]}
+        url = console.url + "/v1/constellation/plan"
+        body = {"fleet": doc["fleet"], "epoch": doc["epoch"], "job": doc["job"]}
+        r = httpx.post(url, json=body, headers=user, timeout=60)
+        assert r.status_code == 200, r.text
+        local = cp.make_constellation_plan(doc, doc["job"], timeutil.parse_iso(doc["epoch"]))
+        assert r.json()["metrics"] == local["metrics"]
+        assert [s["satellite"] for s in r.json()["steps"]] == \
+            [s["satellite"] for s in local["steps"]]
+        assert httpx.post(url, json=body, headers=agent, timeout=60).status_code == 403
+        twice = dict(body, fleet=[doc["fleet"][0], doc["fleet"][0]])
+        r = httpx.post(url, json=twice, headers=user, timeout=60)
+        assert r.status_code == 400 and "99901 appears twice" in r.json()["error"]
+        long = dict(body, job={"name": "long", "steps": [{"id": "huge", "compute_s": 200000}],
+                               "policy": {"deadline_orbits": 2}})
+        r = httpx.post(url, json=long, headers=user, timeout=60)
+        assert r.status_code == 422 and "'huge'" in r.json()["error"]
+    finally:
+        console.stop()
