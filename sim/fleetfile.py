@@ -108,16 +108,6 @@ def _elements(d, epoch):
     return orbitio.keplerian_elements(d, default_epoch=epoch)
 
 
-def _checksum(line):
-    total = 0
-    for ch in line[:68]:
-        if "0" <= ch <= "9":
-            total += ord(ch) - 48
-        elif ch == "-":
-            total += 1
-    return str(total % 10)
-
-
 def _kozai_mean_motion(a_km, e, inc_deg):
     """The TLE (Kozai) mean motion, rev/day, whose Brouwer semi-major axis as
     orbit.Orbit reads it is a_km (fixed point; converges in a few steps)."""
@@ -157,4 +147,5 @@ def tle_from_elements(el, catalog_number):
     l2 = "2 %s %8.4f %8.4f %07d %8.4f %8.4f %11.8f    1" % (
         num, el["inclination_deg"], el["raan_deg"] % 360, ecc, el["arg_perigee_deg"] % 360,
         el["mean_anomaly_deg"] % 360, n)
-    return l1 + _checksum(l1), l2 + _checksum(l2)
+    from tle import tle_checksum
+    return l1 + str(tle_checksum(l1)), l2 + str(tle_checksum(l2))
