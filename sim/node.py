@@ -126,7 +126,8 @@ class Node:
             inj.before_boot(self)
             fs = inj.storage_fs()
             link = inj.wrap_link(link)
-        self.agent = Agent(self.cfg, self.clock, hal.sim_sensors(self.sat), link,
+        # with faults (timed ones fire between rounds) the link-down hint is off: every round stays
+        self.agent = Agent(self.cfg, self.clock, hal.sim_sensors(self.sat, hints=inj is None), link,
                            self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
         self.agent.journal.on_commit = self.sync_world
         self.watchdog = watchdog
@@ -247,17 +248,9 @@ def main(argv):
         return 2
     code = node.run()
     node.sync_world(force=True)
-    st = node.agent.state
-    print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
-                      "outbox": node.agent.journal.pending(), "mode": st["mode"],
-                      "done": st["done"], "boots": node.saved.get("boots"),
-                      "stats": node.agent.stats,
-                      "link_error": getattr(node.agent.link, "last_error", None),
-                      "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None,
-                      "reboots": node.reboots,
-                      "heap_peak": node.heap_peak if node.heap_watch else None,
-                      "faults": node.injector.report() if node.injector else None,
-                      "sim_time": timeutil.iso_utc(node.clock.epoch())}))
+    free = gc.mem_free() if hasattr(gc, "mem_free") else None
+    import nodestart  # the summary is start-up's module too: the run's heap never held it
+    print(json.dumps(nodestart.summary(node, code, free)))
     return code
 
 

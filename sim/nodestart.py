@@ -118,3 +118,17 @@ def _read_json(path, what):
         return json.loads(_read(path, what))
     except ValueError as exc:
         raise ValueError("%s %s: not JSON (%s)" % (what, path, exc))
+
+
+def summary(node, code, heap_free):
+    """The exit summary line's document (node.py's main prints it)."""
+    st = node.agent.state
+    return {"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
+            "outbox": node.agent.journal.pending(), "mode": st["mode"],
+            "done": st["done"], "boots": node.saved.get("boots"),
+            "stats": node.agent.stats,
+            "link_error": getattr(node.agent.link, "last_error", None),
+            "heap_free": heap_free, "reboots": node.reboots,
+            "heap_peak": node.heap_peak if node.heap_watch else None,
+            "faults": node.injector.report() if node.injector else None,
+            "sim_time": timeutil.iso_utc(node.clock.epoch())}
