@@ -232,15 +232,13 @@ class Agent:
             free -= seg[3]
         return free < cfg["outbox_reserve_bytes"] + cfg["outbox_pause_bytes"] * (2 if resuming else 1)
 
-    def _sleep_s(self, seconds, look=False):
+    def _sleep_s(self, seconds):
         """Sleep in pieces shorter than the task deadline (the supervisor rule);
-        on a simulated clock in one nap (scheduler.nap_ms: checked in meanwhile).
-        look: a look that does nothing while the link is down follows (_look)."""
+        on a simulated clock in one nap (scheduler.nap_ms: checked in meanwhile)."""
         end = self.clock.now_ms() + int(seconds * 1000)
         if self.clock.simulated:  # one wake-up: the scheduler holds it checked in
             if end > self.clock.now_ms():
-                ms = end - self.clock.now_ms()
-                yield self._look(ms) if look else nap_ms(ms)
+                yield nap_ms(end - self.clock.now_ms())
             return
         while True:
             left = end - self.clock.now_ms()
@@ -250,15 +248,13 @@ class Agent:
 
     def _look(self, ms):
         """The wait before a look that does nothing while the link is down
-        (poll, report, an idle execute: work comes only over the link). On a
-        simulated clock, while the link is known to stay down, it naps through
+        (poll, an idle execute: work comes only over the link): ms. On a
+        simulated clock, while the link is known to stay down, a nap through
         as many whole ms as that lasts: the same looks at the same times,
         fewer wake-ups (docs/sim.md "A simulated day")."""
-        if not self.clock.simulated:
-            return sleep_ms(ms)
         down = self.sensors.link_down_ms
-        down = down() if down is not None else None
-        return nap_ms(ms * -(-down // ms) if down else ms)
+        down = down() if down is not None and self.clock.simulated else None
+        return nap_ms(ms * -(-down // ms)) if down else sleep_ms(ms)
 
     def _on_crash(self, name, exc, count):
         if self.journal.out_of_sync:
@@ -658,7 +654,7 @@ class Agent:
 
     def _report(self):
         while True:
-            yield from self._sleep_s(self.cfg["report_interval_s"], True)
+            yield from self._sleep_s(self.cfg["report_interval_s"])
             # after register: the Console must know us (and we our seq) first
             if self.registered and self.journal.pending() and self.link_up():
                 yield from _load("contact").report(self)

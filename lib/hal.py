@@ -60,9 +60,13 @@ class Sensors:
     the physical range (battery 0..100 %, temperature -60..150 C) are
     reported as None (a stuck or broken sensor)."""
 
+    # () -> how long (ms) the link is sure to stay down from now, or None (up);
+    # None: unknown (a board, a node with faults). Only a simulated clock asks (agent._look).
+    link_down_ms = None
+
     def __init__(self, read_battery=None, read_temperature=None, read_eclipse=None,
                  read_link=None, read_position=None, read_contact=None, apply_load=None,
-                 read_saa=None, read_link_down=None):
+                 read_saa=None):
         self._battery = read_battery
         self._temperature = read_temperature
         self._eclipse = read_eclipse
@@ -71,9 +75,6 @@ class Sensors:
         self._contact = read_contact      # -> {station, station_name, elevation_peak_deg}
         self._apply_load = apply_load     # (power_w, memory_mb): the simulator's power model
         self._saa = read_saa              # -> inside the South Atlantic Anomaly (radiation monitor)
-        # () -> how long (ms) the link is sure to stay down from now, or None (up); None: unknown
-        # (a board, a node with faults). Only a simulated clock asks (agent._look).
-        self.link_down_ms = read_link_down
         self.bad_readings = 0
 
     def _read(self, fn, lo=None, hi=None):
@@ -128,13 +129,13 @@ class Sensors:
             self._apply_load(power_w, memory_mb)
 
 
-def sim_sensors(satellite, hints=True):
+def sim_sensors(satellite):
     """Sensors fed by a simulated satellite (sim/): anything with
-    battery_percent(), temperature_c(), in_eclipse(), link_up() methods.
-    hints=False: no link_down_ms() (a run whose faults fire between rounds
-    keeps every round it had)."""
-    return Sensors(satellite.battery_percent, satellite.temperature_c,
-                   satellite.in_eclipse, satellite.link_up,
-                   getattr(satellite, "position", None), getattr(satellite, "contact", None),
-                   getattr(satellite, "set_compute_load", None), getattr(satellite, "in_saa", None),
-                   getattr(satellite, "link_down_ms", None) if hints else None)
+    battery_percent(), temperature_c(), in_eclipse(), link_up() methods
+    (and, if it has one, link_down_ms())."""
+    s = Sensors(satellite.battery_percent, satellite.temperature_c,
+                satellite.in_eclipse, satellite.link_up,
+                getattr(satellite, "position", None), getattr(satellite, "contact", None),
+                getattr(satellite, "set_compute_load", None), getattr(satellite, "in_saa", None))
+    s.link_down_ms = getattr(satellite, "link_down_ms", None)
+    return s
