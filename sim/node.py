@@ -45,12 +45,7 @@ try:
 except AttributeError:
     pass
 
-import agentconfig  # noqa: E402
-import hal  # noqa: E402
-import lazywatch  # noqa: E402
 import timeutil  # noqa: E402
-from agent import Agent  # noqa: E402
-from link import HttpLink  # noqa: E402
 
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 300000    # the world is also saved at least this often (simulated; every commit saves it too)
@@ -108,35 +103,13 @@ class Node:
                 cause = "power_on"
 
     def _boot(self, cause):
-        self.sat.set_compute_load(0)
-        gc.collect()
-        inj = self.injector
-        watchdog = hal.SimWatchdog(self.cfg["watchdog_timeout_ms"], clock=self.clock,
-                                   on_feed=self.heartbeat)
-        watchdog.arm()
-        if self.cfg["transport"] == "serial":  # a radio behind a serial line (docs/serial.md)
-            from seriallink import SerialLink
-            link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION)
-        else:
-            link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
-            link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
-            link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
-        fs = None
-        if inj is not None:
-            inj.before_boot(self)
-            fs = inj.storage_fs()
-            link = inj.wrap_link(link)
-        # with faults (timed ones fire between rounds) the link-down hint is off: every round stays
-        self.agent = Agent(self.cfg, self.clock, hal.sim_sensors(self.sat, hints=inj is None), link,
-                           self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
-        self.agent.journal.on_commit = self.sync_world
-        self.watchdog = watchdog
-        lazywatch.install(self.agent)  # the watchdog ticks no task can miss are skipped
-        if inj is not None:
-            inj.after_boot(self, self.agent)  # sensors wrapped before the boot reads them
-        self.agent.boot()
-        self.saved["boots"] = self.saved.get("boots", 0) + 1
-        self.sync_world(force=True)
+        # every boot, the first too, runs in the start-up overlay: its code is out of the run's heap
+        loaded = "nodestart" in sys.modules
+        import nodestart
+        try:
+            nodestart.boot(self, cause)
+        finally:
+            _drop(loaded, "nodestart")
 
     def _down(self, cause):
         self.reboots += 1

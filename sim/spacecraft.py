@@ -236,8 +236,7 @@ class SimulatedSatellite:
         return self.timeline.eclipse_state(self.t)[0]
 
     def link_up(self):
-        self._sync()
-        return self.timeline.contact(self.t) is not None
+        return self.link_down_ms() is None
 
     def link_down_ms(self):
         """While no station is in view: how long (ms) that is sure to last,
