@@ -131,12 +131,6 @@ class Node:
         self._down(cause)
         self.boot(cause)
 
-    def idle(self):
-        """A job has ended, everything is reported, and the Console has nothing more."""
-        st = self.agent.state
-        return (st["job"] is None and not self.agent.journal.pending() and len(st["done"]) > 0
-                and self.agent.empty_polls > 0)
-
     def run(self):
         # A restart of this process is a power cycle of the computer (SIGKILL is a
         # power cut) unless the parent says otherwise (--reset-cause watchdog
@@ -170,7 +164,9 @@ class Node:
             if self.watchdog.expired(now):
                 self.reset("watchdog")
                 continue
-            if self.until_idle and self.idle():
+            # --until-idle: a job has ended, everything is reported, the Console has nothing more
+            if self.until_idle and self.agent.empty_polls > 0 and self.agent.state["job"] is None \
+                    and self.agent.state["done"] and not self.agent.journal.pending():
                 return 0
             if now >= self.end_ms:
                 return 4
