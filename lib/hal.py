@@ -60,6 +60,10 @@ class Sensors:
     the physical range (battery 0..100 %, temperature -60..150 C) are
     reported as None (a stuck or broken sensor)."""
 
+    # () -> how long (ms) the link is sure to stay down from now, or None (up);
+    # None: unknown (a board, a node with faults). Only a simulated clock asks (agent._look).
+    link_down_ms = None
+
     def __init__(self, read_battery=None, read_temperature=None, read_eclipse=None,
                  read_link=None, read_position=None, read_contact=None, apply_load=None,
                  read_saa=None):
@@ -127,8 +131,11 @@ class Sensors:
 
 def sim_sensors(satellite):
     """Sensors fed by a simulated satellite (sim/): anything with
-    battery_percent(), temperature_c(), in_eclipse(), link_up() methods."""
-    return Sensors(satellite.battery_percent, satellite.temperature_c,
-                   satellite.in_eclipse, satellite.link_up,
-                   getattr(satellite, "position", None), getattr(satellite, "contact", None),
-                   getattr(satellite, "set_compute_load", None), getattr(satellite, "in_saa", None))
+    battery_percent(), temperature_c(), in_eclipse(), link_up() methods
+    (and, if it has one, link_down_ms())."""
+    s = Sensors(satellite.battery_percent, satellite.temperature_c,
+                satellite.in_eclipse, satellite.link_up,
+                getattr(satellite, "position", None), getattr(satellite, "contact", None),
+                getattr(satellite, "set_compute_load", None), getattr(satellite, "in_saa", None))
+    s.link_down_ms = getattr(satellite, "link_down_ms", None)
+    return s

@@ -45,12 +45,7 @@ try:
 except AttributeError:
     pass
 
-import agentconfig  # noqa: E402
-import hal  # noqa: E402
-import lazywatch  # noqa: E402
 import timeutil  # noqa: E402
-from agent import Agent  # noqa: E402
-from link import HttpLink  # noqa: E402
 
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 300000    # the world is also saved at least this often (simulated; every commit saves it too)
@@ -108,45 +103,13 @@ class Node:
                 cause = "power_on"
 
     def _boot(self, cause):
-        self.sat.set_compute_load(0)
-        gc.collect()
-        inj = self.injector
-        watchdog = hal.SimWatchdog(self.cfg["watchdog_timeout_ms"], clock=self.clock,
-                                   on_feed=self.heartbeat)
-        watchdog.arm()
-        if self.cfg["transport"] == "serial":  # a radio behind a serial line (docs/serial.md)
-            from seriallink import SerialLink
-            bps = self.sat.bus["radio_bps"]
-            if bps:  # the radio's rate, in simulated time (sim/radio.py)
-                import serialport
-                from radio import RadioPort
-                from scheduler import sleep_ms
-                radio = RadioPort(serialport.open_port(self.cfg["serial_port"],
-                                                            self.cfg["serial_baud"]),
-                                  self.clock, bps)
-                link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION, port=radio,
-                                  now_ms=self.clock.now_ms, pause=sleep_ms(5))
-            else:
-                link = SerialLink(self.cfg, agentconfig.FIRMWARE_VERSION)
-        else:
-            link = HttpLink(self.cfg, agentconfig.FIRMWARE_VERSION)
-            link.block_ms = self.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
-            link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
-        fs = None
-        if inj is not None:
-            inj.before_boot(self)
-            fs = inj.storage_fs()
-            link = inj.wrap_link(link)
-        self.agent = Agent(self.cfg, self.clock, hal.sim_sensors(self.sat), link,
-                           self.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
-        self.agent.journal.on_commit = self.sync_world
-        self.watchdog = watchdog
-        lazywatch.install(self.agent)  # the watchdog ticks no task can miss are skipped
-        if inj is not None:
-            inj.after_boot(self, self.agent)  # sensors wrapped before the boot reads them
-        self.agent.boot()
-        self.saved["boots"] = self.saved.get("boots", 0) + 1
-        self.sync_world(force=True)
+        # every boot, the first too, runs in the start-up overlay: its code is out of the run's heap
+        loaded = "nodestart" in sys.modules
+        import nodestart
+        try:
+            nodestart.boot(self, cause)
+        finally:
+            _drop(loaded, "nodestart")
 
     def _down(self, cause):
         self.reboots += 1
@@ -167,12 +130,6 @@ class Node:
     def reset(self, cause):
         self._down(cause)
         self.boot(cause)
-
-    def idle(self):
-        """A job has ended, everything is reported, and the Console has nothing more."""
-        st = self.agent.state
-        return (st["job"] is None and not self.agent.journal.pending() and len(st["done"]) > 0
-                and self.agent.empty_polls > 0)
 
     def run(self):
         # A restart of this process is a power cycle of the computer (SIGKILL is a
@@ -207,7 +164,9 @@ class Node:
             if self.watchdog.expired(now):
                 self.reset("watchdog")
                 continue
-            if self.until_idle and self.idle():
+            # --until-idle: a job has ended, everything is reported, the Console has nothing more
+            if self.until_idle and self.agent.empty_polls > 0 and self.agent.state["job"] is None \
+                    and self.agent.state["done"] and not self.agent.journal.pending():
                 return 0
             if now >= self.end_ms:
                 return 4
@@ -258,17 +217,9 @@ def main(argv):
         return 2
     code = node.run()
     node.sync_world(force=True)
-    st = node.agent.state
-    print(json.dumps({"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
-                      "outbox": node.agent.journal.pending(), "mode": st["mode"],
-                      "done": st["done"], "boots": node.saved.get("boots"),
-                      "stats": node.agent.stats,
-                      "link_error": getattr(node.agent.link, "last_error", None),
-                      "heap_free": gc.mem_free() if hasattr(gc, "mem_free") else None,
-                      "reboots": node.reboots,
-                      "heap_peak": node.heap_peak if node.heap_watch else None,
-                      "faults": node.injector.report() if node.injector else None,
-                      "sim_time": timeutil.iso_utc(node.clock.epoch())}))
+    free = gc.mem_free() if hasattr(gc, "mem_free") else None
+    import nodestart  # the summary is start-up's module too: the run's heap never held it
+    print(json.dumps(nodestart.summary(node, code, free)))
     return code
 
 

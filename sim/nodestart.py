@@ -4,14 +4,18 @@ and, with --faults, the injector. An overlay: node.py loads it to start and,
 on MicroPython, drops it again, so the run's heap holds none of this code
 (docs/sim.md "Memory").
 """
+import gc
 import json
 import sys
 import time
 
 import agentconfig
 import hal
+import lazywatch
 import orbit
 import timeutil
+from agent import Agent
+from link import HttpLink
 from clock import SimClock
 from spacecraft import SimulatedSatellite, Timeline
 from store import Store
@@ -103,6 +107,53 @@ def setup(node, args, reboot_ms, echo):
                                         echo=echo)
 
 
+def boot(node, cause):
+    """Build the node's computer and boot it: its watchdog, its link, its
+    agent (with sim/lazywatch.py's supervisor), and, with
+    --faults, the injector's hooks. Every boot runs this (node._boot)."""
+    node.sat.set_compute_load(0)
+    gc.collect()
+    inj = node.injector
+    watchdog = hal.SimWatchdog(node.cfg["watchdog_timeout_ms"], clock=node.clock,
+                               on_feed=node.heartbeat)
+    watchdog.arm()
+    if node.cfg["transport"] == "serial":  # a radio behind a serial line (docs/serial.md)
+        from seriallink import SerialLink
+        bps = node.sat.bus["radio_bps"]
+        if bps:  # the radio's rate, in simulated time (sim/radio.py)
+            import serialport
+            from radio import RadioPort
+            from scheduler import sleep_ms
+            radio = RadioPort(serialport.open_port(node.cfg["serial_port"], node.cfg["serial_baud"]),
+                              node.clock, bps)
+            link = SerialLink(node.cfg, agentconfig.FIRMWARE_VERSION, port=radio,
+                              now_ms=node.clock.now_ms, pause=sleep_ms(5))
+        else:
+            link = SerialLink(node.cfg, agentconfig.FIRMWARE_VERSION)
+    else:
+        link = HttpLink(node.cfg, agentconfig.FIRMWARE_VERSION)
+        link.block_ms = node.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
+        link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
+    fs = None
+    if inj is not None:
+        inj.before_boot(node)
+        fs = inj.storage_fs()
+        link = inj.wrap_link(link)
+    sensors = hal.sim_sensors(node.sat)
+    if inj is not None:  # its timed faults fire between rounds: no link-down hint, every round stays
+        sensors.link_down_ms = None
+    node.agent = Agent(node.cfg, node.clock, sensors, link,
+                       node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
+    node.agent.journal.on_commit = node.sync_world
+    node.watchdog = watchdog
+    lazywatch.install(node.agent)  # the watchdog ticks no task can miss are skipped
+    if inj is not None:
+        inj.after_boot(node, node.agent)  # sensors wrapped before the boot reads them
+    node.agent.boot()
+    node.saved["boots"] = node.saved.get("boots", 0) + 1
+    node.sync_world(force=True)
+
+
 def _read(path, what):
     """The text of a file; OSError naming the file (MicroPython's own says
     only "[Errno 2] ENOENT")."""
@@ -118,3 +169,17 @@ def _read_json(path, what):
         return json.loads(_read(path, what))
     except ValueError as exc:
         raise ValueError("%s %s: not JSON (%s)" % (what, path, exc))
+
+
+def summary(node, code, heap_free):
+    """The exit summary line's document (node.py's main prints it)."""
+    st = node.agent.state
+    return {"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
+            "outbox": node.agent.journal.pending(), "mode": st["mode"],
+            "done": st["done"], "boots": node.saved.get("boots"),
+            "stats": node.agent.stats,
+            "link_error": getattr(node.agent.link, "last_error", None),
+            "heap_free": heap_free, "reboots": node.reboots,
+            "heap_peak": node.heap_peak if node.heap_watch else None,
+            "faults": node.injector.report() if node.injector else None,
+            "sim_time": timeutil.iso_utc(node.clock.epoch())}

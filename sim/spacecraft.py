@@ -236,8 +236,25 @@ class SimulatedSatellite:
         return self.timeline.eclipse_state(self.t)[0]
 
     def link_up(self):
+        return self.link_down_ms() is None
+
+    def link_down_ms(self):
+        """While no station is in view: how long (ms) that is sure to last,
+        rounded down with a ms to spare (the next contact's start, or the end
+        of the windows known); None while one is. The agent's looks that wait
+        for the link sleep through it (agent._sleep_ms)."""
         self._sync()
-        return self.timeline.contact(self.t) is not None
+        t = self.t
+        tl = self.timeline
+        tl.extend_to(t)
+        nxt = tl.end
+        for c in tl.contacts:
+            if c[0] <= t < c[1]:
+                return None
+            if c[0] > t:
+                nxt = c[0]
+                break
+        return int((nxt - t) * 1000) - 1
 
     def position(self):
         """(lat_deg, lon_deg, altitude_km) now."""
