@@ -122,7 +122,11 @@ def _positive_refused(operation, mode, response):
     return "valid data refused: %d %s" % (status, response.text[:160])
 
 
-def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids):
+def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids, refused=None):
+    """refused(operation, mode, response): why a valid request's refusal is a
+    mismatch, or None (default: the Console's rules, _positive_refused). db
+    needs only counts(): anything a refused request must leave unchanged."""
+    refused = refused or _positive_refused
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -156,9 +160,9 @@ def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids):
             except FailureGroup as group:
                 for failure in group.exceptions:
                     tally.mismatches.append("%s: %s" % (where, failure.title))
-            refused = _positive_refused(operation, mode, response)
-            if refused:
-                tally.mismatches.append("%s: %s; body %s" % (where, refused,
+            why = refused(operation, mode, response)
+            if why:
+                tally.mismatches.append("%s: %s; body %s" % (where, why,
                                                              response.request.body[:300]))
 
         if seed is not None:
@@ -192,9 +196,9 @@ def campaign(url, db, examples=12, raw_examples=25, seed=None):
     return tally
 
 
-def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id):
-    """Bodies no schema describes, at every POST endpoint that reads one, from the
-    registered fuzz agent (so agent endpoints read the body)."""
+def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id, paths=POST_PATHS):
+    """Bodies no schema describes, at every POST endpoint that reads one (paths),
+    from the registered fuzz agent (so agent endpoints read the body)."""
     import httpx
     import json as jsonlib
     from hypothesis import HealthCheck, given, settings, strategies as st
@@ -214,7 +218,7 @@ def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id):
     bodies = st.one_of(texts.map(lambda t: t.encode("utf-8", "surrogatepass")),
                        st.binary(max_size=200))
     with httpx.Client(base_url=url, timeout=30) as http:
-        for path in POST_PATHS:
+        for path in paths:
             headers = agent if path.startswith("/api/agent/") or path.endswith("/events") else user
             real = path.replace("{deployment_id}", dep_id)
 
