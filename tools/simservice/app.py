@@ -45,7 +45,7 @@ router = APIRouter()
 
 
 @router.post("/v1/state", tags=["stateless"],
-             openapi_extra=openapi_body(schemas.StateBody))
+             openapi_extra=openapi_body(schemas.body_schema(schemas.StateBody)))
 async def state(request: Request, svc: SimService = Depends(service_of)):
     """The orbital state at a time, from elements or a TLE (v0.1.0: the
     reference agent's `--sim-url` request). Defaults as the reference agent's:
@@ -72,7 +72,7 @@ async def state(request: Request, svc: SimService = Depends(service_of)):
 
 
 @router.post("/v1/sessions", tags=["sessions"], status_code=201,
-             openapi_extra=openapi_body(schemas.SessionBody))
+             openapi_extra=openapi_body(schemas.body_schema(schemas.SessionBody)))
 async def create_session(request: Request, svc: SimService = Depends(service_of)):
     """Create a session: one satellite (a TLE or elements) or a fleet (a fleet
     file's entries, at most MAX_FLEET), at `start`. 201 with its state."""
@@ -95,7 +95,7 @@ async def session_state(session_id: str, svc: SimService = Depends(service_of)):
 
 
 @router.post("/v1/sessions/{session_id}/step", tags=["sessions"],
-             openapi_extra=openapi_body(schemas.StepBody))
+             openapi_extra=openapi_body(schemas.body_schema(schemas.StepBody)))
 async def step_session(session_id: str, request: Request, svc: SimService = Depends(service_of)):
     """Advance the session to `until` or by `seconds` (at most MAX_STEP_S);
     `loads` ({satellite_id: {power_w, memory_mb}}) take effect at the step's
@@ -105,7 +105,7 @@ async def step_session(session_id: str, request: Request, svc: SimService = Depe
 
 
 @router.put("/v1/sessions/{session_id}/constellation", tags=["sessions"],
-            openapi_extra=openapi_body(schemas.ConstellationBody))
+            openapi_extra=openapi_body(schemas.body_schema(schemas.ConstellationBody)))
 async def put_constellation(session_id: str, request: Request,
                             svc: SimService = Depends(service_of)):
     """Store each satellite's ConstellationState (CONSTELLATION.md); replaces

@@ -41,6 +41,8 @@ def parse_time(text, field):
     """ISO 8601 UTC (any fraction, Z or an offset) -> Unix seconds (a float, to
     the millisecond). BadInput for a malformed time, an impossible date, or one
     outside [EARLIEST, LATEST)."""
+    if isinstance(text, str):
+        text = text.upper()          # RFC 3339 allows 't' and 'z'
     try:
         secs, ms = timeutil.parse_iso_ms(text)
         y, m, d = int(text[0:4]), int(text[5:7]), int(text[8:10])

@@ -6,9 +6,10 @@ ground, a TLE checksum, a time far from the epoch, a satellite the session
 does not have) is checked by the handlers: 400 naming the field."""
 from typing import Dict, List, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
+from typing_extensions import Annotated
 
-from tools.console.schemas import Body, Id
+from tools.console.schemas import ID_PATTERN, Body, Id, model_schema
 
 MAX_FLEET = 64               # satellites in one session
 MAX_SESSIONS = 100           # sessions one service holds at once
@@ -18,6 +19,8 @@ MAX_POWER_W = 1000.0         # a load's power_w
 MAX_MEMORY_MB = 1e6          # a load's memory_mb
 
 TIME = {"format": "date-time"}
+SatelliteId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+StepKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 def Time(default=...):
@@ -93,11 +96,10 @@ class StepBody(Body):
     one), with loads set at the step's start and kept until changed."""
     until: Optional[str] = Time(None)
     seconds: Optional[float] = Field(None, gt=0, le=MAX_STEP_S)
-    loads: Optional[Dict[str, Load]] = Field(None, max_length=MAX_FLEET)
+    loads: Optional[Dict[SatelliteId, Load]] = Field(None, max_length=MAX_FLEET)
 
 
 StepLifecycle = Literal["Pending", "Executing", "Completed", "FailedOver"]
-StepId = Field(min_length=1, max_length=64)
 
 
 class AssignedStep(Body):
@@ -107,7 +109,7 @@ class AssignedStep(Body):
 
 class ConstellationState(Body):
     """A satellite's ConstellationState (CONSTELLATION.md)."""
-    assigned_steps: Dict[str, Union[StepLifecycle, AssignedStep]] = Field(
+    assigned_steps: Dict[StepKey, Union[StepLifecycle, AssignedStep]] = Field(
         default_factory=dict, max_length=MAX_STEPS_PER_DOC)
     active_transfers: List[Dict[str, Union[str, float, int, bool, None]]] = Field(
         default_factory=list, max_length=MAX_STEPS_PER_DOC)
@@ -118,4 +120,25 @@ class ConstellationState(Body):
 class ConstellationBody(Body):
     """PUT /v1/sessions/{id}/constellation: every satellite's document (those
     left out have none afterwards)."""
-    states: Dict[str, ConstellationState] = Field(max_length=MAX_FLEET)
+    states: Dict[SatelliteId, ConstellationState] = Field(max_length=MAX_FLEET)
+
+
+def body_schema(model):
+    """A model's JSON Schema for the OpenAPI document. A map with constrained
+    keys comes out of pydantic as patternProperties, which lets any other key
+    through; here its keys are bound by propertyNames, as the model binds them."""
+    def fix(node):
+        if isinstance(node, dict):
+            pattern = node.get("patternProperties")
+            if isinstance(pattern, dict) and len(pattern) == 1:
+                (regex, value), = pattern.items()
+                del node["patternProperties"]
+                node["additionalProperties"] = value
+                node["propertyNames"] = dict(node.get("propertyNames") or {}, pattern=regex)
+            for value in node.values():
+                fix(value)
+        elif isinstance(node, list):
+            for value in node:
+                fix(value)
+        return node
+    return fix(model_schema(model))
