@@ -26,6 +26,7 @@ BENCHES = (
     "tools.benches.deploy",
     "tools.benches.faults",
     "tools.benches.board",
+    "tools.benches.simservice",
 )
 
 RESULTS = os.path.join(ROOT, "bench", "results.json")
