@@ -237,6 +237,20 @@ CONSTELLATION = {"states": {"99901": {"assigned_steps": {"capture_a": "Completed
                             "99904": {"assigned_steps": {"aggregate": "Pending"}}}}
 
 
+# a satellite session over days, restarted past the first window chunks (a day each)
+# at a time off the search's 60 s sample grid
+LONG_STEPS = ([{"seconds": 2.5 * 86400, "loads": {"25544": {"power_w": 6, "memory_mb": 100}}},
+               {"seconds": 3617.25, "loads": {"25544": {"power_w": 30, "memory_mb": 100}}}]
+              + [{"seconds": 86400 + 17}, {"seconds": 5000, "loads": {"25544": {"power_w": 0}}},
+                 {"seconds": 40000}])
+
+
+def _satellite_request():
+    el = orbitio.read_tle_text(open(ISS_TLE).read())
+    return {"satellite": {"satellite_id": "25544", "tle": open(ISS_TLE).read()},
+            "start": timeutil.iso_utc(int(el["epoch"]))}
+
+
 def _comparable(state):
     return {k: v for k, v in state.items() if k not in ("session_id", "created_at", "server_time")}
 
@@ -248,6 +262,10 @@ def test_a_session_killed_and_restarted_on_its_database_resumes_as_if_uninterrup
         for step in STEPS:
             assert httpx.post(svc.url + "/v1/sessions/%s/step" % sid, json=step).status_code == 200
         straight = httpx.get(svc.url + "/v1/sessions/%s/state" % sid).json()
+        one = httpx.post(svc.url + "/v1/sessions", json=_satellite_request()).json()["session_id"]
+        for step in LONG_STEPS:
+            assert httpx.post(svc.url + "/v1/sessions/%s/step" % one, json=step).status_code == 200
+        straight_one = httpx.get(svc.url + "/v1/sessions/%s/state" % one).json()
 
     db = str(tmp_path / "killed.db")
     svc = SimServiceProcess(db)
@@ -258,6 +276,9 @@ def test_a_session_killed_and_restarted_on_its_database_resumes_as_if_uninterrup
         before = httpx.get(svc.url + "/v1/sessions/%s/state" % sid).json()
         assert httpx.put(svc.url + "/v1/sessions/%s/constellation" % sid,
                          json=CONSTELLATION).status_code == 200
+        one = httpx.post(svc.url + "/v1/sessions", json=_satellite_request()).json()["session_id"]
+        for step in LONG_STEPS[:2]:
+            assert httpx.post(svc.url + "/v1/sessions/%s/step" % one, json=step).status_code == 200
         svc.kill()
         svc = SimServiceProcess(db, port=svc.port)
         after = httpx.get(svc.url + "/v1/sessions/%s/state" % sid).json()
@@ -269,10 +290,15 @@ def test_a_session_killed_and_restarted_on_its_database_resumes_as_if_uninterrup
         for step in STEPS[half:]:
             assert httpx.post(svc.url + "/v1/sessions/%s/step" % sid, json=step).status_code == 200
         resumed = httpx.get(svc.url + "/v1/sessions/%s/state" % sid).json()
+        for step in LONG_STEPS[2:]:
+            assert httpx.post(svc.url + "/v1/sessions/%s/step" % one, json=step).status_code == 200
+        resumed_one = httpx.get(svc.url + "/v1/sessions/%s/state" % one).json()
     finally:
         svc.stop()
     assert resumed["steps"] == len(STEPS)
     assert _comparable(resumed) == _comparable(straight)
+    assert _comparable(resumed_one) == _comparable(straight_one)
+    assert resumed_one["steps"] == len(LONG_STEPS)
     # and the run went somewhere: loads heated and drained the satellites
     assert resumed["satellites"][1]["battery_percent"] != before["satellites"][1]["battery_percent"]
 
