@@ -105,7 +105,7 @@ def _check_reply(tally, db, before, where, response, body_text=None):
         tally.broken_promises.append("%s: no X-Server-Time" % where)
 
 
-def _positive_refused(operation, mode, response):
+def console_refused(operation, mode, response):
     """A valid request (by the schema) refused for a reason the schema should state."""
     status = response.status_code
     if not mode.is_positive or status < 400 or status >= 500 or status in ACCEPTED:
@@ -124,9 +124,11 @@ def _positive_refused(operation, mode, response):
 
 def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids, refused=None):
     """refused(operation, mode, response): why a valid request's refusal is a
-    mismatch, or None (default: the Console's rules, _positive_refused). db
+    mismatch, or None (default: the Console's rules, console_refused). db
     needs only counts(): anything a refused request must leave unchanged."""
-    refused = refused or _positive_refused
+    # (bound to this name so that `run` below keeps its text: hypothesis seeds
+    # its derandomized examples from the test function's source)
+    _positive_refused = refused or console_refused
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -160,9 +162,9 @@ def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids, refu
             except FailureGroup as group:
                 for failure in group.exceptions:
                     tally.mismatches.append("%s: %s" % (where, failure.title))
-            why = refused(operation, mode, response)
-            if why:
-                tally.mismatches.append("%s: %s; body %s" % (where, why,
+            refused = _positive_refused(operation, mode, response)
+            if refused:
+                tally.mismatches.append("%s: %s; body %s" % (where, refused,
                                                              response.request.body[:300]))
 
         if seed is not None:
