@@ -28,6 +28,7 @@ BENCHES = (
     "tools.benches.board",
     "tools.benches.fleet",
     "tools.benches.constellation",
+    "tools.benches.simservice",
 )
 
 RESULTS = os.path.join(ROOT, "bench", "results.json")

@@ -1,4 +1,5 @@
-"""`umbra sim`: a simulated satellite's orbital windows and state timeline.
+"""`umbra sim`: a simulated satellite's orbital windows and state timeline; the
+Simulation Service (`umbra sim serve`, tools/simservice/).
 
     umbra sim windows --satellite ISS --tle tests/data/iss-2018-07-03.tle --hours 24
     umbra sim run --satellite ISS --tle tests/data/iss-2018-07-03.tle --hours 6 --load-w 20 --json
@@ -171,3 +172,33 @@ def run(satellite_id, tle_path, elements, start, hours, station_ids, min_elevati
 # `umbra sim fleet`: a fleet's link windows and routes (tools/fleet_cli.py)
 from tools.fleet_cli import fleet as _fleet  # noqa: E402
 sim.add_command(_fleet)
+@sim.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
+              help="SQLite file of the sessions (default var/simservice.db, or $UMBRA_SIM_DB).")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def serve(host, port, db_path, access_log):
+    """Run the Simulation Service (HTTP: /v1/state, /v1/sessions; docs/simservice.md)."""
+    import socket
+
+    import uvicorn
+
+    from tools import ROOT
+    from tools.console.db import Unusable
+    from tools.simservice.app import create_app
+    from tools.simservice.db import SimDatabase
+    path = db_path or os.environ.get("UMBRA_SIM_DB") or os.path.join(ROOT, "var", "simservice.db")
+    try:  # a clear error now rather than uvicorn's log line after start-up
+        with socket.create_server((host, port)):
+            pass
+    except (OSError, OverflowError) as exc:
+        raise InputError("cannot listen on %s:%d: %s" % (host, port,
+                                                         getattr(exc, "strerror", None) or exc))
+    try:
+        db = SimDatabase(path)
+    except Unusable as exc:
+        raise InputError(str(exc))
+    click.echo("Umbra Simulation Service on http://%s:%d  (database %s, API docs at /docs)"
+               % (host, port, path), err=True)
+    uvicorn.run(create_app(db=db), host=host, port=port, log_level="info", access_log=access_log)

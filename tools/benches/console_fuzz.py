@@ -110,7 +110,7 @@ def _check_reply(tally, db, before, where, response, body_text=None):
         tally.broken_promises.append("%s: no X-Server-Time" % where)
 
 
-def _positive_refused(operation, mode, response):
+def console_refused(operation, mode, response):
     """A valid request (by the schema) refused for a reason the schema should state."""
     status = response.status_code
     if not mode.is_positive or status < 400 or status >= 500 or status in ACCEPTED:
@@ -127,7 +127,13 @@ def _positive_refused(operation, mode, response):
     return "valid data refused: %d %s" % (status, response.text[:160])
 
 
-def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids):
+def schemathesis_campaign(url, db, tally, examples, seed, user, agent, ids, refused=None):
+    """refused(operation, mode, response): why a valid request's refusal is a
+    mismatch, or None (default: the Console's rules, console_refused). db
+    needs only counts(): anything a refused request must leave unchanged."""
+    # (bound to this name so that `run` below keeps its text: hypothesis seeds
+    # its derandomized examples from the test function's source)
+    _positive_refused = refused or console_refused
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -197,9 +203,9 @@ def campaign(url, db, examples=12, raw_examples=25, seed=None):
     return tally
 
 
-def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id):
-    """Bodies no schema describes, at every POST endpoint that reads one, from the
-    registered fuzz agent (so agent endpoints read the body)."""
+def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id, paths=POST_PATHS):
+    """Bodies no schema describes, at every POST endpoint that reads one (paths),
+    from the registered fuzz agent (so agent endpoints read the body)."""
     import httpx
     import json as jsonlib
     from hypothesis import HealthCheck, given, settings, strategies as st
@@ -219,7 +225,7 @@ def raw_body_campaign(url, db, tally, examples, seed, user, agent, dep_id):
     bodies = st.one_of(texts.map(lambda t: t.encode("utf-8", "surrogatepass")),
                        st.binary(max_size=200))
     with httpx.Client(base_url=url, timeout=30) as http:
-        for path in POST_PATHS:
+        for path in paths:
             headers = agent if path.startswith("/api/agent/") or path.endswith("/events") else user
             real = path.replace("{deployment_id}", dep_id)
 

@@ -43,6 +43,22 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
 
     app.add_middleware(ServerTimeHeader)
 
+    install_error_handlers(app)
+
+    # the routes, one module per area, in the order the OpenAPI document lists them
+    from . import routes_agent, routes_catalog, routes_deployments, routes_keys, routes_plans
+    for module in (routes_agent, routes_catalog, routes_plans, routes_deployments, routes_keys):
+        app.include_router(module.router)
+
+    app.openapi = lambda: describe_errors(app)
+    return app
+
+
+def install_error_handlers(app):
+    """Every error as {"error", "server_time"} (api.error): ours (ApiError), a
+    body or parameter FastAPI refuses (400, naming the field), an unknown path
+    (404), a wrong method (405 with Allow), and anything unforeseen (500, never
+    a traceback). Shared with the Simulation Service (tools/simservice)."""
     @app.exception_handler(ApiError)
     async def api_error(request, exc):
         return error(exc.status, exc.message, exc.headers)
@@ -74,14 +90,6 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
     async def server_error(request, exc):
         return error(500, "internal error: %s" % type(exc).__name__)
 
-    # the routes, one module per area, in the order the OpenAPI document lists them
-    from . import routes_agent, routes_catalog, routes_deployments, routes_keys, routes_plans
-    for module in (routes_agent, routes_catalog, routes_plans, routes_deployments, routes_keys):
-        app.include_router(module.router)
-
-    app.openapi = lambda: describe_errors(app)
-    return app
-
 
 def allowed_methods(app, scope):
     """The methods the routes at this request's path answer, OPTIONS included."""
@@ -109,8 +117,14 @@ ERROR_STATUSES = {"400": "invalid body, parameters or headers", "401": "missing 
                   "409": "conflict", "413": "body too large", "429": "rate limited"}
 
 
-def describe_errors(app):
-    """OpenAPI with our error replies ({"error"} with 400..429) instead of FastAPI's 422."""
+def describe_errors(app, statuses=None, special=None):
+    """OpenAPI with our error replies ({"error"} with 400..429) instead of FastAPI's 422.
+    statuses: {code: text} every operation may answer (default ERROR_STATUSES);
+    special: {path: {code: text}} answered by one path only (default: /v1/plan's 422)."""
+    if statuses is None:
+        statuses = ERROR_STATUSES
+    if special is None:
+        special = {"/v1/plan": {"422": "the job cannot be planned"}}
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
@@ -122,12 +136,12 @@ def describe_errors(app):
         for method, op in ops.items():
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
-            for code, text in ERROR_STATUSES.items():
+            for code, text in statuses.items():
                 responses.setdefault(code, {"description": text,
                                             "content": {"application/json": {"schema": err}}})
-            if path == "/v1/plan":
-                responses["422"] = {"description": "the job cannot be planned",
-                                    "content": {"application/json": {"schema": err}}}
+            for code, text in special.get(path, {}).items():
+                responses[code] = {"description": text,
+                                   "content": {"application/json": {"schema": err}}}
     schemas_ = doc.get("components", {}).get("schemas", {})
     schemas_.pop("HTTPValidationError", None)
     schemas_.pop("ValidationError", None)

@@ -119,6 +119,13 @@ class Unusable(Exception):
 
 
 class Database:
+    """The Console's database. Another service on SQLite (the Simulation
+    Service) subclasses it with its own SCHEMA, MIGRATIONS, TABLES and WHAT."""
+    SCHEMA = SCHEMA
+    MIGRATIONS = MIGRATIONS
+    TABLES = ("api_keys", "uplink_keys", "agents", "satellites", "plans", "deployments", "events")
+    WHAT = "Console database"
+
     def __init__(self, path, create=True):
         """create=False: the database must exist already (commands that only read
         or change one never create an empty one by mistake)."""
@@ -126,21 +133,21 @@ class Database:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         if not create and not os.path.isfile(path):
-            raise Unusable("no Console database at %s" % path)
+            raise Unusable("no %s at %s" % (self.WHAT, path))
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             conn = self.conn()
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+            conn.executescript(self.SCHEMA)
             self._migrate(conn)
         except (OSError, sqlite3.Error) as exc:
             if getattr(self._local, "conn", None) is not None:
                 self._local.conn.close()
                 self._local.conn = None
-            raise Unusable("cannot use %s as the Console database: %s" % (path, exc))
+            raise Unusable("cannot use %s as the %s: %s" % (path, self.WHAT, exc))
 
     def _migrate(self, conn):
-        for table, column, decl in MIGRATIONS:  # columns a database from before them lacks
+        for table, column, decl in self.MIGRATIONS:  # columns a database from before them lacks
             if column not in [r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)]:
                 conn.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, decl))
                 if (table, column) == ("api_keys", "satellite_id"):
@@ -185,8 +192,7 @@ class Database:
     def counts(self):
         """Row count per table (tests: nothing stored from rejected requests)."""
         out = {}
-        for table in ("api_keys", "uplink_keys", "agents", "satellites", "plans", "deployments",
-                      "events"):
+        for table in self.TABLES:
             out[table] = self.one("SELECT COUNT(*) FROM %s" % table)[0]
         return out
 

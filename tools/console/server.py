@@ -33,7 +33,12 @@ class RunningConsole:
 
 def serve_in_thread(db_path, host="127.0.0.1", port=0, **app_kwargs):
     """Start the Console; returns a RunningConsole once it accepts connections."""
-    app = create_app(db_path, **app_kwargs)
+    return serve_app_in_thread(create_app(db_path, **app_kwargs), host, port)
+
+
+def serve_app_in_thread(app, host="127.0.0.1", port=0, name="umbra-console"):
+    """Serve an ASGI app with uvicorn in a daemon thread (the Console, the
+    Simulation Service); returns a RunningConsole once it accepts connections."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # accepted connections inherit it; without it every reply waits ~40 ms
@@ -44,12 +49,12 @@ def serve_in_thread(db_path, host="127.0.0.1", port=0, **app_kwargs):
                             timeout_graceful_shutdown=2, backlog=512)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="umbra-console")
+                              name=name)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the Console did not start")
+            raise RuntimeError("%s did not start" % name)
         time.sleep(0.01)
     url = "http://%s:%d" % sock.getsockname()[:2]
     return RunningConsole(server, thread, url, app)
