@@ -217,7 +217,8 @@ function UmbraPlugin(dictionary) {
       el('thead', {}, el('tr', {}, ...['Deployment', 'Job', 'Satellite', 'Mode', 'Status', 'Events', 'Created', 'Updated'].map((h) => el('th', {}, h)))),
       body
     );
-    root.append(el('h2', {}, 'Deployments'), table);
+    const simulateLink = el('button', { class: 'umbra-open-simulate', onclick: () => browse('simulate') }, 'Simulate a deployment...');
+    root.append(el('h2', {}, 'Deployments'), el('p', {}, simulateLink), table);
     let reloading = null;
 
     function render(d) {
@@ -483,6 +484,7 @@ function UmbraPlugin(dictionary) {
     async function summary() {
       const d = await UmbraApi.get('/api/deployments/' + encodeURIComponent(depId));
       head.replaceChildren(
+        el('a', { class: 'umbra-back', href: '#', onclick: (e) => (e.preventDefault(), browse('deployments')) }, 'All deployments'),
         el('h2', {}, d.job_name || depId),
         el('p', {}, 'Deployment ', el('code', {}, depId), ' on satellite ', d.satellite_id, ' (', d.mode, ') ', statusBadge(d.status)),
         el('p', { class: 'umbra-counts' }, d.events_count + ' events, ' + d.steps_completed + ' of ' + d.steps_total + ' steps completed; last: ' + (d.last_event_type || '-'))
