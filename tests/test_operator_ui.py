@@ -6,6 +6,7 @@ Set-up installs Chromium with apt-get when it is missing and we run as root
 on Debian; elsewhere without Chromium the tests skip with a one-line reason.
 The first test saves docs/operator.png, the picture docs/operator.md shows."""
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -185,4 +186,35 @@ def test_an_unknown_deployment_says_so(browser, console):
     page, _ = open_view(browser, console.url, key)
     page.evaluate("location.hash = '#/browse/umbra:root/umbra:deployments/umbra:dep~dep-nope'")
     page.wait_for_selector(".umbra-error:has-text('No deployment dep-nope')")
+    page.close()
+
+
+def test_an_agents_telemetry_shows_in_open_mcts_own_views_history_then_live(browser, console):
+    import httpx
+    agent_id = "sat-25544"
+    key = auth.create_key(console.db, "agent", agent_id, rate_limited=False)["key"]
+    headers = {"X-API-Key": key, "X-Agent-ID": agent_id}
+    assert httpx.post(console.url + "/api/agent/register", headers=headers, json={
+        "agent_id": agent_id, "satellite_id": "25544", "agent_version": "t"}).status_code == 201
+
+    def report(battery):
+        r = httpx.post(console.url + "/api/agent/telemetry", headers=headers, json={
+            "agent_id": agent_id, "status": "idle", "timestamp": "2008-09-20T13:15:00Z",
+            "battery_percent": battery, "mode": "normal"})
+        assert r.status_code == 200, r.text
+
+    for battery in (90, 85, 80):
+        report(battery)
+    page, _ = open_view(browser, console.url, auth.create_key(console.db, "user")["key"])
+    page.evaluate("location.hash = '#/browse/umbra:root/umbra:fleet/umbra:agent~%s/"
+                  "umbra:tlm~agent~%s~battery_percent?view=table'" % (agent_id, agent_id))
+    rows = ".c-telemetry-table__body tr"
+    page.wait_for_function("document.querySelectorAll('%s').length == 3" % rows)
+    report(75)  # live, over the feed
+    page.wait_for_function("document.querySelectorAll('%s').length == 4" % rows)
+    values = sorted(int(v) for v in re.findall(r"^(\d+)$", page.inner_text(
+        ".c-telemetry-table__body"), re.M) if v in ("90", "85", "80", "75"))
+    assert values == [75, 80, 85, 90]
+    assert "2008-09-20T13:15:00Z" in page.inner_text(".c-telemetry-table__body")  # its own time
+    assert page.errors == []
     page.close()
