@@ -25,6 +25,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 SCREENSHOT = os.path.join(ROOT, "docs", "operator.png")
 DEMO_EVENTS = 48  # the demo mission's predicted events
+# the first test's set-up may apt-get install Chromium (~2 min seen here); each
+# test itself takes under 15 s
+pytestmark = pytest.mark.timeout(900)
 
 
 def chromium_missing():
