@@ -9,13 +9,25 @@ STAMP  := $(VENV)/.umbra-setup
 
 .PHONY: setup test demo bench deploy emu emu-firmware emu-board clean
 
-setup: $(STAMP)
+UI_DIR   := tools/console/ui
+UI_STAMP := $(UI_DIR)/node_modules/.umbra-ui
+
+setup: $(STAMP) $(UI_STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# The operator view's Open MCT, pinned by $(UI_DIR)/package-lock.json, into the
+# git-ignored $(UI_DIR)/node_modules (docs/operator.md). The Console's API does
+# not need it: without npm or the registry this says so and setup goes on.
+$(UI_STAMP): $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1 && npm ci --prefix $(UI_DIR) --ignore-scripts \
+	    --no-audit --no-fund --loglevel=error --fetch-retries=1; then touch $@; \
+	else echo "operator view: Open MCT not installed (npm ci in $(UI_DIR) failed or no npm);" \
+	    "the Console's API works without it"; fi
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -44,4 +56,4 @@ emu-board: setup
 	$(PY) -m tools.emu run --target $(or $(TARGET),an500) $(if $(FROZEN),--frozen) $(if $(HEAP),--heap $(HEAP))
 
 clean:
-	rm -rf $(VENV) var build bench/results.json
+	rm -rf $(VENV) var build bench/results.json $(UI_DIR)/node_modules

@@ -12,6 +12,10 @@
    events, plan versus actual, and the timeline picture it drew
    (var/demo/timeline.png).
 
+The Console also serves the operator view (docs/operator.md) at its address,
+printed at the start; `--keep` leaves the Console up after the run, until
+Ctrl-C, so the run can be looked at in a browser with the printed user key.
+
 Exit status 0 when the job completed, 1 when it did not, 2 when the job file
 is missing, not JSON or not a valid job (tools/clierrors.py).
 """
@@ -53,7 +57,9 @@ def _check(r, what):
               help="Simulated seconds per wall second (0 = as fast as possible).")
 @click.option("--heap", default=DEMO_HEAP, show_default=True, help="MicroPython heap cap.")
 @click.option("--workdir", default=os.path.join(ROOT, "var", "demo"), show_default=True)
-def demo(job_file, start, speed, heap, workdir):
+@click.option("--keep", is_flag=True,
+              help="Leave the Console (and its operator view) up after the run, until Ctrl-C.")
+def demo(job_file, start, speed, heap, workdir, keep):
     """The main job: Console + a simulated satellite running the firmware + an example job."""
     import httpx
 
@@ -76,6 +82,8 @@ def demo(job_file, start, speed, heap, workdir):
         agent_key = auth.create_key(db, "agent", agent_id, rate_limited=False,
                                     satellite_id=satellite_id)["key"]
         click.secho("Console   %s  (SQLite %s)" % (console.url, os.path.relpath(db_path)), bold=True)
+        click.secho("Operator  %s/  (the operator view in a browser%s)" % (
+            console.url, "; left up after the run" if keep else "; --keep leaves it up"), bold=True)
         http = httpx.Client(base_url=console.url, headers={"X-API-Key": user_key}, timeout=30)
         plan = _check(http.post("/v1/plan", json={"satellite_id": satellite_id,
                                                   "custom_job": custom_job,
@@ -108,11 +116,26 @@ def demo(job_file, start, speed, heap, workdir):
             click.echo(out[-2000:])
         _summary(http, dep, events, status, agent_id, time.monotonic() - wall0, plan, workdir)
         return_code = 0 if status == "completed" and code == 0 else 1
+        if keep:
+            _keep(console.url, user_key)
     finally:
         if agent_proc is not None and agent_proc.poll() is None:
             agent_proc.kill()
         console.stop()
     sys.exit(return_code)
+
+
+def _keep(url, user_key):
+    """Leave the Console up until Ctrl-C, saying where and with which key to look."""
+    click.echo()
+    click.secho("Operator view  %s/" % url, bold=True, fg="cyan")
+    click.echo("  user key     %s  (this demo's own; the view asks for it)" % user_key)
+    click.echo("  the Console stays up until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo()
 
 
 def _load_job(path):

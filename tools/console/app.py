@@ -4,7 +4,8 @@
 middleware, the error replies and the OpenAPI document -- from the routes of
 routes_agent.py (the agent protocol), routes_deployments.py, routes_plans.py,
 routes_catalog.py (satellites and agents) and routes_keys.py, which share
-api.py. `umbra console` serves it with uvicorn.
+api.py; routes_ui.py and routes_stream.py serve the operator view at `/`.
+`umbra console` serves it with uvicorn.
 """
 import os
 
@@ -48,6 +49,10 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
     # the routes, one module per area, in the order the OpenAPI document lists them
     from . import routes_agent, routes_catalog, routes_deployments, routes_keys, routes_plans
     for module in (routes_agent, routes_catalog, routes_plans, routes_deployments, routes_keys):
+        app.include_router(module.router)
+    # the operator view (docs/operator.md): its page, files and feed, not in the OpenAPI document
+    from . import routes_stream, routes_ui
+    for module in (routes_ui, routes_stream):
         app.include_router(module.router)
 
     app.openapi = lambda: describe_errors(app)

@@ -92,6 +92,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (   -- events an agent gave up sending (
     received_at   TEXT NOT NULL,
     PRIMARY KEY (agent_id, seq)
 );
+CREATE TABLE IF NOT EXISTS telemetry (      -- each agent's telemetry as received, the latest
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- telemetry_history.KEPT_PER_AGENT per agent
+    agent_id    TEXT NOT NULL,                      -- (the operator view's plots; agents.telemetry
+    received_at TEXT NOT NULL,                      -- holds the latest alone)
+    data        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_by_agent ON telemetry(agent_id, id);
 CREATE TABLE IF NOT EXISTS acked (          -- per origin: every seq from 1 to acked_seq is stored
                                             -- (as an event, or as a dead letter)
     origin    TEXT PRIMARY KEY,

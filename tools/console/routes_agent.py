@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 import signing
 import timeutil
 
-from . import auth, deployments, schemas
+from . import auth, deployments, schemas, telemetry_history
 from .api import (TELEMETRY_EXTRAS, ApiError, Console, check_event, console_of, read_json,
                   reply, sync, umbra_headers, validate)
 from .db import now_iso
@@ -230,6 +230,7 @@ async def telemetry(request: Request, x_api_key: str = Header(None),
             c.execute("UPDATE agents SET status = ?, last_heartbeat_at = ?, telemetry = ?, "
                       "updated_at = ? WHERE agent_id = ?",
                       (body.status, now, json.dumps(data), now, x_agent_id))
+            telemetry_history.record(c, x_agent_id, now, data)  # the operator view's plots
             if body.status != "safe_mode" and body.mode in (None, "normal"):
                 c.execute("UPDATE agents SET clear_safe_mode = 0 WHERE agent_id = ?",
                           (x_agent_id,))
