@@ -129,7 +129,8 @@ def describe_errors(app, statuses=None, special=None):
     if statuses is None:
         statuses = ERROR_STATUSES
     if special is None:
-        special = {"/v1/plan": {"422": "the job cannot be planned"}}
+        special = {"/v1/plan": {"422": "the job cannot be planned"},
+                   "/v1/constellation/plan": {"422": "the job cannot be planned on this fleet"}}
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi

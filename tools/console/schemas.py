@@ -66,12 +66,14 @@ class TelemetryBody(Body):
 class DeadLetter(Body):
     seq: int = Field(ge=1, le=2 ** 53)
     deployment_id: Optional[str] = Field(None, max_length=64)
-    event: str = Field(max_length=65535)
+    # an event's text as the agent spooled it: a few hundred bytes (a report
+    # batch holds report_batch_bytes, 2 KiB, of them)
+    event: str = Field(max_length=4096)
 
 
 class DeadLetters(BaseModel):
     model_config = ConfigDict(strict=True)
-    letters: List[DeadLetter] = Field(min_length=1, max_length=1000)
+    letters: List[DeadLetter] = Field(min_length=1, max_length=50)  # the agent sends 20 at most
 
 
 class PlanningOptions(Body):
@@ -226,26 +228,30 @@ def job_schema():
     """A job's shape (STEPS.md; the limits are firmware/workload.py's). The rules
     JSON Schema cannot state -- unique step ids, known dependencies, no cycle,
     what each step type needs -- are checked by the planner: 400 with its reason
-    code (e.g. `unknown_dependency: steps[1] ...`)."""
+    code (e.g. `unknown_dependency: steps[1] ...`). A null where a field is
+    optional means the field is absent (as firmware/workload.py reads it)."""
     w = workload
+
+    def nullable(schema):
+        return {"anyOf": [schema, {"type": "null"}]}
     step_id = {"type": "string", "minLength": 1, "maxLength": w.MAX_ID, "pattern": ID_PATTERN}
     step = {"type": "object", "required": ["id"], "properties": {
         "id": step_id,
-        "name": {"type": "string", "maxLength": w.MAX_NAME},
-        "type": {"enum": list(w.STEP_TYPES), "default": "standard"},
-        "location": {"enum": list(w.LOCATIONS), "default": "onboard"},
-        "compute_s": {"type": "number", "minimum": 0, "maximum": w.MAX_COMPUTE_S},
-        "depends_on": {"type": "array", "items": step_id, "maxItems": w.MAX_STEPS},
+        "name": nullable({"type": "string", "maxLength": w.MAX_NAME}),
+        "type": {"enum": list(w.STEP_TYPES) + [None], "default": "standard"},
+        "location": {"enum": list(w.LOCATIONS) + [None], "default": "onboard"},
+        "compute_s": nullable({"type": "number", "minimum": 0, "maximum": w.MAX_COMPUTE_S}),
+        "depends_on": nullable({"type": "array", "items": step_id, "maxItems": w.MAX_STEPS}),
     }}
     return {"type": "object", "required": ["steps"], "properties": {
-        "name": {"type": "string", "maxLength": w.MAX_NAME},
+        "name": nullable({"type": "string", "maxLength": w.MAX_NAME}),
         "steps": {"type": "array", "minItems": 1, "maxItems": w.MAX_STEPS, "items": step},
         "policy": {"type": "object", "properties": {
-            "objective": {"enum": list(w.OBJECTIVES)},
-            "deadline_orbits": {"type": "number", "exclusiveMinimum": 0,
-                                "maximum": w.MAX_DEADLINE_ORBITS}}},
+            "objective": {"enum": list(w.OBJECTIVES) + [None]},
+            "deadline_orbits": nullable({"type": "number", "exclusiveMinimum": 0,
+                                         "maximum": w.MAX_DEADLINE_ORBITS})}},
         "security": {"type": "object", "properties": {
-            "encryption": {"enum": list(w.ENCRYPTIONS)},
+            "encryption": {"enum": list(w.ENCRYPTIONS) + [None]},
             "require_authenticated_uplink": {"type": "boolean"}}},
     }}
 
@@ -289,7 +295,7 @@ def event_schema():
 
 
 def dead_letters_schema():
-    return {"type": "array", "items": model_schema(DeadLetter), "minItems": 1, "maxItems": 1000}
+    return {"type": "array", "items": model_schema(DeadLetter), "minItems": 1, "maxItems": 50}
 
 
 def events_body_schema():
