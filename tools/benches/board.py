@@ -98,7 +98,10 @@ def _prepare(target, frozen, ground, key, folder):
     with emu.QemuBoard(target, elf, os.path.join(folder, "board")) as board:
         time.sleep(0.5)
         started = time.monotonic()
-        deploy.deploy_to(board.port, config=cfg, frozen=frozen, reset=False, timeout=300)
+        try:
+            deploy.deploy_to(board.port, config=cfg, frozen=frozen, reset=False, timeout=300)
+        except deploy.DeployError:   # a copy garbled on the emulated REPL: the next copies only that
+            deploy.deploy_to(board.port, config=cfg, frozen=frozen, reset=False, timeout=300)
         deploy_s = time.monotonic() - started
     disk = os.path.join(folder, "board", emu.DISK_NAME)
     shutil.copyfile(disk, disk + ".deployed")
@@ -276,4 +279,4 @@ if __name__ == "__main__":   # python -m tools.benches.board [an500|an385] [froz
     targets = [a for a in args if a in emu.TARGETS] or None
     ways = tuple(w == "frozen" for w in ("frozen", "mpy") if w in args) or (True, False)
     for fig in run(targets, ways, demo_only="demo" in args):
-        print("%-70s %10s %s" % (fig["name"], fig["value"], fig["unit"]))
+        print("%-70s %10s %s" % (fig["name"], fig["value"], fig["unit"]), flush=True)
