@@ -80,7 +80,7 @@ import time  # noqa: E402
 from serial_helpers import start_bridge  # noqa: E402
 from tools import deploy  # noqa: E402
 from tools.console import auth  # noqa: E402
-from tools.scenario import Ground, load_job, types  # noqa: E402
+from tools.scenario import START, Ground, load_job, types  # noqa: E402
 
 AGENT = "sat-mcu"
 
@@ -269,3 +269,57 @@ def test_a_board_without_a_config_lands_in_safe_mode_says_why_and_does_not_boot_
     assert '"error": "no config umbra.json' in text
     assert '{"mode": "safe", "reason": "no config umbra.json' in text
     assert text.count("MPY: soft reboot") == 0 and text.count("MicroPython v") <= 1, text
+
+
+def compare_cli(ground, dep):
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", "events", dep, "--compare", "--json",
+                           "--console", ground.url, "--key", ground.user],
+                          capture_output=True, text=True, timeout=60)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_the_demo_mission_runs_on_an_emulated_mcu_with_its_world_and_matches_its_plan(
+        tier, ground, tmp_path):
+    """The demo mission (a pass, the sun, an eclipse, a downlink: 4.6 h
+    simulated) on the Cortex-M7: the frozen firmware and its simulated world
+    (sim/node.py, frozen into the image) on the board, on the simulated clock,
+    its link UART1 -> umbra bridge -> the real Console. The events the
+    Console holds are the plan's, event for event and to the second
+    (`umbra events --compare`), every event once, seq contiguous."""
+    key = auth.create_key(ground.db, "agent", AGENT, rate_limited=False,
+                          satellite_id="25544")["key"]
+    dep = ground.deploy(load_job("demo-mission.json"))
+    elf = tier.build("an500", frozen=True)
+    board = tier.QemuBoard("an500", elf, tmp_path / "board").start()
+    bridge = start_bridge(board.uart_port, ground.url)
+    repl = None
+    try:
+        bridge.wait_for("open")
+        with open(ground.tle_path) as f:
+            tle = f.read()
+        tier.start_world(board.port, tier.world_config(AGENT, key), tle, START)
+        repl = ReplReader(board.port)
+        assert wait_for(lambda: tier.node_summary(repl.text()) or "Traceback" in repl.text(),
+                        120), repl.text()[-3000:]
+        text = repl.text()
+    finally:
+        if repl is not None:
+            repl.close()
+        bridge.stop()
+        board.power_cut()
+    summary = tier.node_summary(text)
+    assert summary is not None, text[-3000:]
+    assert summary["exit"] == 0 and summary["reboots"] == 0 and summary["outbox"] == 0, summary
+    assert ground.status(dep) == "completed"
+    kinds = types(ground.events(dep))
+    for kind in ("pass_step.merged", "eclipse_step.started", "window_step.completed",
+                 "eclipse_step.completed", "transfer.completed", "job.completed"):
+        assert kind in kinds, kinds
+    rc, doc = compare_cli(ground, dep)
+    assert rc == 0 and doc["summary"]["identical"], doc["summary"]
+    assert doc["summary"]["missing"] == doc["summary"]["extra"] == 0
+    assert all(r["mark"] == "=" for r in doc["rows"])
+    seqs = ground.all_seqs(AGENT)
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [e["type"] for e in ground.agent_events(AGENT)] == ["agent.booted"]
+    assert len(seqs) == len(kinds) + 1

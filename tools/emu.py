@@ -179,9 +179,9 @@ BOARD_SUPPORT = os.path.join(EMU_DIR, "board")
 BUILD_ROOT = os.path.join(ROOT, "build", "emu")
 TARGETS = {
     "an500": {"board": "UMBRA_AN500", "machine": "mps2-an500", "march": "armv7emdp",
-              "cpu": "Cortex-M7, double-precision FPU"},
+              "cpu": "Cortex-M7, double-precision FPU", "doubles": True},
     "an385": {"board": "UMBRA_AN385", "machine": "mps2-an385", "march": "armv7m",
-              "cpu": "Cortex-M3, single-precision floats"},
+              "cpu": "Cortex-M3, single-precision floats", "doubles": False},
 }
 DEBIAN_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
 SETTINGS_ADDR = 0x00380000   # emu/board/umbra_main.c: settings the emulator writes
@@ -235,13 +235,15 @@ def _tree_files(top, exts=None):
 
 def source_key(target, frozen):
     """A hash of everything an image is built from: the vendored tree, our
-    board support, the toolchain, and the flight code when it is frozen."""
+    board support, the toolchain, the simulated world (sim/: every image
+    carries it, emu/board/manifest.py) and the flight code when it is frozen."""
     h = hashlib.sha256(("%s %s\n" % (target, frozen)).encode())
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc:
         h.update(subprocess.run([gcc, "--version"], capture_output=True, text=True).stdout
                  .split("\n")[0].encode())
-    trees = [(VENDOR, None), (EMU_DIR, (".c", ".h", ".mk", ".py"))]
+    trees = [(VENDOR, None), (EMU_DIR, (".c", ".h", ".mk", ".py")),
+             (os.path.join(ROOT, "sim"), (".py",))]
     if frozen:
         trees += [(os.path.join(ROOT, "firmware"), (".py",)), (os.path.join(ROOT, "lib"), (".py",))]
     for top, exts in trees:
@@ -386,6 +388,61 @@ class QemuBoard:
 
     def __exit__(self, *exc):
         self.power_cut()
+
+
+# --- the demo mission on the board: its world runs there too ----------------------
+
+# Where a node's files go on the board's flash. Not /node: on MicroPython a
+# folder named like a module shadows the module (`import node` finds it).
+WORLD_DIR = "/demo"
+
+
+def start_world(port, cfg, tle_text, start, hours=30, timeout=20):
+    """Start the demo mission's node on the board at `port`: sim/node.py, the
+    agent with its simulated world (frozen into every image, manifest.py), on
+    the simulated clock, its link the board's UART as `cfg` says. Its config
+    and TLE go to WORLD_DIR on the flash first, and a deployed boot.py is
+    taken off it (the rig, not boot.py, starts the agent; docs/boards.md "The
+    demo mission"). Returns at once: the node prints its exit summary (one
+    JSON line starting {"node": ...}) on the REPL when the job is done."""
+    setup = ("import os\n"
+             "for p in ('boot.py', 'umbra.json'):\n"
+             "    try:\n        os.remove(p)\n    except OSError:\n        pass\n"
+             "try:\n    os.mkdir(%r)\nexcept OSError:\n    pass\n"
+             "open(%r, 'w').write(%r)\nopen(%r, 'w').write(%r)\n"
+             % (WORLD_DIR, WORLD_DIR + "/umbra.json", json.dumps(cfg), WORLD_DIR + "/sat.tle",
+                tle_text))
+    for attempt in range(3):   # a board still starting may miss mpremote's first Ctrl-C
+        try:
+            Board(port, timeout=timeout).mpremote("exec", setup)
+            break
+        except DeployError:
+            if attempt == 2:
+                raise
+    args = ["--config", WORLD_DIR + "/umbra.json", "--world", WORLD_DIR + "/world",
+            "--tle", WORLD_DIR + "/sat.tle", "--start", start, "--hours", str(hours),
+            "--until-idle"]
+    Board(port, timeout=timeout).mpremote("exec", "--no-follow",
+                                          "import node\nnode.main(%r)" % (args,))
+
+
+def world_config(agent_id, key, satellite_id="25544"):
+    """A node's config on the board: the serial link on UART1, no time sync
+    (the simulated clock is the time), its store on the flash."""
+    return {"agent_id": agent_id, "api_key": key, "satellite_id": satellite_id,
+            "transport": "serial", "serial_port": 1, "time_sync": False,
+            "storage_root": WORLD_DIR + "/flash"}
+
+
+def node_summary(text):
+    """The node's exit summary in what the REPL printed, or None."""
+    for line in text.replace("\r", "").split("\n"):
+        if line.startswith("{") and '"node":' in line:
+            try:
+                return json.loads(line)
+            except ValueError:
+                pass
+    return None
 
 
 def _run_board(args):
