@@ -66,37 +66,49 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-class ConsoleProcess:
-    """`umbra console` in a subprocess (its own interpreter: no GIL shared with
-    the clients), on a free loopback port."""
+class ServiceProcess:
+    """One of our HTTP services (`umbra <subcommand> --db PATH --host
+    127.0.0.1 --port P`) in a subprocess of its own interpreter (no GIL shared
+    with the clients), on a free loopback port; ready once /openapi.json answers."""
+
+    subcommand = ("console",)
+    name = "the Console"
+    start_timeout_s = 20.0
 
     def __init__(self, db_path, port=None, extra_args=()):
         import subprocess
         import sys
 
         from tools import ROOT
+        self.db_path = db_path
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "console", "--db", db_path, "--host", "127.0.0.1",
-             "--port", str(self.port)] + list(extra_args),
+            [sys.executable, "-m", "tools.cli"] + list(self.subcommand) +
+            ["--db", db_path, "--host", "127.0.0.1", "--port", str(self.port)] + list(extra_args),
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_ready()
+        self._wait_ready(self.start_timeout_s)
 
-    def _wait_ready(self, timeout=20.0):
+    def _wait_ready(self, timeout):
         import httpx
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("the Console exited: %s" % self.proc.stderr.read().decode())
+                raise RuntimeError("%s exited: %s" % (self.name, self.proc.stderr.read().decode()))
             try:
                 if httpx.get(self.url + "/openapi.json", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the Console did not start within %s s" % timeout)
+        self.kill()
+        raise RuntimeError("%s did not start within %s s" % (self.name, timeout))
+
+    def kill(self):
+        """SIGKILL: no shutdown, no goodbye (what a crash looks like)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self):
         if self.proc.poll() is None:
@@ -104,11 +116,14 @@ class ConsoleProcess:
             try:
                 self.proc.wait(10)
             except Exception:
-                self.proc.kill()
-                self.proc.wait()
+                self.kill()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class ConsoleProcess(ServiceProcess):
+    """`umbra console` in a subprocess, on a free loopback port."""
