@@ -90,15 +90,17 @@ class Router:
 
     # --- earliest arrival -----------------------------------------------------------
 
-    def route(self, src, dst, t, data_mb):
-        """Earliest-arrival route of `data_mb` from src (ready at t) to dst, or None."""
-        self._check(src, dst, data_mb)
-        best = {src: t}
+    def _search(self, src, dst, start, edge):
+        """Dijkstra from src (label `start`) to dst: edge(u, v, label) -> (label
+        at v, what the edge was) or None. Labels never fall along an edge.
+        Returns the edges of the best path, first to last, and dst's label; None
+        when dst cannot be reached."""
+        best = {src: start}
         via = {}
         done = set()
-        heap = [(t, src)]
+        heap = [(start, src)]
         while heap:
-            arr, u = heapq.heappop(heap)
+            label, u = heapq.heappop(heap)
             if u in done:
                 continue
             done.add(u)
@@ -107,21 +109,34 @@ class Router:
             for v in self.adj[u]:
                 if v in done:
                     continue
-                h = self.hop(u, v, arr, data_mb)
-                if h is not None and (v not in best or h["arrival"] < best[v]):
-                    best[v] = h["arrival"]
-                    via[v] = h
-                    heapq.heappush(heap, (h["arrival"], v))
+                e = edge(u, v, label)
+                if e is not None and (v not in best or e[0] < best[v]):
+                    best[v] = e[0]
+                    via[v] = (u, e[1])
+                    heapq.heappush(heap, (e[0], v))
         if dst not in done:
             return None
-        hops = []
+        edges = []
         v = dst
         while v != src:
-            h = via[v]
-            hops.append(h)
-            v = h["from"]
-        hops.reverse()
-        return _route(src, dst, t, data_mb, hops)
+            u, info = via[v]
+            edges.append((u, v, info))
+            v = u
+        edges.reverse()
+        return edges, best[dst]
+
+    def route(self, src, dst, t, data_mb):
+        """Earliest-arrival route of `data_mb` from src (ready at t) to dst, or None."""
+        self._check(src, dst, data_mb)
+
+        def hop(u, v, ready):
+            h = self.hop(u, v, ready, data_mb)
+            return None if h is None else (h["arrival"], h)
+
+        found = self._search(src, dst, t, hop)
+        if found is None:
+            return None
+        return _route(src, dst, t, data_mb, [h for _, _, h in found[0]])
 
     # --- the graph of one moment ------------------------------------------------------
 
@@ -131,38 +146,22 @@ class Router:
         the graph of that moment does not join src and dst."""
         self._check(src, dst, data_mb)
         bits = data_mb * 8.0
-        cost = {src: 0.0}
-        prev = {}
-        done = set()
-        heap = [(0.0, src)]
-        while heap:
-            c, u = heapq.heappop(heap)
-            if u in done:
-                continue
-            done.add(u)
-            if u == dst:
-                break
-            for v in self.adj[u]:
-                if v in done:
-                    continue
-                w = self.window_at(u, v, t)
-                if w is None:
-                    continue
-                m = segment_at(w, t)
-                bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
-                if bw <= 0:
-                    continue
-                cv = c + bits / bw + latency_at(w, t) / 1000.0
-                if v not in cost or cv < cost[v]:
-                    cost[v] = cv
-                    prev[v] = u
-                    heapq.heappush(heap, (cv, v))
-        if dst not in done:
+
+        def link(u, v, c):
+            w = self.window_at(u, v, t)
+            if w is None:
+                return None
+            m = segment_at(w, t)
+            bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
+            if bw <= 0:
+                return None
+            return c + bits / bw + latency_at(w, t) / 1000.0, None
+
+        found = self._search(src, dst, 0.0, link)
+        if found is None:
             return None
-        path = [dst]
-        while path[-1] != src:
-            path.append(prev[path[-1]])
-        path.reverse()
+        edges, predicted = found
+        path = [src] + [v for _, v, _ in edges]
         hops = []
         ready = t
         for k in range(len(path) - 1):
@@ -174,7 +173,7 @@ class Router:
             ready = h["arrival"]
         r = _route(src, dst, t, data_mb, hops or [])
         r["path"] = path
-        r["predicted_s"] = cost[dst]
+        r["predicted_s"] = predicted
         if hops is None:
             r["arrival"] = r["duration_s"] = None
         return r
