@@ -4,7 +4,9 @@ it is pointed at /usr/bin/chromium), against a real Console on loopback.
 
 Set-up installs Chromium with apt-get when it is missing and we run as root
 on Debian; elsewhere without Chromium the tests skip with a one-line reason.
-The first test saves docs/operator.png, the picture docs/operator.md shows."""
+The main test takes a picture of the finished view; with
+UMBRA_SCREENSHOT=1 it saves it as docs/operator.png, the picture
+docs/operator.md shows (a test run leaves the tree as it was)."""
 import os
 import re
 import shutil
@@ -143,9 +145,40 @@ def test_an_operator_starts_a_simulated_deployment_and_sees_its_events_and_batte
     page.select_option(".umbra-filter-type", "")
     page.wait_for_function("document.querySelectorAll('.umbra-log-row').length == %d"
                            % DEMO_EVENTS)
-    page.screenshot(path=SCREENSHOT)
+    picture = page.screenshot(path=SCREENSHOT if os.environ.get("UMBRA_SCREENSHOT") else None)
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
     page.click(".umbra-back")
     page.wait_for_selector(".umbra-deployment-row[data-id='%s'] .umbra-status-completed" % dep)
+    assert page.errors == []
+    page.close()
+
+
+def test_events_that_arrive_while_the_log_page_loads_are_shown_once_and_none_is_lost(
+        browser, console):
+    # a slow link: each page of the log comes 1 s after the Console read it,
+    # while the live feed goes on bringing the run's new events
+    key = auth.create_key(console.db, "user")["key"]
+    page, _ = open_view(browser, console.url, key)
+    slow = []
+
+    def late(route):
+        answer = route.fetch()  # the page as the Console has it now
+        slow.append(answer.json()["total"])
+        time.sleep(1.0)
+        route.fulfill(response=answer)
+
+    page.route("**/api/ui/deployments/*/log?*", late)
+    dep = simulate(page, speed=4000)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if deployments.get(console.db, dep)["status"] == "completed" \
+                and len(log_seqs(page)) >= DEMO_EVENTS:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)  # nothing more (no duplicates) arrives
+    assert slow and slow[0] < DEMO_EVENTS  # the page was read while the run went on
+    assert log_seqs(page) == list(range(1, DEMO_EVENTS + 1))
+    assert page.get_attribute(".umbra-log-info", "data-total") == str(DEMO_EVENTS)
     assert page.errors == []
     page.close()
 

@@ -190,6 +190,16 @@ class Database:
             else:
                 c.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def read(self):
+        """One read transaction: every query inside sees the same snapshot."""
+        c = self.conn()
+        c.execute("BEGIN")
+        try:
+            yield c
+        finally:
+            c.execute("COMMIT")
+
     def query(self, sql, params=()):
         return self.conn().execute(sql, params).fetchall()
 

@@ -144,6 +144,14 @@ async def event_log(deployment_id: str, x_api_key: str = Header(None),
         args.append(step)
 
     def work():
+        with db.read():  # one snapshot: the page, its total and last_row agree
+            return page()
+
+    def page():
+        # the newest event row this page has taken into account: the view
+        # adds live events after it, and none at or before it twice
+        last_row = db.one("SELECT COALESCE(MAX(id), 0) FROM events WHERE deployment_id = ?",
+                          (deployment_id,))[0]
         total = db.one("SELECT COUNT(*) FROM events WHERE " + where, args)[0]
         rows = db.query("SELECT id, received_at, data FROM events WHERE " + where +
                         " ORDER BY seq IS NULL, seq, id LIMIT ? OFFSET ?",
@@ -153,10 +161,11 @@ async def event_log(deployment_id: str, x_api_key: str = Header(None),
         steps = [r[0] for r in db.query(
             "SELECT DISTINCT json_extract(data, '$.step_id') AS s FROM events WHERE "
             "deployment_id = ? AND s IS NOT NULL ORDER BY s", (deployment_id,))]
-        return total, rows, types, steps
+        return last_row, total, rows, types, steps
 
-    total, rows, types, steps = await sync(work)
+    last_row, total, rows, types, steps = await sync(work)
     return reply({"deployment_id": deployment_id, "total": total, "offset": offset,
+                  "last_row": last_row,
                   "limit": limit, "types": types, "steps": steps,
                   "rows": [{"row": r["id"], "received_at": r["received_at"],
                             "event": json.loads(r["data"])} for r in rows]})

@@ -352,7 +352,9 @@ function UmbraPlugin(dictionary) {
   // at a time (a huge log never comes down whole); the last page grows live.
   function eventLog(root, depId, onNewEvent) {
     const PAGE = 50;
-    const state = { type: '', step: '', offset: 0, total: 0, rows: new Set() };
+    // lastRow: the newest event row the loaded page took into account; live
+    // events that arrive while a page loads wait in `waiting` until it is in
+    const state = { type: '', step: '', offset: 0, total: 0, rows: new Set(), lastRow: 0, loading: 0, waiting: [] };
     const typeSel = el('select', { class: 'umbra-filter-type', onchange: () => ((state.type = typeSel.value), load(0)) });
     const stepSel = el('select', { class: 'umbra-filter-step', onchange: () => ((state.step = stepSel.value), load(0)) });
     const info = el('span', { class: 'umbra-log-info' });
@@ -405,28 +407,35 @@ function UmbraPlugin(dictionary) {
       const q = new URLSearchParams({ offset, limit: PAGE });
       if (state.type) q.set('type', state.type);
       if (state.step) q.set('step', state.step);
-      const page = await UmbraApi.get('/api/ui/deployments/' + encodeURIComponent(depId) + '/log?' + q);
-      state.offset = page.offset;
-      state.total = page.total;
-      state.rows = new Set();
-      body.replaceChildren(...page.rows.map(row));
-      options(typeSel, page.types, state.type, false);
-      options(stepSel, page.steps, state.step, true);
-      showInfo();
-    }
-    return {
-      load,
-      // a live event: counted if it matches; shown if the last page has room
-      live(m) {
-        if (state.rows.has(m.row) || !matches(m.event)) return;
-        const onLast = state.offset === lastPage();
-        state.total += 1;
-        if (onLast && body.children.length < PAGE) body.append(row(m));
-        if (![...typeSel.options].some((o) => o.value === m.event.type)) typeSel.append(el('option', { value: m.event.type }, m.event.type));
+      state.loading += 1;
+      try {
+        const page = await UmbraApi.get('/api/ui/deployments/' + encodeURIComponent(depId) + '/log?' + q);
+        state.offset = page.offset;
+        state.total = page.total;
+        state.lastRow = page.last_row;
+        state.rows = new Set();
+        body.replaceChildren(...page.rows.map(row));
+        options(typeSel, page.types, state.type, false);
+        options(stepSel, page.steps, state.step, true);
         showInfo();
-        if (onNewEvent) onNewEvent(m);
+      } finally {
+        state.loading -= 1;
+        if (!state.loading) state.waiting.splice(0).forEach(live);
       }
-    };
+    }
+    // a live event: counted if it matches and the page does not hold it
+    // already; shown if the last page has room
+    function live(m) {
+      if (state.loading) return void state.waiting.push(m);
+      if (m.row <= state.lastRow || state.rows.has(m.row) || !matches(m.event)) return;
+      const onLast = state.offset === lastPage();
+      state.total += 1;
+      if (onLast && body.children.length < PAGE) body.append(row(m));
+      if (![...typeSel.options].some((o) => o.value === m.event.type)) typeSel.append(el('option', { value: m.event.type }, m.event.type));
+      showInfo();
+      if (onNewEvent) onNewEvent(m);
+    }
+    return { load, live };
   }
 
   function planVersusActual(root, depId) {
