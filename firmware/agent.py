@@ -74,7 +74,7 @@ class Agent:
 
     def __init__(self, cfg, clock, sensors, link, root, **options):
         """cfg (agentconfig.make), clock, sensors (hal), link, the storage root;
-        options: watchdog, fs, reset_cause, workdir, integrity. Set up by
+        options: watchdog, fs, reset_cause, workdir, integrity, isl. Set up by
         firmware/bootup.py, which boot() drops once the tasks run."""
         _load("bootup").setup(self, cfg, clock, sensors, link, root, **options)
         self.journal.spool.max_bytes = cfg["outbox_bytes"]

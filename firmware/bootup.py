@@ -16,12 +16,14 @@ from tmr import Cell
 
 
 def setup(ag, cfg, clock, sensors, link, root, watchdog=None, fs=None,
-          reset_cause="unknown", workdir=None, integrity=None):
-    """Agent.__init__: everything an agent holds, before its boot."""
+          reset_cause="unknown", workdir=None, integrity=None, isl=None):
+    """Agent.__init__: everything an agent holds, before its boot. `isl`: the
+    inter-satellite link port (lib/isl.py), None on a satellite without one."""
     ag.cfg = cfg
     ag.clock = clock
     ag.sensors = sensors
     ag.link = link
+    ag.isl = isl
     ag.watchdog = watchdog
     ag.reset_cause = reset_cause
     ag.workdir = workdir or root.rstrip("/") + "/work"
