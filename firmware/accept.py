@@ -84,7 +84,23 @@ def take(ag, box, dep):
         return
     spec_job = wl["job"]
     wl = None
+    plan = spec.get("plan_data")
+    cst = None
+    if isinstance(plan, dict) and plan.get("constellation") is not None:
+        # one DAG across satellites: this one's part (firmware/constellation.py)
+        cst, reason = __import__("constellation").record(
+            plan["constellation"], ag.cfg["satellite_id"], [st["id"] for st in spec_job["steps"]])
+        if reason is not None:
+            spec = spec_job = plan = None
+            ag.stats["bad_workloads"] += 1
+            ag.emit("job.failed", payload={"total_duration_s": 0, "status": "failed",
+                                             "reason": reason},
+                      ops=[["end", dep]], job=ctx)
+            return
+    plan = None
     record = job_record(ag, spec, spec_job, order, ctx)
+    if cst is not None:
+        record["cst"] = cst
     ops = [["job", record]]
     auth = spec.get("auth")
     if isinstance(auth, dict) and auth.get("nonce"):
@@ -165,6 +181,8 @@ def announce(ag, job):
     for key in HAZARD_SUMMARY:
         predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
             (0 if key.endswith(("count", "fraction")) else None)
+    if job.get("cst") is not None:
+        __import__("constellation").announce(ag, job)
     # announced: what only the announcement needed leaves the job's record (RAM)
     ag.emit("checkpoint.predicted", payload=predicted,
             ops=[["jset", "phase", "run"], ["jset", "hazards", None], ["jset", "name", None]])

@@ -350,7 +350,10 @@ class Agent:
                 yield
             elif phase == "run":
                 step = self._next_step(job)
-                if step is None:
+                if step is None and job.get("cst") is not None:
+                    # a constellation job: the others' steps are theirs to run
+                    yield from _load("constellation").idle(self, job)
+                elif step is None:
                     # no step left to run: compress's table goes back to the heap
                     # (the transfer phase and the hours before the next job need room)
                     self.deflate_head = None
@@ -367,6 +370,8 @@ class Agent:
                     yield from _load("transfer").transfer(self, job)
                 finally:
                     _unload("transfer")
+            elif job.get("cst") is not None and not _load("constellation").settled(self, job):
+                yield from _load("constellation").wait(self)  # the others are told first
             else:
                 self._finish("completed", None)
 
@@ -374,11 +379,14 @@ class Agent:
         """The first ready step in topological order; when that is an eclipse
         step, the ready eclipse step of highest priority (one step at a time)."""
         steps = self.journal.state["steps"]
+        cst = job.get("cst")
         first = None
         for step in job["steps"]:
             s = steps[step["id"]]
-            if s["status"] in ("done", "failed"):
+            if s["status"] in ("done", "failed", "moved"):
                 continue
+            if cst is not None and cst["own"][step["id"]][0] != cst["me"]:
+                continue  # another satellite's
             if s["status"] in ("running", "paused"):
                 return step  # under way (e.g. after a reset): finish it first
             if first is None and all(steps[d]["status"] == "done" for d in step["depends_on"]):
@@ -387,7 +395,8 @@ class Agent:
             return first
         best = first
         for step in job["steps"]:
-            if step["type"] != "eclipse" or steps[step["id"]]["status"] != "pending":
+            if step["type"] != "eclipse" or steps[step["id"]]["status"] != "pending" or \
+                    (cst is not None and cst["own"][step["id"]][0] != cst["me"]):
                 continue
             if all(steps[d]["status"] == "done" for d in step["depends_on"]) and \
                     (step["prim"].get("priority") or 0) > (best["prim"].get("priority") or 0):
@@ -442,7 +451,7 @@ class Agent:
         else:
             if s["status"] == "pending":
                 kind = self._window_kind()
-                self.start_step(step, s, kind, kind)
+                self.start_step(step, s, kind, kind, s.get("resume"))
             runner = self.step_runner(job, step, s)
             if runner is None:
                 return
@@ -459,6 +468,9 @@ class Agent:
         self.emit("step.started", step["id"], {"location": "onboard", "window": window,
                                                "window_label": label},
                   ops=[["st", step["id"], fields]])
+        job = self.journal.state["job"]
+        if job.get("cst") is not None:
+            _load("constellation").started(self, job, step)
         self.last_ck = self.clock.now_ms()
 
     def step_runner(self, job, step, s):
@@ -502,9 +514,12 @@ class Agent:
         power = step["power_w"] or job["compute_w"]
         memory = s.get("memory") if s.get("memory") is not None else step["memory_mb"]
         ck_ms = int(step["checkpoint_interval_s"] * 1000)
+        cst = job.get("cst")
         while s["work_s"] < until_work - EPS:
             if self.journal.state["job"] is not job or job.get("cancel"):
                 return ABORT
+            if cst is not None and _load("constellation").guard(self, job, step, s, runner):
+                return ABORT  # handed over (or failed) here, or fenced by a higher epoch
             reason = self._gate(step, s, kind)
             if reason is not None:
                 if s["status"] != "paused":
@@ -578,6 +593,8 @@ class Agent:
             self.emit("step.completed", sid, {"duration_s": round(self.now() - s.get("t0", self.now()), 1),
                                               "location": "onboard", "data_output_mb": _r(out_mb)})
             self.emit(then[0], sid, then[1], ops=[["st", sid, done]])
+        if job.get("cst") is not None:
+            _load("constellation").completed(self, job, step, s)
         if ON_BOARD_HEAP:  # the step's buffers back in one piece before the next one
             gc.collect()
 

@@ -125,6 +125,8 @@ def boot(ag):
     spawn("report", ag._report, priority=4, deadline_ms=deadline)
     spawn("telemetry", ag._telemetry, priority=3, deadline_ms=deadline)
     spawn("execute", ag._execute, priority=1, deadline_ms=deadline)
+    if ag.isl is not None:  # a constellation member: its ISL task waits for arrivals, no deadline
+        __import__("constellation").install(ag)
     ag.booted_ms = ag.clock.now_ms()
     return ag
 

@@ -1,0 +1,159 @@
+"""A constellation job run by the fleet's own firmware (firmware/constellation.py,
+the agent's constellation role), every member's unchanged agent on one
+simulated clock with the fleet's ISL network (tools/planner/fleetforecast.py):
+handoffs over ISL, failover with the checkpoint, takeover of a silent owner,
+fencing by epoch, and `partial` when no alternate is left."""
+import collections
+import json
+import os
+
+import pytest
+
+from tools import ROOT
+from tools.planner import constellation, fleetforecast
+
+import fleet
+
+TRAIN = os.path.join(ROOT, "examples", "fleets", "train-4.json")
+
+
+@pytest.fixture(scope="module")
+def train():
+    with open(TRAIN) as f:
+        doc = json.load(f)
+    world = fleet.FleetWorld(doc, hours=24)
+    return doc, constellation.make_constellation_plan(doc, doc["job"], world.start)
+
+
+def fly(train, faults=()):
+    doc, cplan = train
+    world = fleet.FleetWorld(doc, hours=24)
+    return fleetforecast.run(world, cplan, doc["job"], faults=list(faults))
+
+
+def of(out, etype):
+    return [e for e in out.merged() if e["type"] == etype]
+
+
+def owners(cplan):
+    return dict((s["step_id"], s["satellite"]) for s in cplan["steps"])
+
+
+def completions(out):
+    by_step = collections.defaultdict(list)
+    for e in of(out, "constellation.step_completed"):
+        by_step[e["step_id"]].append((e["payload"]["epoch"], e["satellite_id"]))
+    return by_step
+
+
+def accepted_once(out, steps):
+    """Every step completed, and its highest epoch completed once (what the
+    Console counts)."""
+    by_step = completions(out)
+    assert sorted(by_step) == sorted(steps)
+    for sid, done in by_step.items():
+        top = max(e for e, _ in done)
+        assert [d for d in done if d[0] == top] == [d for d in done if d[0] == top][:1], (sid, done)
+    return by_step
+
+
+def test_the_nominal_fleet_job_runs_each_step_on_its_satellite_once_and_ends_on_the_aggregator(train):
+    doc, cplan = train
+    out = fly(train)
+    own = owners(cplan)
+    by_step = accepted_once(out, own)
+    for sid, done in by_step.items():
+        assert done == [(1, own[sid])]  # where the plan put it, at the plan's epoch
+    ends = of(out, "job.completed")
+    assert [e["satellite_id"] for e in ends] == [own["aggregate"]]
+    assert of(out, "job.failed") == [] and of(out, "constellation.failover") == []
+    # outputs crossed the fleet over ISL, multi-hop where the plan routed so
+    started = of(out, "isl_transfer.started")
+    assert started and all(e["payload"]["to"] != e["satellite_id"] for e in started)
+    assert len(of(out, "isl_transfer.completed")) == len(started)
+    for e in of(out, "isl_transfer.completed"):
+        assert e["payload"]["total_duration_s"] > 0
+    assert all(state is None for state in out.state.values())  # every member ended its part
+    # each member's events are its own stream, numbered by it, none twice
+    for sat, evs in out.events.items():
+        seqs = [e["seq"] for e in evs]
+        assert seqs == sorted(set(seqs)), sat
+
+
+def test_a_drained_owner_hands_its_step_over_with_its_checkpoint_and_the_job_completes(train):
+    doc, cplan = train
+    own = owners(cplan)
+    victim = own["infer_a"]
+    out = fly(train, [{"kind": "drain", "satellite": victim, "at_s": 1800, "soc": 0.08}])
+    fo = of(out, "constellation.failover")
+    assert [(e["satellite_id"], e["step_id"], e["payload"]["reason"]) for e in fo] == \
+        [(victim, "infer_a", "battery_critical")]
+    to = fo[0]["payload"]["to_satellite"]
+    ack = of(out, "constellation.failover_acknowledged")
+    assert [(e["satellite_id"], e["payload"]["to_satellite"]) for e in ack] == [(to, to)]
+    assert ack[0]["payload"]["from_checkpoint"] >= 1
+    # the new owner goes on from where the checkpoint was, not from 0: it
+    # reports only the quarter marks past the checkpoint's
+    before = [e["payload"]["percent"] for e in out.events[victim]
+              if e["type"] == "step.progress" and e["step_id"] == "infer_a"]
+    after = [e["payload"]["percent"] for e in out.events[to]
+             if e["type"] == "step.progress" and e["step_id"] == "infer_a"]
+    assert before and after and after[0] > before[-1] and after[-1] == 75
+    by_step = accepted_once(out, own)
+    assert by_step["infer_a"] == [(fo[0]["payload"]["epoch"], to)]
+    assert len(of(out, "job.completed")) == 1
+
+
+def test_a_lost_owner_falls_silent_and_its_first_alternate_takes_the_step_over(train):
+    doc, cplan = train
+    own = owners(cplan)
+    victim = own["infer_a"]
+    out = fly(train, [{"kind": "loss", "satellite": victim, "at_s": 1800}])
+    fo = of(out, "constellation.failover")
+    assert len(fo) == 1 and fo[0]["payload"]["reason"] == "silent"
+    assert fo[0]["payload"]["from_satellite"] == victim and fo[0]["satellite_id"] != victim
+    by_step = accepted_once(out, own)
+    assert by_step["infer_a"] == [(fo[0]["payload"]["epoch"], fo[0]["satellite_id"])]
+    assert fo[0]["payload"]["epoch"] > 1
+    assert len(of(out, "job.completed")) == 1
+
+
+def test_a_partitioned_owner_that_comes_back_never_makes_its_step_count_twice(train):
+    doc, cplan = train
+    own = owners(cplan)
+    victim = own["infer_a"]
+    out = fly(train, [{"kind": "partition", "satellite": victim, "from_s": 1800, "to_s": 3000}])
+    by_step = accepted_once(out, own)
+    done = sorted(by_step["infer_a"])
+    # cut off, the old owner finished at its epoch; the taker's higher epoch is what counts
+    assert done[0] == (1, victim) and done[-1][0] > 1 and done[-1][1] != victim
+    # the cut-off satellite took nothing over: it heard no one
+    assert all(e["satellite_id"] != victim for e in of(out, "constellation.failover"))
+    assert len(of(out, "job.completed")) == 1
+    assert all(state is None for state in out.state.values())
+
+
+def test_no_eligible_alternate_fails_the_step_and_the_job_ends_partial(train):
+    doc, cplan = train
+    own = owners(cplan)
+    agg = own["aggregate"]
+    assert [s["alternates"] for s in cplan["steps"] if s["step_id"] == "aggregate"] == [[]]
+    out = fly(train, [{"kind": "heat", "satellite": agg, "at_s": 2500, "temperature_c": 85}])
+    fo = of(out, "constellation.failover")
+    assert [(e["step_id"], e["payload"]["reason"], e["payload"]["to_satellite"]) for e in fo] == \
+        [("aggregate", "thermal_exceedance", None)]
+    failed = of(out, "job.failed")
+    assert [(e["satellite_id"], e["payload"]["status"]) for e in failed] == [(agg, "partial")]
+    assert "aggregate" in failed[0]["payload"]["reason"]
+    assert of(out, "job.completed") == []
+    assert all(state is None for state in out.state.values())
+
+
+def test_a_constellation_part_naming_an_unknown_step_is_refused_with_the_step_named(train):
+    doc, cplan = train
+    bad = json.loads(json.dumps(cplan))
+    bad["steps"][0]["step_id"] = "nope"
+    out = fly((doc, bad))
+    failed = of(out, "job.failed")
+    assert failed and all("nope" in e["payload"]["reason"] for e in failed)
+    assert of(out, "job.accepted") == []

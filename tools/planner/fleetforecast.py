@@ -1,0 +1,217 @@
+"""A constellation job run by the fleet's own firmware, in process
+(CONSTELLATION.md "In simulation"; the one-executor rule of forecast.py, for
+a fleet): every member of a sim/fleet.py FleetWorld boots the unchanged
+agent (firmware/agent.py with its constellation role) under CPython on the
+world's one SimClock, with its spacecraft model (sim/spacecraft.py), its
+own flash (a scratch folder), the fleet's ISL network port (sim/islnet.py)
+and forecast.ForecastConsole handing it its part of the job at its first
+ground contact. What each agent emits is the fleet's stream.
+
+    out = run(world, cplan, job, end_s=None, faults=())
+    out.events          -> {satellite_id: [event envelopes, seq order]}
+    out.merged()        -> every event with its satellite_id, in time order
+    out.state           -> {satellite_id: the agent's job state at the end (None: ended)}
+
+Faults (the fleet's, scripted): {"kind": "loss", "satellite": S, "at_s": T}
+(the satellite's computer stops for good: no more heartbeats, messages, or
+events), {"kind": "drain", "satellite": S, "at_s": T, "soc": 0.08} (its
+battery drops to that state of charge), {"kind": "heat", "satellite": S,
+"at_s": T, "temperature_c": 80}, {"kind": "partition", "satellite": S,
+"from_s": A, "to_s": B} (every link of S is down meanwhile: sends find no
+route, messages to it are lost, through the port's adapter).
+"""
+import os
+import shutil
+import tempfile
+
+import agentconfig
+import hal
+import lazywatch
+import spacecraft
+from agent import Agent
+
+from . import forecast
+
+IDLE_WAKE_MS = 60000
+
+
+class Outcome:
+    def __init__(self):
+        self.events = {}
+        self.state = {}
+        self.steps = {}
+        self.consoles = {}
+
+    def merged(self):
+        out = []
+        for sat in sorted(self.events):
+            for e in self.events[sat]:
+                out.append(dict(e, satellite_id=sat))
+        out.sort(key=lambda e: (e["timestamp"], e["satellite_id"], e.get("seq") or 0))
+        return out
+
+
+class PartitionPort:
+    """A member's ISL port in a fleet where satellites are cut off over
+    intervals (cuts: {satellite: [(from_ms, to_ms)]} on the clock): while
+    this one or the other end is cut off there is no route between them, and
+    what arrives for a cut-off satellite is lost (a fault adapter)."""
+
+    def __init__(self, port, sat_id, clock, cuts):
+        self.port = port
+        self.sat_id = sat_id
+        self.clock = clock
+        self.cuts = cuts
+        self.on_arrival = None
+
+    def _cut(self, sat):
+        now = self.clock.now_ms()
+        return any(a <= now < b for a, b in self.cuts.get(sat, ()))
+
+    def send(self, dest, data):
+        return None if self._cut(self.sat_id) or self._cut(dest) else self.port.send(dest, data)
+
+    def status(self, mid):
+        return self.port.status(mid)
+
+    def recv(self):
+        got = self.port.recv()
+        while got is not None and self._cut(self.sat_id):
+            got = self.port.recv()  # arrived while cut off: lost
+        return got
+
+    def link(self, dest):
+        return None if self._cut(self.sat_id) or self._cut(dest) else self.port.link(dest)
+
+    def neighbours(self):
+        return [] if self._cut(self.sat_id) else \
+            [n for n in self.port.neighbours() if not self._cut(n)]
+
+
+def member_spec(cplan, job, sat_id, deployment_id=None):
+    """The workload a member polls: the whole DAG with the assignment and the
+    alternates (its part is the steps it owns)."""
+    return {"plan_id": cplan["plan_id"], "deployment_id": deployment_id or "dep-%s" % sat_id,
+            "satellite_id": sat_id,
+            "plan_data": {"id": cplan["plan_id"], "job": job,
+                          "constellation": {"satellites": list(cplan["fleet"]),
+                                            "steps": [{"step_id": s["step_id"],
+                                                       "satellite": s["satellite"],
+                                                       "alternates": s["alternates"]}
+                                                      for s in cplan["steps"]]}},
+            "events": []}
+
+
+def run(world, cplan, job, end_s=None, faults=(), cfg=None):
+    root = tempfile.mkdtemp(prefix="umbra-fleet-")
+    try:
+        return _run(world, cplan, job, end_s, faults, cfg, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(world, cplan, job, end_s, faults, cfg, root):
+    clock = world.clock
+    used = set(s["satellite"] for s in cplan["steps"])
+    for s in cplan["steps"]:
+        used.update(s["alternates"])
+    members = [m for m in world.members if m["satellite_id"] in used]
+    by_sat = dict((s["satellite_id"], s) for s in world.satellites)
+    cuts = {}
+    for f in faults:
+        if f["kind"] == "partition":
+            cuts.setdefault(f["satellite"], []).append((int(f["from_s"] * 1000), int(f["to_s"] * 1000)))
+    nodes = {}
+    for m in members:
+        sid = m["satellite_id"]
+        home = os.path.join(root, sid)
+        overrides = dict(cfg or {})
+        overrides.update({"agent_id": m["agent_id"], "api_url": "forecast:", "api_key": "forecast",
+                          "satellite_id": sid, "storage_root": home, "time_sync": False,
+                          "uplink_key": None})
+        acfg = agentconfig.make(overrides)
+        sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"])
+        sat.clock = clock
+        console = forecast.ForecastConsole(clock, member_spec(cplan, job, sid))
+        watchdog = hal.SimWatchdog(acfg["watchdog_timeout_ms"], clock=clock)
+        watchdog.arm()
+        port = world.port(sid)
+        if cuts:
+            port = PartitionPort(port, sid, clock, cuts)
+        agent = Agent(acfg, clock, hal.sim_sensors(sat), console, home, watchdog=watchdog,
+                      reset_cause="power_on", workdir=home + "/work", isl=port)
+        lazywatch.install(agent)
+        agent.boot()
+        nodes[sid] = {"agent": agent, "sat": sat, "console": console, "watchdog": watchdog,
+                      "alive": True, "port": port}
+    timed = sorted((f for f in faults if f["kind"] in ("loss", "drain", "heat")),
+                   key=lambda f: f["at_s"])
+    end_ms = int((end_s if end_s is not None else world.hours * 3600) * 1000)
+    while True:
+        now = clock.now_ms()
+        while timed and timed[0]["at_s"] * 1000 <= now:
+            _inject(nodes, timed.pop(0))
+        world.network.deliver_due()
+        for sid, n in nodes.items():
+            if not n["alive"]:
+                continue
+            port = n["port"]
+            inbox = world.network.inbox.get(sid)
+            if inbox and port.on_arrival is not None:
+                port.on_arrival()
+            n["agent"].sched.run_due()
+            if n["agent"].reset_requested or n["watchdog"].expired(clock.now_ms()):
+                raise RuntimeError("%s reset in the fleet forecast (%s)" % (
+                    sid, n["agent"].reset_requested or "watchdog"))
+        if all(not n["alive"] or (n["agent"].journal.state["job"] is None and
+                                  n["console"].handed_at is not None)
+               for n in nodes.values()):
+            break
+        if now >= end_ms:
+            break
+        nxt = end_ms
+        for n in nodes.values():
+            if n["alive"]:
+                w = n["agent"].sched.next_wake_ms()
+                nxt = min(nxt, w if w is not None else now + IDLE_WAKE_MS)
+        d = world.network.next_delivery_ms()
+        if d is not None:
+            nxt = min(nxt, max(d, now + 1))
+        if timed:
+            nxt = min(nxt, max(int(timed[0]["at_s"] * 1000), now + 1))
+        if nxt > now:
+            clock.wait_until(nxt)
+    out = Outcome()
+    for sid, n in nodes.items():
+        agent = n["agent"]
+        evs = list(n["console"].events)
+        if agent.journal.pending():
+            import json
+            for seq, dep, text in agent.journal.outbox(10 ** 6, 10 ** 9):
+                if bytes(dep).startswith(b"dep-"):
+                    evs.append(json.loads(b'{"seq":%d,' % seq + bytes(memoryview(text)[1:])))
+        evs.sort(key=lambda e: e["seq"])
+        out.events[sid] = evs
+        out.state[sid] = agent.journal.state["job"]
+        out.steps[sid] = agent.journal.state["steps"]
+        out.consoles[sid] = n["console"]
+    return out
+
+
+def _inject(nodes, f):
+    n = nodes.get(f["satellite"])
+    if n is None:
+        return
+    if f["kind"] == "loss":
+        n["alive"] = False
+        n["agent"].sensors.set_compute_load(0)
+    elif f["kind"] == "drain":
+        sat = n["sat"]
+        sat.advance_to(sat.clock.epoch())
+        sat.energy_wh = f.get("soc", 0.08) * sat.bus["battery_wh"]
+        sat.version += 1
+    elif f["kind"] == "heat":
+        sat = n["sat"]
+        sat.advance_to(sat.clock.epoch())
+        sat.temperature = f.get("temperature_c", 80.0)
+        sat.version += 1
