@@ -157,3 +157,24 @@ def test_a_constellation_part_naming_an_unknown_step_is_refused_with_the_step_na
     failed = of(out, "job.failed")
     assert failed and all("nope" in e["payload"]["reason"] for e in failed)
     assert of(out, "job.accepted") == []
+
+
+def test_a_small_seeded_campaign_never_counts_a_step_twice_nor_loses_an_event():
+    from tools import fleetcampaign
+    s = fleetcampaign.run(runs=6, seed=3)
+    assert s["runs"] == 6 and sum(s["injected_by_kind"].values()) >= 6
+    assert s["completed_twice"] == 0 and s["events_lost"] == 0 and s["events_duplicated"] == 0
+    assert s["unexplained"] == 0, s["bad_runs"]
+    assert sum(s["outcomes"].values()) == 6
+
+
+def test_the_judge_counts_a_step_completed_twice_at_its_highest_epoch(train):
+    # the campaign's own yardstick must see what it is there to see
+    from tools import fleetcampaign
+    doc, cplan = train
+    out = fly(train)
+    sat = owners(cplan)["infer_a"]
+    done = [e for e in out.events[sat] if e["type"] == "constellation.step_completed"][0]
+    out.events[sat].append(dict(done, seq=10 ** 6))
+    rec = fleetcampaign.judge(out, cplan, [])
+    assert rec["completed_twice"] == 1 and rec["outcome"] == "completed"

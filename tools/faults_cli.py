@@ -21,6 +21,8 @@ Campaigns (sim/faults.py has the fault model):
   crash      an exception raised inside every task, three times per run
   link       30 % of requests dropped, plus duplicated, corrupted and delayed ones
   mixed      all of the above at random
+  constellation  a fleet running one constellation job: satellites lost,
+             drained, overheated, cut off, reset, links lost (tools/fleetcampaign.py)
 """
 import json
 import os
@@ -615,7 +617,8 @@ def _kinds(d):
 
 
 @click.command()
-@click.option("--campaign", "name", required=True, type=click.Choice(sorted(CAMPAIGNS)),
+@click.option("--campaign", "name", required=True,
+              type=click.Choice(sorted(list(CAMPAIGNS) + ["constellation"])),
               help="Which campaign to run.")
 @click.option("--runs", default=None, type=click.IntRange(1, None),
               help="Runs (power-cut: the first N write indices; crash: rounds over every task).")
@@ -643,6 +646,15 @@ def faults(name, runs, seed, torn, as_json, keep):
             for item in bar:
                 yield item
 
+    if name == "constellation":  # a fleet: tools/fleetcampaign.py
+        from tools import fleetcampaign
+        s = fleetcampaign.run(runs=runs or 20, seed=seed, progress=progress)
+        if as_json:
+            click.echo(json.dumps(s, indent=2, sort_keys=True))
+        else:
+            fleetcampaign.print_summary(s, click.echo)
+        sys.exit(1 if s["completed_twice"] or s["events_lost"] or s["events_duplicated"]
+                 or s["unexplained"] else 0)
     s = run_campaign(name, runs=runs, seed=seed, progress=progress, workdir=keep, **kw)
     if as_json:
         click.echo(json.dumps(s, indent=2, sort_keys=True))

@@ -12,13 +12,17 @@ ground contact. What each agent emits is the fleet's stream.
     out.merged()        -> every event with its satellite_id, in time order
     out.state           -> {satellite_id: the agent's job state at the end (None: ended)}
 
-Faults (the fleet's, scripted): {"kind": "loss", "satellite": S, "at_s": T}
+Faults (the fleet's, scripted): {"kind": "reset", "satellite": S, "at_s": T}
+(its computer resets: the agent boots again from its flash),
+{"kind": "loss", "satellite": S, "at_s": T}
 (the satellite's computer stops for good: no more heartbeats, messages, or
 events), {"kind": "drain", "satellite": S, "at_s": T, "soc": 0.08} (its
 battery drops to that state of charge), {"kind": "heat", "satellite": S,
 "at_s": T, "temperature_c": 80}, {"kind": "partition", "satellite": S,
 "from_s": A, "to_s": B} (every link of S is down meanwhile: sends find no
-route, messages to it are lost, through the port's adapter).
+route, messages to it are lost, through the port's adapter), {"kind":
+"link_loss", "pair": [A, B], "from_s": F, "to_s": T} (no route between A
+and B meanwhile).
 """
 import os
 import shutil
@@ -64,12 +68,16 @@ class PartitionPort:
         self.cuts = cuts
         self.on_arrival = None
 
-    def _cut(self, sat):
+    def _cut(self, sat, dest=None):
         now = self.clock.now_ms()
-        return any(a <= now < b for a, b in self.cuts.get(sat, ()))
+        cuts = self.cuts.get(sat, ())
+        if dest is not None:
+            cuts = list(self.cuts.get(dest, ())) + list(self.cuts.get(_pair(sat, dest), ()))
+        return any(a <= now < b for a, b in cuts)
 
     def send(self, dest, data):
-        return None if self._cut(self.sat_id) or self._cut(dest) else self.port.send(dest, data)
+        return None if self._cut(self.sat_id) or self._cut(self.sat_id, dest) else \
+            self.port.send(dest, data)
 
     def status(self, mid):
         return self.port.status(mid)
@@ -81,11 +89,16 @@ class PartitionPort:
         return got
 
     def link(self, dest):
-        return None if self._cut(self.sat_id) or self._cut(dest) else self.port.link(dest)
+        return None if self._cut(self.sat_id) or self._cut(self.sat_id, dest) else \
+            self.port.link(dest)
 
     def neighbours(self):
         return [] if self._cut(self.sat_id) else \
-            [n for n in self.port.neighbours() if not self._cut(n)]
+            [n for n in self.port.neighbours() if not self._cut(self.sat_id, n)]
+
+
+def _pair(a, b):
+    return a + "|" + b if a < b else b + "|" + a
 
 
 def member_spec(cplan, job, sat_id, deployment_id=None):
@@ -119,8 +132,9 @@ def _run(world, cplan, job, end_s, faults, cfg, root):
     by_sat = dict((s["satellite_id"], s) for s in world.satellites)
     cuts = {}
     for f in faults:
-        if f["kind"] == "partition":
-            cuts.setdefault(f["satellite"], []).append((int(f["from_s"] * 1000), int(f["to_s"] * 1000)))
+        if f["kind"] in ("partition", "link_loss"):
+            key = f["satellite"] if f["kind"] == "partition" else _pair(*f["pair"])
+            cuts.setdefault(key, []).append((int(f["from_s"] * 1000), int(f["to_s"] * 1000)))
     nodes = {}
     for m in members:
         sid = m["satellite_id"]
@@ -133,24 +147,19 @@ def _run(world, cplan, job, end_s, faults, cfg, root):
         sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"])
         sat.clock = clock
         console = forecast.ForecastConsole(clock, member_spec(cplan, job, sid))
-        watchdog = hal.SimWatchdog(acfg["watchdog_timeout_ms"], clock=clock)
-        watchdog.arm()
         port = world.port(sid)
         if cuts:
             port = PartitionPort(port, sid, clock, cuts)
-        agent = Agent(acfg, clock, hal.sim_sensors(sat), console, home, watchdog=watchdog,
-                      reset_cause="power_on", workdir=home + "/work", isl=port)
-        lazywatch.install(agent)
-        agent.boot()
-        nodes[sid] = {"agent": agent, "sat": sat, "console": console, "watchdog": watchdog,
-                      "alive": True, "port": port}
-    timed = sorted((f for f in faults if f["kind"] in ("loss", "drain", "heat")),
+        n = nodes[sid] = {"sat": sat, "console": console, "alive": True, "port": port,
+                          "cfg": acfg, "home": home, "boots": 0}
+        _boot(n, clock, "power_on")
+    timed = sorted((f for f in faults if f["kind"] in ("loss", "drain", "heat", "reset")),
                    key=lambda f: f["at_s"])
     end_ms = int((end_s if end_s is not None else world.hours * 3600) * 1000)
     while True:
         now = clock.now_ms()
         while timed and timed[0]["at_s"] * 1000 <= now:
-            _inject(nodes, timed.pop(0))
+            _inject(nodes, timed.pop(0), clock)
         world.network.deliver_due()
         for sid, n in nodes.items():
             if not n["alive"]:
@@ -198,9 +207,27 @@ def _run(world, cplan, job, end_s, faults, cfg, root):
     return out
 
 
-def _inject(nodes, f):
+def _boot(n, clock, cause):
+    """The member's computer boots from its flash (its RAM is gone)."""
+    acfg = n["cfg"]
+    watchdog = hal.SimWatchdog(acfg["watchdog_timeout_ms"], clock=clock)
+    watchdog.arm()
+    agent = Agent(acfg, clock, hal.sim_sensors(n["sat"]), n["console"], n["home"],
+                  watchdog=watchdog, reset_cause=cause, workdir=n["home"] + "/work", isl=n["port"])
+    lazywatch.install(agent)
+    agent.boot()
+    n["agent"], n["watchdog"] = agent, watchdog
+    n["boots"] += 1
+
+
+def _inject(nodes, f, clock):
     n = nodes.get(f["satellite"])
-    if n is None:
+    if n is None or not n["alive"]:
+        return
+    if f["kind"] == "reset":
+        n["agent"].sensors.set_compute_load(0)
+        n["port"].on_arrival = None
+        _boot(n, clock, "hard")
         return
     if f["kind"] == "loss":
         n["alive"] = False

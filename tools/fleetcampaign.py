@@ -1,0 +1,174 @@
+"""`umbra faults --campaign constellation`: seeded faults against a fleet
+running one constellation job (tools/planner/fleetforecast.py: every
+member's unchanged agent on one simulated clock with the fleet's ISL
+network). Each run injects one or two of
+
+    loss        a satellite's computer stops for good in the middle of the job
+    drain       a satellite's battery drops to 5-12 % (failover: battery)
+    heat        a satellite overheats to 80-90 degC (failover: thermal)
+    link_loss   the link between two members is down for 2-20 minutes
+    partition   a satellite is cut off from all the others for 5-40 minutes
+    reset       a satellite's computer resets (often just after a handoff)
+
+at a time inside the job's span, on a satellite the plan uses, and judges
+the fleet's streams:
+
+    completed twice   a step whose highest epoch completed more than once
+                      (what the Console would count twice: must be 0)
+    events lost       a gap in a member's seqs, or a done step without its
+                      constellation.step_completed
+    events duplicated a member's seq twice, or job.completed / job.failed
+                      more than once in the fleet
+    unexplained       a run that did not complete with no fault that could
+                      have stopped it (a partial with no fault on the failed
+                      step's satellites, or a job that never ended)
+"""
+import collections
+import json
+import os
+import random
+import time
+
+from tools import ROOT
+from tools.planner import constellation, fleetforecast
+
+FLEET = os.path.join(ROOT, "examples", "fleets", "train-4.json")
+KINDS = ("loss", "drain", "heat", "link_loss", "partition", "reset")
+SPAN_S = (600, 3600)  # faults land in this part of the job's first orbit (s after the start)
+
+
+def script(rng, sats):
+    faults = []
+    for _ in range(rng.choice((1, 1, 2))):
+        kind = rng.choice(KINDS)
+        sat = rng.choice(sats)
+        at = rng.randint(*SPAN_S)
+        if kind == "loss":
+            faults.append({"kind": "loss", "satellite": sat, "at_s": at})
+        elif kind == "drain":
+            faults.append({"kind": "drain", "satellite": sat, "at_s": at,
+                           "soc": round(rng.uniform(0.05, 0.12), 3)})
+        elif kind == "heat":
+            faults.append({"kind": "heat", "satellite": sat, "at_s": at,
+                           "temperature_c": round(rng.uniform(80, 90), 1)})
+        elif kind == "link_loss":
+            other = rng.choice([s for s in sats if s != sat])
+            faults.append({"kind": "link_loss", "pair": [sat, other], "from_s": at,
+                           "to_s": at + rng.randint(120, 1200)})
+        elif kind == "partition":
+            faults.append({"kind": "partition", "satellite": sat, "from_s": at,
+                           "to_s": at + rng.randint(300, 2400)})
+        else:
+            faults.append({"kind": "reset", "satellite": sat, "at_s": at})
+            if rng.random() < 0.5:  # and a handoff under way: drain the owner just before
+                faults.append({"kind": "drain", "satellite": rng.choice(sats), "at_s": at - 3,
+                               "soc": 0.08})
+    return faults
+
+
+def judge(out, cplan, faults):
+    """One run's figures."""
+    merged = out.merged()
+    rec = {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
+           "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
+    by_step = collections.defaultdict(list)
+    ends = []
+    for e in merged:
+        t = e["type"]
+        if t == "constellation.step_completed":
+            by_step[e["step_id"]].append(e["payload"]["epoch"])
+        elif t == "constellation.failover":
+            if e["payload"]["reason"] == "silent":
+                rec["takeovers"] += 1
+            else:
+                rec["failovers"] += 1
+        elif t in ("job.completed", "job.failed"):
+            ends.append(e)
+    for sid, epochs in by_step.items():
+        if epochs.count(max(epochs)) > 1:
+            rec["completed_twice"] += 1
+    for sat, evs in out.events.items():
+        seqs = [e["seq"] for e in evs]
+        rec["events_duplicated"] += len(seqs) - len(set(seqs))
+        stored = sorted(out.consoles[sat]._stored | set(seqs))
+        if stored:
+            rec["events_lost"] += stored[-1] - stored[0] + 1 - len(stored)
+        done_here = set(e["step_id"] for e in evs if e["type"] == "step.completed")
+        told = set(e["step_id"] for e in evs if e["type"] == "constellation.step_completed")
+        rec["events_lost"] += len(done_here - told)
+    if len(ends) > 1:
+        rec["events_duplicated"] += len(ends) - 1
+    if ends:
+        rec["outcome"] = "completed" if ends[0]["type"] == "job.completed" else \
+            ends[0]["payload"].get("status") or "failed"
+    hit = set()
+    for f in faults:
+        hit.update(f.get("pair") or [f["satellite"]])
+    if rec["outcome"] != "completed":
+        # explained when a fault struck a satellite the failed step could run on
+        # (a job that never ended: its last step's, where it would have ended)
+        chains = dict((s["step_id"], [s["satellite"]] + s["alternates"]) for s in cplan["steps"])
+        step = cplan["steps"][-1]["step_id"]
+        reason = ends[0]["payload"].get("reason") or "" if ends else ""
+        for sid in chains:
+            if reason.startswith("step %r" % sid):
+                step = sid
+        rec["explained"] = bool(hit & set(chains[step]))
+    return rec
+
+
+def run(runs=20, seed=0, progress=None):
+    """The campaign's summary: totals and the runs that went wrong."""
+    import fleet
+    with open(FLEET) as f:
+        doc = json.load(f)
+    world = fleet.FleetWorld(doc, hours=24)
+    cplan = constellation.make_constellation_plan(doc, doc["job"], world.start)
+    sats = sorted(set(s["satellite"] for s in cplan["steps"]) |
+                  set(a for s in cplan["steps"] for a in s["alternates"]))
+    rng = random.Random(seed)
+    progress = progress or (lambda it: it)
+    recs = []
+    t0 = time.monotonic()
+    for _ in progress(range(runs)):
+        faults = script(rng, sats)
+        world = fleet.FleetWorld(doc, hours=24)
+        try:
+            out = fleetforecast.run(world, cplan, doc["job"], faults=faults)
+        except Exception as exc:  # an agent crashed or reset by itself: the worst outcome
+            recs.append({"completed_twice": 0, "events_lost": 0, "events_duplicated": 0,
+                         "failovers": 0, "takeovers": 0, "outcome": "crashed",
+                         "explained": False, "faults": faults,
+                         "error": "%s: %s" % (type(exc).__name__, exc)})
+            continue
+        recs.append(judge(out, cplan, faults))
+    wall = time.monotonic() - t0
+    out = {"campaign": "constellation", "runs": len(recs), "seed": seed, "wall_s": round(wall, 2),
+           "fleet": os.path.relpath(FLEET, ROOT)}
+    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
+        out[key] = sum(r[key] for r in recs)
+    outcomes = collections.Counter(r["outcome"] for r in recs)
+    out["outcomes"] = dict(outcomes)
+    kinds = collections.Counter(f["kind"] for r in recs for f in r["faults"])
+    out["injected_by_kind"] = dict(kinds)
+    out["unexplained"] = sum(1 for r in recs if not r["explained"])
+    out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
+                       r["events_duplicated"] or not r["explained"]][:10]
+    return out
+
+
+def print_summary(s, echo):
+    echo("campaign constellation (%s): %d runs, seed %d, %.1f s" % (
+        s["fleet"], s["runs"], s["seed"], s["wall_s"]))
+    rows = [("faults injected", ", ".join("%s %d" % kv for kv in sorted(s["injected_by_kind"].items()))),
+            ("outcomes", ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items()))),
+            ("failovers (handed over or failed)", s["failovers"]),
+            ("takeovers of a silent owner", s["takeovers"]),
+            ("steps completed twice (highest epoch)", s["completed_twice"]),
+            ("events lost", s["events_lost"]), ("events duplicated", s["events_duplicated"]),
+            ("not completed and not explained by the faults", s["unexplained"])]
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        echo("  %-*s  %s" % (width, label, value))
+    for bad in s["bad_runs"]:
+        echo("  ! %s" % json.dumps(bad))
