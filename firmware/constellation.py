@@ -446,9 +446,22 @@ def _heartbeat(ag, job):
     text = json.dumps({"k": "hb", "f": cst["me"], "b": _round(ag.sensors.battery_percent()),
                        "t": _round(ag.sensors.temperature_c()), "w": w,
                        "x": unfit(ag) is not None or st["mode"] == "safe"}, separators=(",", ":"))
-    for m in cst["sats"]:
-        if m != cst["me"]:
-            ag.isl.send(m, text)  # best effort: the next one follows
+    for m in _watchers(cst):
+        ag.isl.send(m, text)  # best effort: the next one follows
+
+
+def _watchers(cst):
+    """Who needs this satellite's health: the alternates of the steps it
+    owns and the owners and alternates of the steps it may take over."""
+    me = cst["me"]
+    out = []
+    for sid in cst["chain"]:
+        chain = cst["chain"][sid]
+        if me in chain or cst["own"][sid][0] == me:
+            for m in chain + [cst["own"][sid][0]]:
+                if m != me and m not in out:
+                    out.append(m)
+    return out
 
 
 def _round(v):

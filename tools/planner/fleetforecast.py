@@ -107,7 +107,7 @@ def member_spec(cplan, job, sat_id, deployment_id=None):
     return {"plan_id": cplan["plan_id"], "deployment_id": deployment_id or "dep-%s" % sat_id,
             "satellite_id": sat_id,
             "plan_data": {"id": cplan["plan_id"], "job": job,
-                          "constellation": {"satellites": list(cplan["fleet"]),
+                          "constellation": {"satellites": _used(cplan),
                                             "steps": [{"step_id": s["step_id"],
                                                        "satellite": s["satellite"],
                                                        "alternates": s["alternates"]}
@@ -115,20 +115,33 @@ def member_spec(cplan, job, sat_id, deployment_id=None):
             "events": []}
 
 
-def run(world, cplan, job, end_s=None, faults=(), cfg=None):
+def _used(cplan):
+    """The satellites the plan puts a step on or names as an alternate."""
+    used = []
+    for s in cplan["steps"]:
+        for sat in [s["satellite"]] + list(s["alternates"]):
+            if sat not in used:
+                used.append(sat)
+    return used
+
+
+def run(world, cplan, job, end_s=None, faults=(), cfg=None, everyone=False):
+    """everyone: every member of the world runs its agent, those without a
+    part in the job idle (else only the plan's satellites run), and the run
+    goes on to end_s (default: the world's horizon) even once the job is over."""
     root = tempfile.mkdtemp(prefix="umbra-fleet-")
     try:
-        return _run(world, cplan, job, end_s, faults, cfg, root)
+        return _run(world, cplan, job, end_s, faults, cfg, root, everyone)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(world, cplan, job, end_s, faults, cfg, root):
+def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     clock = world.clock
-    used = set(s["satellite"] for s in cplan["steps"])
-    for s in cplan["steps"]:
-        used.update(s["alternates"])
-    members = [m for m in world.members if m["satellite_id"] in used]
+    used = _used(cplan)
+    members = [m for m in world.members if everyone or m["satellite_id"] in used]
+    for m in world.members:  # the others' radios too: what reaches them waits there
+        world.port(m["satellite_id"])
     by_sat = dict((s["satellite_id"], s) for s in world.satellites)
     cuts = {}
     for f in faults:
@@ -146,7 +159,7 @@ def _run(world, cplan, job, end_s, faults, cfg, root):
         acfg = agentconfig.make(overrides)
         sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"])
         sat.clock = clock
-        console = forecast.ForecastConsole(clock, member_spec(cplan, job, sid))
+        console = forecast.ForecastConsole(clock, member_spec(cplan, job, sid) if sid in used else None)
         port = world.port(sid)
         if cuts:
             port = PartitionPort(port, sid, clock, cuts)
@@ -168,13 +181,17 @@ def _run(world, cplan, job, end_s, faults, cfg, root):
             inbox = world.network.inbox.get(sid)
             if inbox and port.on_arrival is not None:
                 port.on_arrival()
-            n["agent"].sched.run_due()
+            sched = n["agent"].sched
+            w = sched.next_wake_ms()
+            if w is None or w > now:
+                continue  # nothing due on this one
+            sched.run_due()
             if n["agent"].reset_requested or n["watchdog"].expired(clock.now_ms()):
                 raise RuntimeError("%s reset in the fleet forecast (%s)" % (
                     sid, n["agent"].reset_requested or "watchdog"))
-        if all(not n["alive"] or (n["agent"].journal.state["job"] is None and
-                                  n["console"].handed_at is not None)
-               for n in nodes.values()):
+        if not everyone and all(not n["alive"] or (n["agent"].journal.state["job"] is None and
+                                                   n["console"].handed_at is not None)
+                                for n in nodes.values()):
             break
         if now >= end_ms:
             break

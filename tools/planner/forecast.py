@@ -54,7 +54,7 @@ class ForecastConsole:
             return 201, {"id": AGENT_ID, "status": "idle", "last_seq": 0, "acked_seq": 0,
                          "server_time": now}
         if path.startswith("/api/agent/workloads"):
-            if self.handed_at is None:
+            if self.handed_at is None and self.spec is not None:  # None: nothing for it
                 self.handed_at = self.clock.epoch()
                 return 200, dict(self.spec, server_time=now)
             return 204, None
