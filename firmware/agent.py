@@ -70,6 +70,11 @@ class Agent:
     #   booted_ms        clock ms when the boot finished (bootup.boot)
     #   boot_seq         this boot's first event (spool seq): its unsynced stamps are corrected
     #                    once the clock is set (contact._restamp)
+    #   isl              the inter-satellite link port (lib/isl.py), None without one
+    #   isl_ev           set when ISL messages arrive (constellation.install; with an ISL port)
+    #   cst_ev           set when the ISL task changed a constellation job (the execute task waits on it)
+    #   cst_hb           {satellite: [clock ms, battery, temperature, work, unfit]} heard in heartbeats
+    #   cst_tx           the ISL task's RAM: next heartbeat, notices in flight (constellation.py)
     # --- end of fields
 
     def __init__(self, cfg, clock, sensors, link, root, **options):
