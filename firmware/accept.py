@@ -88,8 +88,10 @@ def take(ag, box, dep):
     cst = None
     if isinstance(plan, dict) and plan.get("constellation") is not None:
         # one DAG across satellites: this one's part (firmware/constellation.py)
-        cst, reason = __import__("constellation").record(
+        from agent import _load, _unload
+        cst, reason = _load("cstplan").record(
             plan["constellation"], ag.cfg["satellite_id"], [st["id"] for st in spec_job["steps"]])
+        _unload("cstplan")
         if reason is not None:
             spec = spec_job = plan = None
             ag.stats["bad_workloads"] += 1
@@ -182,7 +184,9 @@ def announce(ag, job):
         predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
             (0 if key.endswith(("count", "fraction")) else None)
     if job.get("cst") is not None:
-        __import__("constellation").announce(ag, job)
+        from agent import _load, _unload
+        _load("cstplan").announce(ag, job)
+        _unload("cstplan")
     # announced: what only the announcement needed leaves the job's record (RAM)
     ag.emit("checkpoint.predicted", payload=predicted,
             ops=[["jset", "phase", "run"], ["jset", "hazards", None], ["jset", "name", None]])

@@ -1,8 +1,10 @@
 """The agent's constellation role (CONSTELLATION.md, docs/constellation.md):
 one DAG across satellites, each running the steps it owns, talking to the
 others over the inter-satellite link (lib/isl.py port, `ag.isl`) without
-waiting for a ground pass. Loaded only for a job that carries a
-constellation part; functions of the agent (`ag`).
+waiting for a ground pass. Loaded on a satellite with an ISL port
+(its ISL task) and for a job that carries a constellation part; functions
+of the agent (`ag`). Taking the job's constellation part (checking it,
+announcing the assignment) is firmware/cstplan.py, loaded for that only.
 
 ConstellationState lives in the job record on flash (`job["cst"]`) and in
 the steps' own state, changed only by journal commits, each with the event
@@ -32,99 +34,17 @@ import json
 
 from scheduler import Event, wait_for
 
-ROUND = 16           # epochs per claim round (a chain is shorter than this)
-HB_S = 60            # heartbeat interval (s) unless the plan says
-QUIET_S = 300        # an owner unheard this long is silent (s) unless the plan says
-UNHEARD_S = 6 * 3600  # ... and one never heard at all (it may not have polled its part yet)
+ROUND = 16           # epochs per claim round (a chain is shorter than this: cstplan.MAX_CHAIN)
 RETRY_MS = 10000     # a notice that was lost or had no route is sent again after this
 BATTERY_CRITICAL = 10.0   # CONSTELLATION.md "Failover"
 THERMAL_LIMIT = 75.0
 COMPUTE_FLOOR = 15.0
-MAX_CHAIN = 8
-
-
-def record(cdoc, me, step_ids):
-    """The plan's constellation part -> (cst for the job record, None) or
-    (None, reason). cdoc: {steps: [{step_id, satellite, alternates}],
-    satellites?: [...], heartbeat_s?, silence_s?}."""
-    if not isinstance(cdoc, dict) or not isinstance(cdoc.get("steps"), list):
-        return None, "bad_field: plan_data.constellation.steps must be an array"
-    own, chain, sats = {}, {}, []
-    for i, row in enumerate(cdoc["steps"]):
-        where = "plan_data.constellation.steps[%d]" % i
-        if not isinstance(row, dict):
-            return None, "bad_field: %s must be an object" % where
-        sid = row.get("step_id")
-        if sid not in step_ids:
-            return None, "unknown_step: %s names step %r, not in the job" % (where, sid)
-        first = _sat(row.get("satellite"))
-        alts = row.get("alternates") or []
-        if first is None or not isinstance(alts, list):
-            return None, "bad_field: %s needs a satellite and a list of alternates" % where
-        c = [first]
-        for a in alts:
-            a = _sat(a)
-            if a is None:
-                return None, "bad_field: %s.alternates holds a bad satellite id" % where
-            if a not in c:
-                c.append(a)
-        if len(c) > MAX_CHAIN:
-            return None, "too_large: %s has more than %d satellites" % (where, MAX_CHAIN)
-        own[sid] = [first, 1]
-        chain[sid] = c
-        for a in c:
-            if a not in sats:
-                sats.append(a)
-    for sid in step_ids:
-        if sid not in own:
-            return None, "missing_field: plan_data.constellation.steps has no row for step %r" % sid
-    for a in cdoc.get("satellites") or ():
-        a = _sat(a)
-        if a is not None and a not in sats:
-            sats.append(a)
-    if me not in sats:
-        return None, "bad_field: satellite %s has no part in this constellation job" % me
-    hb = _secs(cdoc.get("heartbeat_s"), HB_S)
-    quiet = _secs(cdoc.get("silence_s"), max(QUIET_S, 3 * hb))
-    unheard = _secs(cdoc.get("unheard_s"), max(UNHEARD_S, quiet))
-    return {"me": me, "own": own, "chain": chain, "sats": sats, "hb_s": hb,
-            "quiet_s": quiet, "unheard_s": unheard, "q": []}, None
-
-
-def _sat(v):
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = str(v)
-    return v if isinstance(v, str) and 0 < len(v) <= 32 else None
-
-
-def _secs(v, default):
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v <= 86400 \
-        else default
 
 
 # --- what the executor asks ---------------------------------------------------------
 
-def mine(job, sid):
-    cst = job["cst"]
-    return cst["own"][sid][0] == cst["me"]
-
-
 def resolved(s):
     return s["status"] in ("done", "failed", "moved")
-
-
-def announce(ag, job):
-    """constellation.step_assigned for every step this satellite owns."""
-    steps = ag.journal.state["steps"]
-    cst = job["cst"]
-    for step in job["steps"]:
-        sid = step["id"]
-        if cst["own"][sid][0] != cst["me"] or steps[sid].get("asg"):
-            continue
-        ag.emit("constellation.step_assigned", sid,
-                {"step_id": sid, "satellite_id": cst["me"], "dependencies": list(step["depends_on"]),
-                 "alternates": cst["chain"][sid][1:], "epoch": cst["own"][sid][1]},
-                ops=[["st", sid, {"asg": True}]])
 
 
 def started(ag, job, step):
