@@ -71,7 +71,6 @@ def completed(ag, job, step, s):
             {"step_id": sid, "duration_s": round(ag.now() - s.get("t0", ag.now()), 1),
              "data_output_mb": out_mb, "satellite_id": cst["me"], "epoch": epoch},
             ops=[["jset", "cst", q], ["st", sid, {"told": True}]])
-    _maybe_complete(ag, job)
 
 
 def _owner(cst, sid):
@@ -169,7 +168,6 @@ def fail_over(ag, job, step, s, runner, reason):
     ag.emit("constellation.failover", sid, {"step_id": sid, "from_satellite": cst["me"],
                                             "reason": reason, "to_satellite": to, "epoch": epoch},
             ops=[["jset", "cst", new], ["st", sid, {"status": "moved", "why": reason}]])
-    _maybe_complete(ag, job)
 
 
 def _claim(cst, sid, sat):
@@ -217,23 +215,39 @@ def blocked(ag, job):
 def finish(ag, job):
     """Every step is resolved. The job's last step (in topological order)
     ends it on its owner (the satellite that completed it, or whose
-    failure or blocked input failed it): the downlink and job.completed, or
-    job.failed partial. Every other satellite ends its part quietly, after
-    constellation.satellite_complete."""
-    _maybe_complete(ag, job)
+    failure or blocked input failed it): constellation.satellite_complete,
+    then the downlink and job.completed, or job.failed partial. Every
+    other member ends its part with constellation.satellite_complete, once
+    the others are told what it knows."""
     steps = ag.journal.state["steps"]
     cst = job["cst"]
     if _owner(cst, job["steps"][-1]["id"]) != cst["me"]:
         if settled(ag, job):
-            ag.journal.commit([["end", job["deployment_id"]]])
+            _satellite_complete(ag, job, [["end", job["deployment_id"]]])
         return
     failed = [st["id"] for st in job["steps"] if steps[st["id"]]["status"] == "failed"]
+    if failed and not settled(ag, job):
+        return  # the others hear of the failure first
+    if not cst.get("sc"):
+        new = dict(cst)
+        new["sc"] = True
+        _satellite_complete(ag, job, [["jset", "cst", new]])
     if failed:
-        if not settled(ag, job):
-            return  # the others hear of the failure first
         ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
     else:
         ag.journal.commit([["jset", "phase", "transfer"]])
+
+
+def _satellite_complete(ag, job, ops):
+    cst = job["cst"]
+    steps = ag.journal.state["steps"]
+    ran = [sid for sid in cst["own"] if steps[sid].get("remote") is None]
+    ag.emit("constellation.satellite_complete", payload={
+        "satellite_id": cst["me"],
+        "steps_completed": sum(1 for sid in ran if steps[sid]["status"] == "done" and
+                               (steps[sid].get("told") or False)),
+        "steps_failed_over": sum(1 for sid in ran if steps[sid]["status"] == "moved")},
+        ops=ops)
 
 
 def settled(ag, job):
@@ -252,24 +266,6 @@ def settled(ag, job):
         if ag.isl.link(entry[0]) is not None:
             return False
     return True
-
-
-def _maybe_complete(ag, job):
-    cst = job["cst"]
-    if cst.get("sc"):
-        return
-    steps = ag.journal.state["steps"]
-    ran = [st["id"] for st in job["steps"] if cst["chain"][st["id"]][0] == cst["me"] or
-           steps[st["id"]].get("ours")]
-    if not ran or not all(resolved(steps[sid]) or steps[sid].get("remote") for sid in ran):
-        return
-    new = dict(cst)
-    new["sc"] = True
-    ag.emit("constellation.satellite_complete", payload={
-        "satellite_id": cst["me"],
-        "steps_completed": sum(1 for sid in ran if steps[sid]["status"] == "done" and not steps[sid].get("remote")),
-        "steps_failed_over": sum(1 for sid in ran if steps[sid]["status"] == "moved")},
-        ops=[["jset", "cst", new]])
 
 
 # --- the ISL task ---------------------------------------------------------------------
@@ -594,5 +590,3 @@ def _take(ag, src, data):
             ops.append(["st", sid, {"status": "moved", "why": "epoch %d on %s" % (epoch, to)}])
             ag.sensors.set_compute_load(0)
         ag.journal.commit(ops)
-        if s["status"] == "moved":
-            _maybe_complete(ag, job)

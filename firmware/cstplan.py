@@ -13,26 +13,40 @@ MAX_CHAIN = 8        # satellites per step: owner and alternates (< constellatio
 def record(cdoc, me, step_ids):
     """The plan's constellation part -> (cst for the job record, None) or
     (None, reason). cdoc: {steps: [{step_id, satellite, alternates}],
-    satellites?: [...], heartbeat_s?, silence_s?}."""
+    satellites?: [...]}, or the Console's compact form {fleet: [satellite
+    id...], steps: [[step_id, owner, [alternates], routes?]...]} with
+    satellites as indices into `fleet`; either with heartbeat_s?,
+    silence_s?, unheard_s?, satellite_id? (whose part this is)."""
     if not isinstance(cdoc, dict) or not isinstance(cdoc.get("steps"), list):
         return None, "bad_field: plan_data.constellation.steps must be an array"
+    fleet = cdoc.get("fleet")
+    if fleet is not None and (not isinstance(fleet, list) or any(_sat(f) is None for f in fleet)):
+        return None, "bad_field: plan_data.constellation.fleet must be a list of satellite ids"
+    whose = cdoc.get("satellite_id")
+    if whose is not None and _sat(whose) != me:
+        return None, "bad_field: this constellation part is for satellite %s, not %s" % (
+            _sat(whose), me)
     own, chain, sats = {}, {}, []
     for i, row in enumerate(cdoc["steps"]):
         where = "plan_data.constellation.steps[%d]" % i
-        if not isinstance(row, dict):
-            return None, "bad_field: %s must be an object" % where
-        sid = row.get("step_id")
+        if isinstance(row, dict):
+            sid, first, alts = row.get("step_id"), row.get("satellite"), row.get("alternates") or []
+        elif isinstance(row, list) and len(row) >= 3:
+            sid, first, alts = row[0], row[1], row[2]
+        else:
+            return None, "bad_field: %s must be an object or [step, owner, alternates]" % where
         if sid not in step_ids:
             return None, "unknown_step: %s names step %r, not in the job" % (where, sid)
-        first = _sat(row.get("satellite"))
-        alts = row.get("alternates") or []
-        if first is None or not isinstance(alts, list):
-            return None, "bad_field: %s needs a satellite and a list of alternates" % where
+        if not isinstance(alts, list):
+            return None, "bad_field: %s needs a list of alternates" % where
+        first = _member(first, fleet)
+        if first is None:
+            return None, "bad_field: %s needs its satellite" % where
         c = [first]
         for a in alts:
-            a = _sat(a)
+            a = _member(a, fleet)
             if a is None:
-                return None, "bad_field: %s.alternates holds a bad satellite id" % where
+                return None, "bad_field: %s.alternates holds a bad satellite" % where
             if a not in c:
                 c.append(a)
         if len(c) > MAX_CHAIN:
@@ -56,6 +70,15 @@ def record(cdoc, me, step_ids):
     unheard = _secs(cdoc.get("unheard_s"), max(UNHEARD_S, quiet))
     return {"me": me, "own": own, "chain": chain, "sats": sats, "hb_s": hb,
             "quiet_s": quiet, "unheard_s": unheard, "q": []}, None
+
+
+def _member(v, fleet):
+    """A satellite of a row: an index into `fleet` when there is one, else its id."""
+    if fleet is None:
+        return _sat(v)
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(fleet):
+        return _sat(fleet[v])
+    return None
 
 
 def _sat(v):

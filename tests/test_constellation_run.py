@@ -74,6 +74,14 @@ def test_the_nominal_fleet_job_runs_each_step_on_its_satellite_once_and_ends_on_
     for e in of(out, "isl_transfer.completed"):
         assert e["payload"]["total_duration_s"] > 0
     assert all(state is None for state in out.state.values())  # every member ended its part
+    # ... each with one constellation.satellite_complete, its child deployment's end
+    for sat, evs in out.events.items():
+        kinds = [e["type"] for e in evs]
+        assert kinds.count("constellation.satellite_complete") == 1, sat
+        assert kinds[-1] == ("job.completed" if sat == own["aggregate"]
+                             else "constellation.satellite_complete"), sat
+    done = dict((e["satellite_id"], e["payload"]) for e in of(out, "constellation.satellite_complete"))
+    assert sum(p["steps_completed"] for p in done.values()) == len(own)
     # each member's events are its own stream, numbered by it, none twice
     for sat, evs in out.events.items():
         seqs = [e["seq"] for e in evs]
