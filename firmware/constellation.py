@@ -494,7 +494,7 @@ def _takeovers(ag, job, now):
         if resolved(s) or owner == me or me not in cst["chain"][sid]:
             continue
         hb = hbs.get(owner)
-        if hb is None and now - boot < cst.get("unheard_s", UNHEARD_S) * 1000:
+        if hb is None and now - boot < cst["unheard_s"] * 1000:
             continue  # never heard: it may not have its part yet (its first pass is to come)
         if hb is not None and now - hb[0] <= quiet_ms:
             continue

@@ -186,3 +186,18 @@ def test_the_judge_counts_a_step_completed_twice_at_its_highest_epoch(train):
     out.events[sat].append(dict(done, seq=10 ** 6))
     rec = fleetcampaign.judge(out, cplan, [])
     assert rec["completed_twice"] == 1 and rec["outcome"] == "completed"
+
+
+def test_an_owner_never_heard_from_is_taken_over_only_after_unheard_s(train):
+    # lost before its first pass: it never polled its part, so no one ever hears it
+    doc, cplan = train
+    own = owners(cplan)
+    victim = own["infer_a"]
+    out = fly(train, [{"kind": "loss", "satellite": victim, "at_s": 1}])
+    fo = of(out, "constellation.failover")
+    assert [(e["step_id"], e["payload"]["reason"]) for e in fo] == [("infer_a", "silent")]
+    others_part = min(e["timestamp"] for e in of(out, "job.accepted") if e["satellite_id"] != victim)
+    import timeutil
+    waited = timeutil.parse_iso(fo[0]["timestamp"]) - timeutil.parse_iso(others_part)
+    assert waited >= 6 * 3600  # unheard_s: it may only not have had its first pass yet
+    assert out.events[victim] == [] and len(of(out, "job.completed")) == 1
