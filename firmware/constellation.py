@@ -280,16 +280,34 @@ def install(ag):
     ag.sched.spawn("isl", lambda: task(ag), priority=6)
 
 
+HELD = 16  # messages kept (RAM) while this satellite has no constellation job yet
+
+
 def task(ag):
     ev = ag.isl_ev
     while True:
         job = ag.journal.state["job"]
-        ms = 60000  # without a constellation job, messages wait in the port
+        ms = 60000
         if job is not None and job.get("cst") is not None and job["phase"] != "accepted":
             ms = tick(ag, job)
             ag.cst_ev.set()  # the execute task looks again
+        elif job is None:
+            _hold(ag)
         ev.clear()
         yield wait_for(ev, ms)
+
+
+def _hold(ag):
+    """No job: heartbeats are dropped, the rest kept (the newest HELD) for
+    the constellation job this satellite has yet to poll."""
+    held = _tx(ag).setdefault("held", [])
+    while True:
+        got = ag.isl.recv()
+        if got is None:
+            break
+        if '"k":"hb"' not in got[1] if isinstance(got[1], str) else b'"k":"hb"' not in got[1]:
+            held.append(got)
+            del held[:-HELD]
 
 
 def wait(ag):
@@ -314,8 +332,9 @@ def tick(ag, job):
     port = ag.isl
     now = ag.clock.now_ms()
     cst = job["cst"]
+    held = _tx(ag).pop("held", None) or []
     while True:
-        got = port.recv()
+        got = held.pop(0) if held else port.recv()
         if got is None:
             break
         _take(ag, got[0], got[1])

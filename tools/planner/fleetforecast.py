@@ -178,9 +178,10 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
             if not n["alive"]:
                 continue
             port = n["port"]
-            inbox = world.network.inbox.get(sid)
-            if inbox and port.on_arrival is not None:
-                port.on_arrival()
+            arrived = len(world.network.inbox.get(sid) or ())
+            if arrived > n.get("seen", 0) and port.on_arrival is not None:
+                port.on_arrival()  # the radio's interrupt: something new arrived
+            n["seen"] = arrived
             sched = n["agent"].sched
             w = sched.next_wake_ms()
             if w is None or w > now:
