@@ -90,7 +90,7 @@ def judge(out, cplan, faults):
     for sat, evs in out.events.items():
         seqs = [e["seq"] for e in evs]
         rec["events_duplicated"] += len(seqs) - len(set(seqs))
-        stored = sorted(out.consoles[sat]._stored | set(seqs))
+        stored = sorted(out.consoles[sat]._stored | set(seqs) | set(out.unsent.get(sat, ())))
         if stored:
             rec["events_lost"] += stored[-1] - stored[0] + 1 - len(stored)
         done_here = set(e["step_id"] for e in evs if e["type"] == "step.completed")

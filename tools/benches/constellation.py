@@ -77,7 +77,48 @@ def run():
                                             m["isl_transfers"]), "unit": ""},
             {"name": "assignment vs exhaustive search, worst of 60 seeded DAGs (<= 6 steps, "
                      "<= 4 satellites)", "value": round((worst_ratio() - 1) * 100, 1),
-             "unit": "% over the optimum"}]
+             "unit": "% over the optimum"}] + fleet_runs()
+
+
+def fleet_runs(campaign_runs=200):
+    """The constellation role's figures: the train-4 job flown by its four
+    agents, 20 satellites x 24 h with a 20-step job, and the seeded campaign."""
+    import fleet
+    from tools import fleetcampaign
+    from tools.planner import fleetforecast
+    rows = []
+    doc = _fleet("train-4.json")
+    world = fleet.FleetWorld(doc, hours=24)
+    plan = cp.make_constellation_plan(doc, doc["job"], world.start)
+    started = time.perf_counter()
+    out = fleetforecast.run(world, plan, doc["job"])
+    wall = time.perf_counter() - started
+    ends = [e["type"] for e in out.merged() if e["type"] in ("job.completed", "job.failed")]
+    rows.append({"name": "fleet forecast: train-4's job flown by its 4 agents in process "
+                         "(cpython, %s)" % (ends[0] if ends else "not ended"),
+                 "value": round(wall, 2), "unit": "s"})
+    doc = _fleet("shell-20.json")
+    world = fleet.FleetWorld(doc, hours=24)
+    job = dag(20)
+    plan = cp.make_constellation_plan(doc, job, world.start, hours=24)
+    started = time.perf_counter()
+    out = fleetforecast.run(world, plan, job, everyone=True)
+    wall = time.perf_counter() - started
+    ends = [e["type"] for e in out.merged() if e["type"] in ("job.completed", "job.failed")]
+    rows.append({"name": "fleet forecast: 20 satellites x 24 h, a 20-step constellation job "
+                         "(cpython, in process, %s)" % (ends[0] if ends else "not ended"),
+                 "value": round(wall, 1), "unit": "s"})
+    s = fleetcampaign.run(runs=campaign_runs, seed=1)
+    rows.append({"name": "campaign constellation, %d seeded runs: steps completed twice / "
+                         "events lost / duplicated / unexplained" % s["runs"],
+                 "value": "%d / %d / %d / %d" % (s["completed_twice"], s["events_lost"],
+                                                 s["events_duplicated"], s["unexplained"]),
+                 "unit": ""})
+    rows.append({"name": "  its outcomes (failovers, takeovers), wall",
+                 "value": "%s (%d, %d), %.0f s" % (
+                     ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items())),
+                     s["failovers"], s["takeovers"], s["wall_s"]), "unit": ""})
+    return rows
 
 
 if __name__ == "__main__":

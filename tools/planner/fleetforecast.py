@@ -8,7 +8,8 @@ and forecast.ForecastConsole handing it its part of the job at its first
 ground contact. What each agent emits is the fleet's stream.
 
     out = run(world, cplan, job, end_s=None, faults=())
-    out.events          -> {satellite_id: [event envelopes, seq order]}
+    out.events          -> {satellite_id: [its job's events, reported or not, seq order]}
+    out.unsent          -> {satellite_id: [seqs still in its outbox at the end]}
     out.merged()        -> every event with its satellite_id, in time order
     out.state           -> {satellite_id: the agent's job state at the end (None: ended)}
 
@@ -45,6 +46,7 @@ class Outcome:
         self.state = {}
         self.steps = {}
         self.consoles = {}
+        self.unsent = {}   # {satellite: seqs still in its outbox at the end (any deployment)}
 
     def merged(self):
         out = []
@@ -212,9 +214,11 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     for sid, n in nodes.items():
         agent = n["agent"]
         evs = list(n["console"].events)
+        out.unsent[sid] = []
         if agent.journal.pending():
             import json
             for seq, dep, text in agent.journal.outbox(10 ** 6, 10 ** 9):
+                out.unsent[sid].append(seq)
                 if bytes(dep).startswith(b"dep-"):
                     evs.append(json.loads(b'{"seq":%d,' % seq + bytes(memoryview(text)[1:])))
         evs.sort(key=lambda e: e["seq"])
