@@ -238,6 +238,18 @@ def test_one_failed_child_and_the_rest_done_reads_partial(console, train_plan):
     assert view["status"] == "partial" and view["finished_at"]
     assert sorted(c["status"] for c in view["children"]) == \
         sorted(["failed"] + ["completed"] * (len(sats) - 1))
+    # the CLI: every child's event, each line led by its satellite; --follow ends
+    # at once on the finished parent, exit 1 (not completed)
+    for args in ([], ["--follow"]):
+        out = subprocess.run([sys.executable, "-m", "tools.cli", "events", parent] + args +
+                             ["--console", console.url, "--key", console.user_key],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, NO_COLOR="1"))
+        lines = out.stdout.strip().splitlines()
+        assert out.returncode == (1 if args else 0), out.stderr
+        assert sorted(l.split()[0] for l in lines) == sorted(sats)
+        if args:
+            assert "partial" in out.stderr
 
 
 def test_all_children_completed_reads_completed_and_all_failed_reads_failed(console, train_plan):

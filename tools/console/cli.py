@@ -468,6 +468,9 @@ def _compare(deployment, as_json, console_url, key):
             health = _call(c, "GET", "/api/agents/%s/events" % dep["agent_id"])["events"]
             executed = with_agent_events(executed, health)
     rows, summary = compare(predicted, executed)
+    if dep.get("kind") == "parent" and not predicted and not as_json:
+        click.echo("(a constellation: no predicted fleet stream yet -- it needs the fleet "
+                   "executor; every executed event shows as extra)", err=True)
     if as_json:
         click.echo(json.dumps({"deployment": deployment, "summary": summary, "rows": [
             {"mark": r["mark"], "note": r["note"],
