@@ -393,3 +393,40 @@ def test_cancelling_the_parent_cancels_its_children_and_tells_their_agents(conso
     assert set(c["status"] for c in view["children"]) == {"cancelled"}
     for sat, (a, dep) in kids.items():
         assert poll(console, a).json().get("cancel") == [dep]
+
+
+def test_a_database_from_before_constellations_is_migrated_and_keeps_its_deployments(tmp_path):
+    """A Console database whose deployments table predates kind/parent_id
+    opens: the columns are added (old rows are 'single'), the parent index
+    made, and a constellation can be deployed into it."""
+    import sqlite3
+    from tools.console import constellations, deployments
+    from tools.console.db import Database
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE plans (id TEXT PRIMARY KEY, satellite_id TEXT NOT NULL,
+                            created_at TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE deployments (id TEXT PRIMARY KEY, plan_id TEXT NOT NULL REFERENCES plans(id),
+            satellite_id TEXT NOT NULL, mode TEXT NOT NULL, speed_multiplier REAL NOT NULL,
+            status TEXT NOT NULL, agent_id TEXT, cancel_pending INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, dispatched_at TEXT,
+            finished_at TEXT);
+        INSERT INTO plans VALUES ('plan-old', '25544', '2026-01-01T00:00:00Z', '{}');
+        INSERT INTO deployments (id, plan_id, satellite_id, mode, speed_multiplier, status,
+            created_at, updated_at) VALUES ('dep-old', 'plan-old', '25544', 'live', 1,
+            'completed', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+    """)
+    old.commit()
+    old.close()
+    db = Database(path)
+    assert deployments.get(db, "dep-old")["kind"] == "single"
+    assert deployments.get(db, "dep-old")["parent_id"] is None
+    assert db.one("SELECT name FROM sqlite_master WHERE name = 'deployments_by_parent'")
+    plan = {"id": "cplan-x", "kind": "constellation", "created_at": "2026-03-08T00:00:00Z",
+            "fleet": ["a", "b"], "job": {"name": "j", "steps": [{"id": "s", "compute_s": 1}]},
+            "steps": [{"step_id": "s", "satellite": "b", "alternates": ["a"], "depends_on": []}]}
+    constellations.save_plan(db, plan)
+    parent, kids = constellations.create(db, plan)
+    assert list(kids) == ["b"] and deployments.get(db, kids["b"])["parent_id"] == parent
+    Database(path)  # opening again changes nothing

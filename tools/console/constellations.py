@@ -149,13 +149,16 @@ def cancel(db, parent_id):
         if dep["status"] == "cancelled":
             return "cancelled"
         raise deployments.Conflict("deployment already %s" % dep["status"])
-    for ch in children(db.conn(), parent_id):
-        if ch["status"] not in FINISHED:
-            deployments.cancel(db, ch["id"])
     now = now_iso()
-    with db.write() as c:
+    with db.write() as c:  # first: the children's cancels then leave its status alone
         c.execute("UPDATE deployments SET status = 'cancelled', updated_at = ?, finished_at = ? "
                   "WHERE id = ?", (now, now, parent_id))
+    for ch in children(db.conn(), parent_id):
+        if ch["status"] not in FINISHED:
+            try:
+                deployments.cancel(db, ch["id"])
+            except deployments.Conflict:
+                pass  # it finished meanwhile
     return "cancelled"
 
 
