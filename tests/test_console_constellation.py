@@ -285,8 +285,9 @@ def test_a_steps_completion_counts_only_from_its_highest_epoch(console, train_pl
            satellite_id=new, epoch=2),
         ev(a_new, "constellation.step_completed", t0 + 1300, "infer_a", step_id="infer_a",
            duration_s=899, data_output_mb=20, epoch=2)])
-    # the old owner, back after the partition, completes from its own epoch
-    late = ev(a_old, "constellation.step_completed", t0 + 1500, "infer_a", step_id="infer_a",
+    # the old owner, cut off, went on computing and finished first by its own clock
+    # (t0 + 1200); back after the partition, it reports that completion of epoch 1
+    late = ev(a_old, "constellation.step_completed", t0 + 1200, "infer_a", step_id="infer_a",
               duration_s=900, data_output_mb=20, epoch=1)
     send(console, a_old, d_old, [late])
     view = dict((s["step_id"], s) for s in status(console, parent)["steps"])["infer_a"]
@@ -298,7 +299,7 @@ def test_a_steps_completion_counts_only_from_its_highest_epoch(console, train_pl
                     headers={"X-API-Key": console.user_key}).json()["events"]
     completions = [(e["satellite_id"], e["payload"]["epoch"], e["counted"]) for e in evs
                    if e["type"] == "constellation.step_completed"]
-    assert completions == [(new, 2, True), (old, 1, False)]  # both kept, one counted
+    assert completions == [(old, 1, False), (new, 2, True)]  # both kept, one counted
     # an epoch that is not an integer >= 1 is refused, nothing stored
     for bad in (0, "2", True, 1.5):
         r = httpx.post(console.url + "/api/deployments/%s/events" % d_old, headers=a_old[0],
