@@ -343,7 +343,8 @@ def far_pair():
 
 
 @pytest.mark.parametrize("case", ["cycle", "role", "no_route"])
-def test_jobs_that_cannot_be_planned_are_422_naming_the_step_and_store_nothing(console, case):
+def test_jobs_that_cannot_be_planned_are_422_naming_the_step_and_store_nothing(console, case,
+                                                                               tmp_path):
     doc = train()
     fleet, job = doc["fleet"], doc["job"]
     if case == "cycle":
@@ -374,6 +375,14 @@ def test_jobs_that_cannot_be_planned_are_422_naming_the_step_and_store_nothing(c
     for word in named:
         assert word in r.json()["error"], r.json()
     assert console.db.counts() == before
+    if case == "cycle":  # the CLI says the same and exits 1 (the Console refused)
+        bad = tmp_path / "loop.json"
+        bad.write_text(json.dumps({"epoch": doc["epoch"], "fleet": fleet, "job": job}))
+        out = subprocess.run([sys.executable, "-m", "tools.cli", "submit", "--fleet", str(bad),
+                              "--console", console.url, "--key", console.user_key],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "422" in out.stderr and "a, b, c" in out.stderr
+        assert console.db.counts() == before
 
 
 def test_a_constellation_plan_cannot_be_deployed_simulated_yet(console, train_plan):

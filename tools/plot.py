@@ -233,7 +233,8 @@ def plot(target, output, db, plan_file, key, console_url, fleet_file, hours):
             from tools import fleetplot
             fleet_plan = read_json_file(plan_file, "plan file") if plan_file else None
             fleetplot.draw_fleet(fleet_plan, evs, output,
-                                 "constellation deployment %s (executed)" % target)
+                                 "constellation deployment %s (%s)" % (
+                                     target, "planned and executed" if fleet_plan else "executed"))
         else:
             _draw_deployment(plan, evs, output, target)
     click.echo(output)
