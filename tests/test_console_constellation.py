@@ -111,7 +111,7 @@ def done(sat):
 
 
 def test_submit_fleet_makes_a_parent_and_a_child_per_satellite_and_each_agent_gets_its_own(
-        console):
+        console, mpy, tmp_path):
     doc = train()
     out = subprocess.run(
         [sys.executable, "-m", "tools.cli", "submit", "--fleet", TRAIN,
@@ -139,15 +139,34 @@ def test_submit_fleet_makes_a_parent_and_a_child_per_satellite_and_each_agent_ge
         # the board's own parser takes it; it carries the whole DAG and who runs what
         workload, reason = uplink.load_workload(r.content.decode())
         assert reason is None, reason
+        body = tmp_path / ("%s.json" % ch["satellite_id"])
+        body.write_bytes(r.content)
+        res = mpy("""
+            import uplink
+            w, reason = uplink.load_workload(open(%r).read())
+            c = w["plan_data"]["constellation"]
+            print(reason, len(w["job"]["steps"]), c["satellite_id"], c["fleet"][c["steps"][0][1]])
+        """ % str(body))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split() == ["None", str(len(doc["job"]["steps"])), ch["satellite_id"],
+                                      planned[doc["job"]["steps"][0]["id"]]]
         assert [s["id"] for s in workload["job"]["steps"]] == \
             [s["id"] for s in doc["job"]["steps"]]
         cons = spec["plan_data"]["constellation"]
         assert cons["parent_id"] == parent and cons["satellite_id"] == ch["satellite_id"]
-        assert dict((s["step_id"], s["satellite"]) for s in cons["steps"]) == planned
-        for s in cons["steps"]:
-            assert s["satellite"] not in s["alternates"]
-            for inp, route in (s.get("routes") or {}).items():
-                assert route[0] == planned[inp] and route[-1] == s["satellite"]
+        fleet = cons["fleet"]  # owners, alternates and route hops index it
+        assert fleet == [s["satellite_id"] for s in doc["fleet"]]
+        assert dict((e[0], fleet[e[1]]) for e in cons["steps"]) == planned
+        routed = 0
+        for e in cons["steps"]:
+            sid, owner, alternates = e[0], fleet[e[1]], [fleet[i] for i in e[2]]
+            assert owner not in alternates and alternates == \
+                next(s["alternates"] for s in view["steps"] if s["step_id"] == sid)
+            for inp, route in (e[3] if len(e) > 3 else {}).items():
+                assert fleet[route[0]] == planned[inp] and fleet[route[-1]] == owner
+                routed += 1
+        assert routed == sum(1 for s in doc["job"]["steps"] for d in s.get("depends_on", ())
+                             if planned[d] != planned[s["id"]])
         assert len(r.content) < uplink.MAX_SPEC_BYTES
         assert status(console, ch["deployment_id"])["status"] == "dispatched"
     # a satellite of the fleet the plan does not use has nothing to do

@@ -7,7 +7,7 @@ per constellation plan, one child deployment per satellite the plan uses.
 Each agent polls its own child as for any deployment; its WorkloadSpec
 carries the whole DAG (the job) and the plan's `constellation` part: who
 runs each step, its alternates, the ISL route of each input from afar
-(child_plan_data). A child ends with `job.completed`, `job.failed`, or
+(child_plan_data, compact: satellites as indices into the fleet). A child ends with `job.completed`, `job.failed`, or
 `constellation.satellite_complete` (its share of the DAG is done).
 
 The parent follows its children (parent_status): pending until one is
@@ -271,24 +271,34 @@ def summary(db, dep, plan):
 # ---------------------------------------------------------------- the child's workload
 
 def child_plan_data(plan, satellite_id, parent_id):
-    """What a child's agent gets as plan_data: the whole DAG (the job) and,
-    per step, its satellite, alternates and the ISL route of each input that
-    comes from another satellite (`routes`: {input step: [satellite...]})."""
+    """What a child's agent gets as plan_data: the whole DAG (the job) and the
+    plan's constellation part, compact for a board's heap (satellites as
+    indices into `fleet`: small ints cost a MicroPython heap nothing, a
+    repeated id string costs every time; 8.9 KB parsed for 20 steps, 20.8 KB
+    as dicts of ids -- docs/console.md):
+
+        {"parent_id", "satellite_id", "fleet": [satellite id...],
+         "steps": [[step_id, owner, [alternates...], {input step: [route...]}?]...]}
+
+    one entry per step in the plan's (topological) order; owner, alternates
+    and every route hop are fleet indices; the routes object, present when
+    an input comes from another satellite, gives that input's ISL path from
+    its producer to the owner."""
+    fleet = list(plan["fleet"])
+    ix = dict((sat, i) for i, sat in enumerate(fleet))
     steps = []
     for s in plan["steps"]:
-        entry = {"step_id": s["step_id"], "satellite": s["satellite"],
-                 "alternates": s.get("alternates") or []}
+        entry = [s["step_id"], ix[s["satellite"]], [ix[a] for a in s.get("alternates") or ()]]
         route = s.get("isl_route")
         if route:
             if isinstance(route, list):  # one input from afar: whose is it?
-                far = [d for d in s["depends_on"]
-                       if _satellite_of(plan, d) != s["satellite"]]
+                far = [d for d in s["depends_on"] if _satellite_of(plan, d) != s["satellite"]]
                 route = {far[0]: route} if far else {}
-            entry["routes"] = route
+            entry.append(dict((inp, [ix[x] for x in path]) for inp, path in route.items()))
         steps.append(entry)
     return {"id": plan["id"], "job": plan["job"],
             "constellation": {"parent_id": parent_id, "satellite_id": satellite_id,
-                              "fleet": plan["fleet"], "steps": steps}}
+                              "fleet": fleet, "steps": steps}}
 
 
 def _satellite_of(plan, step_id):
