@@ -30,9 +30,16 @@ satellite fails during a step with probability 1 - exp(-duration / MTBF)
 bus has: initial state of charge above critical), and a step survives if
 its satellite or any of its alternates survives (the failover takes it).
 
-Not here yet (the agents' constellation role is the next issue): the
-predicted event stream of a fleet run, and the Console's parent/child
-deployments.
+A step may ask for a role (`role: "compute" | "aggregator"`): it goes only
+to a satellite with that role (none in the fleet: 422 naming the step).
+A cycle is a 422 too (a valid job no fleet can run); so is an input with no
+ISL route before the deadline (naming the step, its input and the two
+satellites). The plan carries each satellite's `lanes` entry: its eclipses
+and ISL link windows (what `umbra plot` draws, tools/fleetplot.py).
+
+Not here yet (the fleet executor, #19): the predicted event stream of a
+fleet run (`events` is empty). The Console deploys a plan as a parent with
+one child per satellite (tools/console/constellations.py).
 """
 import math
 
