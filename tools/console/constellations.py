@@ -13,6 +13,8 @@ runs each step, its alternates, the ISL route of each input from afar
 The parent follows its children (parent_status): pending until one is
 dispatched, running while any is unfinished; once all are finished,
 `completed` when all completed, `failed` when none did, `partial` otherwise.
+Cancelling the parent cancels it and its unfinished children in one
+transaction (deployments.cancel).
 
 Its event stream is the merge of its children's (merged_events): every
 child event once, each with its `satellite_id`, ordered by spacecraft
@@ -138,28 +140,6 @@ def refresh_parent(c, parent_id, now=None):
         c.execute("UPDATE deployments SET status = ?, updated_at = ?, finished_at = ? "
                   "WHERE id = ?", (status, now, now if status in PARENT_FINISHED else None,
                                    parent_id))
-
-
-def cancel(db, parent_id):
-    """Cancel the parent and every unfinished child (each agent is told at its
-    polls as for any deployment). Returns the status; ValueError if finished."""
-    from . import deployments
-    dep = deployments.get(db, parent_id)
-    if dep["status"] in PARENT_FINISHED:
-        if dep["status"] == "cancelled":
-            return "cancelled"
-        raise deployments.Conflict("deployment already %s" % dep["status"])
-    now = now_iso()
-    with db.write() as c:  # first: the children's cancels then leave its status alone
-        c.execute("UPDATE deployments SET status = 'cancelled', updated_at = ?, finished_at = ? "
-                  "WHERE id = ?", (now, now, parent_id))
-    for ch in children(db.conn(), parent_id):
-        if ch["status"] not in FINISHED:
-            try:
-                deployments.cancel(db, ch["id"])
-            except deployments.Conflict:
-                pass  # it finished meanwhile
-    return "cancelled"
 
 
 # ---------------------------------------------------------------- the merged stream

@@ -65,30 +65,42 @@ def summary(db, dep_id):
 
 def cancel(db, dep_id):
     """Mark cancelled; Conflict if it already finished otherwise. Returns the status.
-    A constellation parent: itself and its unfinished children."""
-    dep = get(db, dep_id)
-    if dep is not None and dep["kind"] == "parent":
-        return constellations.cancel(db, dep_id)
+    A constellation parent: itself and its unfinished children, in one transaction."""
     with db.write() as c:
-        row = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
+        row = c.execute("SELECT status, kind, parent_id FROM deployments WHERE id = ?",
                         (dep_id,)).fetchone()
         if row is None:
             raise KeyError(dep_id)
         if row["status"] == "cancelled":
             return "cancelled"
+        now = now_iso()
+        if row["kind"] == "parent":
+            if row["status"] in constellations.PARENT_FINISHED:
+                raise Conflict("deployment already %s" % row["status"])
+            c.execute("UPDATE deployments SET status = 'cancelled', updated_at = ?, "
+                      "finished_at = ? WHERE id = ?", (now, now, dep_id))
+            for child in constellations.children(c, dep_id):
+                if child["status"] not in FINISHED:
+                    cancel_in(c, child["id"], now)
+            return "cancelled"
         if row["status"] in FINISHED:
             raise Conflict("deployment already %s" % row["status"])
-        # An Umbra-aware agent is told at its next polls until it reports the end;
-        # a v0.1.0 peer has no cancel in its protocol: the Console closes it alone.
-        aware = row["agent_id"] and c.execute(
-            "SELECT umbra_aware FROM agents WHERE agent_id = ?", (row["agent_id"],)).fetchone()
-        tell_agent = 1 if (aware and aware[0] and row["status"] in ACTIVE_ON_AGENT) else 0
-        now = now_iso()
-        c.execute("UPDATE deployments SET status = 'cancelled', cancel_pending = ?, "
-                  "updated_at = ?, finished_at = ? WHERE id = ?", (tell_agent, now, now, dep_id))
-        if dep is not None and dep["parent_id"]:
-            constellations.refresh_parent(c, dep["parent_id"], now)
+        cancel_in(c, dep_id, now)
+        if row["parent_id"]:
+            constellations.refresh_parent(c, row["parent_id"], now)
     return "cancelled"
+
+
+def cancel_in(c, dep_id, now):
+    """Inside a write transaction: cancel an unfinished deployment."""
+    row = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?", (dep_id,)).fetchone()
+    # An Umbra-aware agent is told at its next polls until it reports the end;
+    # a v0.1.0 peer has no cancel in its protocol: the Console closes it alone.
+    aware = row["agent_id"] and c.execute(
+        "SELECT umbra_aware FROM agents WHERE agent_id = ?", (row["agent_id"],)).fetchone()
+    tell_agent = 1 if (aware and aware[0] and row["status"] in ACTIVE_ON_AGENT) else 0
+    c.execute("UPDATE deployments SET status = 'cancelled', cancel_pending = ?, "
+              "updated_at = ?, finished_at = ? WHERE id = ?", (tell_agent, now, now, dep_id))
 
 
 # the oldest live deployment of a satellite that no agent holds yet
