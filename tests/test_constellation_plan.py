@@ -125,13 +125,13 @@ def test_a_fleet_that_does_not_load_is_a_400_naming_the_satellite(bad, why):
     assert err.value.status == 400 and why in err.value.reason
 
 
-def test_a_cycle_is_refused_naming_it():
+def test_a_cycle_is_a_422_naming_its_steps():
     doc = train()
     job = {"name": "loop", "steps": [{"id": "a", "compute_s": 60, "depends_on": ["b"]},
                                      {"id": "b", "compute_s": 60, "depends_on": ["a"]}]}
     with pytest.raises(PlanError) as err:
         cp.make_constellation_plan(doc, job, timeutil.parse_iso(doc["epoch"]))
-    assert err.value.status == 400 and "cycle" in err.value.reason
+    assert err.value.status == 422 and "cycle" in err.value.reason and "a, b" in err.value.reason
 
 
 def test_a_step_that_cannot_finish_in_the_horizon_is_a_422_naming_it():

@@ -1,5 +1,7 @@
 """`umbra plot PLAN.json|DEPLOYMENT -o timeline.png`: a job's timeline;
-`umbra plot --fleet FLEET.json -o links.png`: a fleet's ISL links (tools/fleet_cli.py).
+`umbra plot --fleet FLEET.json -o links.png`: a fleet's ISL links (tools/fleet_cli.py);
+`umbra plot PARENT|CONSTELLATION-PLAN.json -o fleet.png`: a constellation, one
+lane per satellite (tools/fleetplot.py).
 
 Top: the orbital windows (eclipse, sunlit, ground contacts). Middle: each
 step's execution from its events (running spans, paused spans hatched, pass
@@ -187,9 +189,15 @@ def plot(target, output, db, plan_file, key, console_url, fleet_file, hours):
     if not target:
         raise InputError("give TARGET (a plan file or a deployment id) or --fleet FILE")
     plan = None
-    if plan_file:
+    if plan_file and not _is_fleet_file(plan_file):
         plan = _plan_document(plan_file)
-    if os.path.exists(target):
+    if os.path.exists(target) and _is_fleet_file(target):
+        from tools import fleetplot
+        doc = read_json_file(target, "plan file")
+        fleetplot.draw_fleet(doc, doc.get("events") or [], output, "constellation plan %s: %s "
+                             "(predicted)" % (doc.get("plan_id"), (doc.get("job") or {}).get("name")
+                                              or ""))
+    elif os.path.exists(target):
         plan = _plan_document(target)
         try:
             draw(plan, plan["events"], output, "plan %s: %s (predicted)" % (
@@ -205,12 +213,36 @@ def plot(target, output, db, plan_file, key, console_url, fleet_file, hours):
         dep = deployments.get(d, target)
         if dep is None:
             raise click.ClickException("no deployment %r in %s" % (target, db))
+        if dep["kind"] == "parent":
+            from tools import fleetplot
+            from tools.console import constellations
+            evs = [e for _, e in constellations.merged_rows(d, target)]
+            fleetplot.draw_fleet(deployments.get_plan(d, dep["plan_id"]), evs, output,
+                                 "constellation deployment %s (%s; planned and executed)"
+                                 % (target, dep["status"]))
+            click.echo(output)
+            return
         plan = deployments.get_plan(d, dep["plan_id"])
         evs = [e for _, e in deployments.list_events(d, target)]
         _draw_deployment(plan, evs, output, target)
     else:
-        _draw_deployment(plan, _console_events(console_url, key, target), output, target)
+        evs = _console_events(console_url, key, target)
+        if any("satellite_id" in e for e in evs) or (plan is None and plan_file and
+                                                      _is_fleet_file(plan_file)):
+            # a constellation parent: its merged stream (lanes from --plan, if given)
+            from tools import fleetplot
+            fleet_plan = read_json_file(plan_file, "plan file") if plan_file else None
+            fleetplot.draw_fleet(fleet_plan, evs, output,
+                                 "constellation deployment %s (%s)" % (
+                                     target, "planned and executed" if fleet_plan else "executed"))
+        else:
+            _draw_deployment(plan, evs, output, target)
     click.echo(output)
+
+
+def _is_fleet_file(path):
+    from tools import fleetplot
+    return fleetplot.is_fleet_plan(read_json_file(path, "plan file"))
 
 
 def _draw_deployment(plan, evs, output, dep_id):

@@ -2,7 +2,10 @@
 20-step DAG on the 20 satellites of examples/fleets/shell-20.json over 24 h,
 under CPython, in process: the contact plan, the sunlit intervals, the
 assignment with its local search, the routes and alternates. (The predicted
-fleet stream joins the figure with the agents' constellation role.) And the
+fleet stream joins the figure with the agents' constellation role.) The
+size of the largest child's signed WorkloadSpec (the whole DAG with the
+assignment, alternates and routes) for the train and that DAG, and the heap
+it holds on the board once parsed (the unix port). And the
 assignment's worst distance from the optimum over 60 seeded small DAGs
 (exhaustive search, as tests/test_constellation_plan.py does for 20)."""
 import itertools
@@ -59,6 +62,44 @@ def worst_ratio(seeds=60):
     return worst
 
 
+def workload_bytes(doc, job, plan):
+    """The largest child WorkloadSpec of the plan, signed, as the Console sends
+    it (tools/console/constellations.py; compact JSON): its text."""
+    import signing
+    from tools.console import constellations
+    stored = dict(plan, id=plan["plan_id"], kind="constellation", job=job,
+                  epoch=doc.get("epoch"), fleet_doc=doc["fleet"])
+    sizes = []
+    for sat in constellations.satellites_used(stored):
+        spec = constellations.workload_spec(stored, {"id": "dep-0123456789abcdef",
+                                                     "satellite_id": sat,
+                                                     "parent_id": "dep-fedcba9876543210"})
+        spec["server_time"] = "2026-03-08T00:00:00.000Z"
+        spec = signing.sign(spec, "k" * 64, "2026-03-08T00:00:00Z", "0" * 24)
+        sizes.append(json.dumps(spec, separators=(",", ":"), ensure_ascii=False))
+    return max(sizes, key=len)
+
+
+def board_heap(text):
+    """Heap bytes the board holds once firmware/uplink.py has parsed and
+    validated the workload (MicroPython unix port, -X heapsize=164K)."""
+    import tempfile
+    from tools import upy
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(text)
+    try:
+        r = upy.run_code("import gc, uplink\nbody = open(%r).read()\ngc.collect()\n"
+                         "a = gc.mem_alloc()\nw, reason = uplink.load_workload(body)\n"
+                         "gc.collect()\nprint(reason, gc.mem_alloc() - a)\n" % f.name,
+                         heap="164K")
+    finally:
+        os.unlink(f.name)
+    reason, held = r.stdout.split()
+    if reason != "None":
+        raise RuntimeError("the board refused the workload: %s" % reason)
+    return int(held)
+
+
 def run():
     doc = _fleet("shell-20.json")
     t0 = timeutil.parse_iso(doc.get("epoch") or "2026-03-08T00:00:00Z")
@@ -70,11 +111,23 @@ def run():
         ms = (time.perf_counter() - started) * 1000
         best = ms if best is None else min(best, ms)
     m = plan["metrics"]
+    train = _fleet("train-4.json")
+    train_plan = cp.make_constellation_plan(train, train["job"], timeutil.parse_iso(train["epoch"]))
+    small = workload_bytes(train, train["job"], train_plan)
+    big = workload_bytes(doc, job, plan)
     return [{"name": "constellation plan: 20-step DAG on 20 satellites, 24 h (cpython; no "
                      "fleet stream yet)", "value": round(best), "unit": "ms"},
             {"name": "  its span / satellites used / ISL transfers",
              "value": "%.0f s / %d / %d" % (m["critical_path_s"], m["satellites_used"],
                                             m["isl_transfers"]), "unit": ""},
+            {"name": "a child's workload, signed: train-4 (5 steps)",
+             "value": len(small), "unit": "bytes"},
+            {"name": "  held on the board once parsed (unix port, 164K heap)",
+             "value": board_heap(small), "unit": "bytes"},
+            {"name": "a child's workload, signed: the 20-step DAG on shell-20",
+             "value": len(big), "unit": "bytes"},
+            {"name": "  held on the board once parsed (unix port, 164K heap)",
+             "value": board_heap(big), "unit": "bytes"},
             {"name": "assignment vs exhaustive search, worst of 60 seeded DAGs (<= 6 steps, "
                      "<= 4 satellites)", "value": round((worst_ratio() - 1) * 100, 1),
              "unit": "% over the optimum"}] + fleet_runs()

@@ -243,7 +243,10 @@ def satellites_add(satellite_id, name, tle_file, elements, bus, db_path, console
 # ---------------------------------------------------------------- submit
 
 @click.command()
-@click.argument("job_file", type=click.File("r"))
+@click.argument("job_file", type=click.File("r"), required=False)
+@click.option("--fleet", "fleet_file", type=click.File("r"), default=None,
+              help="A fleet file with its job (examples/fleets/): plan the job across the "
+                   "fleet and deploy it, one child deployment per satellite used.")
 @click.option("--satellite", "satellite_id", default=None,
               help="Satellite id (default: the job file's satellite_id).")
 @click.option("--mode", type=click.Choice(["live", "simulated"]), default="live",
@@ -252,8 +255,14 @@ def satellites_add(satellite_id, name, tle_file, elements, bus, db_path, console
               help="Simulated mode: speed multiplier (0 = all events at once).")
 @click.option("--start", default=None, help="Plan start, ISO 8601 UTC (default now).")
 @_client_options
-def submit(job_file, satellite_id, mode, speed, start, console_url, key):
-    """Plan a job and create a deployment on a Console; prints the deployment id."""
+def submit(job_file, fleet_file, satellite_id, mode, speed, start, console_url, key):
+    """Plan a job and create a deployment on a Console; prints the deployment id.
+    With --fleet FILE: a constellation job (the fleet file's job, or JOB_FILE),
+    planned across the fleet; prints the parent deployment's id."""
+    if fleet_file is not None:
+        return _submit_fleet(fleet_file, job_file, satellite_id, mode, start, console_url, key)
+    if job_file is None:
+        raise click.UsageError("give JOB_FILE, or --fleet FILE")
     try:
         doc = json.load(job_file)
     except (ValueError, RecursionError) as exc:
@@ -279,6 +288,52 @@ def submit(job_file, satellite_id, mode, speed, start, console_url, key):
     click.echo("plan %s: %d steps, %d predicted events, %s s; deployment %s (%s)"
                % (plan["id"], len(plan["job"]["steps"]), len(plan["events"]),
                   plan["plan"]["total_duration_s"], dep["id"], mode), err=True)
+    click.echo(dep["id"])
+
+
+def _read_json(f):
+    try:
+        return json.load(f)
+    except (ValueError, RecursionError) as exc:
+        raise click.UsageError("%s is not JSON: %s" % (f.name, exc))
+
+
+def _submit_fleet(fleet_file, job_file, satellite_id, mode, start, console_url, key):
+    """POST /v1/constellation/plan, then POST /api/deployments with its id."""
+    if satellite_id:
+        raise click.UsageError("--satellite does not go with --fleet (the planner assigns "
+                               "the satellites)")
+    if mode != "live":
+        raise click.UsageError("--mode simulated is not built for constellations yet "
+                               "(it needs the predicted fleet stream)")
+    doc = _read_json(fleet_file)
+    if not isinstance(doc, dict) or not isinstance(doc.get("fleet"), list):
+        raise click.UsageError("%s is not a fleet file ({epoch?, fleet: [...], job?})"
+                               % fleet_file.name)
+    job = _read_json(job_file) if job_file is not None else doc.get("job")
+    if isinstance(job, dict) and "custom_job" in job:
+        job = job["custom_job"]
+    if job is None:
+        raise click.UsageError("%s has no job: give JOB_FILE" % fleet_file.name)
+    body = {"fleet": doc["fleet"], "job": job}
+    if doc.get("epoch"):
+        body["epoch"] = doc["epoch"]
+    if start:
+        body["planning"] = {"start": start}
+    with _client(console_url, key, timeout=120) as c:
+        plan = _call(c, "POST", "/v1/constellation/plan", json=body)
+        dep = _call(c, "POST", "/api/deployments", json={"plan_id": plan["id"], "mode": "live"})
+    m = plan["metrics"]
+    click.echo("plan %s: %d steps on %d satellites, critical path %s s, %d ISL transfers, "
+               "reliability %s; deployment %s (live)" % (
+                   plan["id"], len(plan["steps"]), m["satellites_used"], m["critical_path_s"],
+                   m["isl_transfers"], m["reliability"], dep["id"]), err=True)
+    by_sat = {}
+    for s in plan["steps"]:
+        by_sat.setdefault(s["satellite"], []).append(s["step_id"])
+    for ch in dep.get("children") or ():
+        click.echo("  %-10s %s  %s" % (ch["satellite_id"], ch["deployment_id"],
+                                       ", ".join(by_sat.get(ch["satellite_id"], []))), err=True)
     click.echo(dep["id"])
 
 
@@ -312,7 +367,11 @@ def format_event(ev):
     fields += ["%s=%s" % (k, _short(v)) for k, v in payload.items()
                if k not in KEY_FIELDS and v is not None][:max(0, 4 - len(fields))]
     seq = ev.get("seq")
-    return "%s %s %s %s %s" % (
+    sat = ev.get("satellite_id")  # a constellation parent's merged stream
+    if sat is not None and etype == "constellation.step_completed" and ev.get("counted") is False:
+        fields.insert(0, "NOT-COUNTED(epoch %s)" % (payload.get("epoch") or 1))
+    return "%s%s %s %s %s %s" % (
+        click.style("%-8s " % sat, fg="bright_blue") if sat is not None else "",
         click.style(clock, dim=True),
         click.style("#%-4s" % (seq if seq is not None else "-"), dim=True),
         click.style("%-28s" % etype, fg=colour, bold=etype.startswith("job.")),
@@ -353,8 +412,10 @@ def _sse(lines):
               help="Predicted beside executed, aligned; divergences marked and explained.")
 @_client_options
 def events(deployment, follow, as_json, compare, console_url, key):
-    """Print or follow a deployment's events. With --follow the exit status is 0
-    when the job completed, 1 when it failed or was cancelled. With --compare the
+    """Print or follow a deployment's events (a constellation parent: its
+    children's, merged in time order, each line led by its satellite). With
+    --follow the exit status is 0 when the job completed, 1 when it failed,
+    was partial or was cancelled. With --compare the
     exit status is 0 when the execution matched the plan, 1 when it diverged."""
     import httpx
 
@@ -407,6 +468,9 @@ def _compare(deployment, as_json, console_url, key):
             health = _call(c, "GET", "/api/agents/%s/events" % dep["agent_id"])["events"]
             executed = with_agent_events(executed, health)
     rows, summary = compare(predicted, executed)
+    if dep.get("kind") == "parent" and not predicted and not as_json:
+        click.echo("(a constellation: no predicted fleet stream yet -- it needs the fleet "
+                   "executor; every executed event shows as extra)", err=True)
     if as_json:
         click.echo(json.dumps({"deployment": deployment, "summary": summary, "rows": [
             {"mark": r["mark"], "note": r["note"],

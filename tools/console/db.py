@@ -70,7 +70,10 @@ CREATE TABLE IF NOT EXISTS deployments (
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     dispatched_at    TEXT,
-    finished_at      TEXT
+    finished_at      TEXT,
+    kind             TEXT NOT NULL DEFAULT 'single',  -- 'single', or a constellation's
+                                            -- 'parent' (no satellite, never dispatched) / 'child'
+    parent_id        TEXT                   -- a child: its constellation parent
 );
 CREATE INDEX IF NOT EXISTS deployments_queue ON deployments(satellite_id, mode, status, created_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -114,6 +117,14 @@ MIGRATIONS = (
     ("api_keys", "satellite_id", "TEXT"),
     ("api_keys", "last_used_at", "TEXT"),
     ("api_keys", "revoked_at", "TEXT"),
+    ("deployments", "kind", "TEXT NOT NULL DEFAULT 'single'"),
+    ("deployments", "parent_id", "TEXT"),
+)
+
+# Indexes on migrated columns: made after the migrations (an old database has
+# no such column when SCHEMA runs).
+LATE_INDEXES = (
+    ("deployments", "CREATE INDEX IF NOT EXISTS deployments_by_parent ON deployments(parent_id)"),
 )
 
 
@@ -130,6 +141,7 @@ class Database:
     Service) subclasses it with its own SCHEMA, MIGRATIONS, TABLES and WHAT."""
     SCHEMA = SCHEMA
     MIGRATIONS = MIGRATIONS
+    LATE_INDEXES = LATE_INDEXES
     TABLES = ("api_keys", "uplink_keys", "agents", "satellites", "plans", "deployments", "events")
     WHAT = "Console database"
 
@@ -163,6 +175,9 @@ class Database:
                     conn.execute("UPDATE api_keys SET satellite_id = (SELECT satellite_id "
                                  "FROM agents WHERE agents.agent_id = api_keys.agent_id) "
                                  "WHERE kind = 'agent'")
+        for table, sql in self.LATE_INDEXES:  # (a subclass's schema may lack the table)
+            if conn.execute("PRAGMA table_info(%s)" % table).fetchall():
+                conn.execute(sql)
 
     def conn(self):
         c = getattr(self._local, "conn", None)

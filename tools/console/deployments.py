@@ -2,6 +2,7 @@
 import json
 import uuid
 
+from . import constellations
 from . import eventcheck as event_catalog
 from .db import dumps, now_iso
 
@@ -44,6 +45,8 @@ def summary(db, dep_id):
     d = get(db, dep_id)
     if d is None:
         return None
+    if d["kind"] == "parent":
+        return constellations.summary(db, d, get_plan(db, d["plan_id"]))
     d.pop("cancel_pending")
     stats = db.one("SELECT COUNT(*) AS n, MAX(seq) AS last_seq FROM events WHERE deployment_id = ?",
                    (dep_id,))
@@ -61,25 +64,43 @@ def summary(db, dep_id):
 
 
 def cancel(db, dep_id):
-    """Mark cancelled; Conflict if it already finished otherwise. Returns the status."""
+    """Mark cancelled; Conflict if it already finished otherwise. Returns the status.
+    A constellation parent: itself and its unfinished children, in one transaction."""
     with db.write() as c:
-        row = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
+        row = c.execute("SELECT status, kind, parent_id FROM deployments WHERE id = ?",
                         (dep_id,)).fetchone()
         if row is None:
             raise KeyError(dep_id)
         if row["status"] == "cancelled":
             return "cancelled"
+        now = now_iso()
+        if row["kind"] == "parent":
+            if row["status"] in constellations.PARENT_FINISHED:
+                raise Conflict("deployment already %s" % row["status"])
+            c.execute("UPDATE deployments SET status = 'cancelled', updated_at = ?, "
+                      "finished_at = ? WHERE id = ?", (now, now, dep_id))
+            for child in constellations.children(c, dep_id):
+                if child["status"] not in FINISHED:
+                    cancel_in(c, child["id"], now)
+            return "cancelled"
         if row["status"] in FINISHED:
             raise Conflict("deployment already %s" % row["status"])
-        # An Umbra-aware agent is told at its next polls until it reports the end;
-        # a v0.1.0 peer has no cancel in its protocol: the Console closes it alone.
-        aware = row["agent_id"] and c.execute(
-            "SELECT umbra_aware FROM agents WHERE agent_id = ?", (row["agent_id"],)).fetchone()
-        tell_agent = 1 if (aware and aware[0] and row["status"] in ACTIVE_ON_AGENT) else 0
-        now = now_iso()
-        c.execute("UPDATE deployments SET status = 'cancelled', cancel_pending = ?, "
-                  "updated_at = ?, finished_at = ? WHERE id = ?", (tell_agent, now, now, dep_id))
+        cancel_in(c, dep_id, now)
+        if row["parent_id"]:
+            constellations.refresh_parent(c, row["parent_id"], now)
     return "cancelled"
+
+
+def cancel_in(c, dep_id, now):
+    """Inside a write transaction: cancel an unfinished deployment."""
+    row = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?", (dep_id,)).fetchone()
+    # An Umbra-aware agent is told at its next polls until it reports the end;
+    # a v0.1.0 peer has no cancel in its protocol: the Console closes it alone.
+    aware = row["agent_id"] and c.execute(
+        "SELECT umbra_aware FROM agents WHERE agent_id = ?", (row["agent_id"],)).fetchone()
+    tell_agent = 1 if (aware and aware[0] and row["status"] in ACTIVE_ON_AGENT) else 0
+    c.execute("UPDATE deployments SET status = 'cancelled', cancel_pending = ?, "
+              "updated_at = ?, finished_at = ? WHERE id = ?", (tell_agent, now, now, dep_id))
 
 
 # the oldest live deployment of a satellite that no agent holds yet
@@ -112,6 +133,8 @@ def poll(db, agent_id, satellite_id, aware=True):
                           "dispatched_at = ?, updated_at = ? WHERE id = ?",
                           (agent_id, now, now, row["id"]))
                 row = c.execute("SELECT * FROM deployments WHERE id = ?", (row["id"],)).fetchone()
+                if row["parent_id"]:
+                    constellations.refresh_parent(c, row["parent_id"], now)
     return (dict(row) if row else None), cancels
 
 
@@ -121,6 +144,8 @@ def workload_spec(db, dep, compact=False):
     hands it to an agent (tools.planner.workload_spec; compact: Umbra
     extension, header X-Umbra-Compact: 1)."""
     from tools.planner import workload_spec as spec_of
+    if dep.get("kind") == "child":
+        return constellations.workload_spec(get_plan(db, dep["plan_id"]), dep)
     return spec_of(get_plan(db, dep["plan_id"]), dep["plan_id"], dep["id"], dep["satellite_id"],
                    compact)
 
@@ -136,11 +161,14 @@ def store_events(db, dep_id, origin, agent_id, evs):
         if dep_id is None:
             status = "none"
         else:
-            dep = c.execute("SELECT status, agent_id FROM deployments WHERE id = ?",
-                            (dep_id,)).fetchone()
+            dep = c.execute("SELECT status, agent_id, kind, parent_id FROM deployments "
+                            "WHERE id = ?", (dep_id,)).fetchone()
             if dep is None:
                 raise KeyError(dep_id)
             status = dep["status"]
+        ends = event_catalog.TERMINAL
+        if dep_id is not None and dep["kind"] == "child":
+            ends = dict(ends, **constellations.CHILD_TERMINAL)
         new_status = status
         stored_any = False
         for ev in evs:
@@ -164,7 +192,7 @@ def store_events(db, dep_id, origin, agent_id, evs):
                 continue
             ids.append(cur.lastrowid)
             stored_any = True
-            terminal = event_catalog.TERMINAL.get(ev["type"])
+            terminal = ends.get(ev["type"])
             if terminal and new_status not in FINISHED:
                 new_status = terminal  # the first end decides: a finished job stays finished
             elif new_status in ("pending", "dispatched"):
@@ -179,6 +207,8 @@ def store_events(db, dep_id, origin, agent_id, evs):
         if any(ev.get("type") in event_catalog.TERMINAL for ev in evs):
             # the agent has reported the end: no need to tell it to cancel any more
             c.execute("UPDATE deployments SET cancel_pending = 0 WHERE id = ?", (dep_id,))
+        if stored_any and dep_id is not None and dep["parent_id"]:
+            constellations.refresh_parent(c, dep["parent_id"], now)
         acked = advance_acked(c, origin)
     return ids, acked
 

@@ -11,6 +11,11 @@ import events
 # Events that end a job, and the deployment status each one implies.
 TERMINAL = {"job.completed": "completed", "job.failed": "failed"}
 
+# Constellation events that carry the step's ownership epoch (payload
+# `epoch`, an integer >= 1; CONSTELLATION.md fencing; tools/console/constellations.py).
+EPOCH_TYPES = ("constellation.step_started", "constellation.step_completed",
+               "constellation.failover_acknowledged")
+
 # Types of the public protocol v0.1.0 that our catalog does not have (its pass
 # steps report start and end where ours report segments). Accepted from v0.1.0
 # peers only; EVENTS.md, "v0.1.0 payloads".
@@ -43,8 +48,13 @@ def check(event, strict=True):
     seq = event.get("seq")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
         return "'seq' must be a non-negative integer"
+    payload = event.get("payload", {})
+    if isinstance(payload, dict) and "epoch" in payload and etype in EPOCH_TYPES:
+        e = payload["epoch"]
+        if not isinstance(e, int) or isinstance(e, bool) or not 1 <= e <= 2 ** 31:
+            return "payload 'epoch' (the step's ownership epoch) must be an integer >= 1"
     if strict:
-        return events.check_payload(etype, event.get("payload", {}))
+        return events.check_payload(etype, payload)
     if etype not in V010_ONLY_TYPES and events.fields(etype) is None:
         return "unknown event type %r" % etype
     if not isinstance(event.get("payload", {}), dict):

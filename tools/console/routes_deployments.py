@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from . import auth, deployments, schemas
+from . import auth, constellations, deployments, schemas
 from . import eventcheck as event_catalog
 from .api import (SSE_KEEPALIVE_S, SSE_POLL_S, ApiError, Console, console_of, read_json,
                   reply, sync, validate)
@@ -21,7 +21,9 @@ router = APIRouter()
 async def create_deployment(request: Request, x_api_key: str = Header(None),
                             console: Console = Depends(console_of)):
     """Deploy a plan: live (an agent polls for it) or simulated (the Console
-    writes the predicted events, paced by speed_multiplier; 0 = at once)."""
+    writes the predicted events, paced by speed_multiplier; 0 = at once).
+    A constellation plan (POST /v1/constellation/plan): a parent deployment
+    and one child per satellite the plan uses (`children`), live only."""
     db = console.db
     await sync(console.user, x_api_key)
     body = validate(schemas.DeploymentBody, await read_json(request, console))
@@ -30,11 +32,21 @@ async def create_deployment(request: Request, x_api_key: str = Header(None),
         plan_doc = deployments.get_plan(db, body.plan_id)
         if plan_doc is None:
             raise ApiError(404, "no plan %r" % body.plan_id)
-        return deployments.create(db, plan_doc, body.mode, body.speed_multiplier)
+        if constellations.is_constellation_plan(plan_doc):
+            if body.mode == "simulated":
+                raise ApiError(422, "simulated mode for a constellation plan needs the fleet "
+                                    "executor (the predicted fleet stream), not built yet: "
+                                    "deploy it live")
+            constellations.add_to_catalog(db, plan_doc)  # so their agents' keys can be made
+            parent, kids = constellations.create(db, plan_doc)
+            return parent, [{"deployment_id": d, "satellite_id": sat} for sat, d in kids.items()]
+        return deployments.create(db, plan_doc, body.mode, body.speed_multiplier), None
 
-    dep_id = await sync(work)
+    dep_id, kids = await sync(work)
     if body.mode == "simulated":
         console.simulator.start(dep_id)
+    if kids is not None:  # a constellation: the parent, and one child per satellite used
+        return reply({"id": dep_id, "status": "pending", "children": kids}, 201)
     return reply({"id": dep_id, "status": "pending"}, 201)
 
 
@@ -69,6 +81,9 @@ async def get_events(deployment_id: str, request: Request, x_api_key: str = Head
     and ends after the terminal event."""
     db = console.db
     await sync(reader, console, deployment_id, x_api_key, x_agent_id)
+    dep = await sync(deployments.get, db, deployment_id)
+    if dep["kind"] == "parent":
+        return await parent_events(console, dep, request, follow)
     if not follow:
         evs = await sync(deployments.list_events, db, deployment_id)
         dep = await sync(deployments.get, db, deployment_id)
@@ -97,6 +112,58 @@ async def sse_stream(console, dep_id, request):
                 return
         if dep["status"] in deployments.FINISHED:
             # finished without a terminal event (e.g. cancelled before dispatch)
+            yield end_message(dep)
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_beat > SSE_KEEPALIVE_S:
+            last_beat = time.monotonic()
+            yield ": keep-alive %s\n\n" % now_iso()
+        await asyncio.sleep(SSE_POLL_S)
+
+
+def _merged_with_view(db, parent_id):
+    """The parent's merged events, step completions marked `counted` (one read snapshot)."""
+    with db.read():
+        plan = deployments.get_plan(db, deployments.get(db, parent_id)["plan_id"])
+        rows = constellations.merged_rows(db, parent_id)
+    constellations.step_view(plan, [e for _, e in rows])
+    return rows
+
+
+async def parent_events(console, dep, request, follow):
+    """A constellation parent: its children's events merged in time order
+    (spacecraft timestamp, then satellite, then seq), each with its
+    satellite_id; ?follow=1 streams them, ending after the parent finished."""
+    db = console.db
+    if not follow:
+        rows = await sync(_merged_with_view, db, dep["id"])
+        dep = await sync(deployments.get, db, dep["id"])
+        return reply({"deployment_id": dep["id"], "status": dep["status"],
+                      "events": [e for _, e in rows], "count": len(rows)})
+    return StreamingResponse(parent_stream(console, dep["id"], request),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+async def parent_stream(console, parent_id, request):
+    """Every child event once: each round sends what is new since the last
+    (row ids only grow), in merge order within the round; after the round
+    that finds the parent finished, the end message."""
+    db = console.db
+    sent = set()
+    last_beat = time.monotonic()
+    while not console.simulator.stop.is_set():
+        # the status before the events: a round that saw it finished has every event
+        dep = await sync(deployments.get, db, parent_id)
+        rows = await sync(_merged_with_view, db, parent_id)
+        for row_id, ev in rows:
+            if row_id in sent:
+                continue
+            sent.add(row_id)
+            yield "id: %s\nevent: %s\ndata: %s\n\n" % (
+                row_id, ev["type"], json.dumps(ev, ensure_ascii=False))
+        if dep["status"] in constellations.PARENT_FINISHED:
             yield end_message(dep)
             return
         if await request.is_disconnected():

@@ -4,8 +4,9 @@ import time
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from . import catalog, deployments, planning, schemas
+from . import catalog, constellations, deployments, planning, schemas
 from .api import ApiError, Console, console_of, read_json, reply, sync, validate
+from .db import now_iso
 import timeutil  # noqa: E402  (portable, on sys.path through tools)
 
 router = APIRouter()
@@ -45,10 +46,14 @@ async def plan(request: Request, x_api_key: str = Header(None),
 async def constellation_plan(request: Request, x_api_key: str = Header(None),
                              console: Console = Depends(console_of)):
     """Plan one DAG across a fleet (CONSTELLATION.md): each step's satellite
-    and alternates, the ISL route of every edge between satellites, metrics.
-    400 invalid fleet or job (naming the satellite or step), 422 infeasible.
-    Not stored: constellation deployments come with the agents' constellation
-    role (docs/planner.md "Constellations")."""
+    and alternates, the ISL route of every edge between satellites, metrics,
+    each satellite's lane (eclipses, ISL windows). 400 invalid fleet or job
+    (naming the satellite or step), 422 cannot be planned (a cycle, no
+    satellite with a step's role, an edge with no route or a step that cannot
+    finish before the deadline: the step or the pair named); nothing is
+    stored then. The plan is stored under its `id` (= plan_id): `POST
+    /api/deployments {plan_id}` deploys it, one child per satellite used."""
+    db = console.db
     await sync(console.user, x_api_key)
     raw = await read_json(request, console)
     body = validate(schemas.ConstellationPlanBody, raw)
@@ -63,12 +68,18 @@ async def constellation_plan(request: Request, x_api_key: str = Header(None),
         except ValueError:
             raise ApiError(400, "planning.start: must be ISO 8601 UTC")
         doc = {"fleet": raw["fleet"], "epoch": body.epoch or timeutil.iso_utc(start)}
+        plan_id = "cplan-" + secrets.token_hex(6)
         try:
-            return reply(make_constellation_plan(
+            result = make_constellation_plan(
                 doc, raw["job"], start, options.prediction_hours if options else None,
-                plan_id="cplan-" + secrets.token_hex(6)))
+                plan_id=plan_id)
         except PlanError as exc:
             raise ApiError(exc.status, exc.reason)
+        result = dict(result, id=plan_id, kind="constellation", job=raw["job"],
+                      epoch=doc["epoch"], fleet_doc=raw["fleet"], created_at=now_iso())
+        response = reply(result)  # rendered first: a reply that cannot be built stores nothing
+        constellations.save_plan(db, result)
+        return response
 
     return await sync(work)
 

@@ -30,9 +30,16 @@ satellite fails during a step with probability 1 - exp(-duration / MTBF)
 bus has: initial state of charge above critical), and a step survives if
 its satellite or any of its alternates survives (the failover takes it).
 
-Not here yet (the agents' constellation role is the next issue): the
-predicted event stream of a fleet run, and the Console's parent/child
-deployments.
+A step may ask for a role (`role: "compute" | "aggregator"`): it goes only
+to a satellite with that role (none in the fleet: 422 naming the step).
+A cycle is a 422 too (a valid job no fleet can run); so is an input with no
+ISL route before the deadline (naming the step, its input and the two
+satellites). The plan carries each satellite's `lanes` entry: its eclipses
+and ISL link windows (what `umbra plot` draws, tools/fleetplot.py).
+
+Not here yet (the fleet executor, #19): the predicted event stream of a
+fleet run (`events` is empty). The Console deploys a plan as a parent with
+one child per satellite (tools/console/constellations.py).
 """
 import math
 
@@ -239,7 +246,12 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
         sats = fleetfile.load(fleet_doc)
     except fleetfile.FleetError as exc:
         raise PlanError(400, "fleet: %s" % exc)
-    norm, order = normalise_job(job)
+    try:
+        norm, order = normalise_job(job)
+    except PlanError as exc:
+        if exc.reason.startswith("dependency_cycle"):
+            raise PlanError(422, exc.reason)  # a valid job that no fleet can run
+        raise
     by_id = dict((s["id"], s) for s in norm["steps"])
     by_sat = dict((s["satellite_id"], s) for s in sats)
     period = sats[0]["orbit"].period_s
@@ -258,7 +270,17 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
     agg_steps = _aggregator_steps(norm["steps"], order)
     candidates = {}
     for sid in order:
-        candidates[sid] = aggregators if (sid in agg_steps and aggregators) else computers
+        role = by_id[sid].get("role")
+        if role is not None:  # the step asks for a role: only satellites that have it
+            if role not in fleetfile.ROLES:
+                raise PlanError(400, "bad_field: step %r role must be one of %s"
+                                % (sid, ", ".join(fleetfile.ROLES)))
+            candidates[sid] = [s["satellite_id"] for s in sats if s["role"] == role]
+            if not candidates[sid]:
+                raise PlanError(422, "no satellite with role %r in the fleet for step %r"
+                                % (role, sid))
+        else:
+            candidates[sid] = aggregators if (sid in agg_steps and aggregators) else computers
 
     penalty = None
     if objective == "max_reliability":
@@ -301,7 +323,28 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
                "objective": objective}
     return {"plan_id": plan_id, "fleet": [s["satellite_id"] for s in sats], "start": t0,
             "horizon_s": t1 - t0, "metrics": metrics, "steps": steps, "isl_routing": routing,
-            "events": []}
+            "lanes": _lanes(model, sats), "events": []}
+
+
+def _lanes(model, sats):
+    """Per satellite (fleet order): name, role, its eclipses and its ISL link
+    windows [[start, end, peer]] over the horizon (Unix s; what the fleet
+    picture draws)."""
+    out = []
+    for s in sats:
+        sid = s["satellite_id"]
+        dark, t = [], model.t0
+        for a, b in model.sunlit[sid]:
+            if a > t:
+                dark.append([round(t), round(a)])
+            t = b
+        if t < model.t1:
+            dark.append([round(t), round(model.t1)])
+        links = [[round(w["start"]), round(w["end"]), w["b"] if w["a"] == sid else w["a"]]
+                 for w in model.plan["windows"] if sid in (w["a"], w["b"])]
+        out.append({"satellite_id": sid, "name": s["name"], "role": s["role"],
+                    "eclipses": dark, "isl_windows": links})
+    return out
 
 
 def _alternates(model, order, by_id, a, sid, cands, by_sat, objective):

@@ -1,0 +1,461 @@
+"""Constellation deployments on a real Console (tools/console/constellations.py,
+CONSTELLATION.md "Fleet and plan"): `umbra submit --fleet` makes a parent and
+one child per satellite used, each agent polls its own child and gets the
+whole DAG; the parent's events merge its children's; its status follows
+theirs; a step's completion counts from its highest ownership epoch only;
+fleets and jobs that cannot be planned are refused with the step named and
+nothing stored. Child events are posted as agents post them: HTTP, agent
+keys bound to the satellites."""
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+import timeutil
+import uplink
+from tools import ROOT
+from tools.console import auth, catalog
+from tools.console.server import serve_in_thread
+
+TRAIN = os.path.join(ROOT, "examples", "fleets", "train-4.json")
+
+
+def train():
+    with open(TRAIN) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    srv = serve_in_thread(str(tmp_path_factory.mktemp("fleet") / "console.db"))
+    srv.user_key = auth.create_key(srv.db, "user")["key"]
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def train_plan(console):
+    """The train's constellation plan, planned once on this Console (stored)."""
+    doc = train()
+    r = httpx.post(console.url + "/v1/constellation/plan", timeout=120,
+                   headers={"X-API-Key": console.user_key},
+                   json={"fleet": doc["fleet"], "epoch": doc["epoch"], "job": doc["job"]})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def deploy(console, plan):
+    r = httpx.post(console.url + "/api/deployments", headers={"X-API-Key": console.user_key},
+                   json={"plan_id": plan["id"], "mode": "live"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+_agents = {}
+
+
+def agent(console, satellite_id, tag):
+    """A registered agent for the satellite (its key bound to it): its headers."""
+    name = "agent-%s-%s" % (tag, satellite_id)
+    if name not in _agents:
+        key = auth.create_key(console.db, "agent", name, rate_limited=False,
+                              satellite_id=satellite_id)["key"]
+        h = {"X-API-Key": key, "X-Agent-ID": name, "X-Umbra-Compact": "1"}
+        r = httpx.post(console.url + "/api/agent/register", headers=h,
+                       json={"agent_id": name, "agent_version": "0.2.0"})
+        assert r.status_code == 201, r.text
+        _agents[name] = [h, 0]
+    return _agents[name]
+
+
+def poll(console, a):
+    return httpx.get(console.url + "/api/agent/workloads", headers=a[0])
+
+
+def ev(a, etype, t, step=None, **payload):
+    """An event as the agent sends it, numbered with the agent's next seq."""
+    a[1] += 1
+    return {"type": etype, "timestamp": timeutil.iso_utc(t), "job_id": "j", "step_id": step,
+            "seq": a[1], "payload": payload}
+
+
+def send(console, a, dep_id, evs):
+    r = httpx.post(console.url + "/api/deployments/%s/events" % dep_id, headers=a[0], json=evs)
+    assert r.status_code == 201, r.text
+
+
+def status(console, dep_id):
+    r = httpx.get(console.url + "/api/deployments/%s" % dep_id,
+                  headers={"X-API-Key": console.user_key})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def launch(console, plan, tag):
+    """Deploy the plan and have each child's agent poll it: {satellite: (agent, child id)}."""
+    dep = deploy(console, plan)
+    out = {}
+    for ch in dep["children"]:
+        a = agent(console, ch["satellite_id"], tag)
+        r = poll(console, a)
+        assert r.status_code == 200 and r.json()["deployment_id"] == ch["deployment_id"]
+        out[ch["satellite_id"]] = (a, ch["deployment_id"])
+    return dep["id"], out
+
+
+def done(sat):
+    return {"satellite_id": sat, "steps_completed": 1, "steps_failed_over": 0}
+
+
+def test_submit_fleet_makes_a_parent_and_a_child_per_satellite_and_each_agent_gets_its_own(
+        console, mpy, tmp_path):
+    doc = train()
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "submit", "--fleet", TRAIN,
+         "--console", console.url, "--key", console.user_key],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    parent = out.stdout.strip()
+    assert "critical path" in out.stderr and parent in out.stderr
+    view = status(console, parent)
+    assert view["kind"] == "parent" and view["status"] == "pending"
+    assert view["steps_total"] == len(doc["job"]["steps"])
+    plan = httpx.get(console.url + "/v1/plan/%s/events" % view["plan_id"],
+                     headers={"X-API-Key": console.user_key})
+    assert plan.status_code == 200
+    planned = dict((s["step_id"], s["satellite"]) for s in view["steps"])
+    used = sorted(set(planned.values()))
+    assert sorted(c["satellite_id"] for c in view["children"]) == used
+    for ch in view["children"]:
+        a = agent(console, ch["satellite_id"], "submit")
+        r = poll(console, a)
+        assert r.status_code == 200, r.text
+        spec = r.json()
+        assert spec["deployment_id"] == ch["deployment_id"]
+        assert spec["satellite_id"] == ch["satellite_id"]
+        # the board's own parser takes it; it carries the whole DAG and who runs what
+        workload, reason = uplink.load_workload(r.content.decode())
+        assert reason is None, reason
+        body = tmp_path / ("%s.json" % ch["satellite_id"])
+        body.write_bytes(r.content)
+        res = mpy("""
+            import uplink
+            w, reason = uplink.load_workload(open(%r).read())
+            c = w["plan_data"]["constellation"]
+            print(reason, len(w["job"]["steps"]), c["satellite_id"], c["fleet"][c["steps"][0][1]])
+        """ % str(body))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split() == ["None", str(len(doc["job"]["steps"])), ch["satellite_id"],
+                                      planned[doc["job"]["steps"][0]["id"]]]
+        assert [s["id"] for s in workload["job"]["steps"]] == \
+            [s["id"] for s in doc["job"]["steps"]]
+        cons = spec["plan_data"]["constellation"]
+        assert cons["parent_id"] == parent and cons["satellite_id"] == ch["satellite_id"]
+        fleet = cons["fleet"]  # owners, alternates and route hops index it
+        assert fleet == [s["satellite_id"] for s in doc["fleet"]]
+        assert dict((e[0], fleet[e[1]]) for e in cons["steps"]) == planned
+        routed = 0
+        for e in cons["steps"]:
+            sid, owner, alternates = e[0], fleet[e[1]], [fleet[i] for i in e[2]]
+            assert owner not in alternates and alternates == \
+                next(s["alternates"] for s in view["steps"] if s["step_id"] == sid)
+            for inp, route in (e[3] if len(e) > 3 else {}).items():
+                assert fleet[route[0]] == planned[inp] and fleet[route[-1]] == owner
+                routed += 1
+        assert routed == sum(1 for s in doc["job"]["steps"] for d in s.get("depends_on", ())
+                             if planned[d] != planned[s["id"]])
+        assert len(r.content) < uplink.MAX_SPEC_BYTES
+        assert status(console, ch["deployment_id"])["status"] == "dispatched"
+    # a satellite of the fleet the plan does not use has nothing to do
+    for s in doc["fleet"]:
+        if s["satellite_id"] not in used:  # (the operator adds it to the catalog)
+            catalog.add(console.db, s["satellite_id"], s["name"],
+                        elements=dict(s["orbit"], epoch=doc["epoch"]))
+            assert poll(console, agent(console, s["satellite_id"], "submit")).status_code == 204
+    assert status(console, parent)["status"] == "dispatched"
+
+
+def test_the_parent_stream_holds_every_child_event_once_in_time_order(console, train_plan):
+    parent, kids = launch(console, train_plan, "merge")
+    t0 = timeutil.parse_iso(train_plan["epoch"])
+    sent = []
+    # each satellite reports in two batches, the later batch first for one of them,
+    # timestamps interleaved across satellites and one tie broken by satellite id
+    for i, (sat, (a, dep)) in enumerate(sorted(kids.items())):
+        first = [ev(a, "job.accepted", t0 + i, name="x", steps=5),
+                 ev(a, "step.started", t0 + 30, "s", location="onboard", window=None,
+                    window_label="")]
+        second = [ev(a, "step.completed", t0 + 100 - i, "s", duration_s=1, location="onboard",
+                     data_output_mb=1)]
+        for batch in ((second, first) if i == 0 else (first, second)):
+            send(console, a, dep, batch)
+        send(console, a, dep, batch)  # a resend: stored once
+        sent += [(sat, e) for e in first + second]
+    r = httpx.get(console.url + "/api/deployments/%s/events" % parent,
+                  headers={"X-API-Key": console.user_key})
+    assert r.status_code == 200, r.text
+    got = r.json()["events"]
+    assert r.json()["count"] == len(sent) == len(got)
+    assert sorted((e["satellite_id"], e["seq"]) for e in got) == \
+        sorted((sat, e["seq"]) for sat, e in sent)
+    keys = [(timeutil.parse_iso(e["timestamp"]), e["satellite_id"], e["seq"]) for e in got]
+    assert keys == sorted(keys)
+    for e in got:  # each event under its child, with its own satellite
+        assert e["deployment_id"] == kids[e["satellite_id"]][1]
+    # the live stream: every event once, then the end once the parent finished
+    finals = []
+    for sat, (a, dep) in sorted(kids.items()):
+        finals.append((sat, ev(a, "constellation.satellite_complete", t0 + 500, **done(sat))))
+    streamed, end = [], None
+    with httpx.Client(base_url=console.url, headers={"X-API-Key": console.user_key},
+                      timeout=httpx.Timeout(10.0, read=30.0)) as c:
+        with c.stream("GET", "/api/deployments/%s/events" % parent,
+                      params={"follow": 1}) as s:
+            lines = s.iter_lines()
+            name = None
+            pending = list(finals)
+            for line in lines:
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    if name == "end":
+                        end = data
+                        break
+                    streamed.append(data)
+                    if len(streamed) == len(sent) and pending:
+                        # the stream has caught up: the satellites finish now
+                        for sat, e in pending:
+                            send(console, kids[sat][0], kids[sat][1], [e])
+                        pending = []
+    assert end is not None and end["status"] == "completed"
+    assert sorted((e["satellite_id"], e["seq"]) for e in streamed) == \
+        sorted([(sat, e["seq"]) for sat, e in sent] + [(sat, e["seq"]) for sat, e in finals])
+
+
+def test_one_failed_child_and_the_rest_done_reads_partial(console, train_plan):
+    parent, kids = launch(console, train_plan, "partial")
+    t0 = timeutil.parse_iso(train_plan["epoch"])
+    sats = sorted(kids)
+    assert status(console, parent)["status"] == "dispatched"
+    a, dep = kids[sats[0]]
+    send(console, a, dep, [ev(a, "job.failed", t0 + 10, total_duration_s=10, status="partial",
+                              reason="no eligible alternate")])
+    assert status(console, dep)["status"] == "failed"
+    assert status(console, parent)["status"] == "running"  # the others are not done yet
+    for sat in sats[1:-1]:
+        a, dep = kids[sat]
+        send(console, a, dep, [ev(a, "constellation.satellite_complete", t0 + 20, **done(sat))])
+    assert status(console, parent)["status"] == "running"
+    a, dep = kids[sats[-1]]
+    send(console, a, dep, [ev(a, "job.completed", t0 + 30, total_duration_s=30,
+                              status="completed")])
+    view = status(console, parent)
+    assert view["status"] == "partial" and view["finished_at"]
+    assert sorted(c["status"] for c in view["children"]) == \
+        sorted(["failed"] + ["completed"] * (len(sats) - 1))
+    # the CLI: every child's event, each line led by its satellite; --follow ends
+    # at once on the finished parent, exit 1 (not completed)
+    for args in ([], ["--follow"]):
+        out = subprocess.run([sys.executable, "-m", "tools.cli", "events", parent] + args +
+                             ["--console", console.url, "--key", console.user_key],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, NO_COLOR="1"))
+        lines = out.stdout.strip().splitlines()
+        assert out.returncode == (1 if args else 0), out.stderr
+        assert sorted(l.split()[0] for l in lines) == sorted(sats)
+        if args:
+            assert "partial" in out.stderr
+
+
+def test_all_children_completed_reads_completed_and_all_failed_reads_failed(console, train_plan):
+    t0 = timeutil.parse_iso(train_plan["epoch"])
+    for tag, end in (("allok", "ok"), ("allbad", "bad")):
+        parent, kids = launch(console, train_plan, tag)
+        for sat, (a, dep) in kids.items():
+            e = ev(a, "constellation.satellite_complete", t0, **done(sat)) if end == "ok" else \
+                ev(a, "job.failed", t0, total_duration_s=1, status="failed", reason="x")
+            send(console, a, dep, [e])
+        assert status(console, parent)["status"] == ("completed" if end == "ok" else "failed")
+
+
+def test_a_steps_completion_counts_only_from_its_highest_epoch(console, train_plan):
+    """infer_a's owner falls silent; an alternate takes it over (epoch 2) and
+    completes it; the old owner comes back and reports its own completion
+    (epoch 1) later: stored, shown, not counted."""
+    parent, kids = launch(console, train_plan, "epoch")
+    t0 = timeutil.parse_iso(train_plan["epoch"])
+    step = dict((s["step_id"], s) for s in train_plan["steps"])["infer_a"]
+    old = step["satellite"]
+    new = next(s for s in step["alternates"] if s in kids and s != old) if \
+        any(s in kids and s != old for s in step["alternates"]) else \
+        next(s for s in kids if s != old)
+    a_old, d_old = kids[old]
+    a_new, d_new = kids[new]
+    send(console, a_old, d_old, [ev(a_old, "constellation.step_started", t0 + 10, "infer_a",
+                                    step_id="infer_a", satellite_id=old, epoch=1)])
+    send(console, a_new, d_new, [
+        ev(a_new, "constellation.failover_acknowledged", t0 + 400, "infer_a", step_id="infer_a",
+           to_satellite=new, epoch=2),
+        ev(a_new, "constellation.step_started", t0 + 401, "infer_a", step_id="infer_a",
+           satellite_id=new, epoch=2),
+        ev(a_new, "constellation.step_completed", t0 + 1300, "infer_a", step_id="infer_a",
+           duration_s=899, data_output_mb=20, epoch=2)])
+    # the old owner, cut off, went on computing and finished first by its own clock
+    # (t0 + 1200); back after the partition, it reports that completion of epoch 1
+    late = ev(a_old, "constellation.step_completed", t0 + 1200, "infer_a", step_id="infer_a",
+              duration_s=900, data_output_mb=20, epoch=1)
+    send(console, a_old, d_old, [late])
+    view = dict((s["step_id"], s) for s in status(console, parent)["steps"])["infer_a"]
+    assert view["status"] == "completed" and view["epoch"] == 2 and view["owner"] == new
+    assert (view["completed_by"]["satellite_id"], view["completed_by"]["epoch"]) == (new, 2)
+    assert [(c["satellite_id"], c["epoch"]) for c in view["ignored_completions"]] == [(old, 1)]
+    assert status(console, parent)["steps_completed"] == 1
+    evs = httpx.get(console.url + "/api/deployments/%s/events" % parent,
+                    headers={"X-API-Key": console.user_key}).json()["events"]
+    completions = [(e["satellite_id"], e["payload"]["epoch"], e["counted"]) for e in evs
+                   if e["type"] == "constellation.step_completed"]
+    assert completions == [(old, 1, False), (new, 2, True)]  # both kept, one counted
+    # an epoch that is not an integer >= 1 is refused, nothing stored
+    for bad in (0, "2", True, 1.5):
+        r = httpx.post(console.url + "/api/deployments/%s/events" % d_old, headers=a_old[0],
+                       json=[dict(ev(a_old, "constellation.step_started", t0 + 2000, "infer_b",
+                                     step_id="infer_b", satellite_id=old), payload={
+                           "step_id": "infer_b", "satellite_id": old, "epoch": bad})])
+        assert r.status_code == 400 and "epoch" in r.json()["error"], r.text
+        a_old[1] -= 1
+
+
+def test_a_completion_from_the_lower_epoch_first_stops_counting_once_a_higher_epoch_is_seen(
+        console, train_plan):
+    parent, kids = launch(console, train_plan, "epoch2")
+    t0 = timeutil.parse_iso(train_plan["epoch"])
+    planned = dict((s["step_id"], s) for s in train_plan["steps"])["capture_a"]["satellite"]
+    sats = [planned] + [s for s in sorted(kids) if s != planned]
+    a1, d1 = kids[sats[0]]
+    a2, d2 = kids[sats[1]]
+    send(console, a1, d1, [ev(a1, "constellation.step_completed", t0 + 100, "capture_a",
+                              step_id="capture_a", duration_s=1, data_output_mb=1, epoch=1)])
+    view = dict((s["step_id"], s) for s in status(console, parent)["steps"])["capture_a"]
+    assert view["completed_by"]["satellite_id"] == sats[0]
+    # a takeover with epoch 2 is seen: epoch 1's completion no longer counts; the
+    # step waits for epoch 2's
+    send(console, a2, d2, [ev(a2, "constellation.failover_acknowledged", t0 + 50, "capture_a",
+                              step_id="capture_a", to_satellite=sats[1], epoch=2)])
+    view = dict((s["step_id"], s) for s in status(console, parent)["steps"])["capture_a"]
+    assert view["completed_by"] is None and view["status"] == "failed_over"
+    send(console, a2, d2, [ev(a2, "constellation.step_completed", t0 + 200, "capture_a",
+                              step_id="capture_a", duration_s=1, data_output_mb=1, epoch=2)])
+    view = dict((s["step_id"], s) for s in status(console, parent)["steps"])["capture_a"]
+    assert (view["completed_by"]["satellite_id"], view["completed_by"]["epoch"]) == (sats[1], 2)
+
+
+def far_pair():
+    """Two satellites half an orbit apart (never in ISL range) and a deadline."""
+    doc = train()
+    a = dict(doc["fleet"][0])
+    b = dict(doc["fleet"][3], orbit=dict(doc["fleet"][3]["orbit"], mean_anomaly_deg=180))
+    return doc, [a, b]
+
+
+@pytest.mark.parametrize("case", ["cycle", "role", "no_route"])
+def test_jobs_that_cannot_be_planned_are_422_naming_the_step_and_store_nothing(console, case,
+                                                                               tmp_path):
+    doc = train()
+    fleet, job = doc["fleet"], doc["job"]
+    if case == "cycle":
+        job = {"name": "loop", "steps": [
+            {"id": "a", "compute_s": 60, "depends_on": ["c"]},
+            {"id": "b", "compute_s": 60, "depends_on": ["a"]},
+            {"id": "c", "compute_s": 60, "depends_on": ["b"]}]}
+        named = ("a", "b", "c")
+    elif case == "role":
+        fleet = [s for s in fleet if s["role"] != "aggregator"]
+        job = dict(job, steps=[dict(s, role="aggregator") if s["id"] == "aggregate" else s
+                               for s in job["steps"]])
+        named = ("'aggregate'", "aggregator")
+    else:
+        # capture on the compute satellite, the sink only on the aggregator half an
+        # orbit away: no ISL route ever, the pair is named
+        _, fleet = far_pair()
+        job = {"name": "far", "steps": [
+            {"id": "capture", "compute_s": 60, "output_mb": 10, "role": "compute"},
+            {"id": "sink", "compute_s": 60, "depends_on": ["capture"], "role": "aggregator"}],
+            "policy": {"deadline_orbits": 2}}
+        named = ("'sink'", "'capture'", fleet[0]["satellite_id"], fleet[1]["satellite_id"])
+    before = console.db.counts()
+    r = httpx.post(console.url + "/v1/constellation/plan", timeout=120,
+                   headers={"X-API-Key": console.user_key},
+                   json={"fleet": fleet, "epoch": doc["epoch"], "job": job})
+    assert r.status_code == 422, r.text
+    for word in named:
+        assert word in r.json()["error"], r.json()
+    assert console.db.counts() == before
+    if case == "cycle":  # the CLI says the same and exits 1 (the Console refused)
+        bad = tmp_path / "loop.json"
+        bad.write_text(json.dumps({"epoch": doc["epoch"], "fleet": fleet, "job": job}))
+        out = subprocess.run([sys.executable, "-m", "tools.cli", "submit", "--fleet", str(bad),
+                              "--console", console.url, "--key", console.user_key],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "422" in out.stderr and "a, b, c" in out.stderr
+        assert console.db.counts() == before
+
+
+def test_a_constellation_plan_cannot_be_deployed_simulated_yet(console, train_plan):
+    before = console.db.counts()
+    r = httpx.post(console.url + "/api/deployments", headers={"X-API-Key": console.user_key},
+                   json={"plan_id": train_plan["id"], "mode": "simulated"})
+    assert r.status_code == 422 and "fleet" in r.json()["error"]
+    assert console.db.counts() == before
+
+
+def test_cancelling_the_parent_cancels_its_children_and_tells_their_agents(console, train_plan):
+    parent, kids = launch(console, train_plan, "cancel")
+    r = httpx.post(console.url + "/api/deployments/%s/cancel" % parent,
+                   headers={"X-API-Key": console.user_key})
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    view = status(console, parent)
+    assert view["status"] == "cancelled"
+    assert set(c["status"] for c in view["children"]) == {"cancelled"}
+    for sat, (a, dep) in kids.items():
+        assert poll(console, a).json().get("cancel") == [dep]
+
+
+def test_a_database_from_before_constellations_is_migrated_and_keeps_its_deployments(tmp_path):
+    """A Console database whose deployments table predates kind/parent_id
+    opens: the columns are added (old rows are 'single'), the parent index
+    made, and a constellation can be deployed into it."""
+    import sqlite3
+    from tools.console import constellations, deployments
+    from tools.console.db import Database
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE plans (id TEXT PRIMARY KEY, satellite_id TEXT NOT NULL,
+                            created_at TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE deployments (id TEXT PRIMARY KEY, plan_id TEXT NOT NULL REFERENCES plans(id),
+            satellite_id TEXT NOT NULL, mode TEXT NOT NULL, speed_multiplier REAL NOT NULL,
+            status TEXT NOT NULL, agent_id TEXT, cancel_pending INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, dispatched_at TEXT,
+            finished_at TEXT);
+        INSERT INTO plans VALUES ('plan-old', '25544', '2026-01-01T00:00:00Z', '{}');
+        INSERT INTO deployments (id, plan_id, satellite_id, mode, speed_multiplier, status,
+            created_at, updated_at) VALUES ('dep-old', 'plan-old', '25544', 'live', 1,
+            'completed', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+    """)
+    old.commit()
+    old.close()
+    db = Database(path)
+    assert deployments.get(db, "dep-old")["kind"] == "single"
+    assert deployments.get(db, "dep-old")["parent_id"] is None
+    assert db.one("SELECT name FROM sqlite_master WHERE name = 'deployments_by_parent'")
+    plan = {"id": "cplan-x", "kind": "constellation", "created_at": "2026-03-08T00:00:00Z",
+            "fleet": ["a", "b"], "job": {"name": "j", "steps": [{"id": "s", "compute_s": 1}]},
+            "steps": [{"step_id": "s", "satellite": "b", "alternates": ["a"], "depends_on": []}]}
+    constellations.save_plan(db, plan)
+    parent, kids = constellations.create(db, plan)
+    assert list(kids) == ["b"] and deployments.get(db, kids["b"])["parent_id"] == parent
+    Database(path)  # opening again changes nothing

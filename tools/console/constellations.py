@@ -1,0 +1,297 @@
+"""Constellation deployments (CONSTELLATION.md "Fleet and plan"): one parent
+per constellation plan, one child deployment per satellite the plan uses.
+
+    parent  kind 'parent', satellite_id '' (no agent ever polls it), mode live
+    child   kind 'child', parent_id = the parent, satellite_id = its satellite
+
+Each agent polls its own child as for any deployment; its WorkloadSpec
+carries the whole DAG (the job) and the plan's `constellation` part: who
+runs each step, its alternates, the ISL route of each input from afar
+(child_plan_data, compact: satellites as indices into the fleet). A child ends with `job.completed`, `job.failed`, or
+`constellation.satellite_complete` (its share of the DAG is done).
+
+The parent follows its children (parent_status): pending until one is
+dispatched, running while any is unfinished; once all are finished,
+`completed` when all completed, `failed` when none did, `partial` otherwise.
+Cancelling the parent cancels it and its unfinished children in one
+transaction (deployments.cancel).
+
+Its event stream is the merge of its children's (merged_events): every
+child event once, each with its `satellite_id`, ordered by spacecraft
+timestamp, then satellite, then seq.
+
+Exactly-once completion across satellites (step_view): the events
+constellation.step_started / step_completed / failover_acknowledged carry
+the step's ownership epoch in `payload.epoch` (an integer >= 1; the first
+owner has 1, every failover or takeover adds one; absent = 1). A step's
+completion counts only from the highest epoch seen for that step; a completion from a
+lower epoch (or a second one of that epoch) is kept as an event, marked
+`counted: false` in the merged stream, and counts for nothing; the first
+completion of the highest epoch, in merge order, is the one that counts.
+"""
+import json
+import uuid
+
+import timeutil
+
+from . import eventcheck as event_catalog
+from .db import dumps, now_iso
+
+FINISHED = ("completed", "failed", "cancelled")
+EPOCH_TYPES = event_catalog.EPOCH_TYPES
+# a child's share of the DAG is done (CONSTELLATION.md: "a satellite whose
+# assigned steps are all done or handed off emits constellation.satellite_complete")
+CHILD_TERMINAL = {"constellation.satellite_complete": "completed"}
+
+
+def is_constellation_plan(plan):
+    return isinstance(plan, dict) and plan.get("kind") == "constellation"
+
+
+def save_plan(db, plan):
+    """Store a constellation plan (its id is plan["id"]); satellite_id ''."""
+    with db.write() as c:
+        c.execute("INSERT INTO plans (id, satellite_id, created_at, data) VALUES (?, '', ?, ?)",
+                  (plan["id"], plan["created_at"], dumps(plan)))
+
+
+def satellites_used(plan):
+    """The plan's satellites that run a step, in fleet order."""
+    used = set(s["satellite"] for s in plan["steps"])
+    return [sat for sat in plan["fleet"] if sat in used]
+
+
+def create(db, plan):
+    """The parent and its children, in one transaction -> (parent id, {satellite: child id})."""
+    now = now_iso()
+    parent = "dep-" + uuid.uuid4().hex[:16]
+    children = {}
+    with db.write() as c:
+        c.execute("INSERT INTO deployments (id, plan_id, satellite_id, mode, speed_multiplier, "
+                  "status, created_at, updated_at, kind) VALUES (?, ?, '', 'live', 0, "
+                  "'pending', ?, ?, 'parent')", (parent, plan["id"], now, now))
+        for sat in satellites_used(plan):
+            child = "dep-" + uuid.uuid4().hex[:16]
+            c.execute("INSERT INTO deployments (id, plan_id, satellite_id, mode, "
+                      "speed_multiplier, status, created_at, updated_at, kind, parent_id) "
+                      "VALUES (?, ?, ?, 'live', 0, 'pending', ?, ?, 'child', ?)",
+                      (child, plan["id"], sat, now, now, parent))
+            children[sat] = child
+    return parent, children
+
+
+def add_to_catalog(db, plan):
+    """The satellites the plan uses that the catalog lacks, added from the
+    fleet (an agent key is bound to a catalog satellite). Returns their ids."""
+    from . import catalog
+    added = []
+    by_id = dict((s["satellite_id"], s) for s in plan.get("fleet_doc") or ())
+    for sat in satellites_used(plan):
+        entry = by_id.get(sat)
+        if entry is None or catalog.get(db, sat) is not None:
+            continue
+        orb = dict(entry["orbit"])
+        tle = orb.get("tle")
+        if isinstance(tle, str):
+            tle = tle.strip().splitlines()
+        if not tle and plan.get("epoch"):
+            orb.setdefault("epoch", plan["epoch"])
+        try:
+            catalog.add(db, sat, entry.get("name") or sat, tle=tle or None,
+                        elements=None if tle else orb, bus=entry.get("bus"))
+        except KeyError:
+            continue  # added meanwhile
+        added.append(sat)
+    return added
+
+
+def children(db_or_conn, parent_id):
+    return [dict(r) for r in db_or_conn.execute(
+        "SELECT * FROM deployments WHERE parent_id = ? ORDER BY satellite_id, id",
+        (parent_id,)).fetchall()]
+
+
+def parent_status(statuses):
+    """The parent's status from its children's."""
+    if not statuses:
+        return "failed"
+    if all(s in FINISHED for s in statuses):
+        done = sum(1 for s in statuses if s == "completed")
+        if done == len(statuses):
+            return "completed"
+        return "failed" if done == 0 else "partial"
+    if any(s != "pending" for s in statuses):
+        return "running" if any(s not in ("pending", "dispatched") for s in statuses) \
+            else "dispatched"
+    return "pending"
+
+
+PARENT_FINISHED = ("completed", "failed", "partial", "cancelled")
+
+
+def refresh_parent(c, parent_id, now=None):
+    """Inside a write transaction: set the parent's status from its children."""
+    row = c.execute("SELECT status FROM deployments WHERE id = ?", (parent_id,)).fetchone()
+    if row is None or row["status"] == "cancelled":
+        return
+    status = parent_status([ch["status"] for ch in children(c, parent_id)])
+    if status != row["status"]:
+        now = now or now_iso()
+        c.execute("UPDATE deployments SET status = ?, updated_at = ?, finished_at = ? "
+                  "WHERE id = ?", (status, now, now if status in PARENT_FINISHED else None,
+                                   parent_id))
+
+
+# ---------------------------------------------------------------- the merged stream
+
+def _order_key(ev):
+    try:
+        t, ms = timeutil.parse_iso_ms(ev.get("timestamp"))
+    except ValueError:
+        t, ms = 2 ** 62, 0
+    seq = ev.get("seq")
+    return (t, ms, ev["satellite_id"], seq if isinstance(seq, int) else 2 ** 62)
+
+
+def merged_rows(db, parent_id, after_id=0):
+    """[(row id, event)] of every child of the parent with row id > after_id,
+    each event with its satellite_id, in merge order."""
+    rows = db.query(
+        "SELECT e.id, e.data, d.satellite_id FROM events e JOIN deployments d "
+        "ON d.id = e.deployment_id WHERE d.parent_id = ? AND e.id > ?", (parent_id, after_id))
+    out = []
+    for r in rows:
+        ev = json.loads(r["data"])
+        ev["satellite_id"] = r["satellite_id"]
+        out.append((r["id"], ev))
+    out.sort(key=lambda x: _order_key(x[1]))
+    return out
+
+
+def epoch_of(ev):
+    e = (ev.get("payload") or {}).get("epoch")
+    return e if isinstance(e, int) and not isinstance(e, bool) and e >= 1 else 1
+
+
+def step_view(plan, evs):
+    """[{step_id, satellite (planned), alternates, epoch (highest seen), owner
+    (its satellite), status, completed_by {satellite_id, epoch, seq, timestamp}
+    or None, ignored_completions [...]}] from the merged events, and the ids
+    (id(event)) of completions that count."""
+    steps = {}
+    for s in plan["steps"]:
+        steps[s["step_id"]] = {"step_id": s["step_id"], "satellite": s["satellite"],
+                               "alternates": list(s.get("alternates") or ()), "epoch": 0,
+                               "owner": None, "status": "pending", "completed_by": None,
+                               "ignored_completions": [], "_done": []}
+    # the highest epoch seen, by every event that carries one (in any order)
+    for ev in evs:
+        st = steps.get(_step_of(ev))
+        if st is None or ev.get("type") not in EPOCH_TYPES:
+            continue
+        e = epoch_of(ev)
+        if e > st["epoch"]:
+            st["epoch"], st["owner"] = e, _owner(ev)
+        elif e == st["epoch"] and ev.get("type") == "constellation.failover_acknowledged":
+            st["owner"] = _owner(ev)
+        if st["status"] == "pending":
+            st["status"] = "executing"
+        if ev["type"] == "constellation.step_completed":
+            st["_done"].append(ev)
+    counted = set()
+    for st in steps.values():
+        for ev in st.pop("_done"):  # received order within a stream position
+            ref = {"satellite_id": ev["satellite_id"], "epoch": epoch_of(ev),
+                   "seq": ev.get("seq"), "timestamp": ev.get("timestamp")}
+            if st["completed_by"] is None and ref["epoch"] == st["epoch"]:
+                st["completed_by"] = ref
+                st["status"] = "completed"
+                counted.add(id(ev))
+            else:
+                st["ignored_completions"].append(ref)
+        if st["status"] != "completed" and st["owner"] is not None \
+                and st["owner"] != st["satellite"]:
+            st["status"] = "failed_over"
+    for ev in evs:
+        if ev.get("type") == "constellation.step_completed":
+            ev["counted"] = id(ev) in counted
+    return [steps[s["step_id"]] for s in plan["steps"]]
+
+
+def _step_of(ev):
+    return ev.get("step_id") or (ev.get("payload") or {}).get("step_id")
+
+
+def _owner(ev):
+    p = ev.get("payload") or {}
+    if ev.get("type") == "constellation.failover_acknowledged":
+        return p.get("to_satellite") or ev["satellite_id"]
+    return p.get("satellite_id") or ev["satellite_id"]
+
+
+def summary(db, dep, plan):
+    """GET /api/deployments/{parent}: the deployment row, its children, counts,
+    and the step view."""
+    d = dict(dep)
+    d.pop("cancel_pending", None)
+    kids = children(db.conn(), dep["id"])
+    evs = [e for _, e in merged_rows(db, dep["id"])]
+    steps = step_view(plan, evs)
+    d["children"] = [{"deployment_id": ch["id"], "satellite_id": ch["satellite_id"],
+                      "status": ch["status"], "agent_id": ch["agent_id"]} for ch in kids]
+    d["events_count"] = len(evs)
+    d["last_event_type"] = evs[-1]["type"] if evs else None
+    d["steps_total"] = len(plan["steps"])
+    d["steps_completed"] = sum(1 for s in steps if s["status"] == "completed")
+    d["job_name"] = (plan.get("job") or {}).get("name")
+    d["steps"] = steps
+    return d
+
+
+# ---------------------------------------------------------------- the child's workload
+
+def child_plan_data(plan, satellite_id, parent_id):
+    """What a child's agent gets as plan_data: the whole DAG (the job) and the
+    plan's constellation part, compact for a board's heap (satellites as
+    indices into `fleet`: small ints cost a MicroPython heap nothing, a
+    repeated id string costs every time; 8.9 KB parsed for 20 steps, 20.8 KB
+    as dicts of ids -- docs/console.md):
+
+        {"parent_id", "satellite_id", "fleet": [satellite id...],
+         "steps": [[step_id, owner, [alternates...], {input step: [route...]}?]...]}
+
+    one entry per step in the plan's (topological) order; owner, alternates
+    and every route hop are fleet indices; the routes object, present when
+    an input comes from another satellite, gives that input's ISL path from
+    its producer to the owner."""
+    fleet = list(plan["fleet"])
+    ix = dict((sat, i) for i, sat in enumerate(fleet))
+    steps = []
+    for s in plan["steps"]:
+        entry = [s["step_id"], ix[s["satellite"]], [ix[a] for a in s.get("alternates") or ()]]
+        route = s.get("isl_route")
+        if route:
+            if isinstance(route, list):  # one input from afar: whose is it?
+                far = [d for d in s["depends_on"] if _satellite_of(plan, d) != s["satellite"]]
+                route = {far[0]: route} if far else {}
+            entry.append(dict((inp, [ix[x] for x in path]) for inp, path in route.items()))
+        steps.append(entry)
+    return {"id": plan["id"], "job": plan["job"],
+            "constellation": {"parent_id": parent_id, "satellite_id": satellite_id,
+                              "fleet": fleet, "steps": steps}}
+
+
+def _satellite_of(plan, step_id):
+    for s in plan["steps"]:
+        if s["step_id"] == step_id:
+            return s["satellite"]
+    return None
+
+
+def workload_spec(plan, dep):
+    """The WorkloadSpec (unsigned) of a child: no predicted events (the fleet
+    stream is not predicted yet), plan_data as child_plan_data."""
+    return {"plan_id": plan["id"], "deployment_id": dep["id"],
+            "satellite_id": dep["satellite_id"],
+            "plan_data": child_plan_data(plan, dep["satellite_id"], dep["parent_id"]),
+            "events": []}
