@@ -56,8 +56,12 @@ def save_plan(db, plan):
 
 
 def satellites_used(plan):
-    """The plan's satellites that run a step, in fleet order."""
+    """The plan's satellites that may run a step -- its owner or one of its
+    alternates (an alternate takes a step over in orbit: it needs the job
+    too) -- in fleet order."""
     used = set(s["satellite"] for s in plan["steps"])
+    for s in plan["steps"]:
+        used.update(s.get("alternates") or ())
     return [sat for sat in plan["fleet"] if sat in used]
 
 

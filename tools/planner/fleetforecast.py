@@ -104,16 +104,14 @@ def _pair(a, b):
 
 
 def member_spec(cplan, job, sat_id, deployment_id=None):
-    """The workload a member polls: the whole DAG with the assignment and the
-    alternates (its part is the steps it owns)."""
-    return {"plan_id": cplan["plan_id"], "deployment_id": deployment_id or "dep-%s" % sat_id,
+    """The workload a member polls, as the Console hands it to a child
+    (tools/console/constellations.py): the whole DAG with the assignment,
+    the alternates and the routes."""
+    from tools.console import constellations
+    plan = dict(cplan, id=cplan.get("id") or cplan["plan_id"], job=job)
+    return {"plan_id": plan["id"], "deployment_id": deployment_id or "dep-%s" % sat_id,
             "satellite_id": sat_id,
-            "plan_data": {"id": cplan["plan_id"], "job": job,
-                          "constellation": {"satellites": _used(cplan),
-                                            "steps": [{"step_id": s["step_id"],
-                                                       "satellite": s["satellite"],
-                                                       "alternates": s["alternates"]}
-                                                      for s in cplan["steps"]]}},
+            "plan_data": constellations.child_plan_data(plan, sat_id, "dep-fleet"),
             "events": []}
 
 
