@@ -25,6 +25,7 @@ route, messages to it are lost, through the port's adapter), {"kind":
 "link_loss", "pair": [A, B], "from_s": F, "to_s": T} (no route between A
 and B meanwhile).
 """
+import heapq
 import os
 import shutil
 import tempfile
@@ -169,38 +170,48 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     timed = sorted((f for f in faults if f["kind"] in ("loss", "drain", "heat", "reset")),
                    key=lambda f: f["at_s"])
     end_ms = int((end_s if end_s is not None else world.hours * 3600) * 1000)
+    order = list(nodes)          # members in fleet order: who runs first at one instant
+    wakes = []                   # heap of (clock ms, member index): each member's next wake
+    for i, sid in enumerate(order):
+        _queue(wakes, nodes[sid], i, 0)
+    inbox = world.network.inbox
     while True:
         now = clock.now_ms()
+        due = set()
         while timed and timed[0]["at_s"] * 1000 <= now:
-            _inject(nodes, timed.pop(0), clock)
+            f = timed.pop(0)
+            _inject(nodes, f, clock)
+            if f["satellite"] in nodes:
+                due.add(order.index(f["satellite"]))
         world.network.deliver_due()
-        for sid, n in nodes.items():
+        for i, sid in enumerate(order):
+            n = nodes[sid]
+            arrived = len(inbox.get(sid) or ())
+            if arrived > n.get("seen", 0) and n["alive"] and n["port"].on_arrival is not None:
+                n["port"].on_arrival()  # the radio's interrupt: something new arrived
+                due.add(i)
+            n["seen"] = arrived
+        while wakes and wakes[0][0] <= now:
+            due.add(heapq.heappop(wakes)[1])
+        for i in sorted(due):
+            n = nodes[order[i]]
             if not n["alive"]:
                 continue
-            port = n["port"]
-            arrived = len(world.network.inbox.get(sid) or ())
-            if arrived > n.get("seen", 0) and port.on_arrival is not None:
-                port.on_arrival()  # the radio's interrupt: something new arrived
-            n["seen"] = arrived
             sched = n["agent"].sched
             w = sched.next_wake_ms()
-            if w is None or w > now:
-                continue  # nothing due on this one
-            sched.run_due()
-            if n["agent"].reset_requested or n["watchdog"].expired(clock.now_ms()):
-                raise RuntimeError("%s reset in the fleet forecast (%s)" % (
-                    sid, n["agent"].reset_requested or "watchdog"))
-        if not everyone and all(not n["alive"] or (n["agent"].journal.state["job"] is None and
-                                                   n["console"].handed_at is not None)
-                                for n in nodes.values()):
+            if w is not None and w <= now:
+                sched.run_due()
+                if n["agent"].reset_requested or n["watchdog"].expired(clock.now_ms()):
+                    raise RuntimeError("%s reset in the fleet forecast (%s)" % (
+                        order[i], n["agent"].reset_requested or "watchdog"))
+            _queue(wakes, n, i, now)
+        if due and not everyone and all(
+                not n["alive"] or (n["agent"].journal.state["job"] is None and
+                                   n["console"].handed_at is not None) for n in nodes.values()):
             break
         if now >= end_ms:
             break
-        nxt = end_ms
-        for n in nodes.values():
-            if n["alive"]:
-                w = n["agent"].sched.next_wake_ms()
-                nxt = min(nxt, w if w is not None else now + IDLE_WAKE_MS)
+        nxt = min(end_ms, wakes[0][0]) if wakes else end_ms
         d = world.network.next_delivery_ms()
         if d is not None:
             nxt = min(nxt, max(d, now + 1))
@@ -225,6 +236,13 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
         out.steps[sid] = agent.journal.state["steps"]
         out.consoles[sid] = n["console"]
     return out
+
+
+def _queue(wakes, n, i, now):
+    """The member's next wake on the heap (stale entries are only looked at again)."""
+    if n["alive"]:
+        w = n["agent"].sched.next_wake_ms()
+        heapq.heappush(wakes, (w if w is not None else now + IDLE_WAKE_MS, i))
 
 
 def _boot(n, clock, cause):
