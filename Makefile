@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 UMBRA  := $(VENV)/bin/umbra
 STAMP  := $(VENV)/.umbra-setup
 
-.PHONY: setup test demo bench deploy emu emu-firmware emu-board clean
+.PHONY: setup test demo demo-fleet bench deploy emu emu-firmware emu-board clean
 
 UI_DIR   := tools/console/ui
 UI_STAMP := $(UI_DIR)/node_modules/.umbra-ui
@@ -34,6 +34,9 @@ test: setup
 
 demo: setup
 	$(UMBRA) demo
+
+demo-fleet: setup
+	$(UMBRA) demo --fleet examples/fleets/train-4.json
 
 bench: setup
 	$(UMBRA) bench

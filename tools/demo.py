@@ -59,8 +59,16 @@ def _check(r, what):
 @click.option("--workdir", default=os.path.join(ROOT, "var", "demo"), show_default=True)
 @click.option("--keep", is_flag=True,
               help="Leave the Console (and its operator view) up after the run, until Ctrl-C.")
-def demo(job_file, start, speed, heap, workdir, keep):
-    """The main job: Console + a simulated satellite running the firmware + an example job."""
+@click.option("--fleet", "fleet_file", default=None,
+              help="A fleet file with its job (examples/fleets/train-4.json): the constellation "
+                   "demo (tools/demo_fleet.py), one satellite losing power mid-step.")
+def demo(job_file, start, speed, heap, workdir, keep, fleet_file):
+    """The main job: Console + a simulated satellite running the firmware + an example job.
+    With --fleet: a constellation job across a fleet on one simulated clock."""
+    if fleet_file is not None:
+        from tools import demo_fleet
+        code, _ = demo_fleet.run(fleet_file, heap=heap if heap != DEMO_HEAP else "256K")
+        sys.exit(code)
     import httpx
 
     from tools.console import auth
