@@ -4,7 +4,7 @@ MicroPython process, on the simulated clock, talking to a real Console.
     micropython sim/node.py --config CFG.json --world DIR (--tle FILE | restored)
                             [--start ISO] [--hours H] [--until ISO] [--speed X]
                             [--bus JSON] [--until-idle] [--faults FILE.json [--seed S]]
-                            [--heap-watch]
+                            [--heap-watch] [--isl HOST:PORT]
 
 Start-up (the arguments, the world, the satellite) is sim/nodestart.py, loaded
 for it and dropped after (docs/sim.md "Memory").
@@ -26,9 +26,16 @@ injector fires timed faults between scheduler rounds, and a power cut resets
 the node as a power-on. The exit summary carries what was injected
 ("faults"); each injection is also a {"fault": ...} line as it happens.
 
+--isl joins the fleet's ISL hub (tools/islhub.py) as this node's satellite:
+the agent gets its port (sim/islport.py, the lib/isl.py interface) as
+`ag.isl`, and the node's clock moves only as far as the hub lets it (one
+timeline for the fleet: never past a moment at which a message could still
+reach it; woken early by an arrival, when the port calls its `on_arrival`).
+
 Exit codes: 0 --until-idle reached, 2 start-up error (bad arguments, an
 unreadable or invalid file, a heap too small to start), 4 the end time
-(--hours from the first start, or --until) reached. Anything else is a crash
+(--hours from the first start, or --until) reached, 5 the fleet's hub stopped
+this satellite (lost for good at that time). Anything else is a crash
 (`umbra agent run` restarts the node).
 """
 import gc
@@ -125,7 +132,23 @@ class Node:
             except Exception:
                 pass
         self.agent = None
-        self.clock.wait_until(self.clock.now_ms() + REBOOT_MS)
+        self.advance(self.clock.now_ms() + REBOOT_MS, through=True)
+
+    def advance(self, t_ms, through=False):
+        """Move the clock to t_ms; with --isl only as far as the fleet's hub lets
+        it: sooner when a message arrives first (then the port's on_arrival is
+        called), never past the moment the hub stops this satellite. With
+        `through` (the computer is down) on to t_ms whatever arrives."""
+        isl = self.isl
+        if isl is None:
+            self.clock.wait_until(t_ms)
+            return
+        while True:
+            isl.advance(t_ms)
+            if not through or isl.stopped is not None or self.clock.now_ms() >= t_ms:
+                break
+        if not through:
+            isl.notify()
 
     def reset(self, cause):
         self._down(cause)
@@ -170,6 +193,8 @@ class Node:
                 return 0
             if now >= self.end_ms:
                 return 4
+            if self.isl is not None and self.isl.stopped is not None:
+                return 5  # the fleet lost this satellite here (a scripted loss)
             nxt = sched.next_wake_ms()
             if nxt is None:
                 nxt = now + 1000
@@ -180,7 +205,8 @@ class Node:
                 if lag > 0:
                     _sleep_ms(int(lag))
             if nxt > now:
-                self.clock.wait_until(nxt)
+                self.advance(nxt)
+                nxt = self.clock.now_ms()
                 if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
                     self.sync_world(force=True)
                     # keep the windows of the last hour and ahead
@@ -217,6 +243,8 @@ def main(argv):
         return 2
     code = node.run()
     node.sync_world(force=True)
+    if node.isl is not None:
+        node.isl.close(bye=True)
     free = gc.mem_free() if hasattr(gc, "mem_free") else None
     import nodestart  # the summary is start-up's module too: the run's heap never held it
     print(json.dumps(nodestart.summary(node, code, free)))

@@ -95,6 +95,12 @@ def setup(node, args, reboot_ms, echo):
         node.end_ms = int((timeutil.parse_iso(args["until"]) - saved["start"]) * 1000)
     else:
         node.end_ms = int((saved["end"] - saved["start"]) * 1000)
+    node.isl = None
+    if "isl" in args:  # one clock for the fleet: join its ISL hub, carry on where it says
+        import islport
+        node._last_heartbeat = 0
+        node.isl = islport.HubPort(args["isl"], node.cfg["satellite_id"], node.clock,
+                                   beat=lambda: node.heartbeat())
     node.injector = None
     node.power_cut = ()   # the exception a power cut raises: none without --faults
     if "faults" in args:
@@ -142,8 +148,11 @@ def boot(node, cause):
     sensors = hal.sim_sensors(node.sat)
     if inj is not None:  # its timed faults fire between rounds: no link-down hint, every round stays
         sensors.link_down_ms = None
+    if node.isl is not None:
+        node.isl.reset()  # what the radio held in RAM went with the computer
     node.agent = Agent(node.cfg, node.clock, sensors, link,
-                       node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
+                       node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs,
+                       isl=node.isl)
     node.agent.journal.on_commit = node.sync_world
     node.watchdog = watchdog
     lazywatch.install(node.agent)  # the watchdog ticks no task can miss are skipped
@@ -182,4 +191,5 @@ def summary(node, code, heap_free):
             "heap_free": heap_free, "reboots": node.reboots,
             "heap_peak": node.heap_peak if node.heap_watch else None,
             "faults": node.injector.report() if node.injector else None,
+            "isl": node.isl.stats() if node.isl else None, "stopped": node.isl.stopped if node.isl else None,
             "sim_time": timeutil.iso_utc(node.clock.epoch())}
