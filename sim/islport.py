@@ -73,6 +73,9 @@ class HubPort:
 
     def _ask(self, req):
         self.sock.sendall((json.dumps(req) + "\n").encode())
+        return self._answer()
+
+    def _answer(self):
         while True:
             ready = self.poll.poll(1000)
             if ready:
@@ -82,6 +85,9 @@ class HubPort:
         line = self.rfile.readline()
         if not line:
             raise HubError("the ISL hub closed the link")
+        if line[:2] == b"r ":      # the short answer to an advance: "r T H"
+            parts = line.split()
+            return {"t": int(parts[1]), "h": int(parts[2]), "m": ()}
         reply = json.loads(line)
         if "err" in reply:
             raise ValueError("ISL hub: %s" % reply["err"])
@@ -112,7 +118,8 @@ class HubPort:
             clock.advance_to(t_ms)
             return t_ms
         self.counts["waits"] += 1
-        reply = self._ask({"op": "adv", "t": now, "to": t_ms})
+        self.sock.sendall(b"a %d %d\n" % (now, t_ms))
+        reply = self._answer()
         clock.advance_to(reply["t"])
         self.horizon = reply["h"]
         for src, _at, kind, data in reply["m"]:

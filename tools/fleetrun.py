@@ -89,6 +89,7 @@ class FleetRun:
     def run(self, max_restarts=5):
         members = self.world.members
         if self.isl:
+            os.makedirs(self.workdir, exist_ok=True)
             self.hub = islhub.Hub(self.world.plan, self.world.start, [m["satellite_id"] for m in members],
                                   faults=self.fleet_faults, grace_s=self.grace_s, log_path=self.hub_log)
         for m in members:

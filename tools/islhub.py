@@ -50,6 +50,7 @@ Times are ms on the node's clock (0 = `start`).
   {"op": "join", "sat": ID, "t": T}        -> {"t": T', "h": H, "L": L}   (T' >= T: carry on there)
   {"op": "adv", "t": T, "to": T2}          -> {"t": R, "h": H, "m": [[src, arrival, kind, data]...]}
                                               (R <= T2; "stop": "lost" when it was lost at R)
+      or, the same in short (asked most): "a T T2" -> "r R H" when nothing arrived
   {"op": "send", "t": T, "to": ID, "s": TEXT | "b": BASE64}
                                            -> {"id": N, "at": MS, "ok": bool, "h": H}
                                               (id None: no route now; at: arrival or loss)
@@ -58,10 +59,10 @@ Times are ms on the node's clock (0 = `start`).
   {"op": "bye", "t": T}                    -> {"bye": true}   (at its end: gone, no grace)
 A bad request gets {"err": why} and changes nothing.
 
-With `log_path` the hub writes one JSON line per lockstep event: join, rel
-(a node released to a time, with its horizon and the least base of the
-others), send, recv (a message handed over, with the receiver's clock),
-drop, gone.
+With `log_path` the hub writes one JSON line per lockstep event: join, adv
+(a node asks to go on), rel (a node released to a time, with its horizon
+and the least base of the others), send, recv (a message handed over, with
+the receiver's clock), gone.
 """
 import base64
 import heapq
@@ -165,10 +166,12 @@ class Hub:
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._lsock, selectors.EVENT_READ, None)
         self._conns = {}      # socket -> member (None until it joined)
+        self._bufs = {}       # socket -> what it sent of a line, before it joined
         self._stop = False
         self._thread = None
         self._t0 = time.monotonic()
         self.error = None
+        self.cpu_s = 0.0
 
     # --- running ----------------------------------------------------------------------
 
@@ -193,22 +196,30 @@ class Hub:
     def stats(self):
         out = dict(self.counts)
         out["lookahead_ms"] = self.L
+        out["cpu_s"] = round(self.cpu_s, 2)
         out["gone"] = sorted(m.sat for m in self.members.values() if m.state == GONE)
         return out
 
     def _serve(self):
+        c0 = time.thread_time()
         try:
+            next_check = 0.0
             while not self._stop:
                 for key, _ in self._sel.select(0.2):
                     if key.fileobj is self._lsock:
                         self._accept()
                     else:
                         self._read(key.fileobj)
-                self._timeouts()
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + 0.2
+                    self._timeouts()
         except Exception as exc:  # the hub's own fault: say so, let the nodes see their link close
             self.error = "%s: %s" % (type(exc).__name__, exc)
             for s in list(self._conns):
                 self._close(s)
+        finally:
+            self.cpu_s = time.thread_time() - c0
 
     def _accept(self):
         try:
@@ -222,6 +233,7 @@ class Hub:
 
     def _close(self, s):
         m = self._conns.pop(s, None)
+        self._bufs.pop(s, None)
         try:
             self._sel.unregister(s)
         except (KeyError, ValueError):
@@ -246,7 +258,7 @@ class Hub:
             self._close(s)
             return
         m = self._conns.get(s)
-        buf = (m.buf if m is not None else getattr(s, "_hub_buf", b"")) + chunk
+        buf = (m.buf if m is not None else self._bufs.get(s, b"")) + chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             self._request(s, line)
@@ -259,7 +271,7 @@ class Hub:
         if m is not None:
             m.buf = buf
         else:
-            s._hub_buf = buf
+            self._bufs[s] = buf
 
     def _timeouts(self):
         now = time.monotonic()
@@ -289,6 +301,23 @@ class Hub:
 
     def _request(self, s, line):
         self.counts["requests"] += 1
+        if line[:2] == b"a ":     # the one asked most, in short: "a T TO"
+            m = self._conns.get(s)
+            try:
+                _, t, to = line.split()
+                t = int(t)
+                to = int(to)
+            except ValueError:
+                m = None
+            if m is not None and m.state == RUNNING and m.t <= t <= to:
+                m.t = t
+                m.state = WAITING
+                m.want = to
+                if self._log:
+                    self._note("adv", sat=m.sat, t=t, to=to)
+                self._release_all()
+                return
+            line = b'{"op":"adv"}'    # not as it should be: the long way says why
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -313,6 +342,8 @@ class Hub:
                     raise ValueError("to must be an integer ms >= t")
                 m.state = WAITING
                 m.want = to
+                if self._log:
+                    self._note("adv", sat=m.sat, t=t, to=to)
                 self._release_all()
                 return
             if op == "send":
@@ -362,7 +393,7 @@ class Hub:
             raise ValueError("this connection has joined already")
         self._conns[s] = m
         m.sock = s
-        m.buf = getattr(s, "_hub_buf", b"")
+        m.buf = self._bufs.pop(s, b"")
         m.state = RUNNING
         m.t = floor
         m.away_since = None
@@ -443,14 +474,24 @@ class Hub:
 
     def _release_all(self):
         # releasing one node can only raise the others' horizons: go round until none moves
+        members = self.members.values()
+        L = self.L
         while True:
             lows = self._lows()
+            lo1, lo2, who = lows
+            if lo1 is None:
+                return
             moved = False
-            for m in self.members.values():
+            for m in members:
                 if m.state != WAITING:
                     continue
+                r = m.want
+                if m.inbox and m.inbox[0][0] < r:
+                    r = m.inbox[0][0]
+                others = lo2 if who is m else lo1
+                if others is not None and r > others + L:
+                    continue        # the quick test: someone may still reach it before r
                 h = self._horizon(m, lows)
-                r = min(m.want, m.inbox[0][0]) if m.inbox else m.want
                 if m.lost_ms is not None and m.lost_ms < r:
                     r = max(m.t, m.lost_ms)
                 if r > h:
@@ -458,6 +499,7 @@ class Hub:
                 self._release(m, r, min(h, max(r, m.t) + HORIZON_CAP_MS), lows)
                 moved = True
                 lows = self._lows()
+                lo1, lo2, who = lows
             if not moved:
                 return
 
@@ -480,6 +522,12 @@ class Hub:
         self.counts["releases"] += 1
         if self._log:
             self._note("rel", sat=m.sat, t=r, h=h, others=lo2 if who is m else lo1)
+        if not msgs and not stop:     # the answer given most, in short: "r T H"
+            try:
+                m.sock.sendall(b"r %d %d\n" % (r, h))
+            except OSError:
+                self._close(m.sock)
+            return
         doc = {"t": r, "h": h, "m": msgs}
         if stop:
             doc["stop"] = stop
