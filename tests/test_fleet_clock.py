@@ -304,11 +304,24 @@ def test_a_fleet_of_unchanged_agents_runs_on_one_clock_and_a_lost_satellite_stop
     with open(os.path.join(FLEETS, "train-4.json")) as f:
         world = fleet.FleetWorld(json.load(f), hours=1.0)
     ground = Ground(tmp_path)
+    run = FleetRun(world, ground, tmp_path / "fleet", hub_log=True,
+                   faults={"99904": [{"kind": "lost", "at_s": 1800}]})
+    out = {}
+    th = threading.Thread(target=lambda: out.update(run.run()))
+    th.start()
     try:
-        report = FleetRun(world, ground, tmp_path / "fleet", hub_log=True,
-                          faults={"99904": [{"kind": "lost", "at_s": 1800}]}).run()
+        # 99902's process killed once it runs: its supervisor starts it again, it joins again
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not getattr(run.procs.get("99902"), "fed", False):
+            time.sleep(0.05)
+        victim = run.procs["99902"].proc
+        assert victim.poll() is None, "99902 ended before it could be killed"
+        victim.kill()
+        th.join(timeout=300)
+        assert not th.is_alive()
     finally:
         ground.close()
+    report = out
     rows = dict((r["satellite_id"], r) for r in report["satellites"])
     end = timeutil.iso_utc(world.start + 3600)
     for sid in TRAIN[:3]:
@@ -325,3 +338,16 @@ def test_a_fleet_of_unchanged_agents_runs_on_one_clock_and_a_lost_satellite_stop
         mine = [e["t"] for e in rels if e["sat"] == sid]
         assert mine == sorted(mine) and len(mine) < len(rels) / 2
     assert max(e["t"] for e in rels if e["sat"] == "99904") == 1800000
+    # the restarted node came back within the hub's grace and carried on at its own clock
+    # (its world store's time and the reboot) or, if later, where the fleet last let it
+    # go, or where the others went on to less the lookahead (time does not go back)
+    assert rows["99902"]["restarts"] == 1 and rows["99902"]["exit"] == 4
+    joins = [i for i, e in enumerate(events) if e["ev"] == "join" and e["sat"] == "99902"]
+    assert len(joins) == 2
+    before = events[:joins[1]]
+    last = max(e["t"] if e["ev"] == "rel" else e["floor"] for e in before
+               if e.get("sat") == "99902" and e["ev"] in ("rel", "join"))
+    front = max(e["h"] for e in before if e.get("sat") != "99902" and e["ev"] in ("rel", "join"))
+    again = events[joins[1]]
+    assert again["t"] > 0 and again["floor"] == max(again["t"], last, front - report["hub"]["lookahead_ms"])
+    assert not [e for e in events if e["ev"] == "gone" and e["sat"] == "99902" and e["why"] == "away"]
