@@ -473,7 +473,9 @@ class Hub:
         return h
 
     def _release_all(self):
-        # releasing one node can only raise the others' horizons: go round until none moves
+        # A release leaves the node's base where it was (it goes on from the time it
+        # waited for): only a node stopped for good changes the others' bounds, and
+        # then the round is made again.
         members = self.members.values()
         L = self.L
         while True:
@@ -481,7 +483,7 @@ class Hub:
             lo1, lo2, who = lows
             if lo1 is None:
                 return
-            moved = False
+            again = False
             for m in members:
                 if m.state != WAITING:
                     continue
@@ -490,17 +492,15 @@ class Hub:
                     r = m.inbox[0][0]
                 others = lo2 if who is m else lo1
                 if others is not None and r > others + L:
-                    continue        # the quick test: someone may still reach it before r
+                    continue        # someone may still reach it before r
                 h = self._horizon(m, lows)
                 if m.lost_ms is not None and m.lost_ms < r:
                     r = max(m.t, m.lost_ms)
                 if r > h:
                     continue
                 self._release(m, r, min(h, max(r, m.t) + HORIZON_CAP_MS), lows)
-                moved = True
-                lows = self._lows()
-                lo1, lo2, who = lows
-            if not moved:
+                again = again or m.state == GONE
+            if not again:
                 return
 
     def _release(self, m, r, h, lows):
