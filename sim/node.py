@@ -147,8 +147,10 @@ class Node:
             isl.advance(t_ms)
             if not through or isl.stopped is not None or self.clock.now_ms() >= t_ms:
                 break
-        if not through:
-            isl.notify()
+        if isl.arrived and not through:  # messages came in: wake whoever waits for them
+            isl.arrived = False
+            if isl.on_arrival is not None:
+                isl.on_arrival()
 
     def reset(self, cause):
         self._down(cause)
@@ -243,8 +245,6 @@ def main(argv):
         return 2
     code = node.run()
     node.sync_world(force=True)
-    if node.isl is not None:
-        node.isl.close(bye=True)
     free = gc.mem_free() if hasattr(gc, "mem_free") else None
     import nodestart  # the summary is start-up's module too: the run's heap never held it
     print(json.dumps(nodestart.summary(node, code, free)))

@@ -97,10 +97,13 @@ def setup(node, args, reboot_ms, echo):
         node.end_ms = int((saved["end"] - saved["start"]) * 1000)
     node.isl = None
     if "isl" in args:  # one clock for the fleet: join its ISL hub, carry on where it says
-        import islport
+        loaded = "islstart" in sys.modules
+        import islstart
         node._last_heartbeat = 0
-        node.isl = islport.HubPort(args["isl"], node.cfg["satellite_id"], node.clock,
-                                   beat=lambda: node.heartbeat())
+        node.isl = islstart.connect(args["isl"], node.cfg["satellite_id"], node.clock,
+                                    beat=node.heartbeat)
+        if not loaded and sys.implementation.name == "micropython":
+            del sys.modules["islstart"]
     node.injector = None
     node.power_cut = ()   # the exception a power cut raises: none without --faults
     if "faults" in args:
@@ -148,8 +151,10 @@ def boot(node, cause):
     sensors = hal.sim_sensors(node.sat)
     if inj is not None:  # its timed faults fire between rounds: no link-down hint, every round stays
         sensors.link_down_ms = None
-    if node.isl is not None:
-        node.isl.reset()  # what the radio held in RAM went with the computer
+    if node.isl is not None:  # what the radio held in RAM went with the computer
+        node.isl.inbox = []
+        node.isl.arrived = False
+        node.isl.on_arrival = None
     node.agent = Agent(node.cfg, node.clock, sensors, link,
                        node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs,
                        isl=node.isl)
@@ -181,7 +186,13 @@ def _read_json(path, what):
 
 
 def summary(node, code, heap_free):
-    """The exit summary line's document (node.py's main prints it)."""
+    """The exit summary line's document (node.py's main prints it); with --isl,
+    tells the hub first that this node has ended."""
+    if node.isl is not None:
+        stopped = node.isl.stopped
+        import islstart
+        islstart.bye(node.isl)
+        node.isl.stopped = stopped
     st = node.agent.state
     return {"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
             "outbox": node.agent.journal.pending(), "mode": st["mode"],
@@ -191,5 +202,5 @@ def summary(node, code, heap_free):
             "heap_free": heap_free, "reboots": node.reboots,
             "heap_peak": node.heap_peak if node.heap_watch else None,
             "faults": node.injector.report() if node.injector else None,
-            "isl": node.isl.stats() if node.isl else None, "stopped": node.isl.stopped if node.isl else None,
+            "isl": node.isl.counts if node.isl else None, "stopped": node.isl.stopped if node.isl else None,
             "sim_time": timeutil.iso_utc(node.clock.epoch())}

@@ -34,16 +34,22 @@ TRAIN = ["99901", "99902", "99903", "99904"]
 DRIVER = """
 import json, sys, time
 from clock import SimClock
-import islport
+import islstart
 cfg = json.load(open(sys.argv[1]))
 clock = SimClock(start_epoch=cfg["epoch"], start_ms=cfg.get("t0", 0))
-p = islport.HubPort(cfg["hub"], cfg["sat"], clock)
+p = islstart.connect(cfg["hub"], cfg["sat"], clock)
 out = {"joined_at": clock.now_ms(), "L": p.lookahead_ms, "acts": [], "woken": []}
 p.on_arrival = lambda: out["woken"].append(clock.now_ms())
 ids = []
 
 def show(data):
     return data if isinstance(data, str) else "bytes:" + data.decode()
+
+def notify():                # as the node's loop does after an advance
+    if p.arrived:
+        p.arrived = False
+        if p.on_arrival is not None:
+            p.on_arrival()
 
 def take(got):
     m = p.recv()
@@ -57,14 +63,14 @@ for act in cfg["acts"]:
         got = []
         while clock.now_ms() < act[1] and p.stopped is None:
             p.advance(act[1])
-            p.notify()
+            notify()
             take(got)
         out["acts"].append(got)
     elif op == "wait":      # towards act[1], until the first arrival
         got = []
         while clock.now_ms() < act[1] and not got and p.stopped is None:
             p.advance(act[1])
-            p.notify()
+            notify()
             take(got)
         out["acts"].append([clock.now_ms(), got])
     elif op == "pace":      # on to act[1] in steps of act[2] ms, act[3] wall ms apart
@@ -86,7 +92,7 @@ for act in cfg["acts"]:
         out["acts"].append(p.neighbours())
 out["end"] = clock.now_ms()
 out["stopped"] = p.stopped
-p.close(bye=True)
+islstart.bye(p)
 print(json.dumps(out))
 """
 

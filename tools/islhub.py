@@ -76,7 +76,7 @@ import time
 import islnet
 from clock import SimClock
 
-MAX_LINE = 1 << 20          # one request at most this long (a message's data inside)
+MAX_LINE = 4 << 20          # one request at most this long (a message's data inside, base64)
 HORIZON_CAP_MS = 600000     # no horizon reaches further than this past the node's time: what a
                             # node that comes back after it was gone may have to skip at most
 FLEET_KINDS = ("lost", "partition", "isl_down")

@@ -1,0 +1,56 @@
+"""Joining and leaving the fleet's ISL hub (tools/islhub.py): an overlay of
+sim/islport.py, loaded for it and dropped after (what a running node does
+not need stays out of its heap). Portable.
+
+    port = connect("127.0.0.1:4000", "99901", clock, beat=None)
+        -> an islport.HubPort, joined as that satellite; the clock moved on to
+           where the hub says this node carries on (never back)
+    bye(port)   -> at the node's end: tell the hub (it need not wait for it), close
+"""
+try:
+    import select
+except ImportError:  # pragma: no cover
+    import uselect as select
+import socket
+
+from islport import HubPort
+
+
+def connect(address, sat_id, clock, beat=None):
+    if not isinstance(address, str) or ":" not in address:
+        raise ValueError("--isl must be HOST:PORT, not %r" % (address,))
+    host, _, port = address.rpartition(":")
+    ai = socket.getaddrinfo(host, int(port))[0]
+    s = socket.socket(ai[0], socket.SOCK_STREAM)
+    s.connect(ai[-1])
+    try:
+        s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (Linux): one line each way, at once
+    except OSError:
+        pass
+    p = HubPort()
+    p.sat_id = sat_id
+    p.clock = clock
+    p.beat = beat
+    p.sock = s
+    p.rfile = s.makefile("rb") if hasattr(s, "recv_into") else s
+    p.poll = select.poll()
+    p.poll.register(s, select.POLLIN)
+    p.horizon = 0
+    reply = p._ask({"op": "join", "sat": sat_id, "t": clock.now_ms()})
+    p.lookahead_ms = reply["L"]
+    p.horizon = reply["h"]
+    clock.advance_to(reply["t"])
+    return p
+
+
+def bye(port):
+    if port.stopped is None:
+        try:
+            port._ask({"op": "bye", "t": port.clock.now_ms()})
+        except (OSError, ValueError):
+            pass
+        port.stopped = "closed"
+    try:
+        port.sock.close()
+    except OSError:
+        pass
