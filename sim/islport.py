@@ -6,7 +6,9 @@ Joining and leaving are sim/islstart.py (an overlay: loaded, used, dropped).
 
     port = islstart.connect("127.0.0.1:4000", "99901", clock, beat=None)   # joins; the clock may move on
     port.send(dest, data) / status(msg_id) / recv() / link(dest) / neighbours()   (lib/isl.py)
-    port.on_arrival = None or fn()   # called by the node's loop when messages have arrived
+    port.on_arrival = None or fn()   # called by the node's loop (wait) when messages have arrived
+    port.wait(t_ms)      -> the node's clock.wait_until with --isl (islstart.join)
+    port.reset()         -> a reset of the computer: what arrived and was not read is gone
     port.advance(t_ms)   -> the clock's time after it: t_ms, or sooner when a message
                             arrived first (it is in recv() then, and port.arrived is
                             True); port.stopped is set ("lost") when the hub stopped
@@ -55,6 +57,28 @@ class HubPort:
         if "err" in reply:
             raise ValueError("ISL hub: %s" % reply["err"])
         return reply
+
+    def wait(self, t_ms):
+        """The node's clock.wait_until with --isl (islstart.join): only as far as the
+        hub lets it; sooner when a message arrives first (then on_arrival is
+        called and the wait ends), on through arrivals while the computer is
+        down (node.agent None: they go with its RAM). A satellite stopped by
+        the hub ends there (node.end_ms)."""
+        node = self.node
+        while self.clock.now_ms() < t_ms and self.stopped is None:
+            self.advance(t_ms)
+            if self.arrived and node.agent is not None:
+                self.arrived = False
+                if self.on_arrival is not None:
+                    self.on_arrival()
+                return
+        if self.stopped is not None and self.clock.now_ms() < node.end_ms:
+            node.end_ms = self.clock.now_ms()     # lost for good here: the node's run ends
+
+    def reset(self):
+        self.inbox = []
+        self.arrived = False
+        self.on_arrival = None
 
     def advance(self, t_ms):
         clock = self.clock

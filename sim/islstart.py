@@ -2,6 +2,7 @@
 sim/islport.py, loaded for it and dropped after (what a running node does
 not need stays out of its heap). Portable.
 
+    join(node, "127.0.0.1:4000")   # sim/nodestart.py: node.isl, its clock's waits through it
     port = connect("127.0.0.1:4000", "99901", clock, beat=None)
         -> an islport.HubPort, joined as that satellite; the clock moved on to
            where the hub says this node carries on (never back)
@@ -43,13 +44,23 @@ def connect(address, sat_id, clock, beat=None):
     return p
 
 
+def join(node, address):
+    """A node's start-up with --isl: node.isl joined as its satellite, and its
+    clock's waits (the node loop's wait_until) through the port's (HubPort.wait)."""
+    node._last_heartbeat = 0
+    port = connect(address, node.cfg["satellite_id"], node.clock, beat=node.heartbeat)
+    port.node = node
+    node.isl = port
+    node.clock.wait_until = port.wait
+
+
 def bye(port):
+    """At the node's end: tell the hub it has ended, close. `stopped` keeps what it was."""
     if port.stopped is None:
         try:
             port._ask({"op": "bye", "t": port.clock.now_ms()})
         except (OSError, ValueError):
             pass
-        port.stopped = "closed"
     try:
         port.sock.close()
     except OSError:

@@ -28,14 +28,16 @@ the node as a power-on. The exit summary carries what was injected
 
 --isl joins the fleet's ISL hub (tools/islhub.py) as this node's satellite:
 the agent gets its port (sim/islport.py, the lib/isl.py interface) as
-`ag.isl`, and the node's clock moves only as far as the hub lets it (one
-timeline for the fleet: never past a moment at which a message could still
-reach it; woken early by an arrival, when the port calls its `on_arrival`).
+`ag.isl`, and the node's clock waits (islport.HubPort.wait) only as far as the
+hub lets it: one timeline for the fleet, never past a moment at which a
+message could still reach it; a wait ends early when a message arrives, and
+the port's `on_arrival` is called then, between scheduler rounds. A
+satellite the fleet lost for good ends at that time (exit 4, its summary
+says "stopped": "lost").
 
 Exit codes: 0 --until-idle reached, 2 start-up error (bad arguments, an
 unreadable or invalid file, a heap too small to start), 4 the end time
-(--hours from the first start, or --until) reached, 5 the fleet's hub stopped
-this satellite (lost for good at that time). Anything else is a crash
+(--hours from the first start, or --until) reached. Anything else is a crash
 (`umbra agent run` restarts the node).
 """
 import gc
@@ -132,25 +134,7 @@ class Node:
             except Exception:
                 pass
         self.agent = None
-        self.advance(self.clock.now_ms() + REBOOT_MS, through=True)
-
-    def advance(self, t_ms, through=False):
-        """Move the clock to t_ms; with --isl only as far as the fleet's hub lets
-        it: sooner when a message arrives first (then the port's on_arrival is
-        called), never past the moment the hub stops this satellite. With
-        `through` (the computer is down) on to t_ms whatever arrives."""
-        isl = self.isl
-        if isl is None:
-            self.clock.wait_until(t_ms)
-            return
-        while True:
-            isl.advance(t_ms)
-            if not through or isl.stopped is not None or self.clock.now_ms() >= t_ms:
-                break
-        if isl.arrived and not through:  # messages came in: wake whoever waits for them
-            isl.arrived = False
-            if isl.on_arrival is not None:
-                isl.on_arrival()
+        self.clock.wait_until(self.clock.now_ms() + REBOOT_MS)
 
     def reset(self, cause):
         self._down(cause)
@@ -195,8 +179,6 @@ class Node:
                 return 0
             if now >= self.end_ms:
                 return 4
-            if self.isl is not None and self.isl.stopped is not None:
-                return 5  # the fleet lost this satellite here (a scripted loss)
             nxt = sched.next_wake_ms()
             if nxt is None:
                 nxt = now + 1000
@@ -207,7 +189,7 @@ class Node:
                 if lag > 0:
                     _sleep_ms(int(lag))
             if nxt > now:
-                self.advance(nxt)
+                self.clock.wait_until(nxt)  # with --isl: sooner if a message arrives first
                 nxt = self.clock.now_ms()
                 if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
                     self.sync_world(force=True)

@@ -95,13 +95,10 @@ def setup(node, args, reboot_ms, echo):
         node.end_ms = int((timeutil.parse_iso(args["until"]) - saved["start"]) * 1000)
     else:
         node.end_ms = int((saved["end"] - saved["start"]) * 1000)
-    node.isl = None
-    if "isl" in args:  # one clock for the fleet: join its ISL hub, carry on where it says
+    if "isl" in args:  # one clock for the fleet: join its ISL hub (sim/islstart.py, an overlay)
         loaded = "islstart" in sys.modules
         import islstart
-        node._last_heartbeat = 0
-        node.isl = islstart.connect(args["isl"], node.cfg["satellite_id"], node.clock,
-                                    beat=node.heartbeat)
+        islstart.join(node, args["isl"])
         if not loaded and sys.implementation.name == "micropython":
             del sys.modules["islstart"]
     node.injector = None
@@ -151,13 +148,11 @@ def boot(node, cause):
     sensors = hal.sim_sensors(node.sat)
     if inj is not None:  # its timed faults fire between rounds: no link-down hint, every round stays
         sensors.link_down_ms = None
-    if node.isl is not None:  # what the radio held in RAM went with the computer
-        node.isl.inbox = []
-        node.isl.arrived = False
-        node.isl.on_arrival = None
+    isl = getattr(node, "isl", None)  # (only with --isl: an attribute more costs a node heap)
+    if isl is not None:
+        isl.reset()  # what the radio held in RAM goes with the computer
     node.agent = Agent(node.cfg, node.clock, sensors, link,
-                       node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs,
-                       isl=node.isl)
+                       node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs, isl=isl)
     node.agent.journal.on_commit = node.sync_world
     node.watchdog = watchdog
     lazywatch.install(node.agent)  # the watchdog ticks no task can miss are skipped
@@ -188,11 +183,10 @@ def _read_json(path, what):
 def summary(node, code, heap_free):
     """The exit summary line's document (node.py's main prints it); with --isl,
     tells the hub first that this node has ended."""
-    if node.isl is not None:
-        stopped = node.isl.stopped
+    isl = getattr(node, "isl", None)
+    if isl is not None:
         import islstart
-        islstart.bye(node.isl)
-        node.isl.stopped = stopped
+        islstart.bye(isl)
     st = node.agent.state
     return {"node": node.cfg["agent_id"], "exit": code, "seq": st["seq"],
             "outbox": node.agent.journal.pending(), "mode": st["mode"],
@@ -202,5 +196,5 @@ def summary(node, code, heap_free):
             "heap_free": heap_free, "reboots": node.reboots,
             "heap_peak": node.heap_peak if node.heap_watch else None,
             "faults": node.injector.report() if node.injector else None,
-            "isl": node.isl.counts if node.isl else None, "stopped": node.isl.stopped if node.isl else None,
+            "isl": isl and isl.counts, "stopped": isl and isl.stopped,
             "sim_time": timeutil.iso_utc(node.clock.epoch())}

@@ -333,7 +333,7 @@ def test_a_fleet_of_unchanged_agents_runs_on_one_clock_and_a_lost_satellite_stop
     for sid in TRAIN[:3]:
         assert rows[sid]["exit"] == 4 and rows[sid]["sim_time"] == end, rows[sid]
     lost = rows["99904"]
-    assert lost["exit"] == 5 and lost["lost"] and lost["restarts"] == 0
+    assert lost["exit"] == 4 and lost["lost"] and lost["restarts"] == 0
     assert lost["sim_time"] == timeutil.iso_utc(world.start + 1800)
     assert report["hub"]["error"] is None
     events, _ = _check_lockstep(report["hub_log"], report["hub"]["lookahead_ms"])

@@ -20,7 +20,7 @@ thread of this process) over the world's contact plan: the fleet on one
 timeline, messages between agents through their `ag.isl` ports. Fleet
 faults in `faults` (kinds lost, partition, isl_down: islhub.py) go to the
 hub, the others to the node's own injector (sim/faults.py). A satellite lost
-for good stops at that time (exit 5, outcome done, `lost` true) and is not
+for good stops at that time (exit 4, outcome done, `lost` true) and is not
 restarted. `hub_log` writes the hub's lockstep log to WORKDIR/islhub.log.
 
 A run in a workdir where the nodes ran before carries on from their world
@@ -95,7 +95,7 @@ class FleetRun:
         for m in members:
             argv, env = self._member_node(m)
             self.procs[m["satellite_id"]] = NodeProcess(argv, env, watchdog_s=self.watchdog_s,
-                                                        cause_arg="--reset-cause", done_codes=(0, 4, 5))
+                                                        cause_arg="--reset-cause")
         codes = {}
         threads = []
         t0 = time.monotonic()
