@@ -65,9 +65,13 @@ class HubPort:
         down (node.agent None: they go with its RAM). A satellite stopped by
         the hub ends there (node.end_ms)."""
         node = self.node
+        if node.agent is None:  # the computer is down: what the radio held goes with its RAM
+            self.reset()
         while self.clock.now_ms() < t_ms and self.stopped is None:
             self.advance(t_ms)
-            if self.arrived and node.agent is not None:
+            if node.agent is None:
+                self.reset()    # and so does what arrives while it is down
+            elif self.arrived:
                 self.arrived = False
                 if self.on_arrival is not None:
                     self.on_arrival()

@@ -13,6 +13,7 @@ try:
 except ImportError:  # pragma: no cover
     import uselect as select
 import socket
+import sys
 
 from islport import HubPort
 
@@ -45,17 +46,26 @@ def connect(address, sat_id, clock, beat=None):
 
 
 def join(node, address):
-    """A node's start-up with --isl: node.isl joined as its satellite, and its
-    clock's waits (the node loop's wait_until) through the port's (HubPort.wait)."""
+    """A node's start-up with --isl (sim/nodestart.py): node.isl joined as its
+    satellite, and its clock's waits (the node loop's wait_until) through the
+    port's (HubPort.wait). Then this module leaves the heap (an overlay)."""
     node._last_heartbeat = 0
     port = connect(address, node.cfg["satellite_id"], node.clock, beat=node.heartbeat)
     port.node = node
     node.isl = port
     node.clock.wait_until = port.wait
+    _drop()
+
+
+def _drop():
+    if sys.implementation.name == "micropython":
+        sys.modules.pop("islstart", None)
 
 
 def bye(port):
-    """At the node's end: tell the hub it has ended, close. `stopped` keeps what it was."""
+    """At the node's end: tell the hub it has ended, close. Returns what the exit
+    summary says of it: the port's counts and "stopped" (None, or "lost" when
+    the hub stopped this satellite)."""
     if port.stopped is None:
         try:
             port._ask({"op": "bye", "t": port.clock.now_ms()})
@@ -65,3 +75,6 @@ def bye(port):
         port.sock.close()
     except OSError:
         pass
+    out = dict(port.counts)
+    out["stopped"] = port.stopped
+    return out

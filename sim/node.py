@@ -33,7 +33,7 @@ hub lets it: one timeline for the fleet, never past a moment at which a
 message could still reach it; a wait ends early when a message arrives, and
 the port's `on_arrival` is called then, between scheduler rounds. A
 satellite the fleet lost for good ends at that time (exit 4, its summary
-says "stopped": "lost").
+says "isl": {..., "stopped": "lost"}).
 
 Exit codes: 0 --until-idle reached, 2 start-up error (bad arguments, an
 unreadable or invalid file, a heap too small to start), 4 the end time

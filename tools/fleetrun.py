@@ -130,7 +130,7 @@ class FleetRun:
                          "batches": stats.get("batches"), "events_sent": stats.get("events_sent"),
                          "heap_peak": summary.get("heap_peak"), "sim_time": summary.get("sim_time"),
                          "link_error": summary.get("link_error"), "isl": summary.get("isl"),
-                         "lost": summary.get("stopped") == "lost"})
+                         "lost": (summary.get("isl") or {}).get("stopped") == "lost"})
         out = {"wall_s": wall, "start": _iso(self.world.start), "hours": self.world.hours,
                "satellites": rows}
         if self.hub is not None:

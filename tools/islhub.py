@@ -39,7 +39,8 @@ within `grace_s` of the hub's start is gone too.
 **Fleet faults** (`faults`: satellite -> [fault]), times in s after `start`:
   {"kind": "lost", "at_s": T}                    the satellite is lost for good at T: its
                                                   links go down and its node ends at T (exit 4,
-                                                  "stopped": "lost"); it never joins again
+                                                  its summary's isl: "stopped": "lost");
+                                                  it never joins again
   {"kind": "partition", "at_s": T, "for_s": D}   all its links down over [T, T + D]
   {"kind": "isl_down", "peer": ID, "at_s": T, "for_s": D}   the pair's link down over [T, T + D]
 Links down are cut out of the contact plan (islnet.cut): no route through
