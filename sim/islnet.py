@@ -53,31 +53,68 @@ class Network:
 
     def send(self, src, dst, data):
         self.deliver_due()
-        now = self.now()
         if src == dst:
             raise ValueError("a satellite does not send to itself")
-        snap = self.router.snapshot(src, dst, now, len(data) / 1e6)
-        if snap is None:
+        out = self.transmit(src, dst, len(data), self.now())
+        if out is None:
             self.no_route += 1
             return None
-        mb = len(data) / 1e6
-        ready = now
-        outcome = isl.DELIVERED
-        path = snap["path"]
-        for k in range(len(path) - 1):
-            w = self.router.window_at(path[k], path[k + 1], now)   # the link this hop was routed over
-            h = send_in_window(w, ready, mb) if w is not None and ready < w["end"] else None
-            if h is None or h["depart"] > ready:
-                outcome = isl.LOST           # the link closed before the message passed
-                ready = w["end"] if w is not None and w["end"] > ready else ready
-                break
-            ready = h["arrival"]
+        ready, outcome = out
         msg_id = self.next_id
         self.next_id += 1
         self.sent += 1
         self.status[msg_id] = isl.SENDING
         heapq.heappush(self.pending, (self._ms(ready), msg_id, dst, src, data, outcome))
         return msg_id
+
+    def transmit(self, src, dst, size, t):
+        """A message of `size` bytes sent from src to dst at t (Unix s): None when no
+        route exists at t, else (the time it arrives or is lost, Unix s;
+        isl.DELIVERED or isl.LOST). Changes nothing: the hub (tools/islhub.py)
+        asks it at each sender's own time."""
+        mb = size / 1e6
+        snap = self.router.snapshot(src, dst, t, mb)
+        if snap is None:
+            return None
+        ready = t
+        outcome = isl.DELIVERED
+        path = snap["path"]
+        for k in range(len(path) - 1):
+            w = self.router.window_at(path[k], path[k + 1], t)   # the link this hop was routed over
+            h = send_in_window(w, ready, mb) if w is not None and ready < w["end"] else None
+            if h is None or h["depart"] > ready:
+                outcome = isl.LOST           # the link closed before the message passed
+                ready = w["end"] if w is not None and w["end"] > ready else ready
+                break
+            ready = h["arrival"]
+        return ready, outcome
+
+    def link_at(self, src, dst, t):
+        """lib/isl.py link() of src to dst at t (Unix s)."""
+        snap = self.router.snapshot(src, dst, t, 0)
+        if snap is None:
+            return None
+        lat = 0.0
+        bw = None
+        q = None
+        for h in snap["hops"]:
+            lat += h["latency_ms"]
+        for k in range(len(snap["path"]) - 1):
+            w = self.router.window_at(snap["path"][k], snap["path"][k + 1], t)
+            m = segment_at(w, t)
+            b = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
+            bw = b if bw is None or b < bw else bw
+            qq = w["quality"][m] if w["quality"] else w["quality_min"]
+            q = qq if q is None or qq < q else q
+        return {"hops": len(snap["path"]) - 1, "latency_ms": lat, "bandwidth_mbps": bw, "quality": q}
+
+    def neighbours_at(self, sat_id, t):
+        """lib/isl.py neighbours() of sat_id at t (Unix s)."""
+        out = []
+        for v in self.router.adj[sat_id]:
+            if self.router.window_at(sat_id, v, t) is not None:
+                out.append(v)
+        return out
 
     def deliver_due(self):
         """Settle every message whose arrival or loss time has come."""
@@ -119,28 +156,73 @@ class Port:
         return box.pop(0) if box else None
 
     def link(self, dest):
-        snap = self.net.path_now(self.sat_id, dest)
-        if snap is None:
-            return None
-        now = self.net.now()
-        lat = 0.0
-        bw = None
-        q = None
-        for h in snap["hops"]:
-            lat += h["latency_ms"]
-        for k in range(len(snap["path"]) - 1):
-            w = self.net.router.window_at(snap["path"][k], snap["path"][k + 1], now)
-            m = segment_at(w, now)
-            b = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
-            bw = b if bw is None or b < bw else bw
-            qq = w["quality"][m] if w["quality"] else w["quality_min"]
-            q = qq if q is None or qq < q else q
-        return {"hops": len(snap["path"]) - 1, "latency_ms": lat, "bandwidth_mbps": bw, "quality": q}
+        return self.net.link_at(self.sat_id, dest, self.net.now())
 
     def neighbours(self):
-        now = self.net.now()
+        return self.net.neighbours_at(self.sat_id, self.net.now())
+
+
+def lookahead_ms(plan):
+    """The least time any message takes between two satellites of the plan (whole
+    ms, at least 1): the lowest latency of any link at any sample (a message
+    also takes its transmission time; latency is linear between samples). A
+    message sent at t arrives no earlier than t + this: the lookahead of the
+    fleet's lockstep (tools/islhub.py)."""
+    low = None
+    for w in plan["windows"]:
+        for lat in w["latency_ms"]:
+            if low is None or lat < low:
+                low = lat
+    return max(1, int(low)) if low is not None else 1
+
+
+def cut(plan, outages):
+    """The plan with links taken down: `outages` is [(sats, t0, t1)], Unix s, where
+    `sats` is one satellite id (all its links: a partition, or a satellite
+    lost for good with t1 None) or a pair (a, b) (that pair's link). Each
+    window loses the part inside [t0, t1]; what remains keeps its samples,
+    with the cut edges interpolated."""
+    windows = plan["windows"]
+    for sats, t0, t1 in outages:
         out = []
-        for v in self.net.router.adj[self.sat_id]:
-            if self.net.router.window_at(self.sat_id, v, now) is not None:
-                out.append(v)
-        return out
+        for w in windows:
+            if isinstance(sats, tuple):
+                hit = (w["a"], w["b"]) in (sats, (sats[1], sats[0]))
+            else:
+                hit = sats in (w["a"], w["b"])
+            if not hit or w["end"] <= t0 or (t1 is not None and w["start"] >= t1):
+                out.append(w)
+                continue
+            if w["start"] < t0:
+                out.append(_part(w, w["start"], t0))
+            if t1 is not None and w["end"] > t1:
+                out.append(_part(w, t1, w["end"]))
+        windows = out
+    windows.sort(key=lambda w: w["start"])
+    res = dict(plan)
+    res["windows"] = windows
+    return res
+
+
+def _part(w, s, e):
+    """Window w over [s, e] (inside it): samples inside kept, the edges interpolated."""
+    ts = [s] + [t for t in w["t"] if s < t < e] + [e]
+
+    def at(key, t):
+        vals = w[key]
+        src = w["t"]
+        m = segment_at(w, t)
+        if len(src) < 2 or src[m + 1] <= src[m]:
+            return vals[m]
+        f = min(1.0, max(0.0, (t - src[m]) / (src[m + 1] - src[m])))
+        return vals[m] + (vals[m + 1] - vals[m]) * f
+
+    segs = [segment_at(w, (ts[k] + ts[k + 1]) / 2.0) for k in range(len(ts) - 1)]
+    seg_q = [w["quality"][m] for m in segs]
+    return {"a": w["a"], "b": w["b"], "start": s, "end": e, "t": ts,
+            "distance_km": [at("distance_km", t) for t in ts],
+            "dark": [w["dark"][min(segment_at(w, t), len(w["dark"]) - 1)] for t in ts],
+            "latency_ms": [at("latency_ms", t) for t in ts], "quality": seg_q,
+            "bandwidth_mbps": [w["bandwidth_mbps"][m] for m in segs],
+            "quality_min": min(seg_q) if seg_q else w["quality_min"],
+            "quality_max": max(seg_q) if seg_q else w["quality_max"]}

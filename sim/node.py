@@ -4,7 +4,7 @@ MicroPython process, on the simulated clock, talking to a real Console.
     micropython sim/node.py --config CFG.json --world DIR (--tle FILE | restored)
                             [--start ISO] [--hours H] [--until ISO] [--speed X]
                             [--bus JSON] [--until-idle] [--faults FILE.json [--seed S]]
-                            [--heap-watch]
+                            [--heap-watch] [--isl HOST:PORT]
 
 Start-up (the arguments, the world, the satellite) is sim/nodestart.py, loaded
 for it and dropped after (docs/sim.md "Memory").
@@ -25,6 +25,15 @@ the journal's file system, the link and the sensors are wrapped, the
 injector fires timed faults between scheduler rounds, and a power cut resets
 the node as a power-on. The exit summary carries what was injected
 ("faults"); each injection is also a {"fault": ...} line as it happens.
+
+--isl joins the fleet's ISL hub (tools/islhub.py) as this node's satellite:
+the agent gets its port (sim/islport.py, the lib/isl.py interface) as
+`ag.isl`, and the node's clock waits (islport.HubPort.wait) only as far as the
+hub lets it: one timeline for the fleet, never past a moment at which a
+message could still reach it; a wait ends early when a message arrives, and
+the port's `on_arrival` is called then, between scheduler rounds. A
+satellite the fleet lost for good ends at that time (exit 4, its summary
+says "isl": {..., "stopped": "lost"}).
 
 Exit codes: 0 --until-idle reached, 2 start-up error (bad arguments, an
 unreadable or invalid file, a heap too small to start), 4 the end time
@@ -180,7 +189,8 @@ class Node:
                 if lag > 0:
                     _sleep_ms(int(lag))
             if nxt > now:
-                self.clock.wait_until(nxt)
+                self.clock.wait_until(nxt)  # with --isl: sooner if a message arrives first
+                nxt = self.clock.now_ms()
                 if nxt - self.last_sync_ms >= WORLD_SYNC_MS:
                     self.sync_world(force=True)
                     # keep the windows of the last hour and ahead

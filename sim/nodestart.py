@@ -95,6 +95,8 @@ def setup(node, args, reboot_ms, echo):
         node.end_ms = int((timeutil.parse_iso(args["until"]) - saved["start"]) * 1000)
     else:
         node.end_ms = int((saved["end"] - saved["start"]) * 1000)
+    if "isl" in args:  # one clock for the fleet: join its ISL hub (an overlay)
+        __import__("islstart").join(node, args["isl"])
     node.injector = None
     node.power_cut = ()   # the exception a power cut raises: none without --faults
     if "faults" in args:
@@ -142,8 +144,8 @@ def boot(node, cause):
     sensors = hal.sim_sensors(node.sat)
     if inj is not None:  # its timed faults fire between rounds: no link-down hint, every round stays
         sensors.link_down_ms = None
-    node.agent = Agent(node.cfg, node.clock, sensors, link,
-                       node.cfg["storage_root"], watchdog=watchdog, reset_cause=cause, fs=fs)
+    node.agent = Agent(node.cfg, node.clock, sensors, link, node.cfg["storage_root"], watchdog=watchdog,
+                       reset_cause=cause, fs=fs, isl=getattr(node, "isl", None))
     node.agent.journal.on_commit = node.sync_world
     node.watchdog = watchdog
     lazywatch.install(node.agent)  # the watchdog ticks no task can miss are skipped
@@ -182,4 +184,5 @@ def summary(node, code, heap_free):
             "heap_free": heap_free, "reboots": node.reboots,
             "heap_peak": node.heap_peak if node.heap_watch else None,
             "faults": node.injector.report() if node.injector else None,
+            "isl": getattr(node, "isl", None) and __import__("islstart").bye(node.isl),
             "sim_time": timeutil.iso_utc(node.clock.epoch())}

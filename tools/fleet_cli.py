@@ -8,7 +8,8 @@
 With --agents it also runs every satellite's unchanged firmware under the
 MicroPython unix port, each as a node of its own, over the horizon against a
 fresh Console (tools/fleetrun.py; its database and the nodes' flash under
---dir, default var/fleet), and prints each agent's run.
+--dir, default var/fleet), all on one clock through the fleet's ISL hub
+(tools/islhub.py), and prints each agent's run.
 
 A bad fleet file (duplicate satellite ids, unknown roles, orbits that do not
 parse, an empty fleet) is one line naming the satellite and exit 2; nothing
@@ -192,6 +193,11 @@ def fleet(fleet_file, hours, start, at_opts, route_opts, data_mb, as_json, run_a
     if agents is not None:
         click.echo("\n%d agents, %g h of simulated time in %.1f s wall" % (len(agents["satellites"]), hours,
                                                                        agents["wall_s"]))
+        hub = agents.get("hub")
+        if hub:
+            click.echo("one clock (ISL hub, lookahead %d ms): %d releases; ISL messages %d sent, %d delivered,"
+                       " %d lost, %d without a route" % (hub["lookahead_ms"], hub["releases"], hub["sent"],
+                                                         hub["delivered"], hub["lost"], hub["no_route"]))
         click.echo("%-10s %-8s %5s %5s %6s %7s %9s  %s" % ("agent", "outcome", "boots", "polls", "events",
                                                             "heap KiB", "ended at", ""))
         for a in agents["satellites"]:

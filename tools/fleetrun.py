@@ -7,10 +7,21 @@ reset like `umbra agent run --sim` (tools/agent_cli.NodeProcess), so the
 reset of one drops only that node's RAM; the others run on.
 
     run = FleetRun(world, ground, workdir, mpy_dir=..., heap="256K", heap_watch=False,
-                   faults={"99902": [{"kind": "reset", "at_s": 3600}]}, until_s=None)
+                   faults={"99902": [{"kind": "reset", "at_s": 3600},
+                                     {"kind": "partition", "at_s": 7200, "for_s": 600}]},
+                   until_s=None, isl=True, hub_log=False, grace_s=10.0)
     report = run.run()  -> {"wall_s", "satellites": [{satellite_id, agent_id, exit,
                             outcome, boots, reboots, restarts, polls, batches,
-                            heap_peak, sim_time, link_error}]}
+                            heap_peak, sim_time, link_error, isl, lost}],
+                            "hub": tools/islhub.py Hub.stats(), "hub_log"}
+
+With `isl` (the default) every node joins one ISL hub (tools/islhub.py, a
+thread of this process) over the world's contact plan: the fleet on one
+timeline, messages between agents through their `ag.isl` ports. Fleet
+faults in `faults` (kinds lost, partition, isl_down: islhub.py) go to the
+hub, the others to the node's own injector (sim/faults.py). A satellite lost
+for good stops at that time (exit 4, outcome done, `lost` true) and is not
+restarted. `hub_log` writes the hub's lockstep log to WORKDIR/islhub.log.
 
 A run in a workdir where the nodes ran before carries on from their world
 stores (stop one with until_s, or kill it): the fleet's physics and orbits
@@ -24,6 +35,7 @@ import os
 import threading
 import time
 
+from tools import islhub
 from tools.agent_cli import NodeProcess
 from tools.console import catalog
 from tools.scenario import Node
@@ -31,14 +43,20 @@ from tools.scenario import Node
 
 class FleetRun:
     def __init__(self, world, ground, workdir, mpy_dir=None, heap=None, heap_watch=False,
-                 faults=None, watchdog_s=60.0, until_s=None):
+                 faults=None, watchdog_s=60.0, until_s=None, isl=True, hub_log=False, grace_s=10.0):
         self.world = world
         self.ground = ground
         self.workdir = str(workdir)
         self.mpy_dir = mpy_dir
         self.heap = heap
         self.heap_watch = heap_watch
-        self.faults = faults or {}
+        ids = [m["satellite_id"] for m in world.members]
+        # fleet faults (lost, partition, isl_down) go to the hub, the others to each node's injector
+        self.fleet_faults, self.faults = islhub.split_faults(faults, ids)
+        self.isl = isl                     # one clock for the fleet: every node joins the ISL hub
+        self.hub_log = os.path.join(self.workdir, "islhub.log") if hub_log else None
+        self.grace_s = grace_s             # wall s the hub holds the others for a node that went away
+        self.hub = None
         self.watchdog_s = watchdog_s       # wall seconds without a heartbeat (20 nodes share 2 cores)
         self.until_s = until_s             # stop this run here (s after the start); the next run carries on
         self.procs = {}
@@ -58,6 +76,8 @@ class FleetRun:
         argv[argv.index("--hours") + 1] = repr(self.world.hours)
         if self.until_s is not None:
             argv += ["--until", _iso(self.world.start + self.until_s)]
+        if self.hub is not None:
+            argv += ["--isl", self.hub.address]
         script = self.faults.get(m["satellite_id"])
         if script:
             path = os.path.join(str(node.dir), "faults.json")
@@ -68,6 +88,10 @@ class FleetRun:
 
     def run(self, max_restarts=5):
         members = self.world.members
+        if self.isl:
+            os.makedirs(self.workdir, exist_ok=True)
+            self.hub = islhub.Hub(self.world.plan, self.world.start, [m["satellite_id"] for m in members],
+                                  faults=self.fleet_faults, grace_s=self.grace_s, log_path=self.hub_log)
         for m in members:
             argv, env = self._member_node(m)
             self.procs[m["satellite_id"]] = NodeProcess(argv, env, watchdog_s=self.watchdog_s,
@@ -75,6 +99,8 @@ class FleetRun:
         codes = {}
         threads = []
         t0 = time.monotonic()
+        if self.hub is not None:
+            self.hub.start()
 
         def supervise(sid):
             codes[sid] = self.procs[sid].supervise(max_restarts=max_restarts)
@@ -89,6 +115,8 @@ class FleetRun:
         finally:
             for p in self.procs.values():
                 p.kill()
+            if self.hub is not None:
+                self.hub.stop()
         wall = time.monotonic() - t0
         rows = []
         for m in members:
@@ -101,9 +129,15 @@ class FleetRun:
                          "restarts": len(p.starts) - 1, "polls": stats.get("polls"),
                          "batches": stats.get("batches"), "events_sent": stats.get("events_sent"),
                          "heap_peak": summary.get("heap_peak"), "sim_time": summary.get("sim_time"),
-                         "link_error": summary.get("link_error")})
-        return {"wall_s": wall, "start": _iso(self.world.start), "hours": self.world.hours,
-                "satellites": rows}
+                         "link_error": summary.get("link_error"), "isl": summary.get("isl"),
+                         "lost": (summary.get("isl") or {}).get("stopped") == "lost"})
+        out = {"wall_s": wall, "start": _iso(self.world.start), "hours": self.world.hours,
+               "satellites": rows}
+        if self.hub is not None:
+            out["hub"] = self.hub.stats()
+            out["hub"]["error"] = self.hub.error
+            out["hub_log"] = self.hub_log
+        return out
 
 
 class _Dir(str):

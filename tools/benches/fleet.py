@@ -3,8 +3,9 @@
 arrival, and the route of the moment) on that plan under CPython and under
 the MicroPython unix port (a plan of BOARD_HOURS: what a board would hold), and 20 satellites x 24 h with every agent running
 the firmware (.mpy) under MicroPython against one real Console
-(tools/fleetrun.py) -- and the same with every link sensor held down (no
-exchange at all: what is left is the nodes' own work) -- and each agent's heap high-water mark in a 20-satellite
+(tools/fleetrun.py), on one clock through the ISL hub (tools/islhub.py) --
+and the same on free clocks without the hub, what the lockstep costs -- and
+each agent's heap high-water mark in a 20-satellite
 run of HEAP_HOURS (--heap-watch collects after every scheduler round, which
 is slow). Best of REPEAT where it is cheap: the machine is shared."""
 import json
@@ -102,17 +103,12 @@ print(json.dumps({"worst_us": worst}))
             "value": round(res.last_json["worst_us"] / 1000, 3), "unit": "ms"}
 
 
-def _fleet_run(hours, heap_watch, mpy_dir, link_down=False):
+def _fleet_run(hours, heap_watch, mpy_dir, isl=True):
     world = fleet.FleetWorld(_doc(), hours=hours)
-    faults = None
-    if link_down:   # the link sensor held down all along: what is left is the nodes' own work
-        down = [{"kind": "sensor", "sensor": "link", "mode": "stuck", "value": False,
-                 "at_s": 0, "for_s": hours * 3600 + 60}]
-        faults = dict((m["satellite_id"], down) for m in world.members)
     with tempfile.TemporaryDirectory() as d:
         ground = Ground(Path(d))
         try:
-            report = FleetRun(world, ground, d, mpy_dir=mpy_dir, heap_watch=heap_watch, faults=faults).run()
+            report = FleetRun(world, ground, d, mpy_dir=mpy_dir, heap_watch=heap_watch, isl=isl).run()
         finally:
             ground.close()
     bad = [r for r in report["satellites"] if r["outcome"] != "done" or r["exit"] != 4]
@@ -124,20 +120,24 @@ def _fleet_run(hours, heap_watch, mpy_dir, link_down=False):
 def run():
     figs = _plan_figures()
     mpy_dir = upy.compile_portable(os.path.join(ROOT, "build", "mpy"))
-    for down, label in ((False, "real Console"), (True, "link held down, no exchanges")):
+    for isl, label in ((True, "one clock (ISL hub)"), (False, "free clocks, no hub")):
         cpu0 = os.times()
-        report = _fleet_run(24.0, False, mpy_dir, link_down=down)
+        report = _fleet_run(24.0, False, mpy_dir, isl=isl)
         cpu1 = os.times()
         rows = report["satellites"]
-        figs.append({"name": "20 satellites x 24 h, every agent under MicroPython (.mpy), %s: wall" % label,
+        figs.append({"name": "20 satellites x 24 h, every agent under MicroPython (.mpy), real Console, %s: wall" % label,
                      "value": round(report["wall_s"], 1), "unit": "s"})
-        figs.append({"name": "  the same run: CPU of the nodes and the Console (user + system)",
+        figs.append({"name": "  the same run: CPU of the nodes, the hub and the Console (user + system)",
                      "value": round((cpu1.children_user + cpu1.children_system + cpu1.user + cpu1.system)
                                     - (cpu0.children_user + cpu0.children_system + cpu0.user + cpu0.system), 1),
                      "unit": "s"})
-        if not down:
-            figs.append({"name": "  the same run: polls + event batches, all agents",
-                         "value": sum((r["polls"] or 0) + (r["batches"] or 0) for r in rows), "unit": "requests"})
+        if isl:
+            hub = report["hub"]
+            figs.append({"name": "  the same run: lockstep releases (a node let on past its horizon), all nodes",
+                         "value": hub["releases"], "unit": "releases"})
+            figs.append({"name": "  the same run: the hub's own CPU (its thread)", "value": hub["cpu_s"], "unit": "s"})
+        figs.append({"name": "  the same run: polls + event batches, all agents",
+                     "value": sum((r["polls"] or 0) + (r["batches"] or 0) for r in rows), "unit": "requests"})
     report = _fleet_run(HEAP_HOURS, True, mpy_dir)
     peaks = sorted(r["heap_peak"] for r in report["satellites"] if r["heap_peak"])
     if len(peaks) != len(report["satellites"]):

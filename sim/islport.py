@@ -1,0 +1,158 @@
+"""A node's end of the fleet's ISL hub (tools/islhub.py): the lib/isl.py port
+interface, answered by the hub at this node's simulated time, and the
+lockstep that keeps the node's clock where no message can still reach it
+in its past. Portable (MicroPython unix port and CPython); loopback TCP.
+Joining and leaving are sim/islstart.py (an overlay: loaded, used, dropped).
+
+    port = islstart.connect("127.0.0.1:4000", "99901", clock, beat=None)   # joins; the clock may move on
+    port.send(dest, data) / status(msg_id) / recv() / link(dest) / neighbours()   (lib/isl.py)
+    port.on_arrival = None or fn()   # called by the node's loop (wait) when messages have arrived
+    port.wait(t_ms)      -> the node's clock.wait_until with --isl (islstart.join)
+    port.reset()         -> a reset of the computer: what arrived and was not read is gone
+    port.advance(t_ms)   -> the clock's time after it: t_ms, or sooner when a message
+                            arrived first (it is in recv() then, and port.arrived is
+                            True); port.stopped is set ("lost") when the hub stopped
+                            this satellite there
+    islstart.bye(port)   -> at the node's end: the hub no longer waits for it
+
+The node asks the hub only to go past its horizon (the time before which no
+message can reach it, given with every answer), so a node napping within it
+costs no exchange. While it waits for the hub it calls `beat()` about once
+a wall second (the node's heartbeat to its supervisor: waiting for the
+fleet is not a hang of its firmware).
+"""
+import json
+
+try:
+    import binascii
+except ImportError:  # pragma: no cover
+    import ubinascii as binascii
+
+KEEP_STATUS = 64      # the settle times of this many of the latest messages sent are kept
+MAX_DATA = 1 << 20    # one message at most this long (bytes)
+
+
+class HubPort:
+    # made by islstart.connect: sock, rfile, poll, sat_id, clock, beat, horizon, lookahead_ms
+    def __init__(self):
+        self.on_arrival = None
+        self.stopped = None
+        self.inbox = []
+        self.arrived = False
+        self.sent = {}          # msg id -> (ms it arrives or is lost, delivered?)
+        self.counts = {"sent": 0, "no_route": 0, "received": 0, "waits": 0}
+
+    def _ask(self, req, short=None):
+        self.sock.sendall(short or (json.dumps(req) + "\n").encode())
+        while not self.poll.poll(1000):
+            if self.beat is not None:
+                self.beat()
+        line = self.rfile.readline()
+        if not line:
+            raise OSError("the ISL hub closed the link")
+        if line[:2] == b"r ":      # the short answer to an advance: "r T H"
+            parts = line.split()
+            return {"t": int(parts[1]), "h": int(parts[2]), "m": ()}
+        reply = json.loads(line)
+        if "err" in reply:
+            raise ValueError("ISL hub: %s" % reply["err"])
+        return reply
+
+    def wait(self, t_ms):
+        """The node's clock.wait_until with --isl (islstart.join): only as far as the
+        hub lets it; sooner when a message arrives first (then on_arrival is
+        called and the wait ends), on through arrivals while the computer is
+        down (node.agent None: they go with its RAM). A satellite stopped by
+        the hub ends there (node.end_ms)."""
+        node = self.node
+        if node.agent is None:  # the computer is down: what the radio held goes with its RAM
+            self.reset()
+        while self.clock.now_ms() < t_ms and self.stopped is None:
+            self.advance(t_ms)
+            if node.agent is None:
+                self.reset()    # and so does what arrives while it is down
+            elif self.arrived:
+                self.arrived = False
+                if self.on_arrival is not None:
+                    self.on_arrival()
+                return
+        if self.stopped is not None and self.clock.now_ms() < node.end_ms:
+            node.end_ms = self.clock.now_ms()     # lost for good here: the node's run ends
+
+    def reset(self):
+        self.inbox = []
+        self.arrived = False
+        self.on_arrival = None
+
+    def advance(self, t_ms):
+        clock = self.clock
+        now = clock.now_ms()
+        if self.stopped is not None or t_ms <= now:
+            return now
+        if t_ms <= self.horizon:
+            clock.advance_to(t_ms)
+            return t_ms
+        self.counts["waits"] += 1
+        reply = self._ask(None, b"a %d %d\n" % (now, t_ms))
+        clock.advance_to(reply["t"])
+        self.horizon = reply["h"]
+        for src, _at, kind, data in reply["m"]:
+            self.inbox.append((src, data if kind == "s" else binascii.a2b_base64(data)))
+            self.counts["received"] += 1
+            self.arrived = True
+        if "stop" in reply:
+            self.stopped = reply["stop"]
+            self.sock.close()
+        return clock.now_ms()
+
+    # --- lib/isl.py ----------------------------------------------------------------------
+
+    def send(self, dest, data):
+        if not isinstance(dest, str) or dest == self.sat_id:
+            raise ValueError("dest must be another satellite's id (str)")
+        if isinstance(data, str):
+            req = {"op": "send", "t": self.clock.now_ms(), "to": dest, "s": data}
+        elif isinstance(data, (bytes, bytearray)):
+            req = {"op": "send", "t": self.clock.now_ms(), "to": dest,
+                   "b": binascii.b2a_base64(data).decode().strip()}
+        else:
+            raise ValueError("data must be bytes or str")
+        if len(data) > MAX_DATA:
+            raise ValueError("an ISL message is at most %d bytes" % MAX_DATA)
+        if self.stopped is not None:
+            return None
+        reply = self._ask(req)
+        if reply["h"] < self.horizon:
+            self.horizon = reply["h"]
+        mid = reply["id"]
+        if mid is None:
+            self.counts["no_route"] += 1
+            return None
+        self.counts["sent"] += 1
+        sent = self.sent
+        sent[mid] = (reply["at"], reply["ok"])
+        if len(sent) > KEEP_STATUS:
+            del sent[min(sent)]
+        return mid
+
+    def status(self, msg_id):
+        # lib/isl.py's SENDING, DELIVERED, LOST (not imported: its Sender would cost the heap)
+        got = self.sent.get(msg_id)
+        if got is None:
+            return "lost"
+        if self.clock.now_ms() < got[0]:
+            return "sending"
+        return "delivered" if got[1] else "lost"
+
+    def recv(self):
+        return self.inbox.pop(0) if self.inbox else None
+
+    def link(self, dest):
+        if self.stopped is not None:
+            return None
+        return self._ask({"op": "link", "t": self.clock.now_ms(), "to": dest})["link"]
+
+    def neighbours(self):
+        if self.stopped is not None:
+            return []
+        return self._ask({"op": "nb", "t": self.clock.now_ms()})["nb"]
