@@ -78,10 +78,15 @@ def _owner(cst, sid):
 
 
 def _queued(cst, entries):
-    """A copy of cst with notices queued: [dest, text, data MB to transfer, state]."""
+    """A copy of cst with notices queued: [dest, text, data MB to transfer,
+    the acknowledgement that settles it]."""
     new = dict(cst)
-    new["q"] = list(cst["q"]) + [[d, t, mb, None] for d, t, mb in entries]
+    new["q"] = list(cst["q"]) + [[d, t, mb, _ack_id(json.loads(t))] for d, t, mb in entries]
     return new
+
+
+def _ack_id(m):
+    return "%s:%s:%s" % (m.get("k"), m.get("s"), m.get("e"))
 
 
 def _msg(kind, me, sid, epoch, **extra):
@@ -251,19 +256,24 @@ def _satellite_complete(ag, job, ops):
 
 
 def settled(ag, job):
-    """No notice is left for a member that can still get it: every one was
-    delivered, or its satellite is silent and out of reach (a lost satellite
-    must not keep the others' part of the job open)."""
+    """No notice is left for a member that can still take it: every one was
+    acknowledged, or its satellite is silent (heard before, not for
+    silence_s; never heard, for unheard_s of trying): a lost satellite must
+    not keep the others' part of the job open."""
     cst = job["cst"]
     if not cst["q"]:
         return True
     now = ag.clock.now_ms()
     hbs = _hb(ag)
+    sent = _tx(ag).get("ids") or {}
     for entry in cst["q"]:
         hb = hbs.get(entry[0])
-        if hb is not None and now - hb[0] <= cst["quiet_s"] * 1000:
-            return False
-        if ag.isl.link(entry[0]) is not None:
+        if hb is not None:
+            if now - hb[0] <= cst["quiet_s"] * 1000:
+                return False
+            continue
+        live = sent.get(entry[0] + "|" + entry[1])
+        if live is None or now - live[3] < cst["unheard_s"] * 1000:
             return False
     return True
 
@@ -404,33 +414,41 @@ def _round(v):
 
 
 def _send_queue(ag, job, now):
-    """Notices in order of queueing, each until delivered; an entry that
-    carries data is an ISL transfer: sent after its transmission time on
-    the route, with its events."""
+    """Notices in order of queueing, each until its receiver acknowledges it
+    (a message delivered to a computer that was down is lost all the same);
+    an entry that carries data is an ISL transfer: sent after its
+    transmission time on the route, with its events, once. A notice waits
+    longer between tries each time (RETRY_MS doubling, up to 30 x)."""
     port = ag.isl
     cst = job["cst"]
-    sent = _tx(ag).setdefault("ids", {})  # queue index text -> [msg id, last try ms, link, t0]
-    delivered = []
+    tx = _tx(ag)
+    sent = tx.setdefault("ids", {})  # dest|text -> [msg id, last try ms, link, t0, tries, delivered]
+    acked = tx.get("acked") or ()
+    done = []
     for i, entry in enumerate(cst["q"]):
         dest, text, mb = entry[0], entry[1], entry[2]
-        key = dest + text
+        key = dest + "|" + text
         live = sent.get(key)
-        if live is not None and live[0] is not None:
+        if (dest, entry[3]) in acked:
+            done.append(i)
+            sent.pop(key, None)
+            if mb and live is not None and live[0] is not None and not live[5]:
+                _transfer_done(ag, dest, mb, live)  # its receipt came before we looked
+            continue
+        if live is not None and live[0] is not None and not live[5]:
             state = port.status(live[0])
-            if state == "delivered":
-                delivered.append(i)
-                if mb:
-                    _transfer_done(ag, dest, mb, live)
-                del sent[key]
-                continue
             if state == "sending":
                 continue
-        if live is not None and now - live[1] < RETRY_MS:
+            if state == "delivered":
+                live[5] = True
+                if mb:
+                    _transfer_done(ag, dest, mb, live)
+        if live is not None and now - live[1] < RETRY_MS * min(1 << live[4], 30):
             continue
         link = port.link(dest)
         if link is None:
             if live is None:
-                sent[key] = [None, now, None, now]
+                sent[key] = [None, now, None, now, 0, False]
             else:
                 live[1] = now
             continue
@@ -438,21 +456,21 @@ def _send_queue(ag, job, now):
             # the output goes out at the route's bandwidth: the radio is busy this long
             hold = int(mb * 8.0 / max(0.001, link.get("bandwidth_mbps") or 1.0) * 1000)
             if live is None:
-                live = sent[key] = [None, now, link, now]
+                live = sent[key] = [None, now, link, now, 0, False]
             else:
                 live[2], live[3] = link, now
-            live[1] = now - RETRY_MS + hold  # try the send itself once sent
+            live[1] = now - RETRY_MS + hold  # the send itself once sent
             _transfer_started(ag, dest, mb, link)
             continue
         mid = port.send(dest, text)
         if live is None:
-            sent[key] = [mid, now, link, now]
+            sent[key] = [mid, now, link, now, 0, False]
         else:
             live[0], live[1] = mid, now
-    if delivered:
-        q = [e for i, e in enumerate(cst["q"]) if i not in delivered]
+            live[4] += 1
+    if done:
         new = dict(cst)
-        new["q"] = q
+        new["q"] = [e for i, e in enumerate(cst["q"]) if i not in done]
         ag.journal.commit([["jset", "cst", new]])
 
 
@@ -556,12 +574,25 @@ def _own(ag, job, sid, epoch, ck, was):
 
 
 def _take(ag, src, data):
-    """One message from another satellite."""
+    """One message from another satellite; a notice is acknowledged once
+    taken (or known already), a heartbeat or an acknowledgement not."""
     try:
         m = json.loads(data)
         kind = m["k"]
     except (ValueError, KeyError, TypeError):
         return  # not ours, or mangled: dropped
+    if kind == "ack":
+        acked = _tx(ag).setdefault("acked", set())
+        acked.add((m.get("f") or src, m.get("a")))
+        return
+    _handle(ag, src, m, kind)
+    if kind != "hb":
+        me = ag.journal.state["job"]["cst"]["me"]
+        ag.isl.send(m.get("f") or src, json.dumps({"k": "ack", "f": me, "a": _ack_id(m)},
+                                                 separators=(",", ":")))
+
+
+def _handle(ag, src, m, kind):
     st = ag.journal.state
     job = st["job"]
     cst = job["cst"]
