@@ -29,7 +29,7 @@ print(json.dumps([got, loaded, sorted(sys.modules) == before,
 
 def test_every_overlay_the_agent_loads_leaves_nothing_behind(mpy):
     """Each of the agent's overlays, loaded and dropped as the agent does it."""
-    names = ["bootup", "accept", "contact", "deadletter", "workload", "transfer", "prim_eclipse",
+    names = ["bootup", "accept", "announce", "contact", "deadletter", "workload", "transfer", "prim_eclipse",
              "prim_window", "prim_pass", "handlers", "planner_rules"]
     res = mpy("""
 import sys, json, agent
