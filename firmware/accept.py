@@ -1,10 +1,9 @@
 """Taking a workload on board: screen it, then (once workload.check_on_board
 has validated it and checked its signature, with this module out of the
 heap) record the job in the journal and answer with job.accepted or
-job.failed; at the job's start, announce its placement, plan and predicted
-hazards. Functions of the agent (`ag`), loaded by its poll and execute tasks
-when a workload arrives or a job starts, dropped right after: a board holds
-none of this while it works."""
+job.failed (the job's start is announced by announce.py). Functions of the
+agent (`ag`), loaded by its poll task when a workload arrives, dropped right
+after: a board holds none of this while it works."""
 import timeutil
 
 HAZARD_SUMMARY = ("hazards_count", "checkpoints_count", "next_hazard", "max_safe_window_s",
@@ -163,33 +162,6 @@ def job_record(ag, spec, job, order, ctx):
             "plan_windows": _number(summary.get("windows_used"), 0),
             "plan_total_s": _number(summary.get("total_duration_s"), 0),
             "cancel": False}
-
-
-def announce(ag, job):
-    steps = ag.journal.state["steps"]
-    for step in job["steps"]:
-        if steps[step["id"]].get("placed"):
-            continue  # announced before a reset
-        ag.emit("placement.decided", step["id"],
-                  {"location": step["location"], "reason": step["reason"]},
-                  ops=[["st", step["id"], {"placed": True}]])
-    total = job["plan_total_s"] or sum(s["compute_s"] for s in job["steps"])
-    ag.emit("plan.created", payload={"segments": int(job["plan_segments"]),
-                                       "windows_used": int(job["plan_windows"]),
-                                       "total_duration_s": total})
-    # the hazard summary the plan predicted (its lists stay on the ground)
-    predicted = {"hazards": [], "checkpoint_schedule": []}
-    hazards = job.get("hazards") or {}
-    for key in HAZARD_SUMMARY:
-        predicted[key] = hazards.get(key) if hazards.get(key) is not None else \
-            (0 if key.endswith(("count", "fraction")) else None)
-    if job.get("cst") is not None:
-        from agent import _load, _unload
-        _load("cstplan").announce(ag, job)
-        _unload("cstplan")
-    # announced: what only the announcement needed leaves the job's record (RAM)
-    ag.emit("checkpoint.predicted", payload=predicted,
-            ops=[["jset", "phase", "run"], ["jset", "hazards", None], ["jset", "name", None]])
 
 
 def workload_step(step, placement, defaults):

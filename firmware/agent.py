@@ -350,8 +350,8 @@ class Agent:
                 yield sleep_ms(self.chunk_ms)  # no new work: the outbox must drain first
                 continue
             if phase == "accepted":
-                _load("accept").announce(self, job)
-                _unload("accept")
+                _load("announce").announce(self, job)
+                _unload("announce")
                 yield
             elif phase == "run":
                 step = self._next_step(job)

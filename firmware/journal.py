@@ -27,8 +27,10 @@ Operations:
     ["reseq", base]          the Console already holds seqs up to base (our store was
                              lost): renumber the unacknowledged outbox above it
 """
+import sys
+
 from spool import Spool, SpoolFull
-from store import Store
+from store import Store, encode, hold_opener
 
 
 def step_defaults():
@@ -112,7 +114,10 @@ class Journal:
     cut between the two appends is the same case. Flash is written twice;
     what is acknowledged survives a single upset of either copy."""
 
-    step_defaults = staticmethod(step_defaults)  # for accept.py (the module is not in sys.modules)
+    # for accept.py and journalopen.py (this module is not in sys.modules)
+    step_defaults = staticmethod(step_defaults)
+    fresh_state = staticmethod(fresh_state)
+    apply = staticmethod(apply)
 
     def __init__(self, root, max_log_bytes=16384, fs=None, max_record_bytes=MAX_RECORD,
                  max_snapshot_bytes=MAX_SNAPSHOT):
@@ -129,41 +134,18 @@ class Journal:
         self.out_of_sync = False
         self.after_commit = None  # the agent mirrors critical state into its TMR cells
 
-    def _load(self, store):
-        store.open()
-        state = fresh_state()
-        base = store.state
-        if isinstance(base, dict):
-            for key in base:
-                state[key] = base[key]
-        replayed = 0
-        for record in store.records():
-            if not isinstance(record, list):
-                continue
-            for op in record:
-                apply(state, op)
-            replayed += 1
-        return state, replayed
-
     def open(self):
         """Rebuild the state from the copy that got furthest (snapshot + records
-        since); bring the other copy level with it."""
-        best = None
-        loaded = []
-        for i, store in enumerate(self.stores):
-            state, replayed = self._load(store)
-            loaded.append((state, replayed))
-            if best is None or state["n"] > loaded[best][0]["n"]:
-                best = i
-        self.state, self.replayed = loaded[best]
-        self.store = self.stores[best]
-        self.repaired = None
-        for i, store in enumerate(self.stores):
-            if i != best and (loaded[i][0]["n"] != self.state["n"] or store.corrupt):
-                store.snapshot(self.state)  # rebuilt from the good copy
-                self.repaired = i
-        st = self.state
-        self.spool.open(st["seq"] - st["shift"], st["acked"] - st["shift"])
+        since); bring the other copy level with it. Code a board runs at its
+        boot only: firmware/journalopen.py (and the stores' lib/storeopen.py,
+        held for the three opens), loaded for the call, out of the heap after."""
+        import journalopen
+        del sys.modules["journalopen"]
+        hold_opener()
+        try:
+            journalopen.open_journal(self)
+        finally:
+            hold_opener(False)
         return self
 
     @property
@@ -222,8 +204,10 @@ class Journal:
         when due."""
         record = [["n", self.state["n"] + 1]]
         record.extend(ops)
+        encoded = encode(record)  # once for both copies (an accepted job's is the big one)
         for store in self.stores:
-            store.append(record)
+            store.append(record, encoded)
+        encoded = None
         try:
             for op in record:
                 apply(self.state, op)

@@ -3,6 +3,10 @@ when a fragmented heap has no block for a whole snapshot as one string.
 
     n = measure(obj)                       # bytes json.dump writes (pass 1)
     crc = write(obj, f, crc)               # the same bytes into f, CRC-32 on (pass 2)
+    crc = checksum(obj, crc)               # their CRC-32 alone, nothing written
+
+A snapshot writes its CRC after the bytes (it seeks back); a journal record,
+appended, needs it before them: checksum, then write (whose CRC must agree).
 
 json.dump makes the same bytes both times (the dict is not touched in
 between). Pieces are gathered in a 512-byte buffer, so flash sees a write per
@@ -20,10 +24,11 @@ BUF = 512
 
 
 class _Sink(IOBase):
-    def __init__(self, out, crc):
+    def __init__(self, out, crc, summing=True):
         self.out = out
         self.n = 0
         self.crc = crc
+        self.summing = summing  # CRC-32 on (always when writing)
         self.buf = bytearray(BUF) if out is not None else None
         self.fill = 0
 
@@ -32,9 +37,10 @@ class _Sink(IOBase):
             data = data.encode()
         k = len(data)
         self.n += k
+        if self.summing:
+            self.crc = binascii.crc32(data, self.crc) & 0xFFFFFFFF
         if self.out is None:
             return k
-        self.crc = binascii.crc32(data, self.crc) & 0xFFFFFFFF
         if self.fill + k > BUF:
             self.flush_buf()
         if k >= BUF:
@@ -51,9 +57,16 @@ class _Sink(IOBase):
 
 
 def measure(obj):
-    sink = _Sink(None, 0)
+    sink = _Sink(None, 0, False)
     json.dump(obj, sink)
     return sink.n
+
+
+def checksum(obj, crc=0):
+    """The CRC-32 of obj's JSON, continued from crc; nothing written."""
+    sink = _Sink(None, crc)
+    json.dump(obj, sink)
+    return sink.crc
 
 
 def write(obj, f, crc=0):

@@ -24,7 +24,7 @@ segment; open() rebuilds the shorter copy from the longer one.
 import binascii
 import struct
 
-from store import Files
+from store import Files, opener
 
 try:
     from micropython import const
@@ -33,6 +33,7 @@ except ImportError:
 
 _HEAD = const(12)
 _MAGIC = const(0x5A)
+_PIECE = const(128)  # bytes read at a time to check a record whose text is not wanted
 _COPIES = ("a", "b")
 
 
@@ -89,86 +90,43 @@ class Spool:
                 seq, tlen, dlen, magic, crc = struct.unpack("<IHBBI", head)
                 if magic != _MAGIC:
                     return
-                data = f.read(dlen + tlen)
-                if len(data) < dlen + tlen or _crc(data, _crc(head[:8])) != crc:
-                    return
+                # dep and text read apart (not one block of both, then a copy of
+                # each part): a long-running heap has small holes, rarely big ones
+                c = _crc(head[:8])
+                if body:
+                    dep = f.read(dlen)
+                    text = f.read(tlen)
+                    if len(dep) < dlen or len(text) < tlen or _crc(text, _crc(dep, c)) != crc:
+                        return
+                else:
+                    left = dlen + tlen
+                    while left:
+                        piece = f.read(min(left, _PIECE))
+                        if not piece:
+                            return
+                        c = _crc(piece, c)
+                        left -= len(piece)
+                    piece = None
+                    if c != crc:
+                        return
                 if seq > upto:
                     return  # an orphan: always the last in its segment
                 pos += _HEAD + dlen + tlen
                 if body:
-                    yield seq, data[:dlen], data[dlen:], pos
+                    yield seq, dep, text, pos
+                    dep = text = None
                 else:
                     yield seq, None, None, pos
-                data = None
         finally:
             f.close()
-
-    def _extent(self, c, k, upto):
-        """(first seq, last seq, count, bytes) of one segment copy's good records."""
-        first = last = None
-        n = size = 0
-        for seq, _, _, pos in self._scan(self._path(c, k), upto):
-            if first is None:
-                first = seq
-            last, size = seq, pos
-            n += 1
-        return first, last, n, size
 
     def open(self, upto, acked):
         """Find the live segments: records in (acked, upto] count, what is
         above upto is an orphan of a commit that never landed. Rebuilds a
-        damaged copy from the other and deletes acknowledged segments."""
-        ks = []
-        folder, head = self.prefix.rsplit("/", 1)
-        plen = len(head)
-        for name in self.fs.listdir(folder or "/"):
-            if name.startswith(head) and name[plen + 1:plen + 2] == ".":
-                try:
-                    k = int(name[plen + 2:])
-                except ValueError:
-                    continue
-                if k not in ks:
-                    ks.append(k)
-        ks.sort()
-        self.segs = []
-        self.next_k = ks[-1] + 1 if ks else 0
-        for i in range(len(ks) - 1, -1, -1):  # newest first: each bounds the one before
-            k = ks[i]
-            bound = upto if not self.segs else min(upto, self.segs[0][1] - 1)
-            ext = [self._extent(c, k, bound) for c in self.copies]
-            best = 1 if len(ext) > 1 and ext[1][2] > ext[0][2] else 0
-            first, last, n, size = ext[best]
-            if n == 0 or last <= acked:
-                self._remove(k)
-                continue
-            if len(ext) > 1 and (ext[1 - best][2] != n or ext[1 - best][3] != size):
-                self._rebuild(k, _COPIES[best], _COPIES[1 - best], size)
-            self.segs.insert(0, [k, first, last, size])
-        self.cur = None  # appends start a segment of their own (see the module doc)
+        damaged copy from the other and deletes acknowledged segments
+        (lib/storeopen.py: code run at a boot, out of the heap after)."""
+        opener().open_spool(self, upto, acked)
         return self
-
-    def _rebuild(self, k, good, bad, size):
-        """Copy the good records of one copy over the other (via a temporary
-        file and a rename: a cut leaves the old or the new whole; the same
-        steps as store.Store._cut)."""
-        tmp = self.prefix + "tmp"
-        src = self.fs.open(self._path(good, k), "rb")
-        try:
-            dst = self.fs.open(tmp, "wb")
-            try:
-                left = size
-                while left > 0:
-                    chunk = src.read(min(512, left))
-                    if not chunk:
-                        break
-                    dst.write(chunk)
-                    left -= len(chunk)
-            finally:
-                dst.close()
-        finally:
-            src.close()
-        self.fs.rename(tmp, self._path(bad, k))
-        self.repaired += 1
 
     def _remove(self, k):
         for c in self.copies:

@@ -8,7 +8,8 @@ Files under `root` (N = `name`, g = a snapshot generation):
 payload length in the low 24 bits. The CRC-32 covers the word and the payload
 (and the generation, for slots).
 
-Recovery (`open()`): the newest valid slot wins, a bad slot falls back to the
+Recovery (`open()`, in lib/storeopen.py: code a board runs at its boot only,
+loaded for the call): the newest valid slot wins, a bad slot falls back to the
 other; the records are those of the logs with generation >= the winner, in
 order; the first bad or torn record ends the valid journal: the log is cut
 there (rewritten via N.tmp + rename, MicroPython has no truncate) and later
@@ -23,6 +24,7 @@ import binascii
 import json
 import os
 import struct
+import sys
 
 try:
     from micropython import const
@@ -61,17 +63,52 @@ class Files:
             return -1
 
 
-def _encode(obj):
-    """(kind, payload). On MicroPython JSON stays the str itself, which is a
-    buffer of its UTF-8 bytes there (no second copy of a big state)."""
+def encode(obj):
+    """(kind, payload, length). On MicroPython JSON stays the str itself,
+    which is a buffer of its UTF-8 bytes there (no second copy of a big
+    state). payload is None when the heap has no block for the text in one
+    piece: append() and snapshot() stream it then (lib/jsonsink.py). A
+    journal writing one record to two stores encodes it once (append's
+    `encoded`)."""
     if isinstance(obj, (bytes, bytearray)):
-        return KIND_BYTES, bytes(obj)
-    text = json.dumps(obj)
+        return KIND_BYTES, bytes(obj), len(obj)
     try:
-        memoryview(text)
-        return KIND_JSON, text
-    except TypeError:  # CPython
-        return KIND_JSON, text.encode()
+        text = json.dumps(obj)
+        try:
+            return KIND_JSON, text, len(memoryview(text))
+        except TypeError:  # CPython
+            text = text.encode()
+            return KIND_JSON, text, len(text)
+    except MemoryError:
+        return KIND_JSON, None, _overlay("jsonsink").measure(obj)
+
+
+def _overlay(name):
+    """lib/<name>.py for one call: imported at need and not kept in
+    sys.modules (the caller's reference keeps it while it runs), unless a
+    caller holds it there for a run of calls (hold_opener)."""
+    mods = sys.modules
+    held = name in mods
+    module = __import__(name)
+    if not held:
+        del mods[name]
+    return module
+
+
+def opener():
+    """lib/storeopen.py: the recovery Store.open and Spool.open run, code a
+    board needs at its boot only."""
+    return _overlay("storeopen")
+
+
+def hold_opener(hold=True):
+    """Keep lib/storeopen.py in RAM for a run of opens (journal.Journal.open:
+    two stores and the outbox), each would load it again; hold_opener(False)
+    lets it go."""
+    if hold:
+        import storeopen
+    else:
+        sys.modules.pop("storeopen", None)
 
 
 def _decode(kind, payload):
@@ -136,50 +173,9 @@ class Store:
 
     # -- recovery -------------------------------------------------------------
     def open(self):
-        """Recover: pick the newest valid snapshot, cut a torn or corrupt tail."""
-        fs = self.fs
-        try:
-            fs.listdir(self.root)
-        except OSError:
-            fs.mkdir(self.root)
-        found = [self._check_slot(0), self._check_slot(1)]  # None missing, -1 bad, else gen
-        valid = [i for i in (0, 1) if found[i] is not None and found[i] >= 0]
-        if len(valid) == 2 and found[1] > found[0]:
-            valid.reverse()  # newest first
-        logs = self._log_gens()
-        self._max_gen = max(logs[-1] if logs else 0, found[0] or 0, found[1] or 0)  # logs sorted
-        self.state = None
-        self._slot = None
-        self.corrupt = self._reset_needed = self._dirty = False
-        prev = None
-        for i in valid:
-            try:
-                self.state = self._load_slot(i)
-            except ValueError:  # CRC passed but the payload does not decode
-                found[i] = -1
-                continue
-            self._slot = i
-            self.generation = found[i]
-            j = 1 - i  # the other slot, if it holds an older generation
-            if j in valid and found[j] < found[i]:
-                prev = found[j]
-            break
-        if self._slot is not None and -1 in found:
-            self.counts["slot_fallbacks"] += 1
-        if self._slot is None:
-            self.generation = 0
-            if found[0] is not None or found[1] is not None or (logs and logs[-1] > 0):
-                # slots existed (or were lost) and none is valid: safe defaults
-                self.corrupt = True
-                self._reset_needed = True
-                self._chain = []
-                self._cur = self._max_gen
-                self._log_bytes = self._good_bytes = 0
-                return self
-        self._chain = [g for g in logs if g >= self.generation]
-        self._recover_chain()
-        self._cur = self._chain[-1] if self._chain else self.generation
-        self._cleanup(self.generation if prev is None else prev)
+        """Recover: pick the newest valid snapshot, cut a torn or corrupt tail
+        (lib/storeopen.py: code a board runs once a boot, out of its heap after)."""
+        opener().open_store(self)
         return self
 
     def _check_slot(self, i):
@@ -236,30 +232,6 @@ class Store:
                 pos += _REC_HDR + n
                 yield pos, word >> 24, payload
 
-    def _recover_chain(self):
-        total = 0
-        good = 0
-        for k, gen in enumerate(self._chain):
-            path = self._log_path(gen)
-            size = self.fs.size(path)
-            good = 0
-            for good, _, _ in self._scan(path):
-                pass
-            if good < size:
-                # torn or corrupt: this record and everything after it is gone
-                self.counts["records_cut"] += 1
-                self.counts["bytes_cut"] += size - good
-                self._cut(path, good)
-                for later in self._chain[k + 1:]:
-                    self.counts["bytes_cut"] += max(0, self.fs.size(self._log_path(later)))
-                    self._remove(self._log_path(later))
-                self._chain = self._chain[:k + 1] if good else self._chain[:k]
-                total += good
-                break
-            total += good
-        self._log_bytes = total
-        self._good_bytes = self.fs.size(self._log_path(self._chain[-1])) if self._chain else 0
-
     def _cut(self, path, good):
         """Keep the first `good` bytes of `path` (copy + atomic rename)."""
         if good == 0:
@@ -287,12 +259,14 @@ class Store:
             self._remove(self._path("tmp"))
 
     # -- the journal ----------------------------------------------------------
-    def append(self, obj):
-        """Append one record (bytes or a JSON-able object); durable on return."""
+    def append(self, obj, encoded=None):
+        """Append one record (bytes or a JSON-able object); durable on return.
+        encoded: encode(obj), made once by a caller that appends it to more
+        than one store."""
         if self._reset_needed:
             self.snapshot(None)  # both slots were bad: restart from safe defaults
-        kind, payload = _encode(obj)
-        n = len(memoryview(payload))
+        kind, payload, n = encoded or encode(obj)
+        encoded = None
         if n > self.max_record_bytes:
             raise ValueError("record of %d bytes > max_record_bytes" % n)
         if self._log_bytes + _REC_HDR + n > self.hard_log_bytes:
@@ -305,11 +279,18 @@ class Store:
             self._chain.append(self._cur)  # first record after a snapshot
             self._good_bytes = 0
         word = struct.pack("<I", (kind << 24) | n)
-        head = word + struct.pack("<I", _crc(payload, _crc(word)))
+        start = _crc(word)
+        # payload None (no block for it): streamed, its CRC from a pass of its own
+        sink = _overlay("jsonsink") if payload is None else None
+        crc = _crc(payload, start) if sink is None else sink.checksum(obj, start)
         try:
             with self.fs.open(path, "ab") as f:
-                f.write(head)  # then the payload itself: no copy of it to glue the head on
-                f.write(payload)
+                # the head, then the payload itself: no copy of it to glue the head on
+                f.write(word + struct.pack("<I", crc))
+                if sink is None:
+                    f.write(payload)
+                elif sink.write(obj, f, start) != crc:  # the same bytes both times, or refused
+                    raise OSError("record changed while streamed")
                 f.flush()
         except Exception:
             self._dirty = True  # part of the record may be on flash
@@ -335,12 +316,7 @@ class Store:
         """Store the folded state as generation+1 and restart the journal empty.
         Atomic: a power cut leaves either the old snapshot + old records or
         the new snapshot + no records."""
-        try:
-            kind, payload = _encode(state)
-            n = len(memoryview(payload))
-        except MemoryError:  # no block for it in one piece: stream it (lib/jsonsink.py)
-            import jsonsink
-            kind, payload, n = KIND_JSON, None, jsonsink.measure(state)
+        kind, payload, n = encode(state)  # payload None: streamed (lib/jsonsink.py)
         if n > self.max_snapshot_bytes:
             raise ValueError("snapshot of %d bytes > max_snapshot_bytes" % n)
         gen = max(self._max_gen, self.generation, self._cur) + 1
@@ -350,7 +326,7 @@ class Store:
         with self.fs.open(tmp, "wb") as f:
             if payload is None:
                 f.write(_SLOT_MAGIC + head + b"\0\0\0\0")
-                crc = jsonsink.write(state, f, _crc(head))
+                crc = _overlay("jsonsink").write(state, f, _crc(head))
                 f.seek(_SLOT_HDR - 4)
                 f.write(struct.pack("<I", crc))
             else:

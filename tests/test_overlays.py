@@ -29,7 +29,7 @@ print(json.dumps([got, loaded, sorted(sys.modules) == before,
 
 def test_every_overlay_the_agent_loads_leaves_nothing_behind(mpy):
     """Each of the agent's overlays, loaded and dropped as the agent does it."""
-    names = ["bootup", "accept", "contact", "deadletter", "workload", "transfer", "prim_eclipse",
+    names = ["bootup", "accept", "announce", "contact", "deadletter", "workload", "transfer", "prim_eclipse",
              "prim_window", "prim_pass", "handlers", "planner_rules"]
     res = mpy("""
 import sys, json, agent
@@ -43,3 +43,20 @@ print(json.dumps(out))
 """ % json.dumps(names))
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.last_json == dict((n, []) for n in names)
+
+
+def test_the_journals_open_leaves_its_boot_only_code_out_of_ram(mpy, tmp_path):
+    """Journal.open runs the recovery of its two stores and the outbox
+    (journalopen.py, lib/storeopen.py), loaded for the call: after it, a
+    reopened journal holds what was committed and neither module is in RAM."""
+    res = mpy("""
+import sys, json
+from journal import Journal
+before = sorted(sys.modules)
+j = Journal(%r).open()
+j.emit(1, "dep-1", '{"type":"x"}', [["set", "mode", "normal"]])
+j = Journal(%r).open()
+print(json.dumps([j.state["seq"], [m for m in sys.modules if m not in before]]))
+""" % (str(tmp_path), str(tmp_path)))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.last_json == [1, []]

@@ -17,7 +17,7 @@ from tools import ROOT, upy
 # snapshots, the owner's fold, and the model of what must survive.
 PRELUDE = r'''
 import json, os
-from store import Store, StoreFull
+from store import Store, StoreFull, hold_opener
 from faultfs import FaultFS, PowerCut, mount_ram_littlefs
 
 ROOT = CFG["root"]
@@ -101,7 +101,7 @@ def write(path, data):
 
 FAIL = []
 def check(ok, fmt, *args):
-    # formats only on failure: the scenario must fit a 32K heap
+    # formats only on failure: the scenario must fit a 34K heap
     if not ok and len(FAIL) < 5:
         FAIL.append(fmt % args)
 '''
@@ -150,6 +150,7 @@ print(json.dumps({"ops": total, "cuts": cuts, "old": old, "new": new,
 '''
 
 TRUNCATE = r'''
+hold_opener()  # a thousand opens: the recovery code stays loaded (as for journal.open's three)
 wipe()
 run()
 st, got = seen()
@@ -277,15 +278,16 @@ def script(body, **cfg):
     return "CFG = %r\n" % (cfg,) + PRELUDE + body
 
 
-def small_heap(runner, tmp_path, body, heap="32K", **cfg):
+def small_heap(runner, tmp_path, body, heap="34K", **cfg):
     """Run a scenario as a board would: modules precompiled to .mpy (compiling
-    source needs more heap than running it), under `-X heapsize=32K`."""
+    source needs more heap than running it), under `-X heapsize=34K` (the
+    store, and at an open its recovery code, lib/storeopen.py, beside it)."""
     if runner.impl != "micropython":
         return runner(script(body, **cfg), timeout=120)
     out = tmp_path / "mpy"
     out.mkdir()
     (tmp_path / "scenario.py").write_text(script(body, **cfg))
-    for src in ("lib/store.py", "sim/faultfs.py", str(tmp_path / "scenario.py")):
+    for src in ("lib/store.py", "lib/storeopen.py", "sim/faultfs.py", str(tmp_path / "scenario.py")):
         name = os.path.basename(src)[:-3] + ".mpy"
         upy.compile_one(os.path.join(ROOT, src), str(out / name))
     return runner("import scenario\n", heap=heap, timeout=120, extra_path=(str(out),))
@@ -446,7 +448,7 @@ def test_a_snapshot_with_no_block_for_it_in_a_fragmented_heap_is_streamed(mpy, t
     the heap in one piece; the snapshot streams it instead and reads back whole."""
     out = tmp_path / "mpy"
     out.mkdir()
-    for src in ("lib/store.py", "lib/jsonsink.py"):
+    for src in ("lib/store.py", "lib/storeopen.py", "lib/jsonsink.py"):
         upy.compile_one(os.path.join(ROOT, src), str(out / (os.path.basename(src)[:-3] + ".mpy")))
     res = mpy('''
 import gc, json
@@ -475,3 +477,44 @@ st = Store(%r).open()
 print(json.dumps({"one_piece": one_piece, "same": st.state == state, "gen": st.generation}))
 ''' % (root, root), heap="96K", extra_path=(str(out),))
     assert res.check().last_json == {"one_piece": False, "same": True, "gen": 1}
+
+
+def test_a_record_with_no_block_for_it_in_a_fragmented_heap_is_streamed(mpy, tmp_path, root):
+    """Taking a job on a long-running board: the job record's JSON no longer
+    fits any free block of the heap in one piece; the append streams it
+    (checksummed first, then written: its head goes before it) and it reads
+    back whole, after a record appended the ordinary way."""
+    out = tmp_path / "mpy"
+    out.mkdir()
+    for src in ("lib/store.py", "lib/storeopen.py", "lib/jsonsink.py"):
+        upy.compile_one(os.path.join(ROOT, src), str(out / (os.path.basename(src)[:-3] + ".mpy")))
+    res = mpy('''
+import gc, json
+from store import Store
+record = [["n", 1], ["job", {"steps": ["step-%%04d-%%s" %% (i, "x" * 40) for i in range(200)]}]]
+st = Store(%r, max_record_bytes=16384).open()
+st.append({"before": 1})
+gc.collect()
+keep, holes = [], []
+try:
+    while True:                       # the heap in 96-byte pieces, every other one kept
+        keep.append(bytearray(96))
+        holes.append(bytearray(96))
+except MemoryError:
+    pass
+holes = None
+keep = keep[:len(keep) - 24]
+gc.collect()
+try:
+    json.dumps(record)
+    one_piece = True
+except MemoryError:
+    one_piece = False
+st.append(record)
+keep = None
+gc.collect()
+st = Store(%r, max_record_bytes=16384).open()
+print(json.dumps({"one_piece": one_piece, "records": list(st.records()) == [{"before": 1}, record],
+                  "cut": st.stats["records_cut"]}))
+''' % (root, root), heap="96K", extra_path=(str(out),))
+    assert res.check().last_json == {"one_piece": False, "records": True, "cut": 0}

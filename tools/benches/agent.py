@@ -13,7 +13,9 @@ from tools import ROOT, upy
 from tools.scenario import Ground, Node, load_job
 
 # the caps tried, from generous to tight; the lowest that completes is reported
-HEAP_CAPS_K = (512, 384, 320, 288, 256, 240, 224, 208, 192, 184, 176, 168, 160, 152, 144, 136, 128)
+# (2 KiB steps around the demo's edge, 160K: near it a run's fate can turn on a step)
+HEAP_CAPS_K = (512, 384, 320, 288, 256, 240, 224, 208, 192, 184, 176, 168, 164, 162, 160,
+               152, 144, 136, 128)
 
 
 def _run(tmp, heap_k, mpy_dir, job="standard-pipeline.json", heap_watch=False):

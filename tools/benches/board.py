@@ -25,7 +25,8 @@ from tools import ROOT, deploy, emu
 from tools.console import auth
 from tools.scenario import START, Ground, load_job
 
-HEAPS_K = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192)   # candidates, searched by bisection
+# candidates, searched by bisection (4 KiB steps where the .mpy runs end: 96 ... 128)
+HEAPS_K = (32, 40, 48, 56, 64, 80, 96, 100, 104, 108, 112, 116, 120, 124, 128, 160, 192)
 JOB_TIMEOUT_S = 90
 AGENT = "sat-bench"
 
