@@ -13,7 +13,7 @@ that reports it:
     assigned_steps     steps whose owner is this satellite (cst "own")
     active_transfers   the outgoing notices not yet delivered (cst "q")
     completed_steps    steps whose status is "done" (here, or "remote")
-    failed_over_steps  steps whose status is "moved" (handed away)
+    failed_over_steps  cst "fo": steps handed away from here, or fenced here
 
 Ownership: cst "own" maps a step to [satellite, epoch]. The plan's owner
 holds epoch 1; a claim from epoch e by the satellite of rank r in the
@@ -170,6 +170,7 @@ def fail_over(ag, job, step, s, runner, reason):
     own = dict(cst["own"])
     own[sid] = [to, epoch]
     new["own"] = own
+    new["fo"] = list(cst.get("fo") or ()) + [sid]  # failed_over_steps
     ag.emit("constellation.failover", sid, {"step_id": sid, "from_satellite": cst["me"],
                                             "reason": reason, "to_satellite": to, "epoch": epoch},
             ops=[["jset", "cst", new], ["st", sid, {"status": "moved", "why": reason}]])
@@ -246,12 +247,12 @@ def finish(ag, job):
 def _satellite_complete(ag, job, ops):
     cst = job["cst"]
     steps = ag.journal.state["steps"]
-    ran = [sid for sid in cst["own"] if steps[sid].get("remote") is None]
+    fo = cst.get("fo") or ()
     ag.emit("constellation.satellite_complete", payload={
         "satellite_id": cst["me"],
-        "steps_completed": sum(1 for sid in ran if steps[sid]["status"] == "done" and
-                               (steps[sid].get("told") or False)),
-        "steps_failed_over": sum(1 for sid in ran if steps[sid]["status"] == "moved")},
+        "steps_completed": sum(1 for sid in cst["own"] if steps[sid]["status"] == "done" and
+                               steps[sid].get("told") and sid not in fo),
+        "steps_failed_over": len(fo)},
         ops=ops)
 
 
@@ -487,11 +488,13 @@ def _transfer_done(ag, dest, mb, live):
     q = link.get("quality")
     lat = link.get("latency_ms") or 0
     route = link.get("route") or [me] + [None] * (hops - 1) + [dest]
+    per_hop = link.get("per_hop") or [[round(lat / hops, 3), q]] * hops
     for i in range(hops):
         ag.emit("isl_transfer.hop_completed", payload={
             "from": route[i] if i < len(route) else None,
             "to": route[i + 1] if i + 1 < len(route) else dest,
-            "hop_index": i, "quality": q, "latency_ms": round(lat / hops, 3)})
+            "hop_index": i, "quality": per_hop[i][1] if i < len(per_hop) else q,
+            "latency_ms": per_hop[i][0] if i < len(per_hop) else None})
     took = (ag.clock.now_ms() - live[3]) / 1000.0
     ag.emit("isl_transfer.completed", payload={"from": me, "to": dest,
                                                "total_duration_s": round(took, 3), "data_mb": mb})
@@ -637,6 +640,7 @@ def _handle(ag, src, m, kind):
         ops = [["jset", "cst", new]]
         if held or (s["status"] == "done" and not s.get("remote")):
             # fenced: a higher epoch holds it; ours never resumes or counts
+            new["fo"] = list(cst.get("fo") or ()) + [sid]
             ops.append(["st", sid, {"status": "moved", "why": "epoch %d on %s" % (epoch, to)}])
             ag.sensors.set_compute_load(0)
         ag.journal.commit(ops)

@@ -9,7 +9,9 @@ A port is any object with:
                         in flight is lost; unknown ids are LOST)
     recv()           -> (src, data) of the next message that has arrived, or None
     link(dest)       -> None when `dest` cannot be reached now, else
-                        {"hops", "latency_ms", "bandwidth_mbps", "quality"}
+                        {"hops", "latency_ms", "bandwidth_mbps", "quality"}, and
+                        where the driver knows them "route" (the satellites, this
+                        one first) and "per_hop" ([latency_ms, quality] of each hop)
     neighbours()     -> [satellite ids with a direct link now]
 
 `data` is bytes or str. Times are the port's own; nothing here keeps a float

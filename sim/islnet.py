@@ -97,6 +97,7 @@ class Network:
         lat = 0.0
         bw = None
         q = None
+        per_hop = []
         for h in snap["hops"]:
             lat += h["latency_ms"]
         for k in range(len(snap["path"]) - 1):
@@ -106,7 +107,9 @@ class Network:
             bw = b if bw is None or b < bw else bw
             qq = w["quality"][m] if w["quality"] else w["quality_min"]
             q = qq if q is None or qq < q else q
-        return {"hops": len(snap["path"]) - 1, "latency_ms": lat, "bandwidth_mbps": bw, "quality": q}
+            per_hop.append([round(snap["hops"][k]["latency_ms"], 3), round(qq, 4)])
+        return {"hops": len(snap["path"]) - 1, "latency_ms": lat, "bandwidth_mbps": bw, "quality": q,
+                "route": list(snap["path"]), "per_hop": per_hop}
 
     def neighbours_at(self, sat_id, t):
         """lib/isl.py neighbours() of sat_id at t (Unix s)."""

@@ -1,6 +1,6 @@
 """`umbra demo --fleet FILE` / `make demo-fleet`: a constellation job end to end.
 
-1. starts a Console (in this process's thread) on an SQLite file under the work folder;
+1. starts a Console (a thread of this process) on an SQLite file under the work folder;
 2. plans the fleet file's job across its satellites and deploys it: a parent
    deployment with one child per satellite that may run a step;
 3. runs every satellite's unchanged firmware (.mpy under the MicroPython
@@ -32,14 +32,6 @@ from tools.clierrors import InputError, read_json_file
 DEMO_FLEET = os.path.join(ROOT, "examples", "fleets", "train-4.json")
 HOURS = 12.0
 DROP_SOC = 0.08  # the victim's state of charge after the fault: below the 10 % failover line
-
-
-class _Ground:
-    def __init__(self, srv, user):
-        self.console = srv
-        self.db = srv.db
-        self.url = srv.url
-        self.user = user
 
 
 def _load(path):
@@ -75,10 +67,10 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
     import httpx
 
     import fleet
-    from tools.console import auth
-    from tools.console.cli import _sse
-    from tools.console.server import serve_in_thread
+    from pathlib import Path
+
     from tools.fleetrun import FleetRun
+    from tools.scenario import Ground
     from tools.planner import fleetforecast
 
     wall0 = time.monotonic()
@@ -86,10 +78,10 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
     workdir = workdir or os.path.join(ROOT, "var", "demo-fleet")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
-    srv = serve_in_thread(os.path.join(workdir, "console.db"))
+    ground = Ground(Path(workdir))  # a Console on loopback (its thread), its user key
+    srv = ground.console
     try:
-        user = auth.create_key(srv.db, "user")["key"]
-        http = httpx.Client(base_url=srv.url, headers={"X-API-Key": user}, timeout=120)
+        http = httpx.Client(base_url=srv.url, headers={"X-API-Key": ground.user}, timeout=120)
         r = http.post("/v1/constellation/plan", json={"fleet": doc["fleet"], "job": doc["job"],
                                                       "epoch": doc.get("epoch")})
         if r.status_code != 200:
@@ -118,7 +110,7 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
                              % (hit[0], DROP_SOC * 100, hit[2], hit[1]), fg="red"))
         echo()
         mpy = upy.compile_portable(os.path.join(workdir, "mpy"))
-        fr = FleetRun(world, _Ground(srv, user), os.path.join(workdir, "nodes"), mpy_dir=mpy,
+        fr = FleetRun(world, ground, os.path.join(workdir, "nodes"), mpy_dir=mpy,
                       heap=heap, faults=faults)
         report = {}
 
@@ -127,7 +119,7 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
 
         th = threading.Thread(target=fly, daemon=True)
         th.start()
-        events, status = _follow(http, parent, _sse, th, echo)
+        events, status = _follow(http, parent, th, echo)
         th.join()
         summary = _summary(http, parent, plan, predicted, events, status, report, workdir,
                            time.monotonic() - wall0, echo)
@@ -145,33 +137,27 @@ def _line(ev):
                                          ev["type"], ev.get("step_id") or "", text[:90])
 
 
-def _follow(http, parent, sse, flying, echo):
-    import httpx
-    events, status = [], None
-    while status is None:
-        try:
-            with http.stream("GET", "/api/deployments/%s/events" % parent, params={"follow": 1},
-                             timeout=httpx.Timeout(10.0, read=60.0)) as r:
-                for name, data in sse(r.iter_lines()):
-                    if name == "end":
-                        status = json.loads(data).get("status")
-                        break
-                    ev = json.loads(data)
-                    events.append(ev)
-                    colour = "red" if ev["type"].startswith(("constellation.failover", "job.failed")) \
-                        else ("green" if ev["type"] == "job.completed" else None)
-                    echo(click.style(_line(ev), fg=colour))
-        except httpx.ReadTimeout:
-            pass
-        if status is None and not flying.is_alive():  # the fleet stopped: what is there is all
-            got = http.get("/api/deployments/%s" % parent).json()
-            status = got.get("status")
-            seen = set((e.get("satellite_id"), e.get("seq")) for e in events)
-            for ev in http.get("/api/deployments/%s/events" % parent).json().get("events", []):
-                if (ev.get("satellite_id"), ev.get("seq")) not in seen:
-                    events.append(ev)
-                    echo(_line(ev))
-    return events, status
+def _follow(http, parent, flying, echo):
+    """Print the parent's merged stream as it grows (read every half second)
+    until the parent has finished, or the fleet has stopped and all it sent is in."""
+    events, seen, status, last = [], set(), None, False
+    while True:
+        got = http.get("/api/deployments/%s/events" % parent)
+        if got.status_code == 200:
+            for ev in got.json().get("events", []):
+                key = (ev.get("satellite_id"), ev.get("seq"))
+                if key in seen:
+                    continue
+                seen.add(key)
+                events.append(ev)
+                colour = "red" if ev["type"].startswith(("constellation.failover", "job.failed")) \
+                    else ("green" if ev["type"] == "job.completed" else None)
+                echo(click.style(_line(ev), fg=colour))
+        status = http.get("/api/deployments/%s" % parent).json().get("status")
+        if status in ("completed", "partial", "failed", "cancelled") or last:
+            return events, status
+        last = not flying.is_alive()  # one more read after the fleet stopped
+        time.sleep(0.5)
 
 
 def _summary(http, parent, plan, predicted, events, status, report, workdir, wall_s, echo):
