@@ -375,8 +375,8 @@ class Agent:
                     yield from _load("transfer").transfer(self, job)
                 finally:
                     _unload("transfer")
-            elif job.get("cst") is not None and not _load("constellation").settled(self, job):
-                yield from _load("constellation").wait(self)  # the others are told first
+            elif job.get("cst") is not None:  # the others are told first
+                yield from _load("constellation").close(self, job)
             else:
                 self._finish("completed", None)
 

@@ -71,6 +71,14 @@ def completed(ag, job, step, s):
             {"step_id": sid, "duration_s": round(ag.now() - s.get("t0", ag.now()), 1),
              "data_output_mb": out_mb, "satellite_id": cst["me"], "epoch": epoch},
             ops=[["jset", "cst", q], ["st", sid, {"told": True}]])
+    _kick(ag)
+
+
+def _kick(ag):
+    """Notices were queued: the ISL task sends them now, not at its next heartbeat."""
+    ev = getattr(ag, "isl_ev", None)
+    if ev is not None:
+        ev.set()
 
 
 def _owner(cst, sid):
@@ -174,6 +182,7 @@ def fail_over(ag, job, step, s, runner, reason):
     ag.emit("constellation.failover", sid, {"step_id": sid, "from_satellite": cst["me"],
                                             "reason": reason, "to_satellite": to, "epoch": epoch},
             ops=[["jset", "cst", new], ["st", sid, {"status": "moved", "why": reason}]])
+    _kick(ag)
 
 
 def _claim(cst, sid, sat):
@@ -187,6 +196,7 @@ def _give_up(ag, job, sid, why):
     new = _queued(cst, [(m, _msg("fail", cst["me"], sid, cst["own"][sid][1]), 0)
                         for m in cst["sats"] if m != cst["me"]])
     ag.journal.commit([["jset", "cst", new], ["st", sid, {"status": "failed", "error": why}]])
+    _kick(ag)
 
 
 def _hb(ag):
@@ -221,8 +231,9 @@ def blocked(ag, job):
 def finish(ag, job):
     """Every step is resolved. The job's last step (in topological order)
     ends it on its owner (the satellite that completed it, or whose
-    failure or blocked input failed it): constellation.satellite_complete,
-    then the downlink and job.completed, or job.failed partial. Every
+    failure or blocked input failed it): the downlink, then
+    constellation.satellite_complete and job.completed (close), or those
+    two with job.failed partial. Every
     other member ends its part with constellation.satellite_complete, once
     the others are told what it knows."""
     steps = ag.journal.state["steps"]
@@ -232,16 +243,29 @@ def finish(ag, job):
             _satellite_complete(ag, job, [["end", job["deployment_id"]]])
         return
     failed = [st["id"] for st in job["steps"] if steps[st["id"]]["status"] == "failed"]
-    if failed and not settled(ag, job):
-        return  # the others hear of the failure first
-    if not cst.get("sc"):
+    if not failed:
+        ag.journal.commit([["jset", "phase", "transfer"]])  # then close()
+    elif settled(ag, job):  # the others hear of the failure first
+        _closing(ag, job)
+        ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
+
+
+def close(ag, job):
+    """The closer's end after the downlink: once the others are told,
+    constellation.satellite_complete and job.completed, one after the other."""
+    if not settled(ag, job):
+        yield from wait(ag)
+        return
+    _closing(ag, job)
+    ag._finish("completed", None)
+
+
+def _closing(ag, job):
+    cst = job["cst"]
+    if not cst.get("sc"):  # once, whatever reset comes between it and the job's end
         new = dict(cst)
         new["sc"] = True
         _satellite_complete(ag, job, [["jset", "cst", new]])
-    if failed:
-        ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
-    else:
-        ag.journal.commit([["jset", "phase", "transfer"]])
 
 
 def _satellite_complete(ag, job, ops):
@@ -389,8 +413,10 @@ def _heartbeat(ag, job):
         s = st["steps"][step["id"]]
         if s["status"] in ("running", "paused") and cst["own"][step["id"]][0] == cst["me"]:
             w = [step["id"], round(s.get("work_s", 0), 1), s.get("ck", 0)]
+    # "d": the steps it knows are done (one back in touch learns them before it acts)
+    done = [step["id"] for step in job["steps"] if st["steps"][step["id"]]["status"] == "done"]
     text = json.dumps({"k": "hb", "f": cst["me"], "b": _round(ag.sensors.battery_percent()),
-                       "t": _round(ag.sensors.temperature_c()), "w": w,
+                       "t": _round(ag.sensors.temperature_c()), "w": w, "d": done,
                        "x": unfit(ag) is not None or st["mode"] == "safe"}, separators=(",", ":"))
     for m in _watchers(cst):
         ag.isl.send(m, text)  # best effort: the next one follows
@@ -419,7 +445,7 @@ def _send_queue(ag, job, now):
     (a message delivered to a computer that was down is lost all the same);
     an entry that carries data is an ISL transfer: sent after its
     transmission time on the route, with its events, once. A notice waits
-    longer between tries each time (RETRY_MS doubling, up to 30 x)."""
+    longer between tries each time (RETRY_MS doubling, up to 6 x)."""
     port = ag.isl
     cst = job["cst"]
     tx = _tx(ag)
@@ -444,7 +470,7 @@ def _send_queue(ag, job, now):
                 live[5] = True
                 if mb:
                     _transfer_done(ag, dest, mb, live)
-        if live is not None and now - live[1] < RETRY_MS * min(1 << live[4], 30):
+        if live is not None and now - live[1] < RETRY_MS * min(1 << live[4], 6):
             continue
         link = port.link(dest)
         if link is None:
@@ -531,7 +557,7 @@ def _takeovers(ag, job, now):
         sid = step["id"]
         s = steps[sid]
         owner, epoch = cst["own"][sid]
-        if resolved(s) or owner == me or me not in cst["chain"][sid]:
+        if resolved(s) or owner == me or me not in cst["chain"][sid] or sid in tx.get("hint", ()):
             continue
         hb = hbs.get(owner)
         if hb is None and now - boot < cst["unheard_s"] * 1000:
@@ -574,6 +600,7 @@ def _own(ag, job, sid, epoch, ck, was):
             {"step_id": sid, "to_satellite": me, "epoch": epoch,
              "from_checkpoint": ck.get("ck") if ck else None},
             ops=[["jset", "cst", new], ["st", sid, fields]])
+    _kick(ag)
 
 
 def _take(ag, src, data):
@@ -602,6 +629,11 @@ def _handle(ag, src, m, kind):
     if kind == "hb":
         _hb(ag)[m.get("f") or src] = [ag.clock.now_ms(), m.get("b"), m.get("t"), m.get("w"),
                                        bool(m.get("x"))]
+        if isinstance(m.get("d"), list):  # done elsewhere: its notice is on its way
+            hint = _tx(ag).setdefault("hint", set())
+            for sid in m["d"]:
+                if sid in cst["own"]:
+                    hint.add(sid)
         return
     sid = m.get("s")
     if sid not in cst["own"] or not isinstance(m.get("e"), int):

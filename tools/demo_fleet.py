@@ -62,8 +62,10 @@ def victim_of(plan, predicted):
     return None
 
 
-def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault=True):
-    """The demo; returns (exit code, summary dict)."""
+def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault=True,
+        faults=None, hours=HOURS):
+    """The demo; returns (exit code, summary dict). faults: FleetRun's
+    {satellite: [fault]} instead of the demo's own (fault=False: none)."""
     import httpx
 
     import fleet
@@ -91,11 +93,11 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
         if r.status_code != 201:
             raise click.ClickException("deploying: %s" % r.text[:300])
         parent = r.json()["id"]
-        world = fleet.FleetWorld(doc, hours=HOURS)
+        world = fleet.FleetWorld(doc, hours=hours)
         predicted = plan.get("events") or fleetforecast.run(
-            fleet.FleetWorld(doc, hours=HOURS), plan, doc["job"]).merged()
-        faults = {}
-        hit = victim_of(plan, predicted) if fault else None
+            fleet.FleetWorld(doc, hours=hours), plan, doc["job"]).merged()
+        hit = victim_of(plan, predicted) if fault and faults is None else None
+        faults = dict(faults or {})
         echo(click.style("Console   %s  (SQLite %s)" % (srv.url, os.path.relpath(
             os.path.join(workdir, "console.db"))), bold=True))
         echo(click.style("Fleet     %s: %d satellites; job %r, %d steps; parent %s" % (
@@ -108,7 +110,10 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
             faults[hit[0]] = [{"kind": "brownout", "at_s": hit[2], "soc": DROP_SOC}]
             echo(click.style("Fault     %s loses power (battery to %d %%) %d s in, in the middle of %s"
                              % (hit[0], DROP_SOC * 100, hit[2], hit[1]), fg="red"))
-        echo()
+        for sat in sorted(faults):
+            if not hit or sat != hit[0]:
+                echo(click.style("Fault     %s: %s" % (sat, json.dumps(faults[sat])), fg="red"))
+        echo("")
         mpy = upy.compile_portable(os.path.join(workdir, "mpy"))
         fr = FleetRun(world, ground, os.path.join(workdir, "nodes"), mpy_dir=mpy,
                       heap=heap, faults=faults)
@@ -162,7 +167,7 @@ def _follow(http, parent, flying, echo):
 
 def _summary(http, parent, plan, predicted, events, status, report, workdir, wall_s, echo):
     view = http.get("/api/deployments/%s" % parent).json()
-    echo()
+    echo("")
     echo(click.style("Parent %s %s" % (parent, status), bold=True,
                      fg="green" if status == "completed" else "red"))
     for s in view.get("steps") or ():
@@ -194,8 +199,11 @@ def _summary(http, parent, plan, predicted, events, status, report, workdir, wal
     except Exception as exc:  # a picture is a bonus; the outcome stands
         echo("  fleet picture           not drawn (%s)" % exc)
     echo("  wall time               %.1f s" % wall_s)
-    return {"status": status, "events": len(events), "failovers": kinds.count("constellation.failover"),
-            "wall_s": wall_s, "steps": view.get("steps")}
+    return {"status": status, "events": events, "predicted": predicted, "plan": plan,
+            "parent": parent, "failovers": kinds.count("constellation.failover"),
+            "wall_s": wall_s, "steps": view.get("steps"), "nodes": nodes,
+            "as_predicted": same, "predicted_n": sum(pred.values()),
+            "extra": sum(got.values()) - same}
 
 
 def _counts(evs):

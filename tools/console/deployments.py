@@ -167,7 +167,8 @@ def store_events(db, dep_id, origin, agent_id, evs):
                 raise KeyError(dep_id)
             status = dep["status"]
         ends = event_catalog.TERMINAL
-        if dep_id is not None and dep["kind"] == "child":
+        child = dep_id is not None and dep["kind"] == "child"
+        if child:
             ends = dict(ends, **constellations.CHILD_TERMINAL)
         new_status = status
         stored_any = False
@@ -195,6 +196,10 @@ def store_events(db, dep_id, origin, agent_id, evs):
             terminal = ends.get(ev["type"])
             if terminal and new_status not in FINISHED:
                 new_status = terminal  # the first end decides: a finished job stays finished
+            elif child and ev["type"] == "job.failed" and new_status == "completed":
+                # the job's own end outranks the satellite's share being done: the
+                # closer reports its share (satellite_complete), then job.failed
+                new_status = "failed"
             elif new_status in ("pending", "dispatched"):
                 new_status = "running"
         if stored_any and dep_id is not None:
