@@ -247,7 +247,9 @@ def test_the_frozen_firmware_runs_the_standard_pipeline_over_uart_on_an_emulated
         end = [parse_ts(e["timestamp"]) for e in mine if e["type"] == "step.completed"][0]
         compute = [s["compute_s"] for s in job["steps"] if s["id"] == step][0]
         if len(start) == 1:   # not the step the upset cut (its start is earlier, its work resumed)
-            assert compute - 1 <= end - start[0] <= compute + 3, (step, mine)
+            # never shorter than its compute; longer by the emulator's lag on a loaded
+            # host (8 s under 2-core load was seen), never by a missed step
+            assert compute - 1 <= end - start[0] <= compute + 10, (step, mine)
 
 
 def test_a_board_without_a_config_lands_in_safe_mode_says_why_and_does_not_boot_loop(
