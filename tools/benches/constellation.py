@@ -161,6 +161,12 @@ def fleet_runs(campaign_runs=200):
     rows.append({"name": "fleet forecast: 20 satellites x 24 h, a 20-step constellation job "
                          "(cpython, in process, %s)" % (ends[0] if ends else "not ended"),
                  "value": round(wall, 1), "unit": "s"})
+    from tools import demo_fleet
+    lines = []
+    code, d = demo_fleet.run(echo=lines.append)
+    rows.append({"name": "make demo-fleet: train-4's job on 4 MicroPython nodes, one clock, a real "
+                         "Console, a failover (%s)" % d["status"],
+                 "value": round(d["wall_s"], 1), "unit": "s"})
     s = fleetcampaign.run(runs=campaign_runs, seed=1)
     rows.append({"name": "campaign constellation, %d seeded runs: steps completed twice / "
                          "events lost / duplicated / unexplained" % s["runs"],
