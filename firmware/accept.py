@@ -91,6 +91,9 @@ def take(ag, box, dep):
         cst, reason = _load("cstplan").record(
             plan["constellation"], ag.cfg["satellite_id"], [st["id"] for st in spec_job["steps"]])
         _unload("cstplan")
+        if reason is None and ag.isl is None:  # it could never hear the others
+            cst, reason = None, "unsupported: this satellite has no inter-satellite link " \
+                                "for a constellation job"
         if reason is not None:
             spec = spec_job = plan = None
             ag.stats["bad_workloads"] += 1

@@ -201,3 +201,19 @@ def test_an_owner_never_heard_from_is_taken_over_only_after_unheard_s(train):
     waited = timeutil.parse_iso(fo[0]["timestamp"]) - timeutil.parse_iso(others_part)
     assert waited >= 6 * 3600  # unheard_s: it may only not have had its first pass yet
     assert out.events[victim] == [] and len(of(out, "job.completed")) == 1
+
+
+def test_a_constellation_part_for_a_satellite_without_an_isl_is_refused_and_nothing_kept(train):
+    # the forecast's one-satellite run: the same agent, no ISL port
+    from tools.planner import forecast
+    import spacecraft
+    doc, cplan = train
+    sat_id = cplan["steps"][0]["satellite"]
+    spec = fleetforecast.member_spec(cplan, doc["job"], sat_id, deployment_id=forecast.DEPLOYMENT_ID)
+    world = fleet.FleetWorld(doc, hours=6)
+    orb = [s for s in world.satellites if s["satellite_id"] == sat_id][0]["orbit"]
+    sat = spacecraft.SimulatedSatellite(sat_id, orb, world.start)
+    out = forecast.run(spec, sat, world.start, world.start + 6 * 3600)
+    assert out.accepted_at is None and out.failure is not None
+    assert "no inter-satellite link" in out.failure
+    assert [e["type"] for e in out.events] == ["job.failed"]
