@@ -76,9 +76,7 @@ def completed(ag, job, step, s):
 
 def _kick(ag):
     """Notices were queued: the ISL task sends them now, not at its next heartbeat."""
-    ev = getattr(ag, "isl_ev", None)
-    if ev is not None:
-        ev.set()
+    ag.isl_ev.set()
 
 
 def _owner(cst, sid):
@@ -147,7 +145,7 @@ def fail_over(ag, job, step, s, runner, reason):
     ag.sensors.set_compute_load(0)
     now = ag.clock.now_ms()
     quiet_ms = cst["quiet_s"] * 1000
-    hbs = _hb(ag)
+    hbs = ag.cst_hb
     chain = cst["chain"][sid]
     to = None
     for a in chain:
@@ -198,12 +196,6 @@ def _give_up(ag, job, sid, why):
     ag.journal.commit([["jset", "cst", new], ["st", sid, {"status": "failed", "error": why}]])
     _kick(ag)
 
-
-def _hb(ag):
-    hbs = getattr(ag, "cst_hb", None)
-    if hbs is None:
-        hbs = ag.cst_hb = {}
-    return hbs
 
 
 # --- when nothing here can run -----------------------------------------------------
@@ -289,8 +281,8 @@ def settled(ag, job):
     if not cst["q"]:
         return True
     now = ag.clock.now_ms()
-    hbs = _hb(ag)
-    sent = _tx(ag).get("ids") or {}
+    hbs = ag.cst_hb
+    sent = ag.cst_tx.get("ids") or {}
     for entry in cst["q"]:
         hb = hbs.get(entry[0])
         if hb is not None:
@@ -311,6 +303,8 @@ def install(ag):
     due. It waits on an Event past the task deadline, so it has none."""
     ag.isl_ev = Event()   # set when messages arrive
     ag.cst_ev = Event()   # set when the ISL task changed a constellation job
+    ag.cst_hb = {}        # heard in heartbeats since boot
+    ag.cst_tx = {}        # the ISL task's own RAM (next heartbeat, notices in flight, ...)
     ag.isl.on_arrival = ag.isl_ev.set
     ag.sched.spawn("isl", lambda: task(ag), priority=6)
 
@@ -335,7 +329,7 @@ def task(ag):
 def _hold(ag):
     """No job: heartbeats are dropped, the rest kept (the newest HELD) for
     the constellation job this satellite has yet to poll."""
-    held = _tx(ag).setdefault("held", [])
+    held = ag.cst_tx.setdefault("held", [])
     while True:
         got = ag.isl.recv()
         if got is None:
@@ -367,7 +361,7 @@ def tick(ag, job):
     port = ag.isl
     now = ag.clock.now_ms()
     cst = job["cst"]
-    held = _tx(ag).pop("held", None) or []
+    held = ag.cst_tx.pop("held", None) or []
     while True:
         got = held.pop(0) if held else port.recv()
         if got is None:
@@ -376,7 +370,7 @@ def tick(ag, job):
         if ag.journal.state["job"] is not job:
             return 0
         cst = job["cst"]
-    tx = _tx(ag)
+    tx = ag.cst_tx
     if not tx.get("checked"):
         # a reset between a step's completion and its report: report it now
         tx["checked"] = True
@@ -397,12 +391,6 @@ def tick(ag, job):
         wait = min(wait, 1000)
     return max(1, wait)
 
-
-def _tx(ag):
-    tx = getattr(ag, "cst_tx", None)
-    if tx is None:
-        tx = ag.cst_tx = {}
-    return tx
 
 
 def _heartbeat(ag, job):
@@ -448,7 +436,7 @@ def _send_queue(ag, job, now):
     longer between tries each time (RETRY_MS doubling, up to 6 x)."""
     port = ag.isl
     cst = job["cst"]
-    tx = _tx(ag)
+    tx = ag.cst_tx
     sent = tx.setdefault("ids", {})  # dest|text -> [msg id, last try ms, link, t0, tries, delivered]
     acked = tx.get("acked") or ()
     done = []
@@ -535,8 +523,8 @@ def _takeovers(ag, job, now):
     cst = job["cst"]
     me = cst["me"]
     quiet_ms = cst["quiet_s"] * 1000
-    hbs = _hb(ag)
-    boot = _tx(ag).setdefault("since", now)  # heard nothing since boot: wait quiet_s first
+    hbs = ag.cst_hb
+    boot = ag.cst_tx.setdefault("since", now)  # heard nothing since boot: wait quiet_s first
     if now - boot < quiet_ms or unfit(ag) is not None:
         return
     heard = False
@@ -544,7 +532,7 @@ def _takeovers(ag, job, now):
         hb = hbs.get(m)
         if m != me and hb is not None and now - hb[0] <= quiet_ms:
             heard = True
-    tx = _tx(ag)
+    tx = ag.cst_tx
     if not heard:
         tx["joined"] = None
         return  # everyone silent: this satellite is the one cut off, and takes nothing
@@ -612,7 +600,7 @@ def _take(ag, src, data):
     except (ValueError, KeyError, TypeError):
         return  # not ours, or mangled: dropped
     if kind == "ack":
-        acked = _tx(ag).setdefault("acked", set())
+        acked = ag.cst_tx.setdefault("acked", set())
         acked.add((m.get("f") or src, m.get("a")))
         return
     _handle(ag, src, m, kind)
@@ -627,10 +615,10 @@ def _handle(ag, src, m, kind):
     job = st["job"]
     cst = job["cst"]
     if kind == "hb":
-        _hb(ag)[m.get("f") or src] = [ag.clock.now_ms(), m.get("b"), m.get("t"), m.get("w"),
+        ag.cst_hb[m.get("f") or src] = [ag.clock.now_ms(), m.get("b"), m.get("t"), m.get("w"),
                                        bool(m.get("x"))]
         if isinstance(m.get("d"), list):  # done elsewhere: its notice is on its way
-            hint = _tx(ag).setdefault("hint", set())
+            hint = ag.cst_tx.setdefault("hint", set())
             for sid in m["d"]:
                 if sid in cst["own"]:
                     hint.add(sid)
