@@ -36,11 +36,14 @@ class HubPort:
     # made by islstart.connect: sock, rfile, poll, sat_id, clock, beat, horizon, lookahead_ms
     def __init__(self):
         self.on_arrival = None
+        self.node = None        # the node (sim/node.py) it serves: islstart.join sets it
         self.stopped = None
         self.inbox = []
         self.arrived = False
         self.sent = {}          # msg id -> (ms it arrives or is lost, delivered?)
-        self.counts = {"sent": 0, "no_route": 0, "received": 0, "waits": 0}
+        self.counts = {"sent": 0, "no_route": 0, "received": 0, "waits": 0, "quiet": 0}
+        self.grant = 0          # quiet: it may go on alone to here (islhub "Quiet nodes")
+        self.ram_from = -1      # what arrived before this went with a reset's RAM
 
     def _ask(self, req, short=None):
         self.sock.sendall(short or (json.dumps(req) + "\n").encode())
@@ -83,20 +86,57 @@ class HubPort:
         self.inbox = []
         self.arrived = False
         self.on_arrival = None
+        self.ram_from = self.clock.now_ms()
+
+    def _quiet_until(self, now):
+        """The start of the next pass (ms on its clock) while the agent has no job
+        and no station is in view: before it no job can come, so this satellite
+        sends nothing (only a constellation job's role sends). None otherwise,
+        and in a node whose world gives no such word (--faults)."""
+        node = self.node
+        ag = node.agent if node is not None else None
+        if ag is None or ag.journal.state["job"] is not None:
+            return None
+        if ag.sensors.link_down_ms is None:
+            return None
+        # the satellite's link_down_ms at `now`, its physics left where they are
+        t = self.clock.start_epoch + now / 1000
+        tl = node.sat.timeline
+        tl.extend_to(t)
+        nxt = tl.end
+        for c in tl.contacts:
+            if c[0] <= t < c[1]:
+                return None
+            if c[0] > t:
+                nxt = c[0]
+                break
+        until = now + int((nxt - t) * 1000) - 1
+        return until if until > now else None
 
     def advance(self, t_ms):
         clock = self.clock
         now = clock.now_ms()
         if self.stopped is not None or t_ms <= now:
             return now
-        if t_ms <= self.horizon:
+        if t_ms <= self.horizon or t_ms <= self.grant:
             clock.advance_to(t_ms)
             return t_ms
+        until = self._quiet_until(now)
+        if until is not None:   # no job, no station in view: on alone to the next pass
+            self.counts["quiet"] += 1
+            self.grant = self._ask(None, b"q %d %d\n" % (now, until))["t"]
+            if self.grant > now:
+                t = min(t_ms, self.grant)
+                clock.advance_to(t)
+                return t
+            # not a ms further alone (the hub stops it here): ask as any node does
         self.counts["waits"] += 1
         reply = self._ask(None, b"a %d %d\n" % (now, t_ms))
         clock.advance_to(reply["t"])
         self.horizon = reply["h"]
-        for src, _at, kind, data in reply["m"]:
+        for src, at, kind, data in reply["m"]:
+            if at <= self.ram_from:
+                continue        # it came while the computer was down (handed over late: it was quiet)
             self.inbox.append((src, data if kind == "s" else binascii.a2b_base64(data)))
             self.counts["received"] += 1
             self.arrived = True

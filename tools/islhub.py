@@ -26,6 +26,17 @@ answer carries the horizon lowered by what the message may start. The node
 with the least base is always free to go, so the fleet never deadlocks, and
 a node napping for hours is not woken by anyone else's wakes.
 
+**Quiet nodes.** A node whose agent has no job while no station is in view
+(its world's next contact at P) can send nothing before P: only a job polled
+from the Console gives it a constellation role, and what reaches it
+meanwhile only waits in its radio (the firmware holds it, in arrival order,
+for a job it may poll later). It says so ("q T P"), goes on alone to P
+without asking, and is handed what arrived meanwhile when it asks to go past
+P (the first ask of its pass), in arrival order; its base for the others is
+P meanwhile. Its word holds over a reset (its journal still holds no job),
+so it joins again at its own clock. A fleet whose nodes have no job runs on
+its free clocks, each node held only at the start of its passes.
+
 **Nodes that go.** A node whose connection closes (killed, crashed, reset,
 at its end) holds the others at its last time for `grace_s` wall seconds (its
 supervisor restarts it meanwhile) and then is *gone*: silent, its base out
@@ -52,6 +63,9 @@ Times are ms on the node's clock (0 = `start`).
   {"op": "adv", "t": T, "to": T2}          -> {"t": R, "h": H, "m": [[src, arrival, kind, data]...]}
                                               (R <= T2; "stop": "lost" when it was lost at R)
       or, the same in short (asked most): "a T T2" -> "r R H" when nothing arrived
+  "q T P"                                  -> "r R H"   (quiet: it sends nothing before P; it goes
+                                              on alone to R = P, or to where it was lost, and
+                                              gets what arrived meanwhile at its next advance)
   {"op": "send", "t": T, "to": ID, "s": TEXT | "b": BASE64}
                                            -> {"id": N, "at": MS, "ok": bool, "h": H}
                                               (id None: no route now; at: arrival or loss)
@@ -81,7 +95,7 @@ MAX_LINE = 4 << 20          # one request at most this long (a message's data in
 HORIZON_CAP_MS = 600000     # no horizon reaches further than this past the node's time: what a
                             # node that comes back after it was gone may have to skip at most
 FLEET_KINDS = ("lost", "partition", "isl_down")
-UNJOINED, RUNNING, WAITING, AWAY, GONE = "unjoined", "running", "waiting", "away", "gone"
+UNJOINED, RUNNING, WAITING, QUIET, AWAY, GONE = "unjoined", "running", "waiting", "quiet", "away", "gone"
 
 
 def split_faults(faults, members):
@@ -129,6 +143,8 @@ class _Member:
         self.inbox = []       # heap of [arrival ms, msg id, src, kind, data]
         self.away_since = None
         self.lost_ms = None
+        self.promise = 0      # it sends nothing before this (a quiet node's word; kept over a reset)
+        self.boot_ms = 0      # what arrives before this is lost with its RAM (its latest join)
 
 
 class Hub:
@@ -155,7 +171,7 @@ class Hub:
         self.L = islnet.lookahead_ms(plan)
         self.grace_s = grace_s
         self.counts = {"sent": 0, "delivered": 0, "lost": 0, "no_route": 0, "dropped": 0,
-                       "releases": 0, "requests": 0, "bad_requests": 0}
+                       "releases": 0, "requests": 0, "bad_requests": 0, "quiet": 0}
         self.next_id = 1
         self._log = open(log_path, "w") if log_path else None
         self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -243,7 +259,7 @@ class Hub:
         if m is not None and m.sock is s:
             m.sock = None
             m.buf = b""
-            if m.state in (RUNNING, WAITING):
+            if m.state in (RUNNING, WAITING, QUIET):
                 if m.state == WAITING:
                     m.want = None
                 m.state = AWAY
@@ -310,7 +326,7 @@ class Hub:
                 to = int(to)
             except ValueError:
                 m = None
-            if m is not None and m.state == RUNNING and m.t <= t <= to:
+            if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= to:
                 m.t = t
                 m.state = WAITING
                 m.want = to
@@ -319,6 +335,17 @@ class Hub:
                 self._release_all()
                 return
             line = b'{"op":"adv"}'    # not as it should be: the long way says why
+        elif line[:2] == b"q ":   # "q T P": quiet until P (no job, no station in view: it sends nothing)
+            m = self._conns.get(s)
+            try:
+                _, t, until = line.split()
+                t = int(t)
+                until = int(until)
+            except ValueError:
+                m = None
+            if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= until:
+                return self._quiet(m, t, until)
+            line = b'{"op":"quiet"}'
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -332,11 +359,16 @@ class Hub:
                 return self._join(s, req.get("sat"), t)
             if m is None:
                 raise ValueError("join first")
-            if m.state != RUNNING:
+            if m.state == QUIET:      # its word ends with what it asks now
+                if op == "send" and t < m.promise:
+                    raise ValueError("a quiet satellite sends nothing before %d" % m.promise)
+            elif m.state != RUNNING:
                 raise ValueError("one request at a time")
             if t < m.t:
                 raise ValueError("time went back (%d < %d)" % (t, m.t))
             m.t = t
+            if m.state == QUIET:
+                m.state = RUNNING
             if op == "adv":
                 to = req.get("to")
                 if isinstance(to, bool) or not isinstance(to, int) or to < t:
@@ -377,13 +409,17 @@ class Hub:
         m = self.members.get(sat) if isinstance(sat, str) else None
         if m is None:
             raise ValueError("%r is not a satellite of the fleet" % (sat,))
-        if m.state in (RUNNING, WAITING):
+        if m.state in (RUNNING, WAITING, QUIET):
             raise ValueError("%s has joined already" % sat)
         if m.lost_ms is not None and m.state == GONE and m.t >= m.lost_ms:
             raise ValueError("%s was lost" % sat)
         # carry on at its clock, unless the others went on past it (while it was away)
+        # and it may send before they are back (a quiet node's word holds over its reset:
+        # with no job and no station in view it sends nothing, its RAM lost or not)
         front = max([o.h for o in self.members.values() if o is not m] + [0])
-        floor = max(t, m.t if m.state == AWAY else 0, front - self.L)
+        floor = max(t, m.t if m.state == AWAY else 0)
+        if m.promise <= floor:
+            floor = max(floor, front - self.L)
         dropped = 0
         while m.inbox and m.inbox[0][0] < floor:
             heapq.heappop(m.inbox)
@@ -397,6 +433,7 @@ class Hub:
         m.buf = self._bufs.pop(s, b"")
         m.state = RUNNING
         m.t = floor
+        m.boot_ms = floor
         m.away_since = None
         m.h = min(self._horizon(m), floor + HORIZON_CAP_MS)
         self._note("join", sat=sat, t=t, floor=floor, h=m.h, dropped=dropped)
@@ -430,8 +467,11 @@ class Hub:
         mid = self.next_id
         self.next_id += 1
         self.counts["sent"] += 1
-        if ok:
-            heapq.heappush(self.members[dst].inbox, [at, mid, m.sat, kind, data])
+        d = self.members[dst]
+        if ok and at < d.boot_ms:   # it reaches a computer that came up again after it: lost with its RAM
+            self.counts["dropped"] += 1
+        elif ok:
+            heapq.heappush(d.inbox, [at, mid, m.sat, kind, data])
         else:
             self.counts["lost"] += 1
         m.h = min(self._horizon(m), m.h)   # what this message may start comes sooner
@@ -439,14 +479,38 @@ class Hub:
         self._release_all()
         return {"id": mid, "at": at, "ok": ok, "h": m.h}
 
+    def _quiet(self, m, t, until):
+        """A node with no job and no station in view until `until` (its own world's
+        word): it sends nothing before then, and what reaches it meanwhile only
+        waits in its radio (the firmware holds it for a constellation job it may
+        poll later), so it goes on without the others, on its own, to `until`,
+        and gets what arrived when it next asks to advance. Its base for the
+        others is `until` meanwhile."""
+        m.t = t
+        m.promise = until
+        m.state = QUIET
+        r = until
+        if m.lost_ms is not None and m.lost_ms < r:
+            r = max(t, m.lost_ms)   # it asks there again, and is stopped
+        self.counts["quiet"] += 1
+        if self._log:
+            self._note("quiet", sat=m.sat, t=t, until=until, to=r)
+        try:
+            m.sock.sendall(b"r %d %d\n" % (r, m.h))
+        except OSError:
+            self._close(m.sock)
+            return
+        self._release_all()
+
     # --- the lockstep -----------------------------------------------------------------------
 
     @staticmethod
     def _base(m):
         if m.state == WAITING:
-            return min(m.want, m.inbox[0][0]) if m.inbox else m.want
-        if m.state in (RUNNING, AWAY, UNJOINED):
-            return m.t
+            b = min(m.want, m.inbox[0][0]) if m.inbox else m.want
+            return max(b, m.t)
+        if m.state in (RUNNING, AWAY, UNJOINED, QUIET):
+            return max(m.t, m.promise)
         return None
 
     def _lows(self):
@@ -468,7 +532,7 @@ class Hub:
         others = lo2 if who is m else lo1
         h = others + self.L if others is not None else 1 << 62
         if m.inbox and m.inbox[0][0] < h:
-            h = m.inbox[0][0]
+            h = max(m.inbox[0][0], m.t)   # what came while it was quiet is handed over now
         if m.lost_ms is not None and m.lost_ms < h:
             h = m.lost_ms            # it goes no further without asking: it stops there
         return h
@@ -490,7 +554,7 @@ class Hub:
                     continue
                 r = m.want
                 if m.inbox and m.inbox[0][0] < r:
-                    r = m.inbox[0][0]
+                    r = max(m.inbox[0][0], m.t)
                 others = lo2 if who is m else lo1
                 if others is not None and r > others + L:
                     continue        # someone may still reach it before r
