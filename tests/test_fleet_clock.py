@@ -369,3 +369,76 @@ def test_a_fleet_of_unchanged_agents_runs_on_one_clock_and_a_lost_satellite_stop
         floor = max(floor, front - report["hub"]["lookahead_ms"])
     assert again["t"] > 0 and again["floor"] == floor
     assert not [e for e in events if e["ev"] == "gone" and e["sat"] == "99902" and e["why"] == "away"]
+
+
+class _Raw:
+    """A client speaking the hub's protocol itself (tools/islhub.py's docstring), to
+    check the hub's side of a quiet node's word on its own."""
+    def __init__(self, hub, sat, t=0):
+        import socket
+        host, port = hub.address.rsplit(":", 1)
+        self.s = socket.create_connection((host, int(port)))
+        self.f = self.s.makefile("rb")
+        self.join = self.ask({"op": "join", "sat": sat, "t": t})
+
+    def ask(self, req):
+        self.s.sendall(req.encode() if isinstance(req, str) else (json.dumps(req) + "\n").encode())
+        line = self.f.readline()
+        if line.startswith(b"r "):
+            _, t, h = line.split()
+            return {"t": int(t), "h": int(h), "m": []}
+        return json.loads(line)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def test_a_quiet_node_goes_on_alone_and_gets_what_came_meanwhile_in_arrival_order(train, tmp_path):
+    plan, t0 = train
+    hub = Hub(plan, t0, TRAIN[:2], grace_s=5, log_path=str(tmp_path / "hub.log")).start()
+    try:
+        a, b = _Raw(hub, "99901"), _Raw(hub, "99902")
+        L = a.join["L"]
+        # 99901 has no job and no station in view until 600 s: on alone, at once
+        assert a.ask("q 0 600000\n") == {"t": 600000, "h": a.join["h"], "m": []}
+        # its word is 99902's bound: 99902 goes on past 99901's clock (0) to 600 s + L
+        assert b.ask("a 0 500000\n")["t"] == 500000
+        got = b.ask({"op": "send", "t": 500000, "to": "99901", "s": "first"})
+        second = b.ask({"op": "send", "t": 500000, "to": "99901", "s": "second"})
+        assert got["ok"] and second["ok"] and got["at"] <= second["at"] < 600000
+        # 99901 sends nothing before its word runs out
+        assert "quiet satellite sends nothing" in a.ask({"op": "send", "t": 1000, "to": "99902", "s": "x"})["err"]
+        # 99902 may not go further than 99901's word and the lookahead allow: it waits
+        b.s.sendall(b"a 500000 700000\n")
+        # at its pass 99901 asks to go on: it gets what came while it was quiet, in order
+        back = a.ask({"op": "adv", "t": 600000, "to": 600000})
+        assert back["t"] == 600000 and [m[3] for m in back["m"]] == ["first", "second"]
+        assert [m[1] for m in back["m"]] == [got["at"], second["at"]]
+        a.ask({"op": "bye", "t": 600000})
+        line = b.f.readline()
+        assert line.startswith(b"r 700000")
+        b.ask({"op": "bye", "t": 700000})
+    finally:
+        hub.stop()
+    events, handed = _check_lockstep(str(tmp_path / "hub.log"), hub.L)
+    assert handed == 2 and L > 0
+
+
+def test_a_quiet_node_that_comes_back_carries_on_at_its_own_clock(train, tmp_path):
+    plan, t0 = train
+    hub = Hub(plan, t0, TRAIN[:2], grace_s=5).start()
+    try:
+        a, b = _Raw(hub, "99901"), _Raw(hub, "99902")
+        a.ask("q 0 900000\n")
+        assert b.ask("a 0 800000\n")["t"] == 800000      # past 99901's clock, within its word
+        a.close()                                       # its computer resets at 0 s
+        time.sleep(0.3)
+        again = _Raw(hub, "99901", t=0)
+        # its journal still holds no job: it sends nothing before its pass, so it need not
+        # skip to where the others went (a node that may send would: see the killed-node test)
+        assert again.join.get("t") == 0, again.join
+        again.ask({"op": "bye", "t": 0})
+        b.ask({"op": "bye", "t": 800000})
+    finally:
+        hub.stop()
