@@ -201,7 +201,7 @@ def _summary(http, parent, plan, predicted, events, status, report, workdir, wal
     echo("  wall time               %.1f s" % wall_s)
     return {"status": status, "events": events, "predicted": predicted, "plan": plan,
             "parent": parent, "failovers": kinds.count("constellation.failover"),
-            "wall_s": wall_s, "steps": view.get("steps"), "nodes": nodes,
+            "wall_s": wall_s, "fleet_wall_s": report.get("wall_s"), "hub": report.get("hub"), "steps": view.get("steps"), "nodes": nodes,
             "as_predicted": same, "predicted_n": sum(pred.values()),
             "extra": sum(got.values()) - same}
 
