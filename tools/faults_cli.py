@@ -627,11 +627,16 @@ def _kinds(d):
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--keep", default=None, type=click.Path(file_okay=False),
               help="Keep the Console database and node folders here.")
-def faults(name, runs, seed, torn, as_json, keep):
+@click.option("--nodes", is_flag=True,
+              help="constellation: every satellite's firmware under MicroPython, a real Console, "
+                   "the ISL hub (~40 s a run), instead of the fleet forecast in process.")
+def faults(name, runs, seed, torn, as_json, keep, nodes):
     """Run a fault-injection campaign against the firmware and a real Console."""
     kw = {"torn": True} if torn and name == "power-cut" else {}
     if torn and name != "power-cut":
         raise click.BadParameter("--torn is for the power-cut campaign", param_hint="--torn")
+    if nodes and name != "constellation":
+        raise click.BadParameter("--nodes is for the constellation campaign", param_hint="--nodes")
     if keep:
         try:
             os.makedirs(keep, exist_ok=True)
@@ -648,7 +653,10 @@ def faults(name, runs, seed, torn, as_json, keep):
 
     if name == "constellation":  # a fleet: tools/fleetcampaign.py
         from tools import fleetcampaign
-        s = fleetcampaign.run(runs=runs or 20, seed=seed, progress=progress)
+        if nodes:
+            s = fleetcampaign.run_nodes(runs=runs or 4, seed=seed, progress=progress, workdir=keep)
+        else:
+            s = fleetcampaign.run(runs=runs or 20, seed=seed, progress=progress)
         if as_json:
             click.echo(json.dumps(s, indent=2, sort_keys=True))
         else:

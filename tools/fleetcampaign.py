@@ -101,19 +101,8 @@ def judge(out, cplan, faults):
     if ends:
         rec["outcome"] = "completed" if ends[0]["type"] == "job.completed" else \
             ends[0]["payload"].get("status") or "failed"
-    hit = set()
-    for f in faults:
-        hit.update(f.get("pair") or [f["satellite"]])
     if rec["outcome"] != "completed":
-        # explained when a fault struck a satellite the failed step could run on
-        # (a job that never ended: its last step's, where it would have ended)
-        chains = dict((s["step_id"], [s["satellite"]] + s["alternates"]) for s in cplan["steps"])
-        step = cplan["steps"][-1]["step_id"]
-        reason = ends[0]["payload"].get("reason") or "" if ends else ""
-        for sid in chains:
-            if reason.startswith("step %r" % sid):
-                step = sid
-        rec["explained"] = bool(hit & set(chains[step]))
+        rec["explained"] = _explained(cplan, faults, [e for e in ends if e["type"] == "job.failed"])
     return rec
 
 
@@ -154,12 +143,13 @@ def run(runs=20, seed=0, progress=None):
     out["unexplained"] = sum(1 for r in recs if not r["explained"])
     out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
                        r["events_duplicated"] or not r["explained"]][:10]
+    out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
     return out
 
 
 def print_summary(s, echo):
-    echo("campaign constellation (%s): %d runs, seed %d, %.1f s" % (
-        s["fleet"], s["runs"], s["seed"], s["wall_s"]))
+    echo("campaign %s (%s): %d runs, seed %d, %.1f s" % (
+        s["campaign"], s["fleet"], s["runs"], s["seed"], s["wall_s"]))
     rows = [("faults injected", ", ".join("%s %d" % kv for kv in sorted(s["injected_by_kind"].items()))),
             ("outcomes", ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items()))),
             ("failovers (handed over or failed)", s["failovers"]),
@@ -172,3 +162,126 @@ def print_summary(s, echo):
         echo("  %-*s  %s" % (width, label, value))
     for bad in s["bad_runs"]:
         echo("  ! %s" % json.dumps(bad))
+
+
+# --- the same seeded runs on MicroPython nodes and a real Console -------------------------
+
+NODE_HOURS = 12.0   # each run: the fleet demo's horizon (tools/demo_fleet.py)
+
+
+def node_faults(faults):
+    """One run's faults (script()) as FleetRun's {satellite: [fault]}: the hub's fleet
+    faults (lost, partition, isl_down) and each node's own (sim/faults.py: brownout,
+    a stuck temperature sensor, reset). Times as script() gives them (s after the start)."""
+    out = {}
+    for f in faults:
+        k = f["kind"]
+        if k == "loss":
+            out.setdefault(f["satellite"], []).append({"kind": "lost", "at_s": f["at_s"]})
+        elif k == "drain":
+            out.setdefault(f["satellite"], []).append({"kind": "brownout", "at_s": f["at_s"], "soc": f["soc"]})
+        elif k == "heat":
+            out.setdefault(f["satellite"], []).append({
+                "kind": "sensor", "sensor": "temperature", "mode": "stuck", "at_s": f["at_s"],
+                "for_s": 3600, "value": f["temperature_c"]})
+        elif k == "link_loss":
+            a, b = f["pair"]
+            out.setdefault(a, []).append({"kind": "isl_down", "peer": b, "at_s": f["from_s"],
+                                          "for_s": f["to_s"] - f["from_s"]})
+        elif k == "partition":
+            out.setdefault(f["satellite"], []).append({"kind": "partition", "at_s": f["from_s"],
+                                                       "for_s": f["to_s"] - f["from_s"]})
+        else:
+            out.setdefault(f["satellite"], []).append({"kind": "reset", "at_s": f["at_s"]})
+    return out
+
+
+def judge_console(summary, cplan, faults):
+    """One node run's figures, from what the Console holds: the parent's merged
+    stream and its status (tools/demo_fleet.py's summary)."""
+    rec = {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
+           "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
+    by_step = collections.defaultdict(list)
+    seqs = collections.defaultdict(list)
+    ends = 0
+    for e in summary["events"]:
+        seqs[e.get("satellite_id")].append(e["seq"])
+        t = e["type"]
+        if t == "constellation.step_completed":
+            by_step[e["step_id"]].append(e["payload"]["epoch"])
+        elif t == "constellation.failover":
+            rec["takeovers" if e["payload"]["reason"] == "silent" else "failovers"] += 1
+        elif t in ("job.completed", "job.failed"):
+            ends += 1
+    rec["completed_twice"] = sum(1 for ep in by_step.values() if ep.count(max(ep)) > 1)
+    for s in seqs.values():
+        rec["events_duplicated"] += len(s) - len(set(s))
+        u = sorted(set(s))
+        rec["events_lost"] += u[-1] - u[0] + 1 - len(u)   # a gap at the Console
+    rec["events_duplicated"] += max(0, ends - 1)
+    status = summary["status"]
+    rec["outcome"] = status if status in ("completed", "partial", "failed") else "unfinished"
+    if rec["outcome"] != "completed":
+        rec["explained"] = _explained(cplan, faults, [e for e in summary["events"] if e["type"] == "job.failed"])
+    return rec
+
+
+def _explained(cplan, faults, ends):
+    """A run that did not complete is explained when a fault struck a satellite the
+    failed step could run on (a job that never ended: its last step's)."""
+    hit = set()
+    for f in faults:
+        hit.update(f.get("pair") or [f["satellite"]])
+    chains = dict((s["step_id"], [s["satellite"]] + s["alternates"]) for s in cplan["steps"])
+    step = cplan["steps"][-1]["step_id"]
+    reason = (ends[0]["payload"].get("reason") or "") if ends else ""
+    for sid in chains:
+        if reason.startswith("step %r" % sid):
+            step = sid
+    return bool(hit & set(chains[step]))
+
+
+def run_nodes(runs=4, seed=0, progress=None, workdir=None):
+    """The campaign's first `runs` seeded runs (the same scripts as run()'s) with every
+    member's firmware under the MicroPython unix port, one real Console, the ISL hub
+    (tools/demo_fleet.run with the run's faults): what the Console accepted."""
+    import tempfile
+
+    from tools import demo_fleet
+    with open(FLEET) as f:
+        doc = json.load(f)
+    import fleet
+    world = fleet.FleetWorld(doc, hours=24)
+    cplan = constellation.make_constellation_plan(doc, doc["job"], world.start)
+    sats = sorted(set(s["satellite"] for s in cplan["steps"]) |
+                  set(a for s in cplan["steps"] for a in s["alternates"]))
+    rng = random.Random(seed)
+    progress = progress or (lambda it: it)
+    recs = []
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = workdir or tmp      # --keep: the Console databases and node folders stay there
+        for i in progress(range(runs)):
+            faults = script(rng, sats)
+            try:
+                _, summary = demo_fleet.run(FLEET, workdir=os.path.join(tmp, "run-%d" % i),
+                                            faults=node_faults(faults), hours=NODE_HOURS,
+                                            echo=lambda *a, **k: None)
+            except Exception as exc:
+                recs.append({"completed_twice": 0, "events_lost": 0, "events_duplicated": 0,
+                             "failovers": 0, "takeovers": 0, "outcome": "crashed",
+                             "explained": False, "faults": faults,
+                             "error": "%s: %s" % (type(exc).__name__, exc)})
+                continue
+            recs.append(judge_console(summary, cplan, faults))
+    out = {"campaign": "constellation (MicroPython nodes, real Console)", "runs": len(recs), "seed": seed,
+           "wall_s": round(time.monotonic() - t0, 2), "fleet": os.path.relpath(FLEET, ROOT)}
+    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
+        out[key] = sum(r[key] for r in recs)
+    out["outcomes"] = dict(collections.Counter(r["outcome"] for r in recs))
+    out["injected_by_kind"] = dict(collections.Counter(f["kind"] for r in recs for f in r["faults"]))
+    out["unexplained"] = sum(1 for r in recs if not r["explained"])
+    out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
+                       r["events_duplicated"] or not r["explained"]][:10]
+    out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
+    return out

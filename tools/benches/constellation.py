@@ -177,6 +177,45 @@ def fleet_runs(campaign_runs=200):
                  "value": "%s (%d, %d), %.0f s" % (
                      ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items())),
                      s["failovers"], s["takeovers"], s["wall_s"]), "unit": ""})
+    rows += node_runs()
+    return rows
+
+
+def node_runs(campaign_runs=10):
+    """The same on MicroPython nodes and a real Console: 20 satellites x 24 h with
+    the 20-step job (every satellite's firmware, one clock through the ISL hub), and
+    the campaign's first seeded runs."""
+    import tempfile
+
+    from tools import demo_fleet, fleetcampaign
+    rows = []
+    doc = _fleet("shell-20.json")
+    doc["job"] = dag(20)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "shell-20-job.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        cpu0 = os.times()
+        _, d = demo_fleet.run(path, workdir=os.path.join(tmp, "run"), fault=False, hours=24.0,
+                              echo=lambda *a, **k: None)
+        cpu1 = os.times()
+    cpu = sum(cpu1[:4]) - sum(cpu0[:4])
+    rows.append({"name": "20 satellites x 24 h with a 20-step constellation job, every agent under "
+                         "MicroPython (.mpy), real Console, one clock: the fleet run's wall (%s, %d of %d "
+                         "events as predicted)" % (d["status"], d["as_predicted"], d["predicted_n"]),
+                 "value": round(d["fleet_wall_s"], 1), "unit": "s"})
+    rows.append({"name": "  the same run, all of it (plan, forecast, run): wall / CPU",
+                 "value": "%.1f / %.1f" % (d["wall_s"], cpu), "unit": "s"})
+    s = fleetcampaign.run_nodes(runs=campaign_runs, seed=1)
+    rows.append({"name": "campaign constellation on MicroPython nodes and a real Console, %d seeded runs: "
+                         "steps completed twice / events lost / duplicated / unexplained" % s["runs"],
+                 "value": "%d / %d / %d / %d" % (s["completed_twice"], s["events_lost"],
+                                                 s["events_duplicated"], s["unexplained"]),
+                 "unit": ""})
+    rows.append({"name": "  its outcomes (failovers, takeovers), wall",
+                 "value": "%s (%d, %d), %.0f s" % (
+                     ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items())),
+                     s["failovers"], s["takeovers"], s["wall_s"]), "unit": ""})
     return rows
 
 
