@@ -196,9 +196,12 @@ def node_faults(faults):
     return out
 
 
-def judge_console(summary, cplan, faults):
+def judge_console(summary, cplan, faults, db_path):
     """One node run's figures, from what the Console holds: the parent's merged
-    stream and its status (tools/demo_fleet.py's summary)."""
+    stream and its status (tools/demo_fleet.py's summary), and every agent's
+    events in its database (the agent-level ones too: agent.booted has no
+    deployment, so the parent's stream has gaps where a satellite rebooted)."""
+    import sqlite3
     rec = {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
            "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
     by_step = collections.defaultdict(list)
@@ -215,6 +218,15 @@ def judge_console(summary, cplan, faults):
             ends += 1
     rec["completed_twice"] = sum(1 for ep in by_step.values() if ep.count(max(ep)) > 1)
     for s in seqs.values():
+        rec["events_duplicated"] += len(s) - len(set(s))
+    db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
+    try:
+        stored = collections.defaultdict(list)
+        for origin, seq in db.execute("SELECT origin, seq FROM events"):
+            stored[origin].append(seq)
+    finally:
+        db.close()
+    for s in stored.values():
         rec["events_duplicated"] += len(s) - len(set(s))
         u = sorted(set(s))
         rec["events_lost"] += u[-1] - u[0] + 1 - len(u)   # a gap at the Console
@@ -264,7 +276,8 @@ def run_nodes(runs=4, seed=0, progress=None, workdir=None):
         for i in progress(range(runs)):
             faults = script(rng, sats)
             try:
-                _, summary = demo_fleet.run(FLEET, workdir=os.path.join(tmp, "run-%d" % i),
+                where = os.path.join(tmp, "run-%d" % i)
+                _, summary = demo_fleet.run(FLEET, workdir=where,
                                             faults=node_faults(faults), hours=NODE_HOURS,
                                             echo=lambda *a, **k: None)
             except Exception as exc:
@@ -273,7 +286,7 @@ def run_nodes(runs=4, seed=0, progress=None, workdir=None):
                              "explained": False, "faults": faults,
                              "error": "%s: %s" % (type(exc).__name__, exc)})
                 continue
-            recs.append(judge_console(summary, cplan, faults))
+            recs.append(judge_console(summary, cplan, faults, os.path.join(where, "console.db")))
     out = {"campaign": "constellation (MicroPython nodes, real Console)", "runs": len(recs), "seed": seed,
            "wall_s": round(time.monotonic() - t0, 2), "fleet": os.path.relpath(FLEET, ROOT)}
     for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
