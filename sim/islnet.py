@@ -73,12 +73,11 @@ class Network:
         isl.DELIVERED or isl.LOST). Changes nothing: the hub (tools/islhub.py)
         asks it at each sender's own time."""
         mb = size / 1e6
-        snap = self.router.snapshot(src, dst, t, mb)
-        if snap is None:
+        path = self.router.path_at(src, dst, t, mb)
+        if path is None:
             return None
         ready = t
         outcome = isl.DELIVERED
-        path = snap["path"]
         for k in range(len(path) - 1):
             w = self.router.window_at(path[k], path[k + 1], t)   # the link this hop was routed over
             h = send_in_window(w, ready, mb) if w is not None and ready < w["end"] else None

@@ -47,6 +47,8 @@ class Router:
                 self.ends[(u, v)] = [w["end"] for w in adj[u][v]]
                 self.caps[(u, v)] = [_capacity_left(w) for w in adj[u][v]]
         self.adj = adj
+        self._moment_t = None  # the latest t a snapshot was asked for, and its searches
+        self._moment = {}      # (src, bits) -> the search from src at that t run to the end
 
     def _check(self, src, dst, data_mb):
         for sid in (src, dst):
@@ -90,11 +92,28 @@ class Router:
 
     # --- earliest arrival -----------------------------------------------------------
 
-    def _search(self, src, dst, start, edge):
+    def _search(self, src, dst, start, edge, tree=None):
         """Dijkstra from src (label `start`) to dst: edge(u, v, label) -> (label
         at v, what the edge was) or None. Labels never fall along an edge.
         Returns the edges of the best path, first to last, and dst's label; None
-        when dst cannot be reached."""
+        when dst cannot be reached. tree: (best, via, done) of a search from
+        src run to the end (dst None), to read another dst from: a search
+        stopped at dst is the first part of it, so dst's path is the same."""
+        if tree is None:
+            tree = self._grow(src, dst, start, edge)
+        best, via, done = tree
+        if dst not in done:
+            return None
+        edges = []
+        v = dst
+        while v != src:
+            u, info = via[v]
+            edges.append((u, v, info))
+            v = u
+        edges.reverse()
+        return edges, best[dst]
+
+    def _grow(self, src, dst, start, edge):
         best = {src: start}
         via = {}
         done = set()
@@ -114,16 +133,7 @@ class Router:
                     best[v] = e[0]
                     via[v] = (u, e[1])
                     heapq.heappush(heap, (e[0], v))
-        if dst not in done:
-            return None
-        edges = []
-        v = dst
-        while v != src:
-            u, info = via[v]
-            edges.append((u, v, info))
-            v = u
-        edges.reverse()
-        return edges, best[dst]
+        return best, via, done
 
     def route(self, src, dst, t, data_mb):
         """Earliest-arrival route of `data_mb` from src (ready at t) to dst, or None."""
@@ -144,20 +154,7 @@ class Router:
         """The route over the links up at t, each costing data_mb * 8 / bandwidth +
         latency as they are at t (no waiting, no change over time), or None when
         the graph of that moment does not join src and dst."""
-        self._check(src, dst, data_mb)
-        bits = data_mb * 8.0
-
-        def link(u, v, c):
-            w = self.window_at(u, v, t)
-            if w is None:
-                return None
-            m = segment_at(w, t)
-            bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
-            if bw <= 0:
-                return None
-            return c + bits / bw + latency_at(w, t) / 1000.0, None
-
-        found = self._search(src, dst, 0.0, link)
+        found = self._moment_search(src, dst, t, data_mb)
         if found is None:
             return None
         edges, predicted = found
@@ -177,6 +174,36 @@ class Router:
         if hops is None:
             r["arrival"] = r["duration_s"] = None
         return r
+
+    def path_at(self, src, dst, t, data_mb):
+        """The path of snapshot(src, dst, t, data_mb) alone ([ids]), or None."""
+        found = self._moment_search(src, dst, t, data_mb)
+        return None if found is None else [src] + [v for _, v, _ in found[0]]
+
+    def _moment_search(self, src, dst, t, data_mb):
+        self._check(src, dst, data_mb)
+        bits = data_mb * 8.0
+
+        def link(u, v, c):
+            w = self.window_at(u, v, t)
+            if w is None:
+                return None
+            m = segment_at(w, t)
+            bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
+            if bw <= 0:
+                return None
+            return c + bits / bw + latency_at(w, t) / 1000.0, None
+
+        # one search from src at t serves every destination (a heartbeat to each
+        # peer at one instant): those of the latest t are kept
+        if self._moment_t != t:
+            self._moment_t = t
+            self._moment = {}
+        key = (src, bits)
+        tree = self._moment.get(key)
+        if tree is None:
+            tree = self._moment[key] = self._grow(src, None, 0.0, link)
+        return self._search(src, dst, 0.0, link, tree)
 
     def window_at(self, u, v, t):
         wins = self.adj[u].get(v)
