@@ -33,12 +33,15 @@ import tempfile
 import agentconfig
 import hal
 import lazywatch
+import nodestart
 import spacecraft
+import stations
 from agent import Agent
 
 from . import forecast
 
 IDLE_WAKE_MS = 60000
+SCRATCH = "/dev/shm"
 
 
 class Outcome:
@@ -130,7 +133,8 @@ def run(world, cplan, job, end_s=None, faults=(), cfg=None, everyone=False):
     """everyone: every member of the world runs its agent, those without a
     part in the job idle (else only the plan's satellites run), and the run
     goes on to end_s (default: the world's horizon) even once the job is over."""
-    root = tempfile.mkdtemp(prefix="umbra-fleet-")
+    # the members' flash: scratch folders, in memory where the host has a tmpfs
+    root = tempfile.mkdtemp(prefix="umbra-fleet-", dir=SCRATCH if os.path.isdir(SCRATCH) else None)
     try:
         return _run(world, cplan, job, end_s, faults, cfg, root, everyone)
     finally:
@@ -158,7 +162,11 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
                           "satellite_id": sid, "storage_root": home, "time_sync": False,
                           "uplink_key": None})
         acfg = agentconfig.make(overrides)
-        sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"])
+        # its windows as a node predicts them (sim/nodestart.py): an hour ahead at a time
+        timeline = spacecraft.Timeline(by_sat[sid]["orbit"], world.start, nodestart.WINDOW_CHUNK_S,
+                                       stations.default_stations(), windows=False)
+        sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"],
+                                            timeline=timeline)
         sat.clock = clock
         console = forecast.ForecastConsole(clock, member_spec(cplan, job, sid) if sid in used else None)
         port = world.port(sid)
@@ -174,7 +182,12 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     wakes = []                   # heap of (clock ms, member index): each member's next wake
     for i, sid in enumerate(order):
         _queue(wakes, nodes[sid], i, 0)
-    inbox = world.network.inbox
+    net = world.network
+    inbox = net.inbox
+    ran = range(len(order))      # who may have taken from its inbox since the last look
+    delivered = None             # the network's deliveries at the last look
+    left = set(ran)              # who has not ended its part yet
+    seen = [0] * len(order)      # each member's inbox length at the last look
     while True:
         now = clock.now_ms()
         due = set()
@@ -183,20 +196,29 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
             _inject(nodes, f, clock)
             if f["satellite"] in nodes:
                 due.add(order.index(f["satellite"]))
-        world.network.deliver_due()
-        for i, sid in enumerate(order):
+        net.deliver_due()
+        # an inbox grows only by a delivery and shrinks only while its member
+        # runs: the others are as they were at the last look
+        look = range(len(order)) if net.delivered != delivered else ran
+        delivered = net.delivered
+        for i in look:
+            sid = order[i]
             n = nodes[sid]
             arrived = len(inbox.get(sid) or ())
-            if arrived > n.get("seen", 0) and n["alive"] and n["port"].on_arrival is not None:
+            if arrived > seen[i] and n["alive"] and n["port"].on_arrival is not None:
                 n["port"].on_arrival()  # the radio's interrupt: something new arrived
                 due.add(i)
-            n["seen"] = arrived
+            seen[i] = arrived
         while wakes and wakes[0][0] <= now:
             due.add(heapq.heappop(wakes)[1])
-        for i in sorted(due):
+        ran = sorted(due)
+        for i in ran:
             n = nodes[order[i]]
             if not n["alive"]:
+                left.discard(i)
                 continue
+            if i not in left and not everyone:
+                continue  # its part is over: nothing it does now reaches the stream or the others
             sched = n["agent"].sched
             w = sched.next_wake_ms()
             if w is not None and w <= now:
@@ -205,9 +227,11 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
                     raise RuntimeError("%s reset in the fleet forecast (%s)" % (
                         order[i], n["agent"].reset_requested or "watchdog"))
             _queue(wakes, n, i, now)
-        if due and not everyone and all(
-                not n["alive"] or (n["agent"].journal.state["job"] is None and
-                                   n["console"].handed_at is not None) for n in nodes.values()):
+            if n["agent"].journal.state["job"] is None and n["console"].handed_at is not None:
+                left.discard(i)
+            else:
+                left.add(i)
+        if due and not everyone and not left:
             break
         if now >= end_ms:
             break
