@@ -192,7 +192,7 @@ class Router:
             bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
             if bw <= 0:
                 return None
-            return c + bits / bw + latency_at(w, t) / 1000.0, None
+            return c + bits / bw + _latency_in(w, t, m) / 1000.0, None
 
         # one search from src at t serves every destination (a heartbeat to each
         # peer at one instant): those of the latest t are kept
@@ -237,11 +237,15 @@ def segment_at(w, t):
 
 def latency_at(w, t):
     """The window's latency (ms) at t, linear between its samples."""
+    return _latency_in(w, t, None if len(w["t"]) < 2 else segment_at(w, t))
+
+
+def _latency_in(w, t, m):
+    """latency_at(w, t) with t's segment m known."""
     ts = w["t"]
     lat = w["latency_ms"]
     if len(ts) < 2:
         return lat[0]
-    m = segment_at(w, t)
     span = ts[m + 1] - ts[m]
     if span <= 0:
         return lat[m]
