@@ -43,6 +43,7 @@ one child per satellite (tools/console/constellations.py).
 """
 import math
 
+import fleet
 import fleetfile
 import islroute
 import orbitscan
@@ -55,16 +56,17 @@ MTBF_S = 30 * 86400.0      # a healthy satellite's mean time between failures
 ALTERNATES = 3             # alternates listed per step
 MAX_PASSES = 8             # local-search rounds
 RELIABILITY_WEIGHT_S = 600.0  # max_reliability: seconds of span one unit of lost margin costs a step
+STREAM_FIELDS = ("type", "timestamp", "satellite_id", "job_id", "step_id", "payload")
 
 
 class _Model:
     """A fleet over a horizon: sunlit intervals per satellite, the router,
     and the schedule of an assignment."""
 
-    def __init__(self, sats, t0, t1):
+    def __init__(self, sats, t0, t1, plan=None):
         self.ids = [s["satellite_id"] for s in sats]
         self.t0, self.t1 = t0, t1
-        self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
+        self.plan = plan or contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
         self.router = islroute.Router(self.plan)
         self.sunlit = {}
         for s in sats:
@@ -241,7 +243,9 @@ def _ancestors(by_id, sid, seen=None):
     return seen
 
 
-def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"):
+def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1", stream=True):
+    """The plan; stream=False leaves out the predicted fleet stream (`events`
+    empty: what the assignment alone costs)."""
     try:
         sats = fleetfile.load(fleet_doc)
     except fleetfile.FleetError as exc:
@@ -263,7 +267,10 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
     span_h = min(MAX_HOURS, span_h)
     t0 = float(start)
     t1 = t0 + span_h * 3600.0
-    model = _Model(sats, t0, t1)
+    # the fleet world the forecast flies, over the plan's horizon: its contact
+    # plan is the planner's too (computed once)
+    world = fleet.FleetWorld(fleet_doc, start=t0, hours=span_h) if stream else None
+    model = _Model(sats, t0, t1, world.plan if world is not None and world.start == t0 else None)
 
     aggregators = [s["satellite_id"] for s in sats if s["role"] == "aggregator"]
     computers = [s["satellite_id"] for s in sats]
@@ -321,9 +328,22 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
                "isl_transfers": transfers,
                "reliability": round(_reliability(steps, by_sat), 6),
                "objective": objective}
-    return {"plan_id": plan_id, "fleet": [s["satellite_id"] for s in sats], "start": t0,
+    plan = {"plan_id": plan_id, "fleet": [s["satellite_id"] for s in sats], "start": t0,
             "horizon_s": t1 - t0, "metrics": metrics, "steps": steps, "isl_routing": routing,
             "lanes": _lanes(model, sats), "events": []}
+    if world is not None:
+        plan["events"] = predicted_stream(world, plan, job)
+    return plan
+
+
+def predicted_stream(world, plan, job):
+    """The fleet's predicted event stream: the plan flown by the agents of the
+    satellites that may run a step (fleetforecast.py, nominal), merged in
+    time order (timestamp, satellite, then each agent's own order), each
+    event the envelope with its satellite_id. Same plan, same stream."""
+    from . import fleetforecast
+    out = fleetforecast.run(world, plan, job)
+    return [dict([(k, e.get(k)) for k in STREAM_FIELDS]) for e in out.merged()]
 
 
 def _lanes(model, sats):
