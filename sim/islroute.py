@@ -65,14 +65,7 @@ class Router:
         wins = self.adj[u].get(v)
         if not wins:
             return None
-        ends = self.ends[(u, v)]
-        lo, hi = 0, len(ends)
-        while lo < hi:          # first window still open at `ready`
-            mid = (lo + hi) // 2
-            if ends[mid] <= ready:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _after(self.ends[(u, v)], ready)   # first window still open at `ready`
         caps = self.caps[(u, v)]
         bits = data_mb * 8.0
         for k in range(lo, len(wins)):
@@ -209,14 +202,7 @@ class Router:
         wins = self.adj[u].get(v)
         if not wins:
             return None
-        ends = self.ends[(u, v)]
-        lo, hi = 0, len(ends)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ends[mid] <= t:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _after(self.ends[(u, v)], t)
         if lo < len(wins) and wins[lo]["start"] <= t:
             return wins[lo]
         return None
@@ -225,14 +211,24 @@ class Router:
 def segment_at(w, t):
     """Index m of the window's segment t[m] <= t < t[m+1] (the last at its end)."""
     ts = w["t"]
-    lo, hi = 0, len(ts) - 2
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ts[mid] <= t:
-            lo = mid
-        else:
-            hi = mid - 1
-    return max(0, lo)
+    m = _after(ts, t) - 1
+    last = len(ts) - 2
+    return max(0, m if m < last else last)
+
+
+try:  # the binary searches: CPython's C bisect where there is one
+    from bisect import bisect_right as _after
+except ImportError:  # MicroPython
+    def _after(xs, x):
+        """The first index whose value is > x in the sorted list xs (len(xs) if none)."""
+        lo, hi = 0, len(xs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if xs[mid] <= x:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
 
 def latency_at(w, t):
