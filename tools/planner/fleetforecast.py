@@ -184,12 +184,18 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
         _queue(wakes, nodes[sid], i, 0)
     net = world.network
     inbox = net.inbox
-    ran = range(len(order))      # who may have taken from its inbox since the last look
+    count = len(order)
+    everybody = range(count)
+    ran = everybody              # who may have taken from its inbox since the last look
     delivered = None             # the network's deliveries at the last look
-    left = set(ran)              # who has not ended its part yet
-    seen = [0] * len(order)      # each member's inbox length at the last look
+    left = set(everybody)        # who has not ended its part yet
+    seen = [0] * count           # each member's inbox length at the last look
+    members = [nodes[sid] for sid in order]
+    boxes = [inbox.get(sid) for sid in order]  # the network's lists (appended to in place)
+    now_ms = clock.now_ms
+    heappop, heappush = heapq.heappop, heapq.heappush
     while True:
-        now = clock.now_ms()
+        now = now_ms()
         due = set()
         while timed and timed[0]["at_s"] * 1000 <= now:
             f = timed.pop(0)
@@ -199,35 +205,38 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
         net.deliver_due()
         # an inbox grows only by a delivery and shrinks only while its member
         # runs: the others are as they were at the last look
-        look = range(len(order)) if net.delivered != delivered else ran
+        look = everybody if net.delivered != delivered else ran
         delivered = net.delivered
         for i in look:
-            sid = order[i]
-            n = nodes[sid]
-            arrived = len(inbox.get(sid) or ())
-            if arrived > seen[i] and n["alive"] and n["port"].on_arrival is not None:
-                n["port"].on_arrival()  # the radio's interrupt: something new arrived
-                due.add(i)
+            arrived = len(boxes[i])
+            if arrived > seen[i]:
+                n = members[i]
+                if n["alive"] and n["port"].on_arrival is not None:
+                    n["port"].on_arrival()  # the radio's interrupt: something new arrived
+                    due.add(i)
             seen[i] = arrived
         while wakes and wakes[0][0] <= now:
-            due.add(heapq.heappop(wakes)[1])
-        ran = sorted(due)
+            due.add(heappop(wakes)[1])
+        ran = sorted(due) if len(due) > 1 else list(due)
         for i in ran:
-            n = nodes[order[i]]
+            n = members[i]
             if not n["alive"]:
                 left.discard(i)
                 continue
             if i not in left and not everyone:
                 continue  # its part is over: nothing it does now reaches the stream or the others
-            sched = n["agent"].sched
+            agent = n["agent"]
+            sched = agent.sched
             w = sched.next_wake_ms()
             if w is not None and w <= now:
                 sched.run_due()
-                if n["agent"].reset_requested or n["watchdog"].expired(clock.now_ms()):
+                if agent.reset_requested or n["watchdog"].expired(now_ms()):
                     raise RuntimeError("%s reset in the fleet forecast (%s)" % (
-                        order[i], n["agent"].reset_requested or "watchdog"))
-            _queue(wakes, n, i, now)
-            if n["agent"].journal.state["job"] is None and n["console"].handed_at is not None:
+                        order[i], agent.reset_requested or "watchdog"))
+                w = sched.next_wake_ms()
+            # its next wake on the heap (stale entries are only looked at again)
+            heappush(wakes, (w if w is not None else now + IDLE_WAKE_MS, i))
+            if agent.journal.state["job"] is None and n["console"].handed_at is not None:
                 left.discard(i)
             else:
                 left.add(i)
@@ -235,8 +244,8 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
             break
         if now >= end_ms:
             break
-        nxt = min(end_ms, wakes[0][0]) if wakes else end_ms
-        d = world.network.next_delivery_ms()
+        nxt = wakes[0][0] if wakes and wakes[0][0] < end_ms else end_ms
+        d = net.next_delivery_ms()
         if d is not None:
             nxt = min(nxt, max(d, now + 1))
         if timed:
