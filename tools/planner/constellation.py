@@ -63,11 +63,15 @@ class _Model:
     """A fleet over a horizon: sunlit intervals per satellite, the router,
     and the schedule of an assignment."""
 
-    def __init__(self, sats, t0, t1, plan=None):
+    def __init__(self, sats, t0, t1, world=None):
+        """world: a sim/fleet.py FleetWorld over [t0, t1]: its contact plan and router."""
         self.ids = [s["satellite_id"] for s in sats]
         self.t0, self.t1 = t0, t1
-        self.plan = plan or contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
-        self.router = islroute.Router(self.plan)
+        if world is not None:
+            self.plan, self.router = world.plan, world.router
+        else:
+            self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
+            self.router = islroute.Router(self.plan)
         self.sunlit = {}
         for s in sats:
             self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1)
@@ -96,26 +100,33 @@ class _Model:
         free = dict((sid, self.t0) for sid in self.ids)
         done = {}
         for sid in order:
-            step = by_id[sid]
             sat = assign[sid]
-            ready = self.t0
-            for d in step["depends_on"]:
-                dsat, _, dfin = done[d]
-                if dsat == sat:
-                    arrive = dfin
-                else:
-                    r = self.route(dsat, sat, dfin, by_id[d].get("output_mb") or 0.0)
-                    if r is None:
-                        return done, math.inf
-                    arrive = r["arrival"]
-                ready = max(ready, arrive)
-            start = max(free[sat], ready)
-            fin = self.finish(sat, start, _compute_s(step))
-            if fin is None:
+            placed = self.place(by_id, sid, sat, free, done)
+            if placed is None:
                 return done, math.inf
-            free[sat] = fin
-            done[sid] = (sat, start, fin)
+            free[sat] = placed[1]
+            done[sid] = (sat, placed[0], placed[1])
         return done, max(f for _, _, f in done.values()) - self.t0
+
+    def place(self, by_id, sid, sat, free, done):
+        """(start, finish) of step sid on sat after the steps in `done`, with
+        each satellite free from `free` (None: its input cannot arrive, or
+        it cannot finish, within the horizon)."""
+        step = by_id[sid]
+        ready = self.t0
+        for d in step["depends_on"]:
+            dsat, _, dfin = done[d]
+            if dsat == sat:
+                arrive = dfin
+            else:
+                r = self.route(dsat, sat, dfin, by_id[d].get("output_mb") or 0.0)
+                if r is None:
+                    return None
+                arrive = r["arrival"]
+            ready = max(ready, arrive)
+        start = max(free[sat], ready)
+        fin = self.finish(sat, start, _compute_s(step))
+        return None if fin is None else (start, fin)
 
 
 def _compute_s(step):
@@ -161,22 +172,35 @@ def _margin(sat):
 def assign(model, order, by_id, candidates, penalty=None):
     """List scheduling, then local search; returns (assignment, span)."""
     penalty = penalty or (lambda sid, sat: 0.0)
+    costs = {}  # the local search comes back to assignments it has costed
 
     def cost(a):
-        span = model.schedule(order, by_id, a)[1]
-        return span + sum(penalty(sid, a[sid]) for sid in order)
+        key = tuple([a[sid] for sid in order])
+        c = costs.get(key)
+        if c is None:
+            span = model.schedule(order, by_id, a)[1]
+            c = costs[key] = span + sum(penalty(sid, a[sid]) for sid in order)
+        return c
 
+    # list scheduling: each step where it finishes first, after those placed
+    # before it (None once one of them could not be placed)
     a = {}
+    free = dict((sat, model.t0) for sat in model.ids)
+    done = {}
     for sid in order:
         best = None
-        for sat in candidates[sid]:
-            a[sid] = sat
-            done, span = model.schedule(order[:order.index(sid) + 1], by_id, a)
-            fin = done[sid][2] if sid in done else math.inf
-            key = (fin + penalty(sid, sat), candidates[sid].index(sat))
+        for k, sat in enumerate(candidates[sid]):
+            placed = model.place(by_id, sid, sat, free, done) if done is not None else None
+            fin = placed[1] if placed is not None else math.inf
+            key = (fin + penalty(sid, sat), k)
             if best is None or key < best[0]:
-                best = (key, sat)
+                best = (key, sat, placed)
         a[sid] = best[1]
+        if best[2] is None:
+            done = None
+        elif done is not None:
+            free[a[sid]] = best[2][1]
+            done[sid] = (a[sid], best[2][0], best[2][1])
     below = {}  # a step's descendants, in order
     for sid in order:
         below[sid] = [x for x in order if sid in _ancestors(by_id, x)]
@@ -209,8 +233,9 @@ def _improve(a, order, by_id, candidates, cost, below):
             for sat in candidates[sid]:
                 if sat == a[sid]:
                     continue
-                for group in ([sid], [sid] + [x for x in below[sid] if a[x] == a[sid]
-                                               and sat in candidates[x]]):
+                with_below = [sid] + [x for x in below[sid] if a[x] == a[sid]
+                                      and sat in candidates[x]]
+                for group in ([sid], with_below) if len(with_below) > 1 else ([sid],):
                     old = dict(a)
                     for x in group:
                         a[x] = sat
@@ -270,7 +295,7 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
     # the fleet world the forecast flies, over the plan's horizon: its contact
     # plan is the planner's too (computed once)
     world = fleet.FleetWorld(fleet_doc, start=t0, hours=span_h) if stream else None
-    model = _Model(sats, t0, t1, world.plan if world is not None and world.start == t0 else None)
+    model = _Model(sats, t0, t1, world if world is not None and world.start == t0 else None)
 
     aggregators = [s["satellite_id"] for s in sats if s["role"] == "aggregator"]
     computers = [s["satellite_id"] for s in sats]
