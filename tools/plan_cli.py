@@ -148,9 +148,9 @@ def plan_fleet(fleet_file, job_file, start, hours, as_json, events=False):
             route = "; ".join("%s: %s" % (k, ">".join(v)) for k, v in route.items())
         elif route:
             route = ">".join(route)
-        click.echo("  %-14s on %-8s +%6.0f .. +%6.0f s  alternates %-24s %s" % (
+        click.echo(("  %-14s on %-8s +%6.0f .. +%6.0f s  alternates %-24s %s" % (
             s["step_id"], s["satellite"], s["start"] - p["start"], s["finish"] - p["start"],
-            ",".join(s["alternates"]) or "-", ("ISL " + route) if route else ""))
+            ",".join(s["alternates"]) or "-", ("ISL " + route) if route else "")).rstrip())
     evs = p["events"]
     ends = [e for e in evs if e["type"] in ("job.completed", "job.failed")]
     click.echo("  predicted fleet stream: %d events from %d satellites%s" % (
