@@ -103,7 +103,7 @@ async def list_deployments(x_api_key: str = Header(None),
     await sync(operator, console, x_api_key)
     rows = await sync(db.query, (
         "SELECT d.id, d.plan_id, d.satellite_id, d.mode, d.speed_multiplier, d.status, "
-        "d.agent_id, d.created_at, d.updated_at, d.finished_at, "
+        "d.agent_id, d.created_at, d.updated_at, d.finished_at, d.kind, d.parent_id, "
         "json_extract(p.data, '$.job.name') AS job_name, "
         "json_array_length(json_extract(p.data, '$.job.steps')) AS steps_total, "
         "(SELECT COUNT(*) FROM events e WHERE e.deployment_id = d.id) AS events_count "
