@@ -41,11 +41,17 @@ class Router:
                 adj[u].setdefault(v, []).append(w)
         self.ends = {}
         self.caps = {}       # (u, v) -> per window: Mb it can carry from each sample to its end
+        left = {}            # id(window) -> that list, shared by its two directions
         for u in adj:
             for v in adj[u]:
                 adj[u][v].sort(key=lambda w: w["start"])
                 self.ends[(u, v)] = [w["end"] for w in adj[u][v]]
-                self.caps[(u, v)] = [_capacity_left(w) for w in adj[u][v]]
+                caps = self.caps[(u, v)] = []
+                for w in adj[u][v]:
+                    c = left.get(id(w))
+                    if c is None:
+                        c = left[id(w)] = _capacity_left(w)
+                    caps.append(c)
         self.adj = adj
         self._moment_t = None  # the latest t a snapshot was asked for, and its searches
         self._moment = {}      # (src, bits) -> the search from src at that t run to the end
@@ -70,13 +76,14 @@ class Router:
         bits = data_mb * 8.0
         for k in range(lo, len(wins)):
             w = wins[k]
+            m = None
             if bits > 0 and len(w["t"]) > 1:
                 # a window that cannot carry it from where sending would begin is skipped at once
                 depart = ready if ready > w["start"] else w["start"]
                 m = segment_at(w, depart)
                 if caps[k][m + 1] + w["bandwidth_mbps"][m] * (w["t"][m + 1] - depart) < bits:
                     continue
-            h = send_in_window(w, ready, data_mb)
+            h = send_in_window(w, ready, data_mb, m)
             if h is not None:
                 h["from"] = u
                 h["to"] = v
@@ -263,9 +270,10 @@ def _capacity_left(w):
     return left
 
 
-def send_in_window(w, ready, data_mb):
+def send_in_window(w, ready, data_mb, m=None):
     """Send data_mb over window w from max(ready, start): a hop dict without
-    from/to, or None when the window closes first."""
+    from/to, or None when the window closes first. m: the segment of that
+    departure, when the caller has it."""
     if ready >= w["end"] and not (ready == w["end"] and data_mb == 0):
         return None
     depart = ready if ready > w["start"] else w["start"]
@@ -274,7 +282,8 @@ def send_in_window(w, ready, data_mb):
     qs = w["quality"]
     left = data_mb * 8.0
     now = depart
-    m = segment_at(w, depart)
+    if m is None:
+        m = segment_at(w, depart)
     q_min = qs[m] if qs else w["quality_min"]
     while True:
         if left <= 0:
@@ -293,7 +302,9 @@ def send_in_window(w, ready, data_mb):
         left -= can
         now = seg_end
         m += 1
-    lat = latency_at(w, now)
+    # the latency where sending ends: in segment m, unless it ended on its edge
+    lat = _latency_in(w, now, m) if len(ts) > 1 and ts[m] <= now < ts[m + 1] else \
+        latency_at(w, now)
     tx = now - depart
     return {"ready": ready, "depart": depart, "wait_s": depart - ready, "sent": now,
             "tx_s": tx, "latency_ms": lat, "arrival": now + lat / 1000.0,
