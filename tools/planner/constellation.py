@@ -73,8 +73,9 @@ class _Model:
             self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
             self.router = islroute.Router(self.plan)
         self.sunlit = {}
+        suns = []  # the Sun's direction at each grid time: the same for every satellite
         for s in sats:
-            self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1)
+            self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1, suns)
         self._routes = {}
 
     def route(self, a, b, t, mb):
@@ -137,13 +138,18 @@ def _compute_s(step):
     return float(c)
 
 
-def _sunlit(orb, t0, t1):
-    """[(start, end)] the satellite is in sunlight, on a SAMPLE_S grid."""
+def _sunlit(orb, t0, t1, suns):
+    """[(start, end)] the satellite is in sunlight, on a SAMPLE_S grid; suns:
+    the Sun's direction at each grid time, filled by the first caller."""
     out = []
     t = t0
     lit_since = None
+    k = 0
     while t <= t1:
-        lit = orbitscan.shadow_margin_km(orb.position(t), sun_direction(t)) >= 0
+        if k == len(suns):
+            suns.append(sun_direction(t))
+        lit = orbitscan.shadow_margin_km(orb.position(t), suns[k]) >= 0
+        k += 1
         if lit and lit_since is None:
             lit_since = t
         elif not lit and lit_since is not None:
