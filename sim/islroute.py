@@ -183,17 +183,6 @@ class Router:
     def _moment_search(self, src, dst, t, data_mb):
         self._check(src, dst, data_mb)
         bits = data_mb * 8.0
-
-        def link(u, v, c):
-            w = self.window_at(u, v, t)
-            if w is None:
-                return None
-            m = segment_at(w, t)
-            bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
-            if bw <= 0:
-                return None
-            return c + bits / bw + _latency_in(w, t, m) / 1000.0, None
-
         # one search from src at t serves every destination (a heartbeat to each
         # peer at one instant): those of the latest t are kept
         if self._moment_t != t:
@@ -202,8 +191,39 @@ class Router:
         key = (src, bits)
         tree = self._moment.get(key)
         if tree is None:
-            tree = self._moment[key] = self._grow(src, None, 0.0, link)
-        return self._search(src, dst, 0.0, link, tree)
+            tree = self._moment[key] = self._grow_moment(src, t, bits)
+        return self._search(src, dst, 0.0, None, tree)
+
+    def _grow_moment(self, src, t, bits):
+        """_grow from src over the graph of the moment t, run to the end: each
+        link up at t costs bits / bandwidth + latency (s) as it is at t."""
+        best = {src: 0.0}
+        via = {}
+        done = set()
+        heap = [(0.0, src)]
+        adj, ends = self.adj, self.ends
+        while heap:
+            label, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            for v, wins in adj[u].items():
+                if v in done:
+                    continue
+                k = _after(ends[(u, v)], t)   # the window up at t, if any (window_at)
+                if k >= len(wins) or wins[k]["start"] > t:
+                    continue
+                w = wins[k]
+                m = segment_at(w, t)
+                bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
+                if bw <= 0:
+                    continue
+                c = label + bits / bw + _latency_in(w, t, m) / 1000.0
+                if v not in best or c < best[v]:
+                    best[v] = c
+                    via[v] = (u, None)
+                    heapq.heappush(heap, (c, v))
+        return best, via, done
 
     def window_at(self, u, v, t):
         wins = self.adj[u].get(v)
