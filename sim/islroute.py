@@ -68,6 +68,16 @@ class Router:
     def hop(self, u, v, ready, data_mb):
         """The earliest hop u -> v for data ready at u at `ready`: a hop dict, or None
         when no window left in the plan can carry it."""
+        found = self._earliest(u, v, ready, data_mb)
+        if found is None:
+            return None
+        h = _hop(found[0], ready, data_mb, found[1])
+        h["from"] = u
+        h["to"] = v
+        return h
+
+    def _earliest(self, u, v, ready, data_mb):
+        """(window, _send's figures) of the earliest hop u -> v, or None."""
         wins = self.adj[u].get(v)
         if not wins:
             return None
@@ -83,11 +93,9 @@ class Router:
                 m = segment_at(w, depart)
                 if caps[k][m + 1] + w["bandwidth_mbps"][m] * (w["t"][m + 1] - depart) < bits:
                     continue
-            h = send_in_window(w, ready, data_mb, m)
-            if h is not None:
-                h["from"] = u
-                h["to"] = v
-                return h
+            sent = _send(w, ready, data_mb, m)
+            if sent is not None:
+                return w, sent
         return None
 
     # --- earliest arrival -----------------------------------------------------------
@@ -140,13 +148,18 @@ class Router:
         self._check(src, dst, data_mb)
 
         def hop(u, v, ready):
-            h = self.hop(u, v, ready, data_mb)
-            return None if h is None else (h["arrival"], h)
+            # the arrival alone; the hops of the route found are made after
+            found = self._earliest(u, v, ready, data_mb)
+            if found is None:
+                return None
+            _, now, _, _, lat = found[1]
+            return now + lat / 1000.0, ready
 
         found = self._search(src, dst, t, hop)
         if found is None:
             return None
-        return _route(src, dst, t, data_mb, [h for _, _, h in found[0]])
+        return _route(src, dst, t, data_mb,
+                      [self.hop(u, v, ready, data_mb) for u, v, ready in found[0]])
 
     # --- the graph of one moment ------------------------------------------------------
 
@@ -294,6 +307,13 @@ def send_in_window(w, ready, data_mb, m=None):
     """Send data_mb over window w from max(ready, start): a hop dict without
     from/to, or None when the window closes first. m: the segment of that
     departure, when the caller has it."""
+    sent = _send(w, ready, data_mb, m)
+    return None if sent is None else _hop(w, ready, data_mb, sent)
+
+
+def _send(w, ready, data_mb, m):
+    """send_in_window's figures: (depart, sent, the segment sending ended in,
+    the lowest quality while sending, the latency then, ms), or None."""
     if ready >= w["end"] and not (ready == w["end"] and data_mb == 0):
         return None
     depart = ready if ready > w["start"] else w["start"]
@@ -325,6 +345,12 @@ def send_in_window(w, ready, data_mb, m=None):
     # the latency where sending ends: in segment m, unless it ended on its edge
     lat = _latency_in(w, now, m) if len(ts) > 1 and ts[m] <= now < ts[m + 1] else \
         latency_at(w, now)
+    return depart, now, m, q_min, lat
+
+
+def _hop(w, ready, data_mb, sent):
+    depart, now, m, q_min, lat = sent
+    bws = w["bandwidth_mbps"]
     tx = now - depart
     return {"ready": ready, "depart": depart, "wait_s": depart - ready, "sent": now,
             "tx_s": tx, "latency_ms": lat, "arrival": now + lat / 1000.0,
