@@ -37,9 +37,11 @@ ISL route before the deadline (naming the step, its input and the two
 satellites). The plan carries each satellite's `lanes` entry: its eclipses
 and ISL link windows (what `umbra plot` draws, tools/fleetplot.py).
 
-Not here yet (the fleet executor, #19): the predicted event stream of a
-fleet run (`events` is empty). The Console deploys a plan as a parent with
-one child per satellite (tools/console/constellations.py).
+The plan's `events` is the predicted fleet stream (predicted_stream): the
+plan flown by the agents of every satellite that may run a step, in the
+plan's own fleet world (sim/fleet.py, whose contact plan and router the
+assignment used), tools/planner/fleetforecast.py. The Console deploys a
+plan as a parent with one child per satellite (tools/console/constellations.py).
 """
 import math
 

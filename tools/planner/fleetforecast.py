@@ -7,6 +7,13 @@ own flash (a scratch folder), the fleet's ISL network port (sim/islnet.py)
 and forecast.ForecastConsole handing it its part of the job at its first
 ground contact. What each agent emits is the fleet's stream.
 
+Only the satellites that may run a step (owners and alternates) are flown,
+unless `everyone`; a member whose part is over (its job ended, its workload
+taken) is not run on then: nothing it does after reaches its events or the
+others. Each member's windows are predicted an hour ahead at a time as a
+node's are (sim/nodestart.py) and its flash is a scratch folder, in
+/dev/shm where the host has it.
+
     out = run(world, cplan, job, end_s=None, faults=())
     out.events          -> {satellite_id: [its job's events, reported or not, seq order]}
     out.unsent          -> {satellite_id: [seqs still in its outbox at the end]}
