@@ -131,6 +131,35 @@ def test_the_trains_plan_predicts_the_fleet_stream_its_agents_fly_the_same_every
     assert cp.make_constellation_plan(doc, doc["job"], t0, stream=False)["events"] == []
 
 
+def test_an_edge_between_the_trains_ends_routes_multi_hop_and_the_stream_carries_every_hop():
+    """The train with its middle satellites as aggregators low on energy: a
+    compute step can only go to 99901, and max_reliability puts its consumer
+    on the far aggregator, 99904; the edge's route goes through the middle,
+    and the predicted stream's transfer takes that route hop by hop."""
+    doc = train()
+    fleet = [dict(s) for s in doc["fleet"]]
+    for s in fleet[1:3]:
+        s.update(role="aggregator", bus={"initial_soc": 0.2})
+    job = {"name": "far ends", "policy": {"objective": "max_reliability", "deadline_orbits": 6},
+           "steps": [{"id": "capture", "compute_s": 600, "output_mb": 20, "role": "compute"},
+                     {"id": "sink", "compute_s": 300, "output_mb": 1, "role": "aggregator",
+                      "depends_on": ["capture"]}]}
+    plan = cp.make_constellation_plan({"epoch": doc["epoch"], "fleet": fleet}, job,
+                                      timeutil.parse_iso(doc["epoch"]))
+    steps = dict((s["step_id"], s) for s in plan["steps"])
+    assert (steps["capture"]["satellite"], steps["sink"]["satellite"]) == ("99901", "99904")
+    route = steps["sink"]["isl_route"]
+    assert route[0] == "99901" and route[-1] == "99904" and len(route) >= 3
+    evs = plan["events"]
+    started = [e for e in evs if e["type"] == "isl_transfer.started"]
+    assert [(e["satellite_id"], e["payload"]["to"], e["payload"]["hop_count"])
+            for e in started] == [("99901", "99904", len(route) - 1)]
+    hops = [(e["payload"]["from"], e["payload"]["to"]) for e in evs
+            if e["type"] == "isl_transfer.hop_completed"]
+    assert hops == list(zip(route, route[1:]))
+    assert [e["satellite_id"] for e in evs if e["type"] == "job.completed"] == ["99904"]
+
+
 def test_umbra_plan_fleet_prints_the_predicted_stream_the_same_every_time():
     import subprocess
     import sys
