@@ -48,7 +48,7 @@ class FleetWorld:
                                         self.start, self.start + hours * 3600.0)
         self.router = islroute.Router(self.plan)
         self.clock = SimClock(start_epoch=self.start)
-        self.network = islnet.Network(self.plan, self.clock, self.start)
+        self.network = islnet.Network(self.plan, self.clock, self.start, self.router)
 
     def port(self, sat_id):
         return self.network.port(sat_id)

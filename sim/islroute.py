@@ -41,12 +41,20 @@ class Router:
                 adj[u].setdefault(v, []).append(w)
         self.ends = {}
         self.caps = {}       # (u, v) -> per window: Mb it can carry from each sample to its end
+        left = {}            # id(window) -> that list, shared by its two directions
         for u in adj:
             for v in adj[u]:
                 adj[u][v].sort(key=lambda w: w["start"])
                 self.ends[(u, v)] = [w["end"] for w in adj[u][v]]
-                self.caps[(u, v)] = [_capacity_left(w) for w in adj[u][v]]
+                caps = self.caps[(u, v)] = []
+                for w in adj[u][v]:
+                    c = left.get(id(w))
+                    if c is None:
+                        c = left[id(w)] = _capacity_left(w)
+                    caps.append(c)
         self.adj = adj
+        self._moment_t = None  # the latest t a snapshot was asked for, and its searches
+        self._moment = {}      # (src, bits) -> the search from src at that t run to the end
 
     def _check(self, src, dst, data_mb):
         for sid in (src, dst):
@@ -60,41 +68,60 @@ class Router:
     def hop(self, u, v, ready, data_mb):
         """The earliest hop u -> v for data ready at u at `ready`: a hop dict, or None
         when no window left in the plan can carry it."""
+        found = self._earliest(u, v, ready, data_mb)
+        if found is None:
+            return None
+        h = _hop(found[0], ready, data_mb, found[1])
+        h["from"] = u
+        h["to"] = v
+        return h
+
+    def _earliest(self, u, v, ready, data_mb):
+        """(window, _send's figures) of the earliest hop u -> v, or None."""
         wins = self.adj[u].get(v)
         if not wins:
             return None
-        ends = self.ends[(u, v)]
-        lo, hi = 0, len(ends)
-        while lo < hi:          # first window still open at `ready`
-            mid = (lo + hi) // 2
-            if ends[mid] <= ready:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _after(self.ends[(u, v)], ready)   # first window still open at `ready`
         caps = self.caps[(u, v)]
         bits = data_mb * 8.0
         for k in range(lo, len(wins)):
             w = wins[k]
+            m = None
             if bits > 0 and len(w["t"]) > 1:
                 # a window that cannot carry it from where sending would begin is skipped at once
                 depart = ready if ready > w["start"] else w["start"]
                 m = segment_at(w, depart)
                 if caps[k][m + 1] + w["bandwidth_mbps"][m] * (w["t"][m + 1] - depart) < bits:
                     continue
-            h = send_in_window(w, ready, data_mb)
-            if h is not None:
-                h["from"] = u
-                h["to"] = v
-                return h
+            sent = _send(w, ready, data_mb, m)
+            if sent is not None:
+                return w, sent
         return None
 
     # --- earliest arrival -----------------------------------------------------------
 
-    def _search(self, src, dst, start, edge):
+    def _search(self, src, dst, start, edge, tree=None):
         """Dijkstra from src (label `start`) to dst: edge(u, v, label) -> (label
         at v, what the edge was) or None. Labels never fall along an edge.
         Returns the edges of the best path, first to last, and dst's label; None
-        when dst cannot be reached."""
+        when dst cannot be reached. tree: (best, via, done) of a search from
+        src run to the end (dst None), to read another dst from: a search
+        stopped at dst is the first part of it, so dst's path is the same."""
+        if tree is None:
+            tree = self._grow(src, dst, start, edge)
+        best, via, done = tree
+        if dst not in done:
+            return None
+        edges = []
+        v = dst
+        while v != src:
+            u, info = via[v]
+            edges.append((u, v, info))
+            v = u
+        edges.reverse()
+        return edges, best[dst]
+
+    def _grow(self, src, dst, start, edge):
         best = {src: start}
         via = {}
         done = set()
@@ -114,29 +141,25 @@ class Router:
                     best[v] = e[0]
                     via[v] = (u, e[1])
                     heapq.heappush(heap, (e[0], v))
-        if dst not in done:
-            return None
-        edges = []
-        v = dst
-        while v != src:
-            u, info = via[v]
-            edges.append((u, v, info))
-            v = u
-        edges.reverse()
-        return edges, best[dst]
+        return best, via, done
 
     def route(self, src, dst, t, data_mb):
         """Earliest-arrival route of `data_mb` from src (ready at t) to dst, or None."""
         self._check(src, dst, data_mb)
 
         def hop(u, v, ready):
-            h = self.hop(u, v, ready, data_mb)
-            return None if h is None else (h["arrival"], h)
+            # the arrival alone; the hops of the route found are made after
+            found = self._earliest(u, v, ready, data_mb)
+            if found is None:
+                return None
+            _, now, _, _, lat = found[1]
+            return now + lat / 1000.0, ready
 
         found = self._search(src, dst, t, hop)
         if found is None:
             return None
-        return _route(src, dst, t, data_mb, [h for _, _, h in found[0]])
+        return _route(src, dst, t, data_mb,
+                      [self.hop(u, v, ready, data_mb) for u, v, ready in found[0]])
 
     # --- the graph of one moment ------------------------------------------------------
 
@@ -144,20 +167,7 @@ class Router:
         """The route over the links up at t, each costing data_mb * 8 / bandwidth +
         latency as they are at t (no waiting, no change over time), or None when
         the graph of that moment does not join src and dst."""
-        self._check(src, dst, data_mb)
-        bits = data_mb * 8.0
-
-        def link(u, v, c):
-            w = self.window_at(u, v, t)
-            if w is None:
-                return None
-            m = segment_at(w, t)
-            bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
-            if bw <= 0:
-                return None
-            return c + bits / bw + latency_at(w, t) / 1000.0, None
-
-        found = self._search(src, dst, 0.0, link)
+        found = self._moment_search(src, dst, t, data_mb)
         if found is None:
             return None
         edges, predicted = found
@@ -178,18 +188,61 @@ class Router:
             r["arrival"] = r["duration_s"] = None
         return r
 
+    def path_at(self, src, dst, t, data_mb):
+        """The path of snapshot(src, dst, t, data_mb) alone ([ids]), or None."""
+        found = self._moment_search(src, dst, t, data_mb)
+        return None if found is None else [src] + [v for _, v, _ in found[0]]
+
+    def _moment_search(self, src, dst, t, data_mb):
+        self._check(src, dst, data_mb)
+        bits = data_mb * 8.0
+        # one search from src at t serves every destination (a heartbeat to each
+        # peer at one instant): those of the latest t are kept
+        if self._moment_t != t:
+            self._moment_t = t
+            self._moment = {}
+        key = (src, bits)
+        tree = self._moment.get(key)
+        if tree is None:
+            tree = self._moment[key] = self._grow_moment(src, t, bits)
+        return self._search(src, dst, 0.0, None, tree)
+
+    def _grow_moment(self, src, t, bits):
+        """_grow from src over the graph of the moment t, run to the end: each
+        link up at t costs bits / bandwidth + latency (s) as it is at t."""
+        best = {src: 0.0}
+        via = {}
+        done = set()
+        heap = [(0.0, src)]
+        adj, ends = self.adj, self.ends
+        while heap:
+            label, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            for v, wins in adj[u].items():
+                if v in done:
+                    continue
+                k = _after(ends[(u, v)], t)   # the window up at t, if any (window_at)
+                if k >= len(wins) or wins[k]["start"] > t:
+                    continue
+                w = wins[k]
+                m = segment_at(w, t)
+                bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
+                if bw <= 0:
+                    continue
+                c = label + bits / bw + _latency_in(w, t, m) / 1000.0
+                if v not in best or c < best[v]:
+                    best[v] = c
+                    via[v] = (u, None)
+                    heapq.heappush(heap, (c, v))
+        return best, via, done
+
     def window_at(self, u, v, t):
         wins = self.adj[u].get(v)
         if not wins:
             return None
-        ends = self.ends[(u, v)]
-        lo, hi = 0, len(ends)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ends[mid] <= t:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _after(self.ends[(u, v)], t)
         if lo < len(wins) and wins[lo]["start"] <= t:
             return wins[lo]
         return None
@@ -198,23 +251,37 @@ class Router:
 def segment_at(w, t):
     """Index m of the window's segment t[m] <= t < t[m+1] (the last at its end)."""
     ts = w["t"]
-    lo, hi = 0, len(ts) - 2
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ts[mid] <= t:
-            lo = mid
-        else:
-            hi = mid - 1
-    return max(0, lo)
+    m = _after(ts, t) - 1
+    last = len(ts) - 2
+    return max(0, m if m < last else last)
+
+
+try:  # the binary searches: CPython's C bisect where there is one
+    from bisect import bisect_right as _after
+except ImportError:  # MicroPython
+    def _after(xs, x):
+        """The first index whose value is > x in the sorted list xs (len(xs) if none)."""
+        lo, hi = 0, len(xs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if xs[mid] <= x:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
 
 def latency_at(w, t):
     """The window's latency (ms) at t, linear between its samples."""
+    return _latency_in(w, t, None if len(w["t"]) < 2 else segment_at(w, t))
+
+
+def _latency_in(w, t, m):
+    """latency_at(w, t) with t's segment m known."""
     ts = w["t"]
     lat = w["latency_ms"]
     if len(ts) < 2:
         return lat[0]
-    m = segment_at(w, t)
     span = ts[m + 1] - ts[m]
     if span <= 0:
         return lat[m]
@@ -236,9 +303,17 @@ def _capacity_left(w):
     return left
 
 
-def send_in_window(w, ready, data_mb):
+def send_in_window(w, ready, data_mb, m=None):
     """Send data_mb over window w from max(ready, start): a hop dict without
-    from/to, or None when the window closes first."""
+    from/to, or None when the window closes first. m: the segment of that
+    departure, when the caller has it."""
+    sent = _send(w, ready, data_mb, m)
+    return None if sent is None else _hop(w, ready, data_mb, sent)
+
+
+def _send(w, ready, data_mb, m):
+    """send_in_window's figures: (depart, sent, the segment sending ended in,
+    the lowest quality while sending, the latency then, ms), or None."""
     if ready >= w["end"] and not (ready == w["end"] and data_mb == 0):
         return None
     depart = ready if ready > w["start"] else w["start"]
@@ -247,7 +322,8 @@ def send_in_window(w, ready, data_mb):
     qs = w["quality"]
     left = data_mb * 8.0
     now = depart
-    m = segment_at(w, depart)
+    if m is None:
+        m = segment_at(w, depart)
     q_min = qs[m] if qs else w["quality_min"]
     while True:
         if left <= 0:
@@ -266,7 +342,15 @@ def send_in_window(w, ready, data_mb):
         left -= can
         now = seg_end
         m += 1
-    lat = latency_at(w, now)
+    # the latency where sending ends: in segment m, unless it ended on its edge
+    lat = _latency_in(w, now, m) if len(ts) > 1 and ts[m] <= now < ts[m + 1] else \
+        latency_at(w, now)
+    return depart, now, m, q_min, lat
+
+
+def _hop(w, ready, data_mb, sent):
+    depart, now, m, q_min, lat = sent
+    bws = w["bandwidth_mbps"]
     tx = now - depart
     return {"ready": ready, "depart": depart, "wait_s": depart - ready, "sent": now,
             "tx_s": tx, "latency_ms": lat, "arrival": now + lat / 1000.0,

@@ -406,12 +406,123 @@ def test_jobs_that_cannot_be_planned_are_422_naming_the_step_and_store_nothing(c
         assert console.db.counts() == before
 
 
-def test_a_constellation_plan_cannot_be_deployed_simulated_yet(console, train_plan):
+def wait_finished(console, dep_id, timeout_s=30):
+    import time
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = status(console, dep_id)
+        if view["status"] in ("completed", "partial", "failed", "cancelled") or \
+                time.monotonic() > deadline:
+            return view
+        time.sleep(0.1)
+
+
+def test_a_simulated_constellation_writes_the_predicted_fleet_stream_and_compares_identical(
+        console, train_plan):
+    """`umbra submit --fleet --mode simulated`: each child writes its
+    satellite's share of the plan's predicted fleet stream; the parent's
+    merged stream is that stream, event for event; `umbra events PARENT
+    --compare` finds it as predicted."""
+    out = subprocess.run([sys.executable, "-m", "tools.cli", "submit", "--fleet", TRAIN,
+                          "--mode", "simulated", "--console", console.url,
+                          "--key", console.user_key], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    parent = out.stdout.strip().splitlines()[-1]
+    assert "(simulated)" in out.stderr
+    view = wait_finished(console, parent)
+    assert view["status"] == "completed"
+    assert all(c["status"] == "completed" and c["agent_id"] is None for c in view["children"])
+    plan_id = view["plan_id"]
+    r = httpx.get(console.url + "/v1/plan/%s/events" % plan_id,
+                  headers={"X-API-Key": console.user_key})
+    predicted = r.json()["events"]
+    assert predicted and predicted[-1]["type"] == "job.completed"
+    got = httpx.get(console.url + "/api/deployments/%s/events" % parent,
+                    headers={"X-API-Key": console.user_key}).json()["events"]
+    keys = ("satellite_id", "type", "timestamp", "job_id", "step_id", "payload")
+    assert [dict((k, e.get(k)) for k in keys) for e in got] == predicted
+    # every step counted once, from its planned satellite
+    steps = dict((st["step_id"], st) for st in view["steps"])
+    for s in train_plan["steps"]:
+        assert steps[s["step_id"]]["completed_by"]["satellite_id"] == s["satellite"]
+    cmp = subprocess.run([sys.executable, "-m", "tools.cli", "events", parent, "--compare",
+                          "--json", "--console", console.url, "--key", console.user_key],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    summary = json.loads(cmp.stdout)["summary"]
+    assert summary["identical"] and summary["matched"] == len(predicted)
+
+
+def test_compare_shows_a_failover_on_the_two_satellites_it_moved_between(console, train_plan):
+    """The fleet flies the plan with its owner of infer_a drained mid-step
+    (the fleet's own agents, fleetforecast.py); each satellite's agent posts
+    what it emitted to its child; `umbra events PARENT --compare` aligns the
+    merged stream with the predicted one satellite by satellite: the failover
+    shows on the drained owner and the alternate that took the step, every
+    other satellite as predicted."""
+    import fleet
+    from tools.planner import fleetforecast
+    doc = train()
+    victim = [s["satellite"] for s in train_plan["steps"] if s["step_id"] == "infer_a"][0]
+    out = fleetforecast.run(fleet.FleetWorld(doc, hours=24), train_plan, doc["job"],
+                            faults=[{"kind": "drain", "satellite": victim, "at_s": 1800,
+                                     "soc": 0.08}])
+    to = [e for e in out.merged() if e["type"] == "constellation.failover"][0]["payload"][
+        "to_satellite"]
+    parent, kids = launch(console, train_plan, "diverge")
+    for sat, (a, dep) in kids.items():
+        send(console, a, dep, [dict((k, e[k]) for k in ("type", "timestamp", "job_id",
+                                                          "step_id", "seq", "payload"))
+                               for e in out.events[sat]])
+    cmp = subprocess.run([sys.executable, "-m", "tools.cli", "events", parent, "--compare",
+                          "--json", "--console", console.url, "--key", console.user_key],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert cmp.returncode == 1, cmp.stdout + cmp.stderr
+    rows = json.loads(cmp.stdout)["rows"]
+    off = set(r["satellite_id"] for r in rows if r["mark"] != "=")
+    assert off == {victim, to}
+    extra = [(r["satellite_id"], r["executed"]["type"], r["note"]) for r in rows
+             if r["mark"] == "+"]
+    assert (victim, "constellation.failover", "reason=battery_critical") in extra
+    assert (to, "constellation.failover_acknowledged", "") in [x[:2] + ("",) for x in extra]
+    assert [r["mark"] for r in rows if r["satellite_id"] == victim and r["predicted"] and
+            r["predicted"]["type"] == "constellation.step_completed"] == ["-"]
+    for sat in kids:  # each satellite's executed events once, in its own order
+        seqs = [r["executed"]["seq"] for r in rows if r["executed"] and r["satellite_id"] == sat]
+        assert seqs == [e["seq"] for e in out.events[sat]]
+
+
+def test_a_constellation_plan_without_a_predicted_stream_cannot_be_simulated(console, train_plan):
+    """A plan stored without its fleet stream (by a Console from before it was
+    predicted) deploys live only; nothing is stored."""
+    from tools.console import constellations, deployments
+    old = dict(deployments.get_plan(console.db, train_plan["id"]), id="cplan-old", events=[])
+    constellations.save_plan(console.db, old)
     before = console.db.counts()
     r = httpx.post(console.url + "/api/deployments", headers={"X-API-Key": console.user_key},
-                   json={"plan_id": train_plan["id"], "mode": "simulated"})
-    assert r.status_code == 422 and "fleet" in r.json()["error"]
+                   json={"plan_id": "cplan-old", "mode": "simulated"})
+    assert r.status_code == 422 and "no predicted fleet stream" in r.json()["error"]
     assert console.db.counts() == before
+
+
+def test_cancelling_a_simulated_parent_ends_every_child_cancelled(console, train_plan):
+    r = httpx.post(console.url + "/api/deployments", headers={"X-API-Key": console.user_key},
+                   json={"plan_id": train_plan["id"], "mode": "simulated",
+                         "speed_multiplier": 1.0})  # real time: hours to go
+    assert r.status_code == 201, r.text
+    parent = r.json()["id"]
+    r = httpx.post(console.url + "/api/deployments/%s/cancel" % parent,
+                   headers={"X-API-Key": console.user_key})
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    view = status(console, parent)
+    assert view["status"] == "cancelled"
+    assert set(c["status"] for c in view["children"]) == {"cancelled"}
+    got = httpx.get(console.url + "/api/deployments/%s/events" % parent,
+                    headers={"X-API-Key": console.user_key}).json()["events"]
+    ends = [(e["satellite_id"], e["payload"].get("status")) for e in got
+            if e["type"] == "job.failed"]
+    assert sorted(ends) == sorted((c["satellite_id"], "cancelled") for c in view["children"])
 
 
 def test_cancelling_the_parent_cancels_its_children_and_tells_their_agents(console, train_plan):

@@ -49,7 +49,7 @@ def test_the_assignment_is_within_10_percent_of_exhaustive_search(seed):
     fleet = doc["fleet"][:rng.choice((3, 4))]
     job = random_dag(rng, rng.choice((4, 5, 6)))
     plan = cp.make_constellation_plan({"epoch": doc["epoch"], "fleet": fleet}, job,
-                                      timeutil.parse_iso(doc["epoch"]))
+                                      timeutil.parse_iso(doc["epoch"]), stream=False)
     # the same model the planner used, rebuilt here for the enumeration
     import fleetfile
     sats = fleetfile.load({"epoch": doc["epoch"], "fleet": fleet})
@@ -94,6 +94,86 @@ def test_the_trains_plan_assigns_every_step_routes_its_isl_edges_and_lists_alter
     assert len(plan["isl_routing"]) >= edges
     assert 0 < plan["metrics"]["reliability"] <= 1
     assert plan["metrics"]["satellites_used"] == len(set(s["satellite"] for s in plan["steps"]))
+
+
+def test_the_trains_plan_predicts_the_fleet_stream_its_agents_fly_the_same_every_time():
+    """The plan's `events`: the fleet's own agents flying the plan
+    (fleetforecast.py), merged in time order, each with its satellite: every
+    step started and completed once on its planned satellite, each ISL edge
+    a transfer from the producer's satellite to the consumer's, the job
+    completed on the last step's satellite; byte for byte the same again."""
+    doc = train()
+    t0 = timeutil.parse_iso(doc["epoch"])
+    plan = cp.make_constellation_plan(doc, doc["job"], t0)
+    evs = plan["events"]
+    assert evs and all(set(e) == set(cp.STREAM_FIELDS) for e in evs)
+    times = [(timeutil.parse_iso(e["timestamp"]), e["satellite_id"]) for e in evs]
+    assert times == sorted(times)
+    owner = dict((s["step_id"], s["satellite"]) for s in plan["steps"])
+    for sid, sat in owner.items():
+        for etype in ("constellation.step_started", "constellation.step_completed"):
+            assert [e["satellite_id"] for e in evs
+                    if e["type"] == etype and e["step_id"] == sid] == [sat], (etype, sid)
+    sent = [(e["satellite_id"], e["payload"]["to"]) for e in evs
+            if e["type"] == "isl_transfer.completed"]
+    for s in plan["steps"]:
+        for d in s["depends_on"]:
+            if owner[d] != s["satellite"]:
+                assert (owner[d], s["satellite"]) in sent, (d, s["step_id"])
+    ends = [e for e in evs if e["type"] in ("job.completed", "job.failed")]
+    assert [(e["type"], e["satellite_id"]) for e in ends] == \
+        [("job.completed", plan["steps"][-1]["satellite"])]
+    # every satellite that may run a step flew it; the others did not
+    used = set(owner.values()) | set(a for s in plan["steps"] for a in s["alternates"])
+    assert set(e["satellite_id"] for e in evs) == used
+    again = cp.make_constellation_plan(doc, doc["job"], t0)
+    assert json.dumps(again, sort_keys=True) == json.dumps(plan, sort_keys=True)
+    assert cp.make_constellation_plan(doc, doc["job"], t0, stream=False)["events"] == []
+
+
+def test_an_edge_between_the_trains_ends_routes_multi_hop_and_the_stream_carries_every_hop():
+    """The train with its middle satellites as aggregators low on energy: a
+    compute step can only go to 99901, and max_reliability puts its consumer
+    on the far aggregator, 99904; the edge's route goes through the middle,
+    and the predicted stream's transfer takes that route hop by hop."""
+    doc = train()
+    fleet = [dict(s) for s in doc["fleet"]]
+    for s in fleet[1:3]:
+        s.update(role="aggregator", bus={"initial_soc": 0.2})
+    job = {"name": "far ends", "policy": {"objective": "max_reliability", "deadline_orbits": 6},
+           "steps": [{"id": "capture", "compute_s": 600, "output_mb": 20, "role": "compute"},
+                     {"id": "sink", "compute_s": 300, "output_mb": 1, "role": "aggregator",
+                      "depends_on": ["capture"]}]}
+    plan = cp.make_constellation_plan({"epoch": doc["epoch"], "fleet": fleet}, job,
+                                      timeutil.parse_iso(doc["epoch"]))
+    steps = dict((s["step_id"], s) for s in plan["steps"])
+    assert (steps["capture"]["satellite"], steps["sink"]["satellite"]) == ("99901", "99904")
+    route = steps["sink"]["isl_route"]
+    assert route[0] == "99901" and route[-1] == "99904" and len(route) >= 3
+    evs = plan["events"]
+    started = [e for e in evs if e["type"] == "isl_transfer.started"]
+    assert [(e["satellite_id"], e["payload"]["to"], e["payload"]["hop_count"])
+            for e in started] == [("99901", "99904", len(route) - 1)]
+    hops = [(e["payload"]["from"], e["payload"]["to"]) for e in evs
+            if e["type"] == "isl_transfer.hop_completed"]
+    assert hops == list(zip(route, route[1:]))
+    assert [e["satellite_id"] for e in evs if e["type"] == "job.completed"] == ["99904"]
+
+
+def test_umbra_plan_fleet_prints_the_predicted_stream_the_same_every_time():
+    import subprocess
+    import sys
+    runs = [subprocess.run([sys.executable, "-m", "tools.cli", "plan", "--fleet", TRAIN, "--json"],
+                           cwd=ROOT, capture_output=True, timeout=120) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    doc = json.loads(runs[0].stdout)
+    assert doc["events"] and doc["events"][-1]["type"] == "job.completed"
+    text = subprocess.run([sys.executable, "-m", "tools.cli", "plan", "--fleet", TRAIN,
+                           "--events"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0, text.stderr
+    assert "predicted fleet stream: %d events from" % len(doc["events"]) in text.stdout
+    assert "job.completed" in text.stdout.splitlines()[-1]
 
 
 def test_far_ends_route_through_the_middle_of_the_train():
@@ -161,6 +241,8 @@ def test_the_console_plans_a_constellation_over_http_and_refuses_bad_fleets(tmp_
         assert r.json()["metrics"] == local["metrics"]
         assert [s["satellite"] for s in r.json()["steps"]] == \
             [s["satellite"] for s in local["steps"]]
+        # the same predicted stream; its job_id is the plan's id (the Console's own)
+        assert r.json()["events"] == [dict(e, job_id=r.json()["id"]) for e in local["events"]]
         assert httpx.post(url, json=body, headers=agent, timeout=60).status_code == 403
         twice = dict(body, fleet=[doc["fleet"][0], doc["fleet"][0]])
         r = httpx.post(url, json=twice, headers=user, timeout=60)

@@ -254,3 +254,68 @@ def test_an_agents_telemetry_shows_in_open_mcts_own_views_history_then_live(brow
     assert "2008-09-20T13:15:00Z" in page.inner_text(".c-telemetry-table__body")  # its own time
     assert page.errors == []
     page.close()
+
+
+def test_the_constellation_lanes_show_each_childs_steps_and_a_failover_between_two_lanes(
+        browser, console):
+    """A constellation parent (the train's plan, deployed live): each child's
+    agent posts what the fleet's agents flew with infer_a's owner drained
+    mid-step (fleetforecast.py); the lanes view shows one lane per child
+    with the steps it holds, infer_a on the alternate that took it (from its
+    planned satellite) and struck through on the planned one (to the taker)."""
+    import json
+
+    import httpx
+
+    import fleet
+    from tools.planner import fleetforecast
+    with open(os.path.join(ROOT, "examples", "fleets", "train-4.json")) as f:
+        doc = json.load(f)
+    key = auth.create_key(console.db, "user")["key"]
+    user = {"X-API-Key": key}
+    plan = httpx.post(console.url + "/v1/constellation/plan", headers=user, timeout=120,
+                      json={"fleet": doc["fleet"], "epoch": doc["epoch"],
+                            "job": doc["job"]}).json()
+    dep = httpx.post(console.url + "/api/deployments", headers=user,
+                     json={"plan_id": plan["id"], "mode": "live"}).json()
+    victim = [s["satellite"] for s in plan["steps"] if s["step_id"] == "infer_a"][0]
+    out = fleetforecast.run(fleet.FleetWorld(doc, hours=24), plan, doc["job"],
+                            faults=[{"kind": "drain", "satellite": victim, "at_s": 1800,
+                                     "soc": 0.08}])
+    to = [e for e in out.merged() if e["type"] == "constellation.failover"][0]["payload"][
+        "to_satellite"]
+    page, _ = open_view(browser, console.url, key)
+    page.evaluate("window.location.hash = '#/browse/umbra:root/umbra:constellation'")
+    page.wait_for_selector(".umbra-lane[data-satellite='%s']" % victim, timeout=20000)
+    for ch in dep["children"]:  # each agent takes its child and reports what it flew
+        sat = ch["satellite_id"]
+        name = "sat-lanes-" + sat
+        h = {"X-API-Key": auth.create_key(console.db, "agent", name, rate_limited=False,
+                                          satellite_id=sat)["key"], "X-Agent-ID": name}
+        assert httpx.post(console.url + "/api/agent/register", headers=h,
+                          json={"agent_id": name, "agent_version": "0.2.0"}).status_code == 201
+        assert httpx.get(console.url + "/api/agent/workloads", headers=h).status_code == 200
+        evs = [dict((k, e[k]) for k in ("type", "timestamp", "job_id", "step_id", "seq",
+                                        "payload")) for e in out.events[sat]]
+        r = httpx.post(console.url + "/api/deployments/%s/events" % ch["deployment_id"],
+                       headers=h, json=evs)
+        assert r.status_code == 201, r.text
+    # live: the view follows the children's events to the parent's end
+    page.wait_for_selector(".umbra-lanes-status[data-status='completed']", timeout=20000)
+    lanes = page.eval_on_selector_all(
+        ".umbra-lane", "ls => ls.map(l => [l.dataset.satellite, l.dataset.status, "
+        "[...l.querySelectorAll('.umbra-lane-step')].map(c => [c.dataset.step, c.className, "
+        "c.textContent])])")
+    assert [lane[0] for lane in lanes] == [c["satellite_id"] for c in dep["children"]]
+    by_sat = dict((lane[0], lane[2]) for lane in lanes)
+    taken = [c for c in by_sat[to] if c[0] == "infer_a"]
+    assert len(taken) == 1 and "umbra-step-completed" in taken[0][1] and \
+        "from %s" % victim in taken[0][2]
+    left = [c for c in by_sat[victim] if c[0] == "infer_a"]
+    assert len(left) == 1 and "umbra-step-moved" in left[0][1] and "to %s" % to in left[0][2]
+    for s in plan["steps"]:  # every other step completed on its planned lane
+        if s["step_id"] != "infer_a":
+            assert [c[1] for c in by_sat[s["satellite"]] if c[0] == s["step_id"]] == \
+                ["umbra-lane-step umbra-step-completed"]
+    assert page.errors == []
+    page.close()

@@ -5,7 +5,9 @@ Console's shipped catalog, and print the plan and its predicted events.
 `umbra plan --fleet FLEET.json [JOB.json]`: plan one DAG across a fleet
 (tools/planner/constellation.py; the job is the fleet file's `job` unless a
 job file is given): each step's satellite and alternates, the ISL routes,
-the metrics; --json prints what `POST /v1/constellation/plan` returns.
+the metrics, and the predicted fleet stream (the fleet's agents flying the
+plan: how many events, how it ends; --events prints them); --json prints
+what `POST /v1/constellation/plan` returns.
 
 --json prints the plan document exactly as `POST /v1/plan` returns it (same
 function: tools.console.planning.make_plan). Exit status 2 with the reason when
@@ -53,13 +55,16 @@ def load_job(path):
 @click.option("--min-elevation", default=5.0, type=float, show_default=True,
               help="Ground contact elevation threshold (deg).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan document as JSON.")
-def plan(job_file, fleet_file, satellite, start, hours, min_elevation, as_json):
+@click.option("--events", is_flag=True, help="--fleet: print the predicted fleet stream too, "
+              "event by event (a single satellite's plan always prints its events).")
+def plan(job_file, fleet_file, satellite, start, hours, min_elevation, as_json, events):
     """Plan a job; print the plan and its predicted events."""
     from tools.console import planning
     from tools.console.cli import format_event
 
     if fleet_file:
-        return plan_fleet(fleet_file, job_file, start, hours if hours != 12.0 else None, as_json)
+        return plan_fleet(fleet_file, job_file, start, hours if hours != 12.0 else None, as_json,
+                          events)
     if not job_file:
         raise InputError("a job file is needed (or --fleet FILE with a job in it)")
 
@@ -105,8 +110,9 @@ def plan(job_file, fleet_file, satellite, start, hours, min_elevation, as_json):
         click.echo(format_event(ev))
 
 
-def plan_fleet(fleet_file, job_file, start, hours, as_json):
+def plan_fleet(fleet_file, job_file, start, hours, as_json, events=False):
     import timeutil
+    from tools.console.cli import format_event
     from tools.planner import PlanError
     from tools.planner.constellation import make_constellation_plan
 
@@ -142,6 +148,16 @@ def plan_fleet(fleet_file, job_file, start, hours, as_json):
             route = "; ".join("%s: %s" % (k, ">".join(v)) for k, v in route.items())
         elif route:
             route = ">".join(route)
-        click.echo("  %-14s on %-8s +%6.0f .. +%6.0f s  alternates %-24s %s" % (
+        click.echo(("  %-14s on %-8s +%6.0f .. +%6.0f s  alternates %-24s %s" % (
             s["step_id"], s["satellite"], s["start"] - p["start"], s["finish"] - p["start"],
-            ",".join(s["alternates"]) or "-", ("ISL " + route) if route else ""))
+            ",".join(s["alternates"]) or "-", ("ISL " + route) if route else "")).rstrip())
+    evs = p["events"]
+    ends = [e for e in evs if e["type"] in ("job.completed", "job.failed")]
+    click.echo("  predicted fleet stream: %d events from %d satellites%s" % (
+        len(evs), len(set(e["satellite_id"] for e in evs)),
+        ", %s on %s at %s" % (ends[-1]["type"], ends[-1]["satellite_id"], ends[-1]["timestamp"])
+        if ends else ", the job does not end within the horizon"))
+    if events:
+        click.echo()
+        for ev in evs:
+            click.echo(format_event(ev))

@@ -260,7 +260,8 @@ def submit(job_file, fleet_file, satellite_id, mode, speed, start, console_url, 
     With --fleet FILE: a constellation job (the fleet file's job, or JOB_FILE),
     planned across the fleet; prints the parent deployment's id."""
     if fleet_file is not None:
-        return _submit_fleet(fleet_file, job_file, satellite_id, mode, start, console_url, key)
+        return _submit_fleet(fleet_file, job_file, satellite_id, mode, speed, start, console_url,
+                             key)
     if job_file is None:
         raise click.UsageError("give JOB_FILE, or --fleet FILE")
     try:
@@ -298,14 +299,12 @@ def _read_json(f):
         raise click.UsageError("%s is not JSON: %s" % (f.name, exc))
 
 
-def _submit_fleet(fleet_file, job_file, satellite_id, mode, start, console_url, key):
-    """POST /v1/constellation/plan, then POST /api/deployments with its id."""
+def _submit_fleet(fleet_file, job_file, satellite_id, mode, speed, start, console_url, key):
+    """POST /v1/constellation/plan, then POST /api/deployments with its id
+    (simulated: the Console writes the predicted fleet stream, child by child)."""
     if satellite_id:
         raise click.UsageError("--satellite does not go with --fleet (the planner assigns "
                                "the satellites)")
-    if mode != "live":
-        raise click.UsageError("--mode simulated is not built for constellations yet "
-                               "(it needs the predicted fleet stream)")
     doc = _read_json(fleet_file)
     if not isinstance(doc, dict) or not isinstance(doc.get("fleet"), list):
         raise click.UsageError("%s is not a fleet file ({epoch?, fleet: [...], job?})"
@@ -322,12 +321,14 @@ def _submit_fleet(fleet_file, job_file, satellite_id, mode, start, console_url, 
         body["planning"] = {"start": start}
     with _client(console_url, key, timeout=120) as c:
         plan = _call(c, "POST", "/v1/constellation/plan", json=body)
-        dep = _call(c, "POST", "/api/deployments", json={"plan_id": plan["id"], "mode": "live"})
+        dep = _call(c, "POST", "/api/deployments",
+                    json={"plan_id": plan["id"], "mode": mode, "speed_multiplier": speed})
     m = plan["metrics"]
     click.echo("plan %s: %d steps on %d satellites, critical path %s s, %d ISL transfers, "
-               "reliability %s; deployment %s (live)" % (
+               "reliability %s, %d predicted events; deployment %s (%s)" % (
                    plan["id"], len(plan["steps"]), m["satellites_used"], m["critical_path_s"],
-                   m["isl_transfers"], m["reliability"], dep["id"]), err=True)
+                   m["isl_transfers"], m["reliability"], len(plan.get("events") or ()),
+                   dep["id"], mode), err=True)
     by_sat = {}
     for s in plan["steps"]:
         by_sat.setdefault(s["satellite"], []).append(s["step_id"])
@@ -459,7 +460,7 @@ def events(deployment, follow, as_json, compare, console_url, key):
 
 
 def _compare(deployment, as_json, console_url, key):
-    from .compare import compare, with_agent_events
+    from .compare import compare, compare_fleet, with_agent_events
     with _client(console_url, key) as c:
         dep = _call(c, "GET", "/api/deployments/%s" % deployment)
         predicted = _call(c, "GET", "/v1/plan/%s/events" % dep["plan_id"])["events"]
@@ -467,22 +468,24 @@ def _compare(deployment, as_json, console_url, key):
         if dep.get("agent_id"):
             health = _call(c, "GET", "/api/agents/%s/events" % dep["agent_id"])["events"]
             executed = with_agent_events(executed, health)
-    rows, summary = compare(predicted, executed)
-    if dep.get("kind") == "parent" and not predicted and not as_json:
-        click.echo("(a constellation: no predicted fleet stream yet -- it needs the fleet "
-                   "executor; every executed event shows as extra)", err=True)
+    fleet = dep.get("kind") == "parent"  # the merged stream against the fleet's prediction
+    rows, summary = (compare_fleet if fleet else compare)(predicted, executed)
     if as_json:
         click.echo(json.dumps({"deployment": deployment, "summary": summary, "rows": [
-            {"mark": r["mark"], "note": r["note"],
-             "predicted": _brief(r["predicted"]), "executed": _brief(r["executed"])}
+            dict({"mark": r["mark"], "note": r["note"],
+                  "predicted": _brief(r["predicted"]), "executed": _brief(r["executed"])},
+                 **({"satellite_id": r["satellite_id"]} if fleet else {}))
             for r in rows]}, ensure_ascii=False))
         return 0 if summary["identical"] else 1
     colours = {"=": "white", "~": "yellow", "-": "red", "+": "cyan"}
-    click.echo(click.style("%-1s %-8s %-28s %-12s | %-8s %-28s %-12s %s" % (
+    lead = "%-8s " if fleet else "%s"
+    click.echo(click.style(lead % ("sat" if fleet else "") +
+                           "%-1s %-8s %-28s %-12s | %-8s %-28s %-12s %s" % (
         "", "planned", "predicted", "step", "actual", "executed", "step", "why"), bold=True))
     for r in rows:
         p, e = r["predicted"] or {}, r["executed"] or {}
-        click.echo(click.style("%-1s %-8s %-28s %-12s | %-8s %-28s %-12s %s" % (
+        click.echo(click.style(lead % (r.get("satellite_id") or "" if fleet else "") +
+                               "%-1s %-8s %-28s %-12s | %-8s %-28s %-12s %s" % (
             r["mark"], (p.get("timestamp") or "")[11:19], p.get("type") or "",
             p.get("step_id") or "", (e.get("timestamp") or "")[11:19], e.get("type") or "",
             e.get("step_id") or "", r["note"]), fg=colours[r["mark"]]))

@@ -8,8 +8,12 @@ Rows are aligned on (type, step_id) with a longest-matching-blocks diff:
     -  predicted, never executed
     +  executed, not predicted (the note says why: the event's reason,
        detail, action, tier change, or the agent's reset cause)
+
+A constellation parent (compare_fleet): its children's merged stream
+against the plan's predicted fleet stream, satellite by satellite.
 """
 import difflib
+import heapq
 
 import timeutil
 
@@ -65,6 +69,10 @@ def compare(predicted, executed, tolerance_s=TOLERANCE_S):
                          "note": "predicted, not executed"})
         for e in executed[j1:j2]:
             rows.append({"mark": "+", "predicted": None, "executed": e, "note": why(e)})
+    return rows, _summary(rows)
+
+
+def _summary(rows):
     counts = {"=": 0, "~": 0, "-": 0, "+": 0}
     first = None
     for r in rows:
@@ -79,7 +87,32 @@ def compare(predicted, executed, tolerance_s=TOLERANCE_S):
         summary["first_divergence"] = {"mark": first["mark"], "type": ev.get("type"),
                                        "step_id": ev.get("step_id"),
                                        "timestamp": ev.get("timestamp"), "note": first["note"]}
-    return rows, summary
+        if "satellite_id" in first:
+            summary["first_divergence"]["satellite_id"] = first["satellite_id"]
+    return summary
+
+
+def compare_fleet(predicted, executed, tolerance_s=TOLERANCE_S):
+    """compare() for a constellation: the predicted fleet stream against the
+    parent's merged stream, satellite by satellite (each event's
+    satellite_id; a satellite's events are aligned with its own prediction
+    only, so one running late shifts no other's rows), the rows merged in
+    time order (timestamp, satellite). Each row has its `satellite_id`."""
+    sats = []
+    for ev in list(predicted) + list(executed):
+        if ev.get("satellite_id") not in sats:
+            sats.append(ev.get("satellite_id"))
+    per_sat = []
+    for sat in sats:
+        got, _ = compare([e for e in predicted if e.get("satellite_id") == sat],
+                         [e for e in executed if e.get("satellite_id") == sat], tolerance_s)
+        for r in got:
+            r["satellite_id"] = sat
+        per_sat.append(got)
+    # a merge keeps each satellite's rows in their own order
+    rows = list(heapq.merge(*per_sat, key=lambda r: (
+        (r["executed"] or r["predicted"]).get("timestamp") or "", str(r["satellite_id"]))))
+    return rows, _summary(rows)
 
 
 def with_agent_events(executed, agent_events):

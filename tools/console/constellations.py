@@ -65,23 +65,37 @@ def satellites_used(plan):
     return [sat for sat in plan["fleet"] if sat in used]
 
 
-def create(db, plan):
-    """The parent and its children, in one transaction -> (parent id, {satellite: child id})."""
+def create(db, plan, mode="live", speed_multiplier=0.0):
+    """The parent and its children, in one transaction -> (parent id, {satellite: child id}).
+    mode 'simulated': no agent polls them; the Console writes each child's
+    share of the plan's predicted fleet stream (simulate.py), paced by
+    speed_multiplier."""
     now = now_iso()
     parent = "dep-" + uuid.uuid4().hex[:16]
     children = {}
+    speed = speed_multiplier if mode == "simulated" else 0
     with db.write() as c:
         c.execute("INSERT INTO deployments (id, plan_id, satellite_id, mode, speed_multiplier, "
-                  "status, created_at, updated_at, kind) VALUES (?, ?, '', 'live', 0, "
-                  "'pending', ?, ?, 'parent')", (parent, plan["id"], now, now))
+                  "status, created_at, updated_at, kind) VALUES (?, ?, '', ?, ?, "
+                  "'pending', ?, ?, 'parent')", (parent, plan["id"], mode, speed, now, now))
         for sat in satellites_used(plan):
             child = "dep-" + uuid.uuid4().hex[:16]
             c.execute("INSERT INTO deployments (id, plan_id, satellite_id, mode, "
                       "speed_multiplier, status, created_at, updated_at, kind, parent_id) "
-                      "VALUES (?, ?, ?, 'live', 0, 'pending', ?, ?, 'child', ?)",
-                      (child, plan["id"], sat, now, now, parent))
+                      "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, 'child', ?)",
+                      (child, plan["id"], sat, mode, speed, now, now, parent))
             children[sat] = child
     return parent, children
+
+
+def predicted_share(plan, dep):
+    """What a child's satellite is predicted to emit (the plan's fleet stream,
+    its events only, in order, without satellite_id: as its agent sends
+    them), and the fleet stream's first timestamp (or None)."""
+    evs = plan.get("events") or []
+    mine = [dict((k, v) for k, v in e.items() if k != "satellite_id")
+            for e in evs if e.get("satellite_id") == dep["satellite_id"]]
+    return mine, (evs[0]["timestamp"] if evs else None)
 
 
 def add_to_catalog(db, plan):
@@ -293,8 +307,9 @@ def _satellite_of(plan, step_id):
 
 
 def workload_spec(plan, dep):
-    """The WorkloadSpec (unsigned) of a child: no predicted events (the fleet
-    stream is not predicted yet), plan_data as child_plan_data."""
+    """The WorkloadSpec (unsigned) of a child: plan_data as child_plan_data;
+    no predicted events (the fleet's prediction stays on the ground, for
+    plan versus actual: a board has no use for it, and its heap no room)."""
     return {"plan_id": plan["id"], "deployment_id": dep["id"],
             "satellite_id": dep["satellite_id"],
             "plan_data": child_plan_data(plan, dep["satellite_id"], dep["parent_id"]),

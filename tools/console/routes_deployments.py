@@ -23,7 +23,8 @@ async def create_deployment(request: Request, x_api_key: str = Header(None),
     """Deploy a plan: live (an agent polls for it) or simulated (the Console
     writes the predicted events, paced by speed_multiplier; 0 = at once).
     A constellation plan (POST /v1/constellation/plan): a parent deployment
-    and one child per satellite the plan uses (`children`), live only."""
+    and one child per satellite the plan uses (`children`); simulated, each
+    child writes its satellite's share of the predicted fleet stream."""
     db = console.db
     await sync(console.user, x_api_key)
     body = validate(schemas.DeploymentBody, await read_json(request, console))
@@ -33,18 +34,19 @@ async def create_deployment(request: Request, x_api_key: str = Header(None),
         if plan_doc is None:
             raise ApiError(404, "no plan %r" % body.plan_id)
         if constellations.is_constellation_plan(plan_doc):
-            if body.mode == "simulated":
-                raise ApiError(422, "simulated mode for a constellation plan needs the fleet "
-                                    "executor (the predicted fleet stream), not built yet: "
-                                    "deploy it live")
+            if body.mode == "simulated" and not plan_doc.get("events"):
+                raise ApiError(422, "plan %r has no predicted fleet stream to simulate: "
+                                    "deploy it live" % body.plan_id)
             constellations.add_to_catalog(db, plan_doc)  # so their agents' keys can be made
-            parent, kids = constellations.create(db, plan_doc)
+            parent, kids = constellations.create(db, plan_doc, body.mode,
+                                                 body.speed_multiplier)
             return parent, [{"deployment_id": d, "satellite_id": sat} for sat, d in kids.items()]
         return deployments.create(db, plan_doc, body.mode, body.speed_multiplier), None
 
     dep_id, kids = await sync(work)
     if body.mode == "simulated":
-        console.simulator.start(dep_id)
+        for d in [k["deployment_id"] for k in kids] if kids is not None else [dep_id]:
+            console.simulator.start(d)
     if kids is not None:  # a constellation: the parent, and one child per satellite used
         return reply({"id": dep_id, "status": "pending", "children": kids}, 201)
     return reply({"id": dep_id, "status": "pending"}, 201)
@@ -196,6 +198,9 @@ async def cancel_deployment(deployment_id: str, x_api_key: str = Header(None),
             raise ApiError(409, str(exc))
 
     status = await sync(work)
-    # a simulated run writes its job.failed (cancelled) before we answer
-    await sync(console.simulator.cancelled, deployment_id)
+    # a simulated run writes its job.failed (cancelled) before we answer (a
+    # constellation's: each child's)
+    kids = await sync(lambda: constellations.children(db.conn(), deployment_id))
+    for d in [deployment_id] + [k["id"] for k in kids]:
+        await sync(console.simulator.cancelled, d)
     return reply({"id": deployment_id, "status": status})

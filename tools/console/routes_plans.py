@@ -47,7 +47,9 @@ async def constellation_plan(request: Request, x_api_key: str = Header(None),
                              console: Console = Depends(console_of)):
     """Plan one DAG across a fleet (CONSTELLATION.md): each step's satellite
     and alternates, the ISL route of every edge between satellites, metrics,
-    each satellite's lane (eclipses, ISL windows). 400 invalid fleet or job
+    each satellite's lane (eclipses, ISL windows), and `events`, the
+    predicted fleet stream (each event with its satellite_id, in time
+    order; the fleet's own agents flying the plan). 400 invalid fleet or job
     (naming the satellite or step), 422 cannot be planned (a cycle, no
     satellite with a step's role, an edge with no route or a step that cannot
     finish before the deadline: the step or the pair named); nothing is

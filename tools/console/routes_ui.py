@@ -17,9 +17,9 @@ import threading
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from . import auth, deployments, telemetry_history
+from . import auth, constellations, deployments, telemetry_history
 from .api import ApiError, Console, console_of, reply, sync
-from .compare import compare, with_agent_events
+from .compare import compare, compare_fleet, with_agent_events
 
 router = APIRouter()
 
@@ -103,7 +103,7 @@ async def list_deployments(x_api_key: str = Header(None),
     await sync(operator, console, x_api_key)
     rows = await sync(db.query, (
         "SELECT d.id, d.plan_id, d.satellite_id, d.mode, d.speed_multiplier, d.status, "
-        "d.agent_id, d.created_at, d.updated_at, d.finished_at, "
+        "d.agent_id, d.created_at, d.updated_at, d.finished_at, d.kind, d.parent_id, "
         "json_extract(p.data, '$.job.name') AS job_name, "
         "json_array_length(json_extract(p.data, '$.job.steps')) AS steps_total, "
         "(SELECT COUNT(*) FROM events e WHERE e.deployment_id = d.id) AS events_count "
@@ -205,6 +205,9 @@ async def plan_versus_actual(deployment_id: str, x_api_key: str = Header(None),
 
     def work():
         plan = deployments.get_plan(db, dep["plan_id"]) or {"events": []}
+        if dep.get("kind") == "parent":  # the merged stream against the fleet's prediction
+            executed = [e for _, e in constellations.merged_rows(db, deployment_id)]
+            return compare_fleet(plan["events"], executed)
         executed = [e for _, e in deployments.list_events(db, deployment_id)]
         if dep.get("agent_id"):
             executed = with_agent_events(executed, deployments.agent_events(db, dep["agent_id"]))
@@ -212,9 +215,11 @@ async def plan_versus_actual(deployment_id: str, x_api_key: str = Header(None),
 
     rows, summary = await sync(work)
     return reply({"deployment_id": deployment_id, "summary": summary,
-                  "rows": [{"mark": r["mark"], "note": r["note"],
-                            "predicted": _brief(r["predicted"]),
-                            "executed": _brief(r["executed"])} for r in rows]})
+                  "rows": [dict({"mark": r["mark"], "note": r["note"],
+                                 "predicted": _brief(r["predicted"]),
+                                 "executed": _brief(r["executed"])},
+                                **({"satellite_id": r["satellite_id"]}
+                                   if "satellite_id" in r else {})) for r in rows]})
 
 
 def _brief(ev):

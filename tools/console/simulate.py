@@ -2,13 +2,15 @@
 (agent_id "sim", seq 1..n), paced by speed_multiplier (0 = all at once;
 otherwise the predicted gaps divided by the multiplier), so the event views
 work for plans that never flew. One daemon thread per running simulation;
-a restarted Console resumes unfinished ones (already stored seqs are skipped)."""
+a restarted Console resumes unfinished ones (already stored seqs are skipped).
+A constellation is simulated child by child: each writes its satellite's
+share of the plan's predicted fleet stream (the parent follows them)."""
 import threading
 import time
 
 import timeutil
 
-from . import deployments
+from . import constellations, deployments
 
 SIM_AGENT = "sim"
 
@@ -37,8 +39,9 @@ class Simulator:
             t.start()
 
     def resume_all(self):
+        # a constellation parent has no stream of its own: its children write theirs
         for row in self.db.query("SELECT id FROM deployments WHERE mode = 'simulated' AND "
-                                 "status IN ('pending', 'running')"):
+                                 "status IN ('pending', 'running') AND kind != 'parent'"):
             self.start(row["id"])
 
     def cancelled(self, dep_id, timeout=5.0):
@@ -69,11 +72,16 @@ class Simulator:
         dep = deployments.get(self.db, dep_id)
         plan = deployments.get_plan(self.db, dep["plan_id"])
         predicted = plan["events"]
+        prev_t = None
+        if dep.get("kind") == "child":
+            # a constellation's child: its satellite's share of the fleet stream,
+            # paced from the fleet's first event (the children run side by side)
+            predicted, first = constellations.predicted_share(plan, dep)
+            prev_t = timeutil.parse_iso(first) if first else None
         speed = dep["speed_multiplier"]
         origin = origin_of(dep_id)
         done = deployments.acked_seq(self.db, origin)
         waker = self._wakers.get(dep_id) or threading.Event()
-        prev_t = None
         prev_wall = time.monotonic()
         for seq, ev in enumerate(predicted, 1):
             t = timeutil.parse_iso(ev["timestamp"])

@@ -37,12 +37,15 @@ ISL route before the deadline (naming the step, its input and the two
 satellites). The plan carries each satellite's `lanes` entry: its eclipses
 and ISL link windows (what `umbra plot` draws, tools/fleetplot.py).
 
-Not here yet (the fleet executor, #19): the predicted event stream of a
-fleet run (`events` is empty). The Console deploys a plan as a parent with
-one child per satellite (tools/console/constellations.py).
+The plan's `events` is the predicted fleet stream (predicted_stream): the
+plan flown by the agents of every satellite that may run a step, in the
+plan's own fleet world (sim/fleet.py, whose contact plan and router the
+assignment used), tools/planner/fleetforecast.py. The Console deploys a
+plan as a parent with one child per satellite (tools/console/constellations.py).
 """
 import math
 
+import fleet
 import fleetfile
 import islroute
 import orbitscan
@@ -55,20 +58,26 @@ MTBF_S = 30 * 86400.0      # a healthy satellite's mean time between failures
 ALTERNATES = 3             # alternates listed per step
 MAX_PASSES = 8             # local-search rounds
 RELIABILITY_WEIGHT_S = 600.0  # max_reliability: seconds of span one unit of lost margin costs a step
+STREAM_FIELDS = ("type", "timestamp", "satellite_id", "job_id", "step_id", "payload")
 
 
 class _Model:
     """A fleet over a horizon: sunlit intervals per satellite, the router,
     and the schedule of an assignment."""
 
-    def __init__(self, sats, t0, t1):
+    def __init__(self, sats, t0, t1, world=None):
+        """world: a sim/fleet.py FleetWorld over [t0, t1]: its contact plan and router."""
         self.ids = [s["satellite_id"] for s in sats]
         self.t0, self.t1 = t0, t1
-        self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
-        self.router = islroute.Router(self.plan)
+        if world is not None:
+            self.plan, self.router = world.plan, world.router
+        else:
+            self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
+            self.router = islroute.Router(self.plan)
         self.sunlit = {}
+        suns = []  # the Sun's direction at each grid time: the same for every satellite
         for s in sats:
-            self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1)
+            self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1, suns)
         self._routes = {}
 
     def route(self, a, b, t, mb):
@@ -94,26 +103,33 @@ class _Model:
         free = dict((sid, self.t0) for sid in self.ids)
         done = {}
         for sid in order:
-            step = by_id[sid]
             sat = assign[sid]
-            ready = self.t0
-            for d in step["depends_on"]:
-                dsat, _, dfin = done[d]
-                if dsat == sat:
-                    arrive = dfin
-                else:
-                    r = self.route(dsat, sat, dfin, by_id[d].get("output_mb") or 0.0)
-                    if r is None:
-                        return done, math.inf
-                    arrive = r["arrival"]
-                ready = max(ready, arrive)
-            start = max(free[sat], ready)
-            fin = self.finish(sat, start, _compute_s(step))
-            if fin is None:
+            placed = self.place(by_id, sid, sat, free, done)
+            if placed is None:
                 return done, math.inf
-            free[sat] = fin
-            done[sid] = (sat, start, fin)
+            free[sat] = placed[1]
+            done[sid] = (sat, placed[0], placed[1])
         return done, max(f for _, _, f in done.values()) - self.t0
+
+    def place(self, by_id, sid, sat, free, done):
+        """(start, finish) of step sid on sat after the steps in `done`, with
+        each satellite free from `free` (None: its input cannot arrive, or
+        it cannot finish, within the horizon)."""
+        step = by_id[sid]
+        ready = self.t0
+        for d in step["depends_on"]:
+            dsat, _, dfin = done[d]
+            if dsat == sat:
+                arrive = dfin
+            else:
+                r = self.route(dsat, sat, dfin, by_id[d].get("output_mb") or 0.0)
+                if r is None:
+                    return None
+                arrive = r["arrival"]
+            ready = max(ready, arrive)
+        start = max(free[sat], ready)
+        fin = self.finish(sat, start, _compute_s(step))
+        return None if fin is None else (start, fin)
 
 
 def _compute_s(step):
@@ -124,13 +140,18 @@ def _compute_s(step):
     return float(c)
 
 
-def _sunlit(orb, t0, t1):
-    """[(start, end)] the satellite is in sunlight, on a SAMPLE_S grid."""
+def _sunlit(orb, t0, t1, suns):
+    """[(start, end)] the satellite is in sunlight, on a SAMPLE_S grid; suns:
+    the Sun's direction at each grid time, filled by the first caller."""
     out = []
     t = t0
     lit_since = None
+    k = 0
     while t <= t1:
-        lit = orbitscan.shadow_margin_km(orb.position(t), sun_direction(t)) >= 0
+        if k == len(suns):
+            suns.append(sun_direction(t))
+        lit = orbitscan.shadow_margin_km(orb.position(t), suns[k]) >= 0
+        k += 1
         if lit and lit_since is None:
             lit_since = t
         elif not lit and lit_since is not None:
@@ -159,22 +180,35 @@ def _margin(sat):
 def assign(model, order, by_id, candidates, penalty=None):
     """List scheduling, then local search; returns (assignment, span)."""
     penalty = penalty or (lambda sid, sat: 0.0)
+    costs = {}  # the local search comes back to assignments it has costed
 
     def cost(a):
-        span = model.schedule(order, by_id, a)[1]
-        return span + sum(penalty(sid, a[sid]) for sid in order)
+        key = tuple([a[sid] for sid in order])
+        c = costs.get(key)
+        if c is None:
+            span = model.schedule(order, by_id, a)[1]
+            c = costs[key] = span + sum(penalty(sid, a[sid]) for sid in order)
+        return c
 
+    # list scheduling: each step where it finishes first, after those placed
+    # before it (None once one of them could not be placed)
     a = {}
+    free = dict((sat, model.t0) for sat in model.ids)
+    done = {}
     for sid in order:
         best = None
-        for sat in candidates[sid]:
-            a[sid] = sat
-            done, span = model.schedule(order[:order.index(sid) + 1], by_id, a)
-            fin = done[sid][2] if sid in done else math.inf
-            key = (fin + penalty(sid, sat), candidates[sid].index(sat))
+        for k, sat in enumerate(candidates[sid]):
+            placed = model.place(by_id, sid, sat, free, done) if done is not None else None
+            fin = placed[1] if placed is not None else math.inf
+            key = (fin + penalty(sid, sat), k)
             if best is None or key < best[0]:
-                best = (key, sat)
+                best = (key, sat, placed)
         a[sid] = best[1]
+        if best[2] is None:
+            done = None
+        elif done is not None:
+            free[a[sid]] = best[2][1]
+            done[sid] = (a[sid], best[2][0], best[2][1])
     below = {}  # a step's descendants, in order
     for sid in order:
         below[sid] = [x for x in order if sid in _ancestors(by_id, x)]
@@ -207,8 +241,9 @@ def _improve(a, order, by_id, candidates, cost, below):
             for sat in candidates[sid]:
                 if sat == a[sid]:
                     continue
-                for group in ([sid], [sid] + [x for x in below[sid] if a[x] == a[sid]
-                                               and sat in candidates[x]]):
+                with_below = [sid] + [x for x in below[sid] if a[x] == a[sid]
+                                      and sat in candidates[x]]
+                for group in ([sid], with_below) if len(with_below) > 1 else ([sid],):
                     old = dict(a)
                     for x in group:
                         a[x] = sat
@@ -241,7 +276,9 @@ def _ancestors(by_id, sid, seen=None):
     return seen
 
 
-def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"):
+def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1", stream=True):
+    """The plan; stream=False leaves out the predicted fleet stream (`events`
+    empty: what the assignment alone costs)."""
     try:
         sats = fleetfile.load(fleet_doc)
     except fleetfile.FleetError as exc:
@@ -263,7 +300,10 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
     span_h = min(MAX_HOURS, span_h)
     t0 = float(start)
     t1 = t0 + span_h * 3600.0
-    model = _Model(sats, t0, t1)
+    # the fleet world the forecast flies, over the plan's horizon: its contact
+    # plan is the planner's too (computed once)
+    world = fleet.FleetWorld(fleet_doc, start=t0, hours=span_h) if stream else None
+    model = _Model(sats, t0, t1, world if world is not None and world.start == t0 else None)
 
     aggregators = [s["satellite_id"] for s in sats if s["role"] == "aggregator"]
     computers = [s["satellite_id"] for s in sats]
@@ -321,9 +361,22 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
                "isl_transfers": transfers,
                "reliability": round(_reliability(steps, by_sat), 6),
                "objective": objective}
-    return {"plan_id": plan_id, "fleet": [s["satellite_id"] for s in sats], "start": t0,
+    plan = {"plan_id": plan_id, "fleet": [s["satellite_id"] for s in sats], "start": t0,
             "horizon_s": t1 - t0, "metrics": metrics, "steps": steps, "isl_routing": routing,
             "lanes": _lanes(model, sats), "events": []}
+    if world is not None:
+        plan["events"] = predicted_stream(world, plan, job)
+    return plan
+
+
+def predicted_stream(world, plan, job):
+    """The fleet's predicted event stream: the plan flown by the agents of the
+    satellites that may run a step (fleetforecast.py, nominal), merged in
+    time order (timestamp, satellite, then each agent's own order), each
+    event the envelope with its satellite_id. Same plan, same stream."""
+    from . import fleetforecast
+    out = fleetforecast.run(world, plan, job)
+    return [dict([(k, e.get(k)) for k in STREAM_FIELDS]) for e in out.merged()]
 
 
 def _lanes(model, sats):

@@ -7,6 +7,13 @@ own flash (a scratch folder), the fleet's ISL network port (sim/islnet.py)
 and forecast.ForecastConsole handing it its part of the job at its first
 ground contact. What each agent emits is the fleet's stream.
 
+Only the satellites that may run a step (owners and alternates) are flown,
+unless `everyone`; a member whose part is over (its job ended, its workload
+taken) is not run on then: nothing it does after reaches its events or the
+others. Each member's windows are predicted an hour ahead at a time as a
+node's are (sim/nodestart.py) and its flash is a scratch folder, in
+/dev/shm where the host has it.
+
     out = run(world, cplan, job, end_s=None, faults=())
     out.events          -> {satellite_id: [its job's events, reported or not, seq order]}
     out.unsent          -> {satellite_id: [seqs still in its outbox at the end]}
@@ -33,12 +40,15 @@ import tempfile
 import agentconfig
 import hal
 import lazywatch
+import nodestart
 import spacecraft
+import stations
 from agent import Agent
 
 from . import forecast
 
 IDLE_WAKE_MS = 60000
+SCRATCH = "/dev/shm"
 
 
 class Outcome:
@@ -130,7 +140,8 @@ def run(world, cplan, job, end_s=None, faults=(), cfg=None, everyone=False):
     """everyone: every member of the world runs its agent, those without a
     part in the job idle (else only the plan's satellites run), and the run
     goes on to end_s (default: the world's horizon) even once the job is over."""
-    root = tempfile.mkdtemp(prefix="umbra-fleet-")
+    # the members' flash: scratch folders, in memory where the host has a tmpfs
+    root = tempfile.mkdtemp(prefix="umbra-fleet-", dir=SCRATCH if os.path.isdir(SCRATCH) else None)
     try:
         return _run(world, cplan, job, end_s, faults, cfg, root, everyone)
     finally:
@@ -158,7 +169,11 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
                           "satellite_id": sid, "storage_root": home, "time_sync": False,
                           "uplink_key": None})
         acfg = agentconfig.make(overrides)
-        sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"])
+        # its windows as a node predicts them (sim/nodestart.py): an hour ahead at a time
+        timeline = spacecraft.Timeline(by_sat[sid]["orbit"], world.start, nodestart.WINDOW_CHUNK_S,
+                                       stations.default_stations(), windows=False)
+        sat = spacecraft.SimulatedSatellite(sid, by_sat[sid]["orbit"], world.start, bus=m["bus"],
+                                            timeline=timeline)
         sat.clock = clock
         console = forecast.ForecastConsole(clock, member_spec(cplan, job, sid) if sid in used else None)
         port = world.port(sid)
@@ -174,45 +189,70 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     wakes = []                   # heap of (clock ms, member index): each member's next wake
     for i, sid in enumerate(order):
         _queue(wakes, nodes[sid], i, 0)
-    inbox = world.network.inbox
+    net = world.network
+    inbox = net.inbox
+    count = len(order)
+    everybody = range(count)
+    ran = everybody              # who may have taken from its inbox since the last look
+    delivered = None             # the network's deliveries at the last look
+    left = set(everybody)        # who has not ended its part yet
+    seen = [0] * count           # each member's inbox length at the last look
+    members = [nodes[sid] for sid in order]
+    boxes = [inbox.get(sid) for sid in order]  # the network's lists (appended to in place)
+    now_ms = clock.now_ms
+    heappop, heappush = heapq.heappop, heapq.heappush
     while True:
-        now = clock.now_ms()
+        now = now_ms()
         due = set()
         while timed and timed[0]["at_s"] * 1000 <= now:
             f = timed.pop(0)
             _inject(nodes, f, clock)
             if f["satellite"] in nodes:
                 due.add(order.index(f["satellite"]))
-        world.network.deliver_due()
-        for i, sid in enumerate(order):
-            n = nodes[sid]
-            arrived = len(inbox.get(sid) or ())
-            if arrived > n.get("seen", 0) and n["alive"] and n["port"].on_arrival is not None:
-                n["port"].on_arrival()  # the radio's interrupt: something new arrived
-                due.add(i)
-            n["seen"] = arrived
+        net.deliver_due()
+        # an inbox grows only by a delivery and shrinks only while its member
+        # runs: the others are as they were at the last look
+        look = everybody if net.delivered != delivered else ran
+        delivered = net.delivered
+        for i in look:
+            arrived = len(boxes[i])
+            if arrived > seen[i]:
+                n = members[i]
+                if n["alive"] and n["port"].on_arrival is not None:
+                    n["port"].on_arrival()  # the radio's interrupt: something new arrived
+                    due.add(i)
+            seen[i] = arrived
         while wakes and wakes[0][0] <= now:
-            due.add(heapq.heappop(wakes)[1])
-        for i in sorted(due):
-            n = nodes[order[i]]
+            due.add(heappop(wakes)[1])
+        ran = sorted(due) if len(due) > 1 else list(due)
+        for i in ran:
+            n = members[i]
             if not n["alive"]:
+                left.discard(i)
                 continue
-            sched = n["agent"].sched
+            if i not in left and not everyone:
+                continue  # its part is over: nothing it does now reaches the stream or the others
+            agent = n["agent"]
+            sched = agent.sched
             w = sched.next_wake_ms()
             if w is not None and w <= now:
                 sched.run_due()
-                if n["agent"].reset_requested or n["watchdog"].expired(clock.now_ms()):
+                if agent.reset_requested or n["watchdog"].expired(now_ms()):
                     raise RuntimeError("%s reset in the fleet forecast (%s)" % (
-                        order[i], n["agent"].reset_requested or "watchdog"))
-            _queue(wakes, n, i, now)
-        if due and not everyone and all(
-                not n["alive"] or (n["agent"].journal.state["job"] is None and
-                                   n["console"].handed_at is not None) for n in nodes.values()):
+                        order[i], agent.reset_requested or "watchdog"))
+                w = sched.next_wake_ms()
+            # its next wake on the heap (stale entries are only looked at again)
+            heappush(wakes, (w if w is not None else now + IDLE_WAKE_MS, i))
+            if agent.journal.state["job"] is None and n["console"].handed_at is not None:
+                left.discard(i)
+            else:
+                left.add(i)
+        if due and not everyone and not left:
             break
         if now >= end_ms:
             break
-        nxt = min(end_ms, wakes[0][0]) if wakes else end_ms
-        d = world.network.next_delivery_ms()
+        nxt = wakes[0][0] if wakes and wakes[0][0] < end_ms else end_ms
+        d = net.next_delivery_ms()
         if d is not None:
             nxt = min(nxt, max(d, now + 1))
         if timed:

@@ -3,7 +3,7 @@
 // a telemetry provider (history from the Console's API, real time from the
 // feed in umbra-api.js) and the views Open MCT has no equivalent of: the
 // deployments table, a deployment (battery plot, event log, plan versus
-// actual, timeline picture) and the simulate form.
+// actual, timeline picture), the simulate form and the constellation lanes.
 /* global UmbraApi */
 /* exported UmbraPlugin */
 function UmbraPlugin(dictionary) {
@@ -571,14 +571,98 @@ function UmbraPlugin(dictionary) {
     }
   }
 
-  // TODO(#22, constellation): one lane per satellite with ISL transfers and
-  // failovers, once the fleet world (sim/, tools/simservice/) lands. The
-  // object and this view are its place in the tree.
-  function constellationPlaceholder(root) {
-    root.append(
-      el('h2', {}, 'Constellation lanes'),
-      el('p', { class: 'umbra-placeholder' }, 'Not built yet: one lane per satellite with ISL transfers and failovers comes with the fleet world (issue 22, constellation part).')
-    );
+  // The constellation lanes: a parent deployment (umbra submit --fleet) as
+  // one lane per child satellite, each with the steps it holds -- its own,
+  // or one taken over from another satellite (marked with where it came
+  // from); a step that left a lane stays there, struck through, saying where
+  // it went. Reloaded when an event of one of its children arrives.
+  function constellationLanes(root) {
+    const pick = el('select', { class: 'umbra-lanes-parent' });
+    const head = el('div', { class: 'umbra-lanes-head' });
+    const lanes = el('div', { class: 'umbra-lanes' });
+    root.append(el('h2', {}, 'Constellation lanes'), el('p', {}, 'Parent deployment: ', pick), head, lanes);
+    let children = new Set();
+    let loading = null;
+
+    function chip(s, cls, note) {
+      return el(
+        'span',
+        { class: 'umbra-lane-step umbra-step-' + cls, 'data-step': s.step_id, title: note || s.status },
+        s.step_id,
+        note ? el('small', {}, ' ' + note) : ''
+      );
+    }
+
+    const label = (d) => d.id + ' ' + (d.job_name || '') + ' (' + d.status + ')';
+
+    function holder(s) {
+      if (s.completed_by) return s.completed_by.satellite_id;
+      return s.owner || s.satellite;
+    }
+
+    async function show(parentId) {
+      if (!parentId) return;
+      try {
+        const d = await UmbraApi.get('/api/deployments/' + encodeURIComponent(parentId));
+        children = new Set(d.children.map((c) => c.deployment_id));
+        const opt = [...pick.options].find((o) => o.value === parentId);
+        if (opt) opt.textContent = label(d);
+        head.replaceChildren(
+          el('span', { class: 'umbra-lanes-status', 'data-status': d.status }, statusBadge(d.status)),
+          ' ' + (d.job_name || '') + ': ' + d.steps_completed + ' of ' + d.steps_total + ' steps completed, ' + d.events_count + ' events'
+        );
+        lanes.replaceChildren(
+          ...d.children.map((c) => {
+            const sat = c.satellite_id;
+            const chips = [];
+            for (const s of d.steps) {
+              const at = holder(s);
+              if (at === sat) {
+                chips.push(chip(s, s.status === 'failed_over' ? 'executing' : s.status, s.satellite !== sat ? 'from ' + s.satellite : ''));
+              } else if (s.satellite === sat) {
+                chips.push(chip(s, 'moved', 'to ' + at));
+              }
+            }
+            return el(
+              'div',
+              { class: 'umbra-lane', 'data-satellite': sat, 'data-status': c.status },
+              el('span', { class: 'umbra-lane-name' }, sat),
+              statusBadge(c.status),
+              el('span', { class: 'umbra-lane-steps' }, ...(chips.length ? chips : [el('em', {}, 'alternate only')]))
+            );
+          })
+        );
+      } catch (e) {
+        errorLine(root, e);
+      }
+    }
+
+    async function load() {
+      try {
+        const list = (await UmbraApi.get('/api/ui/deployments')).deployments.filter((d) => d.kind === 'parent');
+        const keep = pick.value;
+        pick.replaceChildren(...list.map((d) => el('option', { value: d.id }, label(d))));
+        if (!list.length) {
+          lanes.replaceChildren(el('p', { class: 'umbra-lanes-none' }, 'No constellation deployments yet: umbra submit --fleet FLEET.json [--mode simulated].'));
+          return;
+        }
+        if (keep && list.some((d) => d.id === keep)) pick.value = keep;
+        await show(pick.value);
+      } catch (e) {
+        errorLine(root, e);
+      }
+    }
+    function soon() {
+      if (!loading) loading = setTimeout(() => ((loading = null), show(pick.value)), 300);
+    }
+    pick.addEventListener('change', () => show(pick.value));
+    load();
+    const off = [
+      UmbraApi.on('event', (m) => children.has(m.deployment_id) && soon()),
+      UmbraApi.on('deployment', (d) => (children.has(d.id) || d.id === pick.value) && soon()),
+      UmbraApi.on('link', (state) => state === 'up' && load())
+    ];
+    return () => off.forEach((f) => f());
   }
 
   return function install(openmct) {
@@ -593,6 +677,6 @@ function UmbraPlugin(dictionary) {
     openmct.objectViews.addProvider(view('umbra.deployments-table', 'Deployments', 'umbra.deployments', deploymentsTable));
     openmct.objectViews.addProvider(view('umbra.deployment-view', 'Deployment', 'umbra.deployment', deploymentView));
     openmct.objectViews.addProvider(view('umbra.simulate-form', 'Simulate', 'umbra.simulate', simulateForm));
-    openmct.objectViews.addProvider(view('umbra.constellation-lanes', 'Lanes', 'umbra.constellation', constellationPlaceholder));
+    openmct.objectViews.addProvider(view('umbra.constellation-lanes', 'Lanes', 'umbra.constellation', constellationLanes));
   };
 }
