@@ -132,6 +132,11 @@ def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+class WouldWrite(Exception):
+    """A write began inside `Database.reading_only()`: the work writes, and
+    must run where writing may wait (api.answer: on the thread pool)."""
+
+
 class Unusable(Exception):
     """The path cannot hold a Console database (absent, not SQLite, not writable)."""
 
@@ -193,7 +198,10 @@ class Database:
 
     @contextlib.contextmanager
     def write(self):
-        """One write transaction (all or nothing)."""
+        """One write transaction (all or nothing). Inside reading_only():
+        WouldWrite, before anything is written or waited for."""
+        if getattr(self._local, "reading_only", False):
+            raise WouldWrite()
         c = self.conn()
         with self._write_lock:
             c.execute("BEGIN IMMEDIATE")
@@ -204,6 +212,16 @@ class Database:
                 raise
             else:
                 c.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading_only(self):
+        """This thread may read but not write inside: a write() raises
+        WouldWrite (the event loop's thread never waits for the write lock)."""
+        self._local.reading_only = True
+        try:
+            yield
+        finally:
+            self._local.reading_only = False
 
     @contextlib.contextmanager
     def read(self):
