@@ -302,3 +302,10 @@ async def telemetry(request: Request):
             telemetry_history.record(c, x_agent_id, now, data)  # the operator view's plots
     await sync(work)
     return reply({"ok": True})
+
+
+# The routes api.HotRoutes serves ahead of the router: (method, path, endpoint).
+HOT = (("GET", "/api/agent/workloads", workloads),
+       ("POST", "/api/agent/telemetry", telemetry),
+       ("POST", "/api/agent/events", post_agent_events),
+       ("POST", "/api/deployments/{deployment_id}/events", post_events))
