@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     parent_id        TEXT                   -- a child: its constellation parent
 );
 CREATE INDEX IF NOT EXISTS deployments_queue ON deployments(satellite_id, mode, status, created_at);
+-- every poll looks up what is dispatched to, or to be cancelled for, its agent
+CREATE INDEX IF NOT EXISTS deployments_by_agent ON deployments(agent_id);
 CREATE TABLE IF NOT EXISTS events (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     deployment_id TEXT NOT NULL,
