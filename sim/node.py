@@ -45,12 +45,16 @@ import json
 import sys
 
 try:
-    # FACTS.md: allocation stays fast with a threshold set. A sixteenth of the
-    # heap, not a quarter: garbage collected sooner leaves fewer holes between
-    # live blocks (measured: the demo completes at 192K instead of 208K; at
-    # the default 2 MiB heap it takes 1.2 s instead of 1.0). boot.py sets
-    # 16 KiB on a board.
-    gc.threshold(max(8192, (gc.mem_free() + gc.mem_alloc()) // 16))
+    # FACTS.md: allocation stays fast with a threshold set. On a board-sized
+    # heap a sixteenth of it, not a quarter: garbage collected sooner leaves
+    # fewer holes between live blocks (measured: the demo completes at 192K
+    # instead of 208K). A heap of 1 MiB or more (the unix port's default
+    # 2 MiB, no --heap cap) has room to spare: there every collection sweeps
+    # the whole heap, so it waits for half of it (an idle day's node CPU 2.7
+    # -> 2.3 s, docs/sim.md "A simulated day"). boot.py sets 16 KiB on a board.
+    _heap = gc.mem_free() + gc.mem_alloc()
+    gc.threshold(max(8192, _heap // 16) if _heap < 1 << 20 else _heap // 2)
+    del _heap
 except AttributeError:
     pass
 

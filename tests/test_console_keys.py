@@ -95,6 +95,19 @@ def test_last_used_is_not_written_at_every_request(console):
     assert auth.list_keys(srv.db)[0]["last_used_at"] == first  # one write, not 31
 
 
+def test_a_key_first_used_by_a_poll_has_its_use_recorded(console):
+    # a poll is answered on the event loop while it only reads; the key's
+    # last use is a write, done for the same poll on the thread pool
+    srv, _ = console
+    agent = auth.create_key(srv.db, "agent", "sat-11", rate_limited=False,
+                            satellite_id="25544")["key"]
+    r = httpx.get(srv.url + "/api/agent/workloads",
+                  headers={"X-API-Key": agent, "X-Agent-ID": "sat-11"})
+    assert r.status_code == 404  # not registered: the key was still used
+    used = {k["key_hash"]: k for k in auth.list_keys(srv.db)}[auth.hash_key(agent)]
+    assert used["last_used_at"] is not None
+
+
 def test_last_used_moves_once_its_interval_has_passed(tmp_path):
     db = Database(str(tmp_path / "c.db"))
     key_hash = auth.hash_key(auth.create_key(db, "user")["key"])

@@ -356,6 +356,19 @@ def test_rate_limits_answer_429_and_lift_when_time_passes_or_for_unlimited_keys(
         assert http.get("/api/agent/workloads", headers=free).status_code in (200, 204)
 
 
+def test_a_poll_that_hands_out_a_deployment_counts_once_against_the_rate_limit(
+        console, http, user, clock):
+    # the poll is first tried on the event loop (reads only); handing out the
+    # deployment is a write, so the same poll runs again on the thread pool
+    sat = new_satellite(console)
+    _, h, _ = new_agent(console, http, sat, rate_limited=True)
+    _, dep = plan_and_deploy(http, user, sat)
+    assert assert_ok(http.get("/api/agent/workloads", headers=h))["deployment_id"] == dep
+    assert_error(http.get("/api/agent/workloads", headers=h), 429)
+    clock.t += 10.5
+    assert assert_ok(http.get("/api/agent/workloads", headers=h))["deployment_id"] == dep
+
+
 # ------------------------------------------------------------------ cancel
 
 def test_cancel_is_delivered_in_poll_replies_until_the_agent_reports_the_end(

@@ -2,9 +2,10 @@
 together; routes_*.py hold the routes, one module per area): the Console
 object (database, rate limiter, simulator, who may do what), ApiError and the
 reply helpers, the strict JSON body reader, the event envelope check, and
-the two ways a route reaches them: `console_of` (a dependency: the Console of
-the app serving the request) and `sync` (run blocking work -- SQLite -- on
-the thread pool).
+the ways a route reaches them: `console_of` (a dependency: the Console of
+the app serving the request), `sync` (run blocking work -- SQLite -- on
+the thread pool) and `answer` (the agent's hot paths: on the event loop
+while the work only reads).
 
 Handlers parse JSON bodies themselves (size limit, strict JSON, no NaN) and
 validate them with the pydantic models in schemas.py, which also describe the
@@ -23,7 +24,7 @@ import timeutil
 
 from . import auth, catalog, deployments
 from . import eventcheck as event_catalog
-from .db import now_iso
+from .db import WouldWrite, now_iso
 from .simulate import Simulator
 
 DEFAULT_MAX_BODY = 256 * 1024
@@ -243,6 +244,52 @@ class ServerTimeHeader:
         await self.app(scope, receive, send_with_time)
 
 
+class HotRoutes:
+    """ASGI middleware: the agent's hot routes (routes_agent.HOT: a poll,
+    telemetry, a batch of events -- every contact of every satellite) go
+    straight to their endpoints, past FastAPI's router and its layers, which
+    cost more than a poll's own work (docs/sim.md "A simulated day"). Only a
+    request of exactly that method and path is taken; an ApiError becomes its
+    error reply as the app's handler makes it, anything else goes on up to
+    the app's 500 as before. The router keeps these routes too: the OpenAPI
+    document lists them from there, and what this does not take (a HEAD, an
+    OPTIONS, a mount under a root_path) reaches them there."""
+
+    def __init__(self, app, routes):
+        self.app = app
+        self.exact = {}
+        self.by_param = []   # (method, before, after, name, endpoint): one {name} segment
+        for method, path, endpoint in routes:
+            if "{" in path:
+                before, rest = path.split("{", 1)
+                name, after = rest.split("}", 1)
+                self.by_param.append((method, before, after, name, endpoint))
+            else:
+                self.exact[(method, path)] = endpoint
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not scope.get("root_path"):
+            method, path = scope["method"], scope["path"]
+            endpoint, params = self.exact.get((method, path)), {}
+            if endpoint is None:
+                for m, before, after, name, ep in self.by_param:
+                    if m == method and path.startswith(before) and path.endswith(after) \
+                            and len(path) > len(before) + len(after):
+                        value = path[len(before):len(path) - len(after)]
+                        if "/" not in value:  # a path segment, as the router's {name} matches
+                            endpoint, params = ep, {name: value}
+                            scope = dict(scope, path_params=params)
+                        break
+            if endpoint is not None:
+                try:
+                    response = await endpoint(request=Request(scope, receive, send), **params)
+                except ApiError as exc:
+                    response = error(exc.status, exc.message, exc.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def umbra_headers(request):
     """Whether a request names itself Umbra's (User-Agent umbra-agent/...) or
     carries an Umbra header (X-Umbra-Compact): docs/console.md, "v0.1.0 peers"."""
@@ -283,6 +330,22 @@ def check_event(ev, agent_id, dep_id, strict=True):
 def sync(fn, *args):
     """Blocking work (SQLite) on the thread pool, awaited."""
     return run_in_threadpool(fn, *args)
+
+
+async def answer(db, fn, *args):
+    """An agent request's blocking work (the hot paths: a poll, the checks
+    before telemetry or events), awaited: on the event loop itself while it
+    only reads -- in WAL mode a read never waits for the writer -- and on the
+    thread pool (sync) as soon as it would write. A trip to a worker thread
+    and back costs more than the reads of a poll with nothing to do (~0.2 ms
+    of the Console's ~0.6 ms, docs/sim.md "A simulated day"). fn must be
+    safe to run again after WouldWrite: nothing it does before its first
+    write may count twice (Database.reading_only)."""
+    try:
+        with db.reading_only():
+            return fn(*args)
+    except WouldWrite:
+        return await sync(fn, *args)
 
 
 async def console_of(request: Request):

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import catalog
-from .api import DEFAULT_MAX_BODY, ApiError, Console, ServerTimeHeader, error
+from .api import DEFAULT_MAX_BODY, ApiError, Console, HotRoutes, ServerTimeHeader, error
 from .db import Database
 
 
@@ -42,12 +42,14 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
                               "Errors are {\"error\": ...}; replies carry server_time.")
     app.state.console = console
 
+    from . import routes_agent
+    app.add_middleware(HotRoutes, routes=routes_agent.HOT)  # inside ServerTimeHeader
     app.add_middleware(ServerTimeHeader)
 
     install_error_handlers(app)
 
     # the routes, one module per area, in the order the OpenAPI document lists them
-    from . import routes_agent, routes_catalog, routes_deployments, routes_keys, routes_plans
+    from . import routes_catalog, routes_deployments, routes_keys, routes_plans
     for module in (routes_agent, routes_catalog, routes_plans, routes_deployments, routes_keys):
         app.include_router(module.router)
     # the operator view (docs/operator.md): its page, files and feed, not in the OpenAPI document

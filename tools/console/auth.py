@@ -135,10 +135,13 @@ class KeyUsage:
             last = self._written.get(key_hash)
             if last is not None and now - last < self.interval_s:
                 return
-            self._written[key_hash] = now
+        # written first, then noted: a write refused (db.WouldWrite: a request
+        # answered on the event loop) is done again by the same request on the pool
         with self.db.write() as c:
             c.execute("UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?",
                       (now_iso(), key_hash))
+        with self._lock:
+            self._written[key_hash] = now
 
 
 def uplink_secret(db, agent_id):

@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     parent_id        TEXT                   -- a child: its constellation parent
 );
 CREATE INDEX IF NOT EXISTS deployments_queue ON deployments(satellite_id, mode, status, created_at);
+-- every poll looks up what is dispatched to, or to be cancelled for, its agent
+CREATE INDEX IF NOT EXISTS deployments_by_agent ON deployments(agent_id);
 CREATE TABLE IF NOT EXISTS events (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     deployment_id TEXT NOT NULL,
@@ -130,6 +132,11 @@ LATE_INDEXES = (
 
 def dumps(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class WouldWrite(Exception):
+    """A write began inside `Database.reading_only()`: the work writes, and
+    must run where writing may wait (api.answer: on the thread pool)."""
 
 
 class Unusable(Exception):
@@ -193,7 +200,10 @@ class Database:
 
     @contextlib.contextmanager
     def write(self):
-        """One write transaction (all or nothing)."""
+        """One write transaction (all or nothing). Inside reading_only():
+        WouldWrite, before anything is written or waited for."""
+        if getattr(self._local, "reading_only", False):
+            raise WouldWrite()
         c = self.conn()
         with self._write_lock:
             c.execute("BEGIN IMMEDIATE")
@@ -204,6 +214,16 @@ class Database:
                 raise
             else:
                 c.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading_only(self):
+        """This thread may read but not write inside: a write() raises
+        WouldWrite (the event loop's thread never waits for the write lock)."""
+        self._local.reading_only = True
+        try:
+            yield
+        finally:
+            self._local.reading_only = False
 
     @contextlib.contextmanager
     def read(self):

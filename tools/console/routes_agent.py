@@ -1,21 +1,71 @@
 """The agent side of the protocol (PROTOCOL.md): register, poll for work, report
 events (one, a batch, agent-level), dead letters, telemetry."""
 import json
+import re
 import secrets
 import time
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 import signing
 import timeutil
 
 from . import auth, deployments, schemas, telemetry_history
-from .api import (TELEMETRY_EXTRAS, ApiError, Console, check_event, console_of, read_json,
-                  reply, sync, umbra_headers, validate)
+from .api import (TELEMETRY_EXTRAS, ApiError, Console, answer, check_event, console_of,
+                  read_json, reply, sync, umbra_headers, validate)
 from .db import now_iso
 
 router = APIRouter()
+
+# The hot routes (a poll, telemetry, a batch of events: every contact of every
+# satellite) read their headers and query from the request themselves rather
+# than through FastAPI's parameter solving, which cost more than the poll's
+# own work (docs/sim.md "A simulated day"); the OpenAPI document declares
+# them as FastAPI would (_params), and a bad query is refused with the same
+# 400 as FastAPI's validation gave, before anything else is looked at. Their
+# Console is the app's (request.app.state.console, what api.console_of gives).
+CHALLENGE = re.compile("[0-9a-f]+")
+
+
+def _params(headers, query=()):
+    """OpenAPI parameters: optional string headers (names lower-case, as
+    FastAPI's Header() declares them) after the query parameters given as
+    (name, extra schema)."""
+    out = []
+    for name, extra in query:
+        schema = {"type": "string", "title": name.title()}
+        schema.update(extra)
+        out.append({"name": name, "in": "query", "required": False, "schema": schema})
+    for name in headers:
+        out.append({"name": name, "in": "header", "required": False,
+                    "schema": {"type": "string", "title": "-".join(
+                        w.capitalize() for w in name.split("-"))}})
+    return out
+
+
+def _with_params(extra, headers, query=()):
+    doc = dict(extra or {})
+    doc["parameters"] = _params(headers, query)
+    return doc
+
+
+def _query_text(request, name, min_length=0, max_length=None, pattern=None):
+    """A string query parameter (None if absent; the last if repeated), or
+    400 as FastAPI's validation words it."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    problem = None
+    if len(value) < min_length:
+        problem = "String should have at least %d characters" % min_length
+    elif max_length is not None and len(value) > max_length:
+        problem = "String should have at most %d characters" % max_length
+    elif pattern is not None and not pattern.fullmatch(value):
+        problem = "String should match pattern '^%s$'" % pattern.pattern
+    if problem:
+        raise ApiError(400, "query.%s: %s" % (name, problem))
+    return value
 
 
 @router.post("/api/agent/register", status_code=201, tags=["agent"],
@@ -62,13 +112,12 @@ async def register(request: Request, x_api_key: str = Header(None),
 
 @router.get("/api/agent/workloads", tags=["agent"],
             responses={200: {"description": "a WorkloadSpec and/or {cancel: [...]}"},
-                       204: {"description": "nothing to do"}})
-async def workloads(request: Request, x_api_key: str = Header(None),
-                    x_agent_id: str = Header(None), x_umbra_compact: str = Header(None),
-                    holding: str = Query(None, max_length=128),
-                    challenge: str = Query(None, min_length=8, max_length=64,
-                                           pattern="^[0-9a-f]+$"),
-                    console: Console = Depends(console_of)):
+                       204: {"description": "nothing to do"}},
+            openapi_extra=_with_params(None, ("x-api-key", "x-agent-id", "x-umbra-compact"),
+                                       (("holding", {"maxLength": 128}),
+                                        ("challenge", {"maxLength": 64, "minLength": 8,
+                                                       "pattern": "^[0-9a-f]+$"}))))
+async def workloads(request: Request):
     """Poll: the oldest pending live deployment for the agent's satellite, or
     the one already dispatched to it; 204 when there is nothing to do.
     `holding` (Umbra extension): the deployment the agent already holds; it
@@ -78,13 +127,24 @@ async def workloads(request: Request, x_api_key: str = Header(None),
     v0.1.0: pending deployments only, never a cancel (docs/console.md).
     `challenge` (Umbra extension): a fresh value of the agent's, carried
     back inside a signed reply, so that reply answers this poll only."""
+    # a poll with nothing to write is answered on the event loop (api.answer)
+    console = request.app.state.console
+    holding = _query_text(request, "holding", max_length=128)
+    challenge = _query_text(request, "challenge", 8, 64, CHALLENGE)
+    headers = request.headers
+    x_api_key, x_agent_id = headers.get("x-api-key"), headers.get("x-agent-id")
+    x_umbra_compact = headers.get("x-umbra-compact")
     db = console.db
     extension = umbra_headers(request) or holding is not None or challenge is not None
+
+    rated = []
 
     def work():
         rec = console.agent(x_api_key, x_agent_id)
         agent = console.registered(x_agent_id)
-        console.rate(rec, "poll")
+        if not rated:  # once: a second run (api.answer, on the pool) is the same poll
+            console.rate(rec, "poll")
+            rated.append(True)
         aware = console.note_aware(agent, extension)
         dep, cancels = deployments.poll(db, x_agent_id, agent["satellite_id"], aware)
         if dep is not None and holding is not None and dep["id"] == holding:
@@ -109,38 +169,43 @@ async def workloads(request: Request, x_api_key: str = Header(None),
                                 secrets.token_hex(12))
         return body
 
-    body = await sync(work)
+    body = await answer(db, work)
     if body is None:
         return Response(status_code=204)
     return JSONResponse(body, status_code=200)
 
 
 @router.post("/api/deployments/{deployment_id}/events", status_code=201, tags=["agent"],
-             openapi_extra=schemas.openapi_body(schemas.events_body_schema()))
-async def post_events(deployment_id: str, request: Request, x_api_key: str = Header(None),
-                      x_agent_id: str = Header(None),
-                      console: Console = Depends(console_of)):
+             openapi_extra=_with_params(schemas.openapi_body(schemas.events_body_schema()),
+                                        ("x-api-key", "x-agent-id")))
+async def post_events(deployment_id: str, request: Request):
     """Report one event ({id}) or a batch ([...] -> {ids, acked_seq}); exactly once
     per (agent_id, seq)."""
+    console = request.app.state.console
+    x_api_key, x_agent_id = request.headers.get("x-api-key"), request.headers.get("x-agent-id")
+
     def allowed():  # the key, then the deployment (404 / 403 / 409), before the body is read
         rec = console.agent(x_api_key, x_agent_id)
         return rec, console.deployment_for_agent(deployment_id, x_agent_id, True)[1]
 
-    return await ingest(console, request, await sync(allowed), x_agent_id, deployment_id)
+    return await ingest(console, request, await answer(console.db, allowed), x_agent_id,
+                        deployment_id)
 
 
 @router.post("/api/agent/events", status_code=201, tags=["agent"],
-             openapi_extra=schemas.openapi_body(schemas.events_body_schema()))
-async def post_agent_events(request: Request, x_api_key: str = Header(None),
-                            x_agent_id: str = Header(None),
-                            console: Console = Depends(console_of)):
+             openapi_extra=_with_params(schemas.openapi_body(schemas.events_body_schema()),
+                                        ("x-api-key", "x-agent-id")))
+async def post_agent_events(request: Request):
     """Umbra extension: agent-level events that belong to no deployment
     (agent.booted, fault.*, agent.safe_mode) -- same exactly-once rules and
     the same per-agent seq as deployment events."""
+    console = request.app.state.console
+    x_api_key, x_agent_id = request.headers.get("x-api-key"), request.headers.get("x-agent-id")
+
     def allowed():  # the key, then the agent's registration (404), before the body is read
         return console.agent(x_api_key, x_agent_id), console.registered(x_agent_id)
 
-    return await ingest(console, request, await sync(allowed), x_agent_id, None)
+    return await ingest(console, request, await answer(console.db, allowed), x_agent_id, None)
 
 
 async def ingest(console, request, allowed, agent_id, deployment_id):
@@ -202,13 +267,14 @@ async def post_dead_letters(request: Request, x_api_key: str = Header(None),
 
 
 @router.post("/api/agent/telemetry", tags=["agent"],
-             openapi_extra=schemas.openapi_body(schemas.TelemetryBody))
-async def telemetry(request: Request, x_api_key: str = Header(None),
-                    x_agent_id: str = Header(None),
-                 console: Console = Depends(console_of)):
+             openapi_extra=_with_params(schemas.openapi_body(schemas.TelemetryBody),
+                                        ("x-api-key", "x-agent-id")))
+async def telemetry(request: Request):
     """Heartbeat and spacecraft state; the Console keeps the latest."""
+    console = request.app.state.console
     db = console.db
-    rec = await sync(console.agent, x_api_key, x_agent_id)
+    x_api_key, x_agent_id = request.headers.get("x-api-key"), request.headers.get("x-agent-id")
+    rec = await answer(db, console.agent, x_api_key, x_agent_id)
     body = validate(schemas.TelemetryBody, await read_json(request, console))
     if body.agent_id != x_agent_id:
         raise ApiError(403, "telemetry for agent %r is not yours" % body.agent_id)
@@ -220,19 +286,26 @@ async def telemetry(request: Request, x_api_key: str = Header(None),
     extension = (umbra_headers(request) or body.status == "safe_mode"
                  or any(getattr(body, f) is not None for f in TELEMETRY_EXTRAS))
 
-    def work():
+    def work():  # one trip to the pool: the report is written every time
         agent = console.registered(x_agent_id)
         console.rate(rec, "telemetry")
         console.note_aware(agent, extension)
         now = now_iso()
         data = body.model_dump(exclude_none=True)
+        # a report of mode normal (not safe) ends the ground's word to leave safe mode
+        cleared = body.status != "safe_mode" and body.mode in (None, "normal")
         with db.write() as c:
             c.execute("UPDATE agents SET status = ?, last_heartbeat_at = ?, telemetry = ?, "
-                      "updated_at = ? WHERE agent_id = ?",
-                      (body.status, now, json.dumps(data), now, x_agent_id))
+                      "updated_at = ?, clear_safe_mode = CASE WHEN ? THEN 0 "
+                      "ELSE clear_safe_mode END WHERE agent_id = ?",
+                      (body.status, now, json.dumps(data), now, cleared, x_agent_id))
             telemetry_history.record(c, x_agent_id, now, data)  # the operator view's plots
-            if body.status != "safe_mode" and body.mode in (None, "normal"):
-                c.execute("UPDATE agents SET clear_safe_mode = 0 WHERE agent_id = ?",
-                          (x_agent_id,))
     await sync(work)
     return reply({"ok": True})
+
+
+# The routes api.HotRoutes serves ahead of the router: (method, path, endpoint).
+HOT = (("GET", "/api/agent/workloads", workloads),
+       ("POST", "/api/agent/telemetry", telemetry),
+       ("POST", "/api/agent/events", post_agent_events),
+       ("POST", "/api/deployments/{deployment_id}/events", post_events))
