@@ -201,19 +201,29 @@ def _give_up(ag, job, sid, why):
 # --- when nothing here can run -----------------------------------------------------
 
 def blocked(ag, job):
-    """Steps that can never run (a dependency failed) fail too; True when
-    every step of the job is resolved."""
+    """Steps that can never run (a dependency failed) fail too; a step whose
+    dependant is done is done too (its output was taken: a member that missed
+    its notice, cut off while it came and its owner's part over since, still
+    ends its own); True when every step of the job is resolved."""
     steps = ag.journal.state["steps"]
     ops = []
+    done = set()
+    for step in reversed(job["steps"]):  # dependants first (the steps are in topological order)
+        sid = step["id"]
+        if steps[sid]["status"] == "done" or sid in done:
+            for d in step["depends_on"]:
+                if not resolved(steps[d]) and d not in done:
+                    done.add(d)
+                    ops.append(["st", d, {"status": "done", "remote": _owner(job["cst"], d),
+                                          "implied": sid}])
     for step in job["steps"]:
         s = steps[step["id"]]
-        if resolved(s):
+        if resolved(s) or step["id"] in done:
             continue
         for d in step["depends_on"]:
             if steps[d]["status"] == "failed":
                 ops.append(["st", step["id"], {"status": "failed",
                                                "error": "its input %r failed" % d}])
-                s = None
                 break
     if ops:
         ag.journal.commit(ops)

@@ -217,3 +217,15 @@ def test_a_constellation_part_for_a_satellite_without_an_isl_is_refused_and_noth
     assert out.accepted_at is None and out.failure is not None
     assert "no inter-satellite link" in out.failure
     assert [e["type"] for e in out.events] == ["job.failed"]
+
+
+def test_a_member_cut_off_when_a_step_was_told_done_still_ends_its_part_once_a_dependant_is_done(train):
+    # 99902, in the middle of the train, is cut off while infer_a completes on 99903 (its
+    # notice cannot reach 99902, nor 99901 through it) and until after 99903's part is
+    # over; the aggregator's later notice of aggregate reaches it: aggregate took
+    # infer_a's output, so infer_a is done too, and 99902 ends its part
+    out = fly(train, [{"kind": "partition", "satellite": "99902", "from_s": 1754, "to_s": 2626}])
+    assert len(of(out, "job.completed")) == 1
+    assert all(state is None for state in out.state.values()), out.state   # every member ended
+    ends = [e["satellite_id"] for e in of(out, "constellation.satellite_complete")]
+    assert sorted(ends) == ["99901", "99902", "99903", "99904"]

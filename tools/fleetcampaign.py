@@ -22,6 +22,9 @@ the fleet's streams:
     unexplained       a run that did not complete with no fault that could
                       have stopped it (a partial with no fault on the failed
                       step's satellites, or a job that never ended)
+    parts left open   members (not lost) whose part never ended (no
+                      constellation.satellite_complete: the parent deployment
+                      would stay running)
 """
 import collections
 import json
@@ -71,6 +74,8 @@ def judge(out, cplan, faults):
     merged = out.merged()
     rec = {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
            "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
+    lost = set(f["satellite"] for f in faults if f["kind"] == "loss")
+    rec["parts_open"] = sum(1 for sat, st in out.state.items() if st is not None and sat not in lost)
     by_step = collections.defaultdict(list)
     ends = []
     for e in merged:
@@ -136,13 +141,14 @@ def run(runs=20, seed=0, progress=None):
            "fleet": os.path.relpath(FLEET, ROOT)}
     for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
         out[key] = sum(r[key] for r in recs)
+    out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
     outcomes = collections.Counter(r["outcome"] for r in recs)
     out["outcomes"] = dict(outcomes)
     kinds = collections.Counter(f["kind"] for r in recs for f in r["faults"])
     out["injected_by_kind"] = dict(kinds)
     out["unexplained"] = sum(1 for r in recs if not r["explained"])
     out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
-                       r["events_duplicated"] or not r["explained"]][:10]
+                       r["events_duplicated"] or not r["explained"] or r.get("parts_open")][:10]
     out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
     return out
 
@@ -156,7 +162,8 @@ def print_summary(s, echo):
             ("takeovers of a silent owner", s["takeovers"]),
             ("steps completed twice (highest epoch)", s["completed_twice"]),
             ("events lost", s["events_lost"]), ("events duplicated", s["events_duplicated"]),
-            ("not completed and not explained by the faults", s["unexplained"])]
+            ("not completed and not explained by the faults", s["unexplained"]),
+            ("members whose part never ended (not lost)", s.get("parts_open", "-"))]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         echo("  %-*s  %s" % (width, label, value))
@@ -224,6 +231,10 @@ def judge_console(summary, cplan, faults, db_path):
         stored = collections.defaultdict(list)
         for origin, seq in db.execute("SELECT origin, seq FROM events"):
             stored[origin].append(seq)
+        lost = set("sat-" + f["satellite"] for f in faults if f["kind"] == "loss")
+        rec["parts_open"] = sum(1 for agent, status in db.execute(
+            "SELECT agent_id, status FROM deployments WHERE parent_id = ?", (summary["parent"],))
+            if status not in ("completed", "partial", "failed", "cancelled") and agent not in lost)
     finally:
         db.close()
     for s in stored.values():
@@ -291,10 +302,11 @@ def run_nodes(runs=4, seed=0, progress=None, workdir=None):
            "wall_s": round(time.monotonic() - t0, 2), "fleet": os.path.relpath(FLEET, ROOT)}
     for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
         out[key] = sum(r[key] for r in recs)
+    out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
     out["outcomes"] = dict(collections.Counter(r["outcome"] for r in recs))
     out["injected_by_kind"] = dict(collections.Counter(f["kind"] for r in recs for f in r["faults"]))
     out["unexplained"] = sum(1 for r in recs if not r["explained"])
     out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
-                       r["events_duplicated"] or not r["explained"]][:10]
+                       r["events_duplicated"] or not r["explained"] or r.get("parts_open")][:10]
     out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
     return out
