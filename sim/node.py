@@ -63,6 +63,8 @@ import timeutil  # noqa: E402
 REBOOT_MS = 3000          # a reset costs the computer this long (simulated)
 WORLD_SYNC_MS = 300000    # the world is also saved at least this often (simulated; every commit saves it too)
 MAX_REBOOTS = 200
+GC_TIGHT_ROOM = 65536      # bytes free once the node is up: less is a tight heap (_gc_room)
+GC_TIGHT_THRESHOLD = 2048  # bytes allocated between collections in a tight heap
 
 try:
     from time import sleep_ms as _sleep_ms, ticks_diff as _wall_diff, ticks_ms as _wall_ms
@@ -149,6 +151,7 @@ class Node:
         # power cut) unless the parent says otherwise (--reset-cause watchdog
         # after it killed a node whose heartbeat stopped).
         self.boot(self.restart_cause if not self.first_boot else "power_on")
+        _gc_room()
         wall0 = _wall_ms()
         sim0 = self.clock.now_ms()
         inj = self.injector
@@ -199,6 +202,22 @@ class Node:
                     self.sync_world(force=True)
                     # keep the windows of the last hour and ahead
                     self.sat.timeline.forget_before(self.saved["start"] + nxt / 1000 - 3600)
+
+
+def _gc_room():
+    # Once the node is up: in a tight heap (less than GC_TIGHT_ROOM left for
+    # the run) collect after every GC_TIGHT_THRESHOLD bytes allocated, not a
+    # sixteenth of the heap. Garbage then goes back before new blocks land
+    # past it, leaving fewer holes between live blocks: the demo at 160K on
+    # the x64 port (.mpy in a short folder) completed in 0 of 5 runs with
+    # 10 KiB, in 20 of 20 with 2 KiB (0 of 3 with 4 KiB); it costs time (more
+    # collections), so a roomy heap keeps the big threshold.
+    try:
+        gc.collect()
+        if gc.mem_free() < GC_TIGHT_ROOM:
+            gc.threshold(GC_TIGHT_THRESHOLD)
+    except AttributeError:
+        pass
 
 
 def _drop(loaded, name):

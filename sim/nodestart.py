@@ -15,7 +15,6 @@ import lazywatch
 import orbit
 import timeutil
 from agent import Agent
-from link import HttpLink
 from clock import SimClock
 from spacecraft import SimulatedSatellite, Timeline
 from store import Store
@@ -133,6 +132,7 @@ def boot(node, cause):
         else:
             link = SerialLink(node.cfg, agentconfig.FIRMWARE_VERSION)
     else:
+        from link import HttpLink  # here, not at the top: a serial node never holds it
         link = HttpLink(node.cfg, agentconfig.FIRMWARE_VERSION)
         link.block_ms = node.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
         link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart

@@ -417,7 +417,9 @@ def start_world(port, cfg, tle_text, start, hours=30, timeout=20):
                 tle_text))
     for attempt in range(3):   # a board still starting may miss mpremote's first Ctrl-C
         try:
-            Board(port, timeout=timeout).mpremote("exec", setup)
+            # then a soft reset: the node starts in a heap of its own, not in
+            # what the boot.py this rig interrupted left (its modules, names)
+            Board(port, timeout=timeout).mpremote("exec", setup, "soft-reset")
             break
         except DeployError:
             if attempt == 2:
