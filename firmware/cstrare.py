@@ -4,7 +4,52 @@ owner's step over, owning a step handed here, an ISL transfer's events,
 and a member's end. An overlay of firmware/cstrole.py, loaded by its
 `_rare` for one call and dropped right after; it reaches the role through
 its module, resident while the job runs (never loaded on its own)."""
+import json
+
 import cstrole as role
+
+
+def completed(ag, job, step, s):
+    """After step.completed: report it, and tell every member (the owners of
+    its dependants get its output: an ISL transfer)."""
+    cst = job["cst"]
+    sid = step["id"]
+    epoch = cst["own"][sid][1]
+    out_mb = s.get("out_mb") or 0
+    res = s.get("res")
+    if res is not None and len(json.dumps(res)) > 300:
+        res = None  # too big for a message: dependants work on the stand-in
+    text = role._msg("done", cst["me"], sid, epoch, mb=out_mb, r=res)
+    takers = [role._owner(cst, d["id"]) for d in job["steps"] if sid in d["depends_on"]]
+    q = role._queued(cst, [(m, text, out_mb if m in takers else 0)
+                           for m in cst["sats"] if m != cst["me"]])
+    ag.emit("constellation.step_completed", sid,
+            {"step_id": sid, "duration_s": round(ag.now() - s.get("t0", ag.now()), 1),
+             "data_output_mb": out_mb, "satellite_id": cst["me"], "epoch": epoch},
+            ops=[["jset", "cst", q], ["st", sid, {"told": True}]])
+    role._kick(ag)
+
+
+def finish(ag, job):
+    """Every step is resolved. The job's last step (in topological order)
+    ends it on its owner (the satellite that completed it, or whose
+    failure or blocked input failed it): the downlink, then
+    constellation.satellite_complete and job.completed (close), or those
+    two with job.failed partial. Every
+    other member ends its part with constellation.satellite_complete, once
+    the others are told what it knows."""
+    steps = ag.journal.state["steps"]
+    cst = job["cst"]
+    if role._owner(cst, job["steps"][-1]["id"]) != cst["me"]:
+        if role.settled(ag, job):
+            satellite_complete(ag, job, [["end", job["deployment_id"]]])
+        return
+    failed = [st["id"] for st in job["steps"] if steps[st["id"]]["status"] == "failed"]
+    if not failed:
+        ag.journal.commit([["jset", "phase", "transfer"]])  # then close()
+    elif role.settled(ag, job):  # the others hear of the failure first
+        closing(ag, job)
+        ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
 
 
 def fail_over(ag, job, step, s, runner, reason):

@@ -58,23 +58,8 @@ def started(ag, job, step):
 
 
 def completed(ag, job, step, s):
-    """After step.completed: report it, and tell every member (the owners of
-    its dependants get its output: an ISL transfer)."""
-    cst = job["cst"]
-    sid = step["id"]
-    epoch = cst["own"][sid][1]
-    out_mb = s.get("out_mb") or 0
-    res = s.get("res")
-    if res is not None and len(json.dumps(res)) > 300:
-        res = None  # too big for a message: dependants work on the stand-in
-    text = _msg("done", cst["me"], sid, epoch, mb=out_mb, r=res)
-    takers = [_owner(cst, d["id"]) for d in job["steps"] if sid in d["depends_on"]]
-    q = _queued(cst, [(m, text, out_mb if m in takers else 0) for m in cst["sats"] if m != cst["me"]])
-    ag.emit("constellation.step_completed", sid,
-            {"step_id": sid, "duration_s": round(ag.now() - s.get("t0", ag.now()), 1),
-             "data_output_mb": out_mb, "satellite_id": cst["me"], "epoch": epoch},
-            ops=[["jset", "cst", q], ["st", sid, {"told": True}]])
-    _kick(ag)
+    """After step.completed: report it, and tell every member (cstrare.completed)."""
+    _rare("completed", ag, job, step, s)
 
 
 def _rare(name, *args):
@@ -180,26 +165,6 @@ def blocked(ag, job):
     return all(resolved(steps[step["id"]]) for step in job["steps"])
 
 
-def finish(ag, job):
-    """Every step is resolved. The job's last step (in topological order)
-    ends it on its owner (the satellite that completed it, or whose
-    failure or blocked input failed it): the downlink, then
-    constellation.satellite_complete and job.completed (close), or those
-    two with job.failed partial. Every
-    other member ends its part with constellation.satellite_complete, once
-    the others are told what it knows."""
-    steps = ag.journal.state["steps"]
-    cst = job["cst"]
-    if _owner(cst, job["steps"][-1]["id"]) != cst["me"]:
-        if settled(ag, job):
-            _rare("satellite_complete", ag, job, [["end", job["deployment_id"]]])
-        return
-    failed = [st["id"] for st in job["steps"] if steps[st["id"]]["status"] == "failed"]
-    if not failed:
-        ag.journal.commit([["jset", "phase", "transfer"]])  # then close()
-    elif settled(ag, job):  # the others hear of the failure first
-        _rare("closing", ag, job)
-        ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
 
 
 def close(ag, job):
@@ -251,7 +216,7 @@ def idle(ag, job):
     """Nothing of this satellite's can run now: the job may be over (finish),
     else wait for news over the ISL."""
     if blocked(ag, job):
-        finish(ag, job)
+        _rare("finish", ag, job)  # every step is resolved: the end is near
     if ag.journal.state["job"] is job and job["phase"] == "run":
         yield from wait(ag)
 
@@ -273,16 +238,15 @@ def tick(ag, job):
             return 0
         cst = job["cst"]
     tx = ag.cst_tx
-    if not tx.get("checked"):
-        # a reset between a step's completion and its report: report it now
-        tx["checked"] = True
-        steps = ag.journal.state["steps"]
-        for step in job["steps"]:
-            s = steps[step["id"]]
-            if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
-                    cst["own"][step["id"]][0] == cst["me"]:
-                completed(ag, job, step, s)
-        cst = job["cst"]
+    # a step completed here and not reported yet (a reset came between, or
+    # the heap had no room for the report's code then): report it now
+    steps = ag.journal.state["steps"]
+    for step in job["steps"]:
+        s = steps[step["id"]]
+        if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
+                cst["own"][step["id"]][0] == cst["me"]:
+            completed(ag, job, step, s)
+            cst = job["cst"]
     if now >= tx.get("hb_next", 0):
         _heartbeat(ag, job)
         tx["hb_next"] = now + cst["hb_s"] * 1000
@@ -347,19 +311,19 @@ def _send_queue(ag, job, now):
         key = dest + "|" + text
         live = sent.get(key)
         if (dest, entry[3]) in acked:
-            done.append(i)
-            sent.pop(key, None)
             if mb and live is not None and live[0] is not None and not live[5]:
                 _rare("transfer_done", ag, dest, mb, live)  # its receipt came before we looked
+            done.append(i)
+            sent.pop(key, None)
             continue
         if live is not None and live[0] is not None and not live[5]:
             state = port.status(live[0])
             if state == "sending":
                 continue
             if state == "delivered":
-                live[5] = True
                 if mb:
                     _rare("transfer_done", ag, dest, mb, live)
+                live[5] = True  # its events are out (a crash before: sent at the next round)
         if live is not None and now - live[1] < RETRY_MS * min(1 << live[4], 6):
             continue
         link = port.link(dest)
@@ -372,12 +336,12 @@ def _send_queue(ag, job, now):
         if mb and (live is None or live[2] is None):
             # the output goes out at the route's bandwidth: the radio is busy this long
             hold = int(mb * 8.0 / max(0.001, link.get("bandwidth_mbps") or 1.0) * 1000)
+            _rare("transfer_started", ag, dest, mb, link)  # first: a crash in it changes nothing
             if live is None:
                 live = sent[key] = [None, now, link, now, 0, False]
             else:
                 live[2], live[3] = link, now
             live[1] = now - RETRY_MS + hold  # the send itself once sent
-            _rare("transfer_started", ag, dest, mb, link)
             continue
         mid = port.send(dest, text)
         if live is None:

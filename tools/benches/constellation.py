@@ -167,6 +167,7 @@ def fleet_runs(campaign_runs=200):
     rows.append({"name": "make demo-fleet: train-4's job on 4 MicroPython nodes, one clock, a real "
                          "Console, a failover (%s)" % d["status"],
                  "value": round(d["wall_s"], 1), "unit": "s"})
+    rows += demo_heap(d)
     s = fleetcampaign.run(runs=campaign_runs, seed=1)
     rows.append({"name": "campaign constellation, %d seeded runs: steps completed twice / "
                          "events lost / duplicated / unexplained" % s["runs"],
@@ -178,6 +179,50 @@ def fleet_runs(campaign_runs=200):
                      ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items())),
                      s["failovers"], s["takeovers"], s["wall_s"]), "unit": ""})
     return rows
+
+
+CAP_K = 164    # the single-satellite demo's heap cap (tests/test_agent_e2e.py)
+ISSUE_K = CAP_K + 16   # issue #19: a satellite with its constellation role, at most 16K more
+
+
+def clean(d, ref):
+    """The demo completed as at the default heap: completed, every node done
+    after one boot (no reset on the way), the same events as predicted."""
+    return d["status"] == "completed" and \
+        all(n.get("outcome") == "done" and n.get("boots") == 1 for n in d["nodes"]) and \
+        (d["as_predicted"], d["extra"]) == (ref["as_predicted"], ref["extra"])
+
+
+def demo_heap(ref, start_k=ISSUE_K, step_k=8, top_k=236):
+    """The lowest heap cap (x64 unix port, every node .mpy) at which the
+    demo (its brownout and failover included) completes clean, tried up
+    from the issue's line (single-satellite cap + 16K) in 8K steps, and
+    down from it while it stays clean. ref: the demo's run at its default
+    heap (256K)."""
+    import tempfile
+    from tools import demo_fleet
+
+    def fly(k):
+        with tempfile.TemporaryDirectory(prefix="cstheap-") as tmp:
+            return clean(demo_fleet.run(workdir=os.path.join(tmp, "demo"), heap="%dK" % k,
+                                        echo=lambda *a, **kw: None)[1], ref)
+
+    at_line = fly(start_k)
+    k, lowest = start_k, start_k if at_line else None
+    if at_line:
+        while k - step_k >= CAP_K and fly(k - step_k):
+            k -= step_k
+            lowest = k
+    else:
+        while lowest is None and k + step_k <= top_k:
+            k += step_k
+            if fly(k):
+                lowest = k
+    return [{"name": "demo-fleet at the issue's heap line, %dK (the single-satellite cap %dK + 16K; "
+                     "x64, .mpy): clean (completed, 1 boot each, events as at 256K)"
+                     % (start_k, CAP_K), "value": "yes" if at_line else "no", "unit": ""},
+            {"name": "  lowest heap cap at which it completes clean (8K steps)",
+             "value": lowest if lowest is not None else "> %d" % top_k, "unit": "KiB"}]
 
 
 if __name__ == "__main__":
