@@ -1,9 +1,10 @@
-"""The constellation role's rarely used parts (docs/constellation.md):
-handing a step over with its checkpoint (or failing it), taking a silent
-owner's step over, owning a step handed here, an ISL transfer's events,
-and a member's end. An overlay of firmware/cstrole.py, loaded by its
-`_rare` for one call and dropped right after; it reaches the role through
-its module, resident while the job runs (never loaded on its own)."""
+"""The constellation role's rarely used parts (docs/constellation.md): a
+step's report to the others, handing a step over with its checkpoint (or
+failing it), taking a silent owner's step over, owning a step handed here,
+a notice from another satellite, an ISL transfer's events. An overlay of
+firmware/cstrole.py, loaded by its `_rare` for one call and dropped right
+after; it reaches the role through its module, resident while the job runs
+(never loaded on its own). A member's end is firmware/cstend.py."""
 import json
 
 import cstrole as role
@@ -30,26 +31,6 @@ def completed(ag, job, step, s):
     role._kick(ag)
 
 
-def finish(ag, job):
-    """Every step is resolved. The job's last step (in topological order)
-    ends it on its owner (the satellite that completed it, or whose
-    failure or blocked input failed it): the downlink, then
-    constellation.satellite_complete and job.completed (close), or those
-    two with job.failed partial. Every
-    other member ends its part with constellation.satellite_complete, once
-    the others are told what it knows."""
-    steps = ag.journal.state["steps"]
-    cst = job["cst"]
-    if role._owner(cst, job["steps"][-1]["id"]) != cst["me"]:
-        if role.settled(ag, job):
-            satellite_complete(ag, job, [["end", job["deployment_id"]]])
-        return
-    failed = [st["id"] for st in job["steps"] if steps[st["id"]]["status"] == "failed"]
-    if not failed:
-        ag.journal.commit([["jset", "phase", "transfer"]])  # then close()
-    elif role.settled(ag, job):  # the others hear of the failure first
-        closing(ag, job)
-        ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
 
 
 def fail_over(ag, job, step, s, runner, reason):
@@ -112,24 +93,8 @@ def give_up(ag, job, sid, why):
     role._kick(ag)
 
 
-def closing(ag, job):
-    cst = job["cst"]
-    if not cst.get("sc"):  # once, whatever reset comes between it and the job's end
-        new = dict(cst)
-        new["sc"] = True
-        satellite_complete(ag, job, [["jset", "cst", new]])
 
 
-def satellite_complete(ag, job, ops):
-    cst = job["cst"]
-    steps = ag.journal.state["steps"]
-    fo = cst.get("fo") or ()
-    ag.emit("constellation.satellite_complete", payload={
-        "satellite_id": cst["me"],
-        "steps_completed": sum(1 for sid in cst["own"] if steps[sid]["status"] == "done" and
-                               steps[sid].get("told") and sid not in fo),
-        "steps_failed_over": len(fo)},
-        ops=ops)
 
 
 def transfer_started(ag, dest, mb, link):

@@ -62,15 +62,16 @@ def completed(ag, job, step, s):
     _rare("completed", ag, job, step, s)
 
 
-def _rare(name, *args):
-    """One of the rarely used parts (firmware/cstrare.py: handing a step over,
-    taking one over, a transfer's events, a member's end), loaded for the
-    call and dropped after: none of it is resident while the job runs."""
+def _rare(name, *args, mod="cstrare"):
+    """One of the rarely used parts, loaded for the call and dropped after:
+    none of it is resident while the job runs. firmware/cstrare.py: a
+    step's report, handing a step over, taking one over, a notice, a
+    transfer's events; firmware/cstend.py (mod): a member's end."""
     from agent import _load, _unload
     try:
-        return getattr(_load("cstrare"), name)(*args)
+        return getattr(_load(mod), name)(*args)
     finally:
-        _unload("cstrare")
+        _unload(mod)
 
 
 def _kick(ag):
@@ -173,7 +174,7 @@ def close(ag, job):
     if not settled(ag, job):
         yield from wait(ag)
         return
-    _rare("closing", ag, job)
+    _rare("closing", ag, job, mod="cstend")
     ag._finish("completed", None)
 
 
@@ -216,7 +217,7 @@ def idle(ag, job):
     """Nothing of this satellite's can run now: the job may be over (finish),
     else wait for news over the ISL."""
     if blocked(ag, job):
-        _rare("finish", ag, job)  # every step is resolved: the end is near
+        _rare("finish", ag, job, mod="cstend")  # every step is resolved: the end is near
     if ag.journal.state["job"] is job and job["phase"] == "run":
         yield from wait(ag)
 
