@@ -58,28 +58,18 @@ def started(ag, job, step):
 
 
 def completed(ag, job, step, s):
-    """After step.completed: report it, and tell every member (cstrare.completed;
-    no room for its code now: the ISL task's next round reports it)."""
-    _rare("completed", ag, job, step, s, soft=True)
+    """After step.completed: report it, and tell every member (cstrare.completed)."""
+    _rare("completed", ag, job, step, s)
 
 
-def _rare(name, *args, mod="cstrare", soft=False):
+def _rare(name, *args, mod="cstrare"):
     """One of the rarely used parts, loaded for the call and dropped after:
     none of it is resident while the job runs. firmware/cstrare.py: a
     step's report, handing a step over, taking one over, a notice, a
-    transfer's events; firmware/cstend.py (mod): a member's end. soft: a
-    call its caller makes again at its next round (the end, a step's
-    report) returns False when the heap has no room for the part's code
-    now (a pass's link code in RAM, say) instead of crashing the task."""
+    transfer's events; firmware/cstend.py (mod): a member's end."""
     from agent import _load, _unload
     try:
-        try:
-            fn = getattr(_load(mod), name)
-        except MemoryError:
-            if soft:
-                return False
-            raise
-        return fn(*args)
+        return getattr(_load(mod), name)(*args)
     finally:
         _unload(mod)
 
@@ -181,9 +171,10 @@ def blocked(ag, job):
 def close(ag, job):
     """The closer's end after the downlink: once the others are told,
     constellation.satellite_complete and job.completed, one after the other."""
-    if not settled(ag, job) or _rare("closing", ag, job, mod="cstend", soft=True) is False:
-        yield from wait(ag)  # not yet (the others are told first), or no room for the end now
+    if not settled(ag, job):
+        yield from wait(ag)
         return
+    _rare("closing", ag, job, mod="cstend")
     ag._finish("completed", None)
 
 
@@ -226,7 +217,7 @@ def idle(ag, job):
     """Nothing of this satellite's can run now: the job may be over (finish),
     else wait for news over the ISL."""
     if blocked(ag, job):
-        _rare("finish", ag, job, mod="cstend", soft=True)  # every step is resolved: the end
+        _rare("finish", ag, job, mod="cstend")  # every step is resolved: the end is near
     if ag.journal.state["job"] is job and job["phase"] == "run":
         yield from wait(ag)
 
