@@ -4,7 +4,8 @@ failing it), taking a silent owner's step over, owning a step handed here,
 a notice from another satellite, an ISL transfer's events. An overlay of
 firmware/cstrole.py, loaded by its `_rare` for one call and dropped right
 after; it reaches the role through its module, resident while the job runs
-(never loaded on its own). A member's end is firmware/cstend.py."""
+(never loaded on its own). A member's end stays in the role: it comes when
+the heap is fullest (the outbox waiting for a pass, the downlink's code)."""
 import json
 
 import cstrole as role

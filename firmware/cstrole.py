@@ -62,16 +62,16 @@ def completed(ag, job, step, s):
     _rare("completed", ag, job, step, s)
 
 
-def _rare(name, *args, mod="cstrare"):
-    """One of the rarely used parts, loaded for the call and dropped after:
-    none of it is resident while the job runs. firmware/cstrare.py: a
-    step's report, handing a step over, taking one over, a notice, a
-    transfer's events; firmware/cstend.py (mod): a member's end."""
+def _rare(name, *args):
+    """One of the rarely used parts (firmware/cstrare.py: a step's report,
+    handing a step over, taking one over, a notice, a transfer's events),
+    loaded for the call and dropped after: none of it is resident while
+    the job runs."""
     from agent import _load, _unload
     try:
-        return getattr(_load(mod), name)(*args)
+        return getattr(_load("cstrare"), name)(*args)
     finally:
-        _unload(mod)
+        _unload("cstrare")
 
 
 def _kick(ag):
@@ -137,13 +137,6 @@ def _healthy(hb, now_ms, quiet_ms):
     return (b is None or b >= COMPUTE_FLOOR) and (t is None or t <= THERMAL_LIMIT) and not hb[4]
 
 
-
-
-
-
-
-
-
 # --- when nothing here can run -----------------------------------------------------
 
 def blocked(ag, job):
@@ -166,6 +159,46 @@ def blocked(ag, job):
     return all(resolved(steps[step["id"]]) for step in job["steps"])
 
 
+def finish(ag, job):
+    """Every step is resolved. The job's last step (in topological order)
+    ends it on its owner (the satellite that completed it, or whose
+    failure or blocked input failed it): the downlink, then
+    constellation.satellite_complete and job.completed (close), or those
+    two with job.failed partial. Every
+    other member ends its part with constellation.satellite_complete, once
+    the others are told what it knows."""
+    steps = ag.journal.state["steps"]
+    cst = job["cst"]
+    if _owner(cst, job["steps"][-1]["id"]) != cst["me"]:
+        if settled(ag, job):
+            _satellite_complete(ag, job, [["end", job["deployment_id"]]])
+        return
+    failed = [st["id"] for st in job["steps"] if steps[st["id"]]["status"] == "failed"]
+    if not failed:
+        ag.journal.commit([["jset", "phase", "transfer"]])  # then close()
+    elif settled(ag, job):  # the others hear of the failure first
+        _closing(ag, job)
+        ag._finish("partial", "step %r failed: %s" % (failed[0], steps[failed[0]].get("error")))
+
+
+def _closing(ag, job):
+    cst = job["cst"]
+    if not cst.get("sc"):  # once, whatever reset comes between it and the job's end
+        new = dict(cst)
+        new["sc"] = True
+        _satellite_complete(ag, job, [["jset", "cst", new]])
+
+
+def _satellite_complete(ag, job, ops):
+    cst = job["cst"]
+    steps = ag.journal.state["steps"]
+    fo = cst.get("fo") or ()
+    ag.emit("constellation.satellite_complete", payload={
+        "satellite_id": cst["me"],
+        "steps_completed": sum(1 for sid in cst["own"] if steps[sid]["status"] == "done" and
+                               steps[sid].get("told") and sid not in fo),
+        "steps_failed_over": len(fo)},
+        ops=ops)
 
 
 def close(ag, job):
@@ -174,12 +207,8 @@ def close(ag, job):
     if not settled(ag, job):
         yield from wait(ag)
         return
-    _rare("closing", ag, job, mod="cstend")
+    _closing(ag, job)
     ag._finish("completed", None)
-
-
-
-
 
 
 def settled(ag, job):
@@ -217,7 +246,7 @@ def idle(ag, job):
     """Nothing of this satellite's can run now: the job may be over (finish),
     else wait for news over the ISL."""
     if blocked(ag, job):
-        _rare("finish", ag, job, mod="cstend")  # every step is resolved: the end is near
+        finish(ag, job)
     if ag.journal.state["job"] is job and job["phase"] == "run":
         yield from wait(ag)
 
@@ -257,7 +286,6 @@ def tick(ag, job):
     if job["cst"]["q"]:
         wait = min(wait, 1000)
     return max(1, wait)
-
 
 
 def _heartbeat(ag, job):
@@ -356,10 +384,6 @@ def _send_queue(ag, job, now):
         ag.journal.commit([["jset", "cst", new]])
 
 
-
-
-
-
 def _takeovers(ag, job, now):
     """A step whose owner is silent is taken by its first eligible alternate:
     this satellite, when every alternate before it is silent or unfit too."""
@@ -406,8 +430,6 @@ def _takeovers(ag, job, now):
             continue
         _rare("take_over", ag, job, sid, owner)
         cst = job["cst"]
-
-
 
 
 def _take(ag, src, data):
