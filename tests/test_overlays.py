@@ -60,3 +60,26 @@ print(json.dumps([j.state["seq"], [m for m in sys.modules if m not in before]]))
 """ % (str(tmp_path), str(tmp_path)))
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.last_json == [1, []]
+
+
+def test_the_constellation_roles_overlays_leave_only_the_resident_part(mpy):
+    """A satellite with an ISL port keeps only constellation.py (its ISL task);
+    the role (cstrole, while a job is held) and its per-call part (cstrare,
+    loaded while the role is in RAM) bring nothing else in, and
+    dropping the role leaves RAM as it was before the job."""
+    res = mpy("""
+import sys, json, agent, constellation
+base = sorted(sys.modules)
+agent._load("cstrole")
+role = sorted(sys.modules)
+out = {"role": [m for m in role if m not in base]}
+for name in ("cstrare",):
+    agent._load(name)
+    agent._unload(name)
+    out[name] = [m for m in sys.modules if m not in role]
+agent._unload("cstrole")
+out["after"] = [m for m in sys.modules if m not in base]
+print(json.dumps(out))
+""")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.last_json == {"role": ["cstrole"], "cstrare": [], "after": []}

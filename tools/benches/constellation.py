@@ -185,6 +185,7 @@ def fleet_runs(campaign_runs=200):
     rows.append({"name": "make demo-fleet: train-4's job on 4 MicroPython nodes, one clock, a real "
                          "Console, a failover (%s)" % d["status"],
                  "value": round(d["wall_s"], 1), "unit": "s"})
+    rows += heap_rows(d)
     s = fleetcampaign.run(runs=campaign_runs, seed=1)
     rows.append({"name": "campaign constellation, %d seeded runs: steps completed twice / "
                          "events lost / duplicated / unexplained" % s["runs"],
@@ -234,6 +235,66 @@ def node_runs(campaign_runs=10):
                  "value": "%s (%d, %d), %.0f s" % (
                      ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items())),
                      s["failovers"], s["takeovers"], s["wall_s"]), "unit": ""})
+    return rows
+
+
+CAP_K = 164    # the single-satellite demo's heap cap (tests/test_agent_e2e.py)
+ISSUE_K = CAP_K + 16   # issue #19: a satellite with its constellation role, at most 16K more
+
+
+def clean(d, ref):
+    """A fleet run completed as at the default heap: completed, every node
+    done after one boot (no reset on the way), the same events as there."""
+    return d["status"] == "completed" and \
+        all(n.get("outcome") == "done" and n.get("boots") == 1 for n in d["nodes"]) and \
+        (d["as_predicted"], d["extra"]) == (ref["as_predicted"], ref["extra"])
+
+
+def lowest_clean_heap(ref, fault=True, start_k=ISSUE_K, step_k=8, top_k=236):
+    """(clean at start_k?, the lowest heap cap in K at which train-4's job
+    completes clean on its four nodes (x64 unix port, .mpy), or None):
+    tried from the issue's line (single-satellite cap + 16K) down in 8K
+    steps while clean, else up until clean. fault: the demo's brownout and
+    failover (the victim's node also carries the fault injector,
+    sim/faults.py), else the nominal job. ref: the same run at 256K."""
+    import tempfile
+    from tools import demo_fleet
+
+    def fly(k):
+        with tempfile.TemporaryDirectory(prefix="cstheap-") as tmp:
+            return clean(demo_fleet.run(workdir=os.path.join(tmp, "demo"), heap="%dK" % k,
+                                        fault=fault, echo=lambda *a, **kw: None)[1], ref)
+
+    at_line = fly(start_k)
+    k, lowest = start_k, start_k if at_line else None
+    if at_line:
+        while k - step_k >= CAP_K and fly(k - step_k):
+            k -= step_k
+            lowest = k
+    else:
+        while lowest is None and k + step_k <= top_k:
+            k += step_k
+            if fly(k):
+                lowest = k
+    return at_line, lowest
+
+
+def heap_rows(demo_ref):
+    import tempfile
+    from tools import demo_fleet
+    with tempfile.TemporaryDirectory(prefix="cstheap-") as tmp:
+        nominal_ref = demo_fleet.run(workdir=os.path.join(tmp, "demo"), fault=False,
+                                     echo=lambda *a, **kw: None)[1]
+    rows = []
+    for what, fault, ref in (("the demo (brownout, failover)", True, demo_ref),
+                             ("the nominal job", False, nominal_ref)):
+        at_line, lowest = lowest_clean_heap(ref, fault=fault)
+        rows.append({"name": "demo-fleet heap (x64, .mpy), %s: clean at %dK, the single-satellite "
+                             "cap + 16K (completed, 1 boot each, events as at 256K) / lowest clean "
+                             "cap, 8K steps" % (what, ISSUE_K),
+                     "value": "%s / %s" % ("yes" if at_line else "no",
+                                           lowest if lowest is not None else "none <= 236"),
+                     "unit": "KiB"})
     return rows
 
 
