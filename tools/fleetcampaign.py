@@ -111,8 +111,8 @@ def judge(out, cplan, faults):
     return rec
 
 
-def run(runs=20, seed=0, progress=None):
-    """The campaign's summary: totals and the runs that went wrong."""
+def _setup():
+    """The campaign's fleet, its plan, and the satellites the plan may use."""
     import fleet
     with open(FLEET) as f:
         doc = json.load(f)
@@ -120,6 +120,36 @@ def run(runs=20, seed=0, progress=None):
     cplan = constellation.make_constellation_plan(doc, doc["job"], world.start)
     sats = sorted(set(s["satellite"] for s in cplan["steps"]) |
                   set(a for s in cplan["steps"] for a in s["alternates"]))
+    return doc, cplan, sats
+
+
+def _crashed(faults, exc):
+    """A run whose fleet crashed (an agent crashed or reset by itself): the worst outcome."""
+    return {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
+            "takeovers": 0, "outcome": "crashed", "explained": False, "faults": faults,
+            "error": "%s: %s" % (type(exc).__name__, exc)}
+
+
+def _totals(name, recs, seed, wall):
+    """The campaign's summary from its runs' figures."""
+    out = {"campaign": name, "runs": len(recs), "seed": seed, "wall_s": round(wall, 2),
+           "fleet": os.path.relpath(FLEET, ROOT)}
+    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
+        out[key] = sum(r[key] for r in recs)
+    out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
+    out["outcomes"] = dict(collections.Counter(r["outcome"] for r in recs))
+    out["injected_by_kind"] = dict(collections.Counter(f["kind"] for r in recs for f in r["faults"]))
+    out["unexplained"] = sum(1 for r in recs if not r["explained"])
+    out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
+                       r["events_duplicated"] or not r["explained"] or r.get("parts_open")][:10]
+    out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
+    return out
+
+
+def run(runs=20, seed=0, progress=None):
+    """The campaign's summary: totals and the runs that went wrong."""
+    import fleet
+    doc, cplan, sats = _setup()
     rng = random.Random(seed)
     progress = progress or (lambda it: it)
     recs = []
@@ -130,27 +160,10 @@ def run(runs=20, seed=0, progress=None):
         try:
             out = fleetforecast.run(world, cplan, doc["job"], faults=faults)
         except Exception as exc:  # an agent crashed or reset by itself: the worst outcome
-            recs.append({"completed_twice": 0, "events_lost": 0, "events_duplicated": 0,
-                         "failovers": 0, "takeovers": 0, "outcome": "crashed",
-                         "explained": False, "faults": faults,
-                         "error": "%s: %s" % (type(exc).__name__, exc)})
+            recs.append(_crashed(faults, exc))
             continue
         recs.append(judge(out, cplan, faults))
-    wall = time.monotonic() - t0
-    out = {"campaign": "constellation", "runs": len(recs), "seed": seed, "wall_s": round(wall, 2),
-           "fleet": os.path.relpath(FLEET, ROOT)}
-    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
-        out[key] = sum(r[key] for r in recs)
-    out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
-    outcomes = collections.Counter(r["outcome"] for r in recs)
-    out["outcomes"] = dict(outcomes)
-    kinds = collections.Counter(f["kind"] for r in recs for f in r["faults"])
-    out["injected_by_kind"] = dict(kinds)
-    out["unexplained"] = sum(1 for r in recs if not r["explained"])
-    out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
-                       r["events_duplicated"] or not r["explained"] or r.get("parts_open")][:10]
-    out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
-    return out
+    return _totals("constellation", recs, seed, time.monotonic() - t0)
 
 
 def print_summary(s, echo):
@@ -271,13 +284,7 @@ def run_nodes(runs=4, seed=0, progress=None, workdir=None):
     import tempfile
 
     from tools import demo_fleet
-    with open(FLEET) as f:
-        doc = json.load(f)
-    import fleet
-    world = fleet.FleetWorld(doc, hours=24)
-    cplan = constellation.make_constellation_plan(doc, doc["job"], world.start)
-    sats = sorted(set(s["satellite"] for s in cplan["steps"]) |
-                  set(a for s in cplan["steps"] for a in s["alternates"]))
+    doc, cplan, sats = _setup()
     rng = random.Random(seed)
     progress = progress or (lambda it: it)
     recs = []
@@ -292,21 +299,7 @@ def run_nodes(runs=4, seed=0, progress=None, workdir=None):
                                             faults=node_faults(faults), hours=NODE_HOURS,
                                             echo=lambda *a, **k: None)
             except Exception as exc:
-                recs.append({"completed_twice": 0, "events_lost": 0, "events_duplicated": 0,
-                             "failovers": 0, "takeovers": 0, "outcome": "crashed",
-                             "explained": False, "faults": faults,
-                             "error": "%s: %s" % (type(exc).__name__, exc)})
+                recs.append(_crashed(faults, exc))
                 continue
             recs.append(judge_console(summary, cplan, faults, os.path.join(where, "console.db")))
-    out = {"campaign": "constellation (MicroPython nodes, real Console)", "runs": len(recs), "seed": seed,
-           "wall_s": round(time.monotonic() - t0, 2), "fleet": os.path.relpath(FLEET, ROOT)}
-    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
-        out[key] = sum(r[key] for r in recs)
-    out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
-    out["outcomes"] = dict(collections.Counter(r["outcome"] for r in recs))
-    out["injected_by_kind"] = dict(collections.Counter(f["kind"] for r in recs for f in r["faults"]))
-    out["unexplained"] = sum(1 for r in recs if not r["explained"])
-    out["bad_runs"] = [r for r in recs if r["completed_twice"] or r["events_lost"] or
-                       r["events_duplicated"] or not r["explained"] or r.get("parts_open")][:10]
-    out["per_run"] = [[r["outcome"], r["faults"]] for r in recs]
-    return out
+    return _totals("constellation (MicroPython nodes, real Console)", recs, seed, time.monotonic() - t0)
