@@ -69,13 +69,19 @@ def script(rng, sats):
     return faults
 
 
-def judge(out, cplan, faults):
-    """One run's figures."""
-    merged = out.merged()
-    rec = {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
-           "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
-    lost = set(f["satellite"] for f in faults if f["kind"] == "loss")
-    rec["parts_open"] = sum(1 for sat, st in out.state.items() if st is not None and sat not in lost)
+def _record(faults):
+    return {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
+            "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
+
+
+def _lost(faults):
+    return set(f["satellite"] for f in faults if f["kind"] == "loss")
+
+
+def _stream(rec, merged):
+    """What the fleet's merged stream says (into rec): steps completed twice at
+    their highest epoch, failovers and takeovers, the job's ends after the
+    first (duplicates). Returns the job's ends."""
     by_step = collections.defaultdict(list)
     ends = []
     for e in merged:
@@ -83,15 +89,20 @@ def judge(out, cplan, faults):
         if t == "constellation.step_completed":
             by_step[e["step_id"]].append(e["payload"]["epoch"])
         elif t == "constellation.failover":
-            if e["payload"]["reason"] == "silent":
-                rec["takeovers"] += 1
-            else:
-                rec["failovers"] += 1
+            rec["takeovers" if e["payload"]["reason"] == "silent" else "failovers"] += 1
         elif t in ("job.completed", "job.failed"):
             ends.append(e)
-    for sid, epochs in by_step.items():
-        if epochs.count(max(epochs)) > 1:
-            rec["completed_twice"] += 1
+    rec["completed_twice"] = sum(1 for ep in by_step.values() if ep.count(max(ep)) > 1)
+    rec["events_duplicated"] += max(0, len(ends) - 1)
+    return ends
+
+
+def judge(out, cplan, faults):
+    """One run's figures."""
+    rec = _record(faults)
+    lost = _lost(faults)
+    rec["parts_open"] = sum(1 for sat, st in out.state.items() if st is not None and sat not in lost)
+    ends = _stream(rec, out.merged())
     for sat, evs in out.events.items():
         seqs = [e["seq"] for e in evs]
         rec["events_duplicated"] += len(seqs) - len(set(seqs))
@@ -101,8 +112,6 @@ def judge(out, cplan, faults):
         done_here = set(e["step_id"] for e in evs if e["type"] == "step.completed")
         told = set(e["step_id"] for e in evs if e["type"] == "constellation.step_completed")
         rec["events_lost"] += len(done_here - told)
-    if len(ends) > 1:
-        rec["events_duplicated"] += len(ends) - 1
     if ends:
         rec["outcome"] = "completed" if ends[0]["type"] == "job.completed" else \
             ends[0]["payload"].get("status") or "failed"
@@ -125,9 +134,9 @@ def _setup():
 
 def _crashed(faults, exc):
     """A run whose fleet crashed (an agent crashed or reset by itself): the worst outcome."""
-    return {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
-            "takeovers": 0, "outcome": "crashed", "explained": False, "faults": faults,
-            "error": "%s: %s" % (type(exc).__name__, exc)}
+    rec = _record(faults)
+    rec.update(outcome="crashed", explained=False, error="%s: %s" % (type(exc).__name__, exc))
+    return rec
 
 
 def _totals(name, recs, seed, wall):
@@ -222,21 +231,13 @@ def judge_console(summary, cplan, faults, db_path):
     events in its database (the agent-level ones too: agent.booted has no
     deployment, so the parent's stream has gaps where a satellite rebooted)."""
     import sqlite3
-    rec = {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
-           "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
-    by_step = collections.defaultdict(list)
+
+    from tools.console.constellations import FINISHED
+    rec = _record(faults)
+    ends = _stream(rec, summary["events"])
     seqs = collections.defaultdict(list)
-    ends = 0
     for e in summary["events"]:
         seqs[e.get("satellite_id")].append(e["seq"])
-        t = e["type"]
-        if t == "constellation.step_completed":
-            by_step[e["step_id"]].append(e["payload"]["epoch"])
-        elif t == "constellation.failover":
-            rec["takeovers" if e["payload"]["reason"] == "silent" else "failovers"] += 1
-        elif t in ("job.completed", "job.failed"):
-            ends += 1
-    rec["completed_twice"] = sum(1 for ep in by_step.values() if ep.count(max(ep)) > 1)
     for s in seqs.values():
         rec["events_duplicated"] += len(s) - len(set(s))
     db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
@@ -244,21 +245,20 @@ def judge_console(summary, cplan, faults, db_path):
         stored = collections.defaultdict(list)
         for origin, seq in db.execute("SELECT origin, seq FROM events"):
             stored[origin].append(seq)
-        lost = set("sat-" + f["satellite"] for f in faults if f["kind"] == "loss")
+        lost = set("sat-" + sat for sat in _lost(faults))
         rec["parts_open"] = sum(1 for agent, status in db.execute(
             "SELECT agent_id, status FROM deployments WHERE parent_id = ?", (summary["parent"],))
-            if status not in ("completed", "partial", "failed", "cancelled") and agent not in lost)
+            if status not in FINISHED and agent not in lost)
     finally:
         db.close()
     for s in stored.values():
         rec["events_duplicated"] += len(s) - len(set(s))
         u = sorted(set(s))
         rec["events_lost"] += u[-1] - u[0] + 1 - len(u)   # a gap at the Console
-    rec["events_duplicated"] += max(0, ends - 1)
     status = summary["status"]
     rec["outcome"] = status if status in ("completed", "partial", "failed") else "unfinished"
     if rec["outcome"] != "completed":
-        rec["explained"] = _explained(cplan, faults, [e for e in summary["events"] if e["type"] == "job.failed"])
+        rec["explained"] = _explained(cplan, faults, [e for e in ends if e["type"] == "job.failed"])
     return rec
 
 
