@@ -34,8 +34,8 @@ for a job it may poll later). It says so ("q T P"), goes on alone to P
 without asking, and is handed what arrived meanwhile when it asks to go past
 P (the first ask of its pass), in arrival order; its base for the others is
 P meanwhile. Its word holds over a reset (its journal still holds no job),
-so it joins again at its own clock. A fleet whose nodes have no job runs on
-its free clocks, each node held only at the start of its passes.
+so it joins again at its own clock. A fleet whose nodes have no job is held
+only while its satellites are in their passes, and only by those in a pass.
 
 **Nodes that go.** A node whose connection closes (killed, crashed, reset,
 at its end) holds the others at its last time for `grace_s` wall seconds (its
@@ -318,8 +318,9 @@ class Hub:
 
     def _request(self, s, line):
         self.counts["requests"] += 1
-        if line[:2] == b"a ":     # the one asked most, in short: "a T TO"
-            m = self._conns.get(s)
+        short = line[:2]
+        if short in (b"a ", b"q "):   # the ones asked most, in short: "a T TO" (advance),
+            m = self._conns.get(s)     # "q T P" (quiet until P: no job, no station in view)
             try:
                 _, t, to = line.split()
                 t = int(t)
@@ -327,6 +328,8 @@ class Hub:
             except ValueError:
                 m = None
             if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= to:
+                if short == b"q ":
+                    return self._quiet(m, t, to)
                 m.t = t
                 m.state = WAITING
                 m.want = to
@@ -334,18 +337,8 @@ class Hub:
                     self._note("adv", sat=m.sat, t=t, to=to)
                 self._release_all()
                 return
-            line = b'{"op":"adv"}'    # not as it should be: the long way says why
-        elif line[:2] == b"q ":   # "q T P": quiet until P (no job, no station in view: it sends nothing)
-            m = self._conns.get(s)
-            try:
-                _, t, until = line.split()
-                t = int(t)
-                until = int(until)
-            except ValueError:
-                m = None
-            if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= until:
-                return self._quiet(m, t, until)
-            line = b'{"op":"quiet"}'
+            # not as it should be: the long way says why
+            line = b'{"op":"adv"}' if short == b"a " else b'{"op":"quiet"}'
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -495,12 +488,17 @@ class Hub:
         self.counts["quiet"] += 1
         if self._log:
             self._note("quiet", sat=m.sat, t=t, until=until, to=r)
+        if self._short_reply(m, r, m.h):
+            self._release_all()
+
+    def _short_reply(self, m, r, h):
+        """ "r R H": go on to R, horizon H (nothing arrived). False when the link broke."""
         try:
-            m.sock.sendall(b"r %d %d\n" % (r, m.h))
+            m.sock.sendall(b"r %d %d\n" % (r, h))
+            return True
         except OSError:
             self._close(m.sock)
-            return
-        self._release_all()
+            return False
 
     # --- the lockstep -----------------------------------------------------------------------
 
@@ -587,11 +585,8 @@ class Hub:
         self.counts["releases"] += 1
         if self._log:
             self._note("rel", sat=m.sat, t=r, h=h, others=lo2 if who is m else lo1)
-        if not msgs and not stop:     # the answer given most, in short: "r T H"
-            try:
-                m.sock.sendall(b"r %d %d\n" % (r, h))
-            except OSError:
-                self._close(m.sock)
+        if not msgs and not stop:     # the answer given most, in short
+            self._short_reply(m, r, h)
             return
         doc = {"t": r, "h": h, "m": msgs}
         if stop:
