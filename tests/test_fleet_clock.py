@@ -354,13 +354,15 @@ def test_a_fleet_of_unchanged_agents_runs_on_one_clock_and_a_lost_satellite_stop
     assert max(e["t"] for e in rels if e["sat"] == "99904") == 1800000
     # the restarted node came back within the hub's grace and carried on at its own clock
     # (its world store's time and the reboot) or, if later, where the fleet last let it
-    # go, or where the others went on to less the lookahead (time does not go back)
+    # go (the last time it told the hub: a release, a join, an ask to go on, its word,
+    # a send), or where the others went on to less the lookahead (time does not go back)
     assert rows["99902"]["restarts"] == 1 and rows["99902"]["exit"] == 4
     joins = [i for i, e in enumerate(events) if e["ev"] == "join" and e["sat"] == "99902"]
     assert len(joins) == 2
     before = events[:joins[1]]
-    last = max(e["t"] if e["ev"] == "rel" else e["floor"] for e in before
-               if e.get("sat") == "99902" and e["ev"] in ("rel", "join"))
+    last = max(e["floor"] if e["ev"] == "join" else e["t"] for e in before
+               if (e.get("sat") == "99902" and e["ev"] in ("rel", "join", "adv", "quiet"))
+               or (e["ev"] == "send" and e["src"] == "99902"))
     front = max(e["h"] for e in before if e.get("sat") != "99902" and e["ev"] in ("rel", "join"))
     again = events[joins[1]]
     floor = max(again["t"], last)
