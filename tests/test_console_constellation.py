@@ -506,18 +506,24 @@ def test_a_constellation_plan_without_a_predicted_stream_cannot_be_simulated(con
     assert console.db.counts() == before
 
 
-def test_cancelling_a_simulated_parent_ends_every_child_cancelled(console, train_plan):
-    r = httpx.post(console.url + "/api/deployments", headers={"X-API-Key": console.user_key},
-                   json={"plan_id": train_plan["id"], "mode": "simulated",
-                         "speed_multiplier": 1.0})  # real time: hours to go
-    assert r.status_code == 201, r.text
-    parent = r.json()["id"]
+def cancel_parent(console, parent):
+    """Cancel a parent: it and every child read cancelled. Returns its view."""
     r = httpx.post(console.url + "/api/deployments/%s/cancel" % parent,
                    headers={"X-API-Key": console.user_key})
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     view = status(console, parent)
     assert view["status"] == "cancelled"
     assert set(c["status"] for c in view["children"]) == {"cancelled"}
+    return view
+
+
+def test_cancelling_a_simulated_parent_ends_every_child_cancelled(console, train_plan):
+    r = httpx.post(console.url + "/api/deployments", headers={"X-API-Key": console.user_key},
+                   json={"plan_id": train_plan["id"], "mode": "simulated",
+                         "speed_multiplier": 1.0})  # real time: hours to go
+    assert r.status_code == 201, r.text
+    parent = r.json()["id"]
+    view = cancel_parent(console, parent)
     got = httpx.get(console.url + "/api/deployments/%s/events" % parent,
                     headers={"X-API-Key": console.user_key}).json()["events"]
     ends = [(e["satellite_id"], e["payload"].get("status")) for e in got
@@ -527,12 +533,7 @@ def test_cancelling_a_simulated_parent_ends_every_child_cancelled(console, train
 
 def test_cancelling_the_parent_cancels_its_children_and_tells_their_agents(console, train_plan):
     parent, kids = launch(console, train_plan, "cancel")
-    r = httpx.post(console.url + "/api/deployments/%s/cancel" % parent,
-                   headers={"X-API-Key": console.user_key})
-    assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    view = status(console, parent)
-    assert view["status"] == "cancelled"
-    assert set(c["status"] for c in view["children"]) == {"cancelled"}
+    cancel_parent(console, parent)
     for sat, (a, dep) in kids.items():
         assert poll(console, a).json().get("cancel") == [dep]
 
