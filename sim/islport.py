@@ -99,7 +99,11 @@ class HubPort:
             return None
         if ag.sensors.link_down_ms is None:
             return None
-        # the satellite's link_down_ms at `now`, its physics left where they are
+        # sim/spacecraft.py link_down_ms at `now`, without its _sync: stepping the
+        # physics to an extra moment would round the battery and temperature
+        # differently from a run without the hub. Kept here, not split out of
+        # spacecraft.py, whose every byte the board-side world holds (the an500
+        # demo runs at its heap's edge); keep the two in step.
         t = self.clock.start_epoch + now / 1000
         tl = node.sat.timeline
         tl.extend_to(t)
