@@ -62,16 +62,17 @@ def victim_of(plan, predicted):
     return None
 
 
-def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault=True,
+def run(fleet_file=DEMO_FLEET, workdir=None, heap=None, echo=click.echo, fault=True,
         faults=None, hours=HOURS):
     """The demo; returns (exit code, summary dict). faults: FleetRun's
-    {satellite: [fault]} instead of the demo's own (fault=False: none)."""
+    {satellite: [fault]} instead of the demo's own (fault=False: none); heap: each
+    node's -X heapsize (None: fleetrun.NODE_HEAP)."""
     import httpx
 
     import fleet
     from pathlib import Path
 
-    from tools.fleetrun import FleetRun
+    from tools.fleetrun import NODE_HEAP, FleetRun
     from tools.scenario import Ground
     from tools.planner import fleetforecast
 
@@ -116,7 +117,7 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault
         echo("")
         mpy = upy.compile_portable(os.path.join(workdir, "mpy"))
         fr = FleetRun(world, ground, os.path.join(workdir, "nodes"), mpy_dir=mpy,
-                      heap=heap, faults=faults)
+                      heap=heap or NODE_HEAP, faults=faults)
         report = {}
 
         def fly():
