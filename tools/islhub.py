@@ -34,8 +34,17 @@ for a job it may poll later). It says so ("q T P"), goes on alone to P
 without asking, and is handed what arrived meanwhile when it asks to go past
 P (the first ask of its pass), in arrival order; its base for the others is
 P meanwhile. Its word holds over a reset (its journal still holds no job),
-so it joins again at its own clock. A fleet whose nodes have no job is held
-only while its satellites are in their passes, and only by those in a pass.
+so it joins again at its own clock.
+
+**Alone in a pass.** A node whose agent has no job while a station is in
+view can get one only from its poll. Until its poll's next wake it can
+send nothing either, and what reaches it only waits in its radio, as for a
+quiet node. So it goes on to each other wake at once ("g T T2": its base is
+T2 from then on, the others need not catch up first), and asks as any node
+does only for its poll's wake, where it is handed what arrived meanwhile
+before the poll runs. Its word reaches no further than its clock, so a
+reset (whose reboot polls at once) rejoins as a running node does. A fleet
+whose nodes have no job is then held only at its in-pass nodes' polls.
 
 **Nodes that go.** A node whose connection closes (killed, crashed, reset,
 at its end) holds the others at its last time for `grace_s` wall seconds (its
@@ -66,6 +75,10 @@ Times are ms on the node's clock (0 = `start`).
   "q T P"                                  -> "r R H"   (quiet: it sends nothing before P; it goes
                                               on alone to R = P, or to where it was lost, and
                                               gets what arrived meanwhile at its next advance)
+  "g T T2"                                 -> "r R H"   (alone: no job, and T2 is not its poll's
+                                              wake; it goes on to R = T2 at once, or to where
+                                              it was lost, and gets what arrived meanwhile at
+                                              its next advance)
   {"op": "send", "t": T, "to": ID, "s": TEXT | "b": BASE64}
                                            -> {"id": N, "at": MS, "ok": bool, "h": H}
                                               (id None: no route now; at: arrival or loss)
@@ -171,7 +184,8 @@ class Hub:
         self.L = islnet.lookahead_ms(plan)
         self.grace_s = grace_s
         self.counts = {"sent": 0, "delivered": 0, "lost": 0, "no_route": 0, "dropped": 0,
-                       "releases": 0, "requests": 0, "bad_requests": 0, "quiet": 0}
+                       "releases": 0, "requests": 0, "bad_requests": 0, "quiet": 0,
+                       "alone": 0}
         self.next_id = 1
         self._log = open(log_path, "w") if log_path else None
         self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -319,8 +333,9 @@ class Hub:
     def _request(self, s, line):
         self.counts["requests"] += 1
         short = line[:2]
-        if short in (b"a ", b"q "):   # the ones asked most, in short: "a T TO" (advance),
-            m = self._conns.get(s)     # "q T P" (quiet until P: no job, no station in view)
+        if short in (b"a ", b"q ", b"g "):   # the ones asked most, in short: "a T TO" (advance),
+            m = self._conns.get(s)     # "q T P" (quiet until P: no job, no station in view),
+                                       # "g T TO" (alone to TO: no job, not its poll's wake)
             try:
                 _, t, to = line.split()
                 t = int(t)
@@ -330,6 +345,8 @@ class Hub:
             if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= to:
                 if short == b"q ":
                     return self._quiet(m, t, to)
+                if short == b"g ":
+                    return self._alone(m, t, to)
                 m.t = t
                 m.state = WAITING
                 m.want = to
@@ -338,7 +355,7 @@ class Hub:
                 self._release_all()
                 return
             # not as it should be: the long way says why
-            line = b'{"op":"adv"}' if short == b"a " else b'{"op":"quiet"}'
+            line = {b"a ": b'{"op":"adv"}', b"q ": b'{"op":"quiet"}', b"g ": b'{"op":"alone"}'}[short]
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -488,6 +505,25 @@ class Hub:
         self.counts["quiet"] += 1
         if self._log:
             self._note("quiet", sat=m.sat, t=t, until=until, to=r)
+        if self._short_reply(m, r, m.h):
+            self._release_all()
+
+    def _alone(self, m, t, to):
+        """A node with no job, asking to go on to a wake that is not its poll's (the
+        only thing that can give it a job, and with it a constellation role): it
+        can send nothing before `to` and needs nothing that reaches it meanwhile
+        (the firmware only holds it, as quiet), so it goes to `to` at once, its
+        base `to` from now on, and gets what arrived at its next ask to advance
+        (the one before its poll). No word beyond its clock: a reset of it
+        rejoins as any running node's."""
+        m.t = t
+        r = to
+        if m.lost_ms is not None and m.lost_ms < r:
+            r = max(t, m.lost_ms)   # it asks there again, and is stopped
+        m.t = r
+        self.counts["alone"] += 1
+        if self._log:
+            self._note("quiet", sat=m.sat, t=t, until=r, to=r, alone=1)
         if self._short_reply(m, r, m.h):
             self._release_all()
 
