@@ -194,11 +194,13 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     count = len(order)
     everybody = range(count)
     ran = everybody              # who may have taken from its inbox since the last look
-    delivered = None             # the network's deliveries at the last look
     left = set(everybody)        # who has not ended its part yet
     seen = [0] * count           # each member's inbox length at the last look
     members = [nodes[sid] for sid in order]
     boxes = [inbox.get(sid) for sid in order]  # the network's lists (appended to in place)
+    index = dict((sid, i) for i, sid in enumerate(order))
+    landed = net.landed          # who got a delivery since the last look
+    landed.clear()
     now_ms = clock.now_ms
     heappop, heappush = heapq.heappop, heapq.heappush
     while True:
@@ -212,8 +214,14 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
         net.deliver_due()
         # an inbox grows only by a delivery and shrinks only while its member
         # runs: the others are as they were at the last look
-        look = everybody if net.delivered != delivered else ran
-        delivered = net.delivered
+        if landed:
+            look = set(ran)
+            for sid in landed:
+                if sid in index:
+                    look.add(index[sid])
+            landed.clear()
+        else:
+            look = ran
         for i in look:
             arrived = len(boxes[i])
             if arrived > seen[i]:
