@@ -418,6 +418,7 @@ def _takeovers(ag, job, now):
         hb = hbs.get(m)
         if m != me and hb is not None and now - hb[0] <= quiet_ms:
             heard = True
+            break
     tx = ag.cst_tx
     if not heard:
         tx["joined"] = None
@@ -427,11 +428,11 @@ def _takeovers(ag, job, now):
     if now - tx["joined"] < quiet_ms:
         return
     steps = ag.journal.state["steps"]
+    hint = tx.get("hint", ())
     for step in job["steps"]:
         sid = step["id"]
-        s = steps[sid]
-        owner, epoch = cst["own"][sid]
-        if resolved(s) or owner == me or me not in cst["chain"][sid] or sid in tx.get("hint", ()):
+        owner = cst["own"][sid][0]
+        if owner == me or me not in cst["chain"][sid] or sid in hint or resolved(steps[sid]):
             continue
         hb = hbs.get(owner)
         if hb is None and now - boot < cst["unheard_s"] * 1000:
