@@ -521,6 +521,7 @@ class Hub:
         if m.lost_ms is not None and m.lost_ms < r:
             r = max(t, m.lost_ms)   # it asks there again, and is stopped
         m.t = r
+        m.state = RUNNING           # a quiet node's word ran out at its pass
         self.counts["alone"] += 1
         if self._log:
             self._note("quiet", sat=m.sat, t=t, until=r, to=r, alone=1)
