@@ -72,7 +72,7 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap=None, echo=click.echo, fault=T
     import fleet
     from pathlib import Path
 
-    from tools.fleetrun import NODE_HEAP, FleetRun
+    from tools.fleetrun import FleetRun
     from tools.scenario import Ground
     from tools.planner import fleetforecast
 
@@ -117,7 +117,7 @@ def run(fleet_file=DEMO_FLEET, workdir=None, heap=None, echo=click.echo, fault=T
         echo("")
         mpy = upy.compile_portable(os.path.join(workdir, "mpy"))
         fr = FleetRun(world, ground, os.path.join(workdir, "nodes"), mpy_dir=mpy,
-                      heap=heap or NODE_HEAP, faults=faults)
+                      heap=heap, faults=faults)
         report = {}
 
         def fly():

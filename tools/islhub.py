@@ -343,10 +343,8 @@ class Hub:
             except ValueError:
                 m = None
             if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= to:
-                if short == b"q ":
-                    return self._quiet(m, t, to)
-                if short == b"g ":
-                    return self._alone(m, t, to)
+                if short != b"a ":
+                    return self._quiet(m, t, to, word=short == b"q ")
                 m.t = t
                 m.state = WAITING
                 m.want = to
@@ -489,42 +487,33 @@ class Hub:
         self._release_all()
         return {"id": mid, "at": at, "ok": ok, "h": m.h}
 
-    def _quiet(self, m, t, until):
-        """A node with no job and no station in view until `until` (its own world's
-        word): it sends nothing before then, and what reaches it meanwhile only
+    def _quiet(self, m, t, until, word=True):
+        """A node with no job that goes on without the others, on its own, to
+        `until`: it sends nothing before then, and what reaches it meanwhile only
         waits in its radio (the firmware holds it for a constellation job it may
-        poll later), so it goes on without the others, on its own, to `until`,
-        and gets what arrived when it next asks to advance. Its base for the
-        others is `until` meanwhile."""
-        m.t = t
-        m.promise = until
-        m.state = QUIET
+        poll later), so it gets what arrived when it next asks to advance.
+        Quiet ("q", word): no station in view until `until` (its own world's
+        word), which is its base for the others meanwhile and holds over a reset.
+        Alone ("g", not word): a wake before its poll's (the only thing that can
+        give it a job, and with it a constellation role); it is at `until` at
+        once, its base its clock, and its word no further: a reset of it rejoins
+        as any running node's."""
         r = until
         if m.lost_ms is not None and m.lost_ms < r:
             r = max(t, m.lost_ms)   # it asks there again, and is stopped
-        self.counts["quiet"] += 1
+        if word:
+            m.t = t
+            m.promise = until
+            m.state = QUIET
+        else:
+            m.t = r
+            m.state = RUNNING       # a quiet node's word ran out at its pass
+        self.counts["quiet" if word else "alone"] += 1
         if self._log:
-            self._note("quiet", sat=m.sat, t=t, until=until, to=r)
-        if self._short_reply(m, r, m.h):
-            self._release_all()
-
-    def _alone(self, m, t, to):
-        """A node with no job, asking to go on to a wake that is not its poll's (the
-        only thing that can give it a job, and with it a constellation role): it
-        can send nothing before `to` and needs nothing that reaches it meanwhile
-        (the firmware only holds it, as quiet), so it goes to `to` at once, its
-        base `to` from now on, and gets what arrived at its next ask to advance
-        (the one before its poll). No word beyond its clock: a reset of it
-        rejoins as any running node's."""
-        m.t = t
-        r = to
-        if m.lost_ms is not None and m.lost_ms < r:
-            r = max(t, m.lost_ms)   # it asks there again, and is stopped
-        m.t = r
-        m.state = RUNNING           # a quiet node's word ran out at its pass
-        self.counts["alone"] += 1
-        if self._log:
-            self._note("quiet", sat=m.sat, t=t, until=r, to=r, alone=1)
+            if word:
+                self._note("quiet", sat=m.sat, t=t, until=until, to=r)
+            else:
+                self._note("quiet", sat=m.sat, t=t, until=r, to=r, alone=1)
         if self._short_reply(m, r, m.h):
             self._release_all()
 
