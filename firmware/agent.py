@@ -346,7 +346,7 @@ class Agent:
                 self._finish("cancelled", "cancelled by ground")
                 continue
             phase = job["phase"]
-            if phase != "transfer" and self._current_step()[0] is None and self._outbox_low():
+            if phase != "transfer" and self._outbox_low() and self._current_step()[0] is None:
                 yield sleep_ms(self.chunk_ms)  # no new work: the outbox must drain first
                 continue
             if phase == "accepted":

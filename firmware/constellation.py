@@ -5,6 +5,7 @@ heartbeats, transfers, failover, takeover and end -- is firmware/cstrole.py,
 an overlay: loaded while this satellite holds a constellation job and
 dropped once it holds none, so a satellite between jobs, and the poll that
 takes its next one, carry only this. Functions of the agent (`ag`)."""
+from agent import _load, _unload
 from scheduler import Event, wait_for
 
 ROLE = "cstrole"
@@ -12,7 +13,6 @@ HELD = 16  # messages kept (RAM) while this satellite has no constellation job y
 
 
 def _role():
-    from agent import _load
     return _load(ROLE)
 
 
@@ -62,7 +62,6 @@ def task(ag):
             ag.cst_ev.set()  # the execute task looks again
         elif job is None:
             _hold(ag)
-            from agent import _unload
             _unload(ROLE)  # no job: the role's code leaves the heap (no-op when not loaded)
             # on the minute: when it next looks does not hang on when messages came
             # (the fleet's hub hands them to a satellite with no job late, in order)

@@ -263,11 +263,22 @@ def wait(ag):
 
 def idle(ag, job):
     """Nothing of this satellite's can run now: the job may be over (finish),
-    else wait for news over the ISL."""
+    else wait for news over the ISL. A wake that finds no commit since (the
+    job, its steps, the mode as they were) and the outbox as roomy finds
+    what the executor would look at as it was: it waits again here, from
+    the same moment (the wait's timeout restarts as it would)."""
+    j = ag.journal
+    st = j.state
     if blocked(ag, job):
-        finish(ag, job)
-    if ag.journal.state["job"] is job and job["phase"] == "run":
+        finish(ag, job)  # it may wait for acknowledgements: tried at each wake
+        if st["job"] is job and job["phase"] == "run":
+            yield from wait(ag)
+        return
+    while st["job"] is job and job["phase"] == "run":
+        n = st["n"]
         yield from wait(ag)
+        if j.state is not st or st["n"] != n or ag._outbox_low():
+            return
 
 
 def tick(ag, job):

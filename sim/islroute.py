@@ -53,6 +53,14 @@ class Router:
                         c = left[id(w)] = _capacity_left(w)
                     caps.append(c)
         self.adj = adj
+        # the links up at a moment, kept by a sweep over the windows' starts and
+        # ends as the moments asked go forward (rebuilt when one goes back)
+        self._starts = sorted(((w["start"], k, w) for k, w in enumerate(plan["windows"])),
+                              key=lambda e: (e[0], e[1]))
+        self._up_t = None
+        self._up = None        # satellite -> neighbour -> the window up at _up_t
+        self._next = 0         # the next window of _starts to come up
+        self._ending = []      # heap of (end, k, window) of the windows up
         self._moment_t = None  # the latest t a snapshot was asked for, and its searches
         self._moment = {}      # (src, bits) -> the search from src at that t run to the end
 
@@ -214,19 +222,15 @@ class Router:
         via = {}
         done = set()
         heap = [(0.0, src)]
-        adj, ends = self.adj, self.ends
+        up = self._links_up(t)
         while heap:
             label, u = heapq.heappop(heap)
             if u in done:
                 continue
             done.add(u)
-            for v, wins in adj[u].items():
+            for v, w in up[u].items():
                 if v in done:
                     continue
-                k = _after(ends[(u, v)], t)   # the window up at t, if any (window_at)
-                if k >= len(wins) or wins[k]["start"] > t:
-                    continue
-                w = wins[k]
                 m = segment_at(w, t)
                 bw = w["bandwidth_mbps"][m] if w["bandwidth_mbps"] else 0.0
                 if bw <= 0:
@@ -237,6 +241,30 @@ class Router:
                     via[v] = (u, None)
                     heapq.heappush(heap, (c, v))
         return best, via, done
+
+    def _links_up(self, t):
+        """{satellite: {neighbour: window}} of the windows up at t (start <= t <
+        end: window_at's), from the sweep; the dicts are the sweep's own."""
+        if self._up_t is None or t < self._up_t:
+            self._up = dict((sid, {}) for sid in self.ids)
+            self._next = 0
+            self._ending = []
+        self._up_t = t
+        up, starts, ending = self._up, self._starts, self._ending
+        i = self._next
+        while i < len(starts) and starts[i][0] <= t:
+            _, k, w = starts[i]
+            i += 1
+            if w["end"] > t:
+                up[w["a"]][w["b"]] = up[w["b"]][w["a"]] = w
+                heapq.heappush(ending, (w["end"], k, w))
+        self._next = i
+        while ending and ending[0][0] <= t:
+            w = heapq.heappop(ending)[2]
+            for u, v in ((w["a"], w["b"]), (w["b"], w["a"])):
+                if up[u].get(v) is w:   # the pair's next window may be up already
+                    del up[u][v]
+        return up
 
     def window_at(self, u, v, t):
         wins = self.adj[u].get(v)
