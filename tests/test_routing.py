@@ -213,6 +213,26 @@ def test_a_waiting_route_beats_the_route_of_the_moment():
             assert r["arrival"] <= s["arrival"] + 1e-9
 
 
+def test_the_graph_of_a_moment_is_the_same_whichever_moments_came_before():
+    # the router keeps the links up at a moment by a sweep as the moments go
+    # forward; asked out of order (a hub answers each sender at its own time),
+    # it must answer as a router asked that moment first
+    plan, t0 = _fleet("shell-20.json", 6)
+    shared = islroute.Router(plan)
+    rnd = random.Random(7)
+    times = [t0 + rnd.uniform(0, 6 * 3600) for _ in range(60)]
+    times += [times[5], times[5] - 1e-3, t0, t0 + 6 * 3600]   # again, just before, the ends
+    ends = [w["end"] for w in plan["windows"][:20]]
+    times += ends + [e - 1e-6 for e in ends]                   # a window's last instant, and its end
+    for t in times:
+        up = shared._links_up(t)
+        for u in plan["satellites"]:
+            expect = dict((v, w) for v in shared.adj[u] for w in [shared.window_at(u, v, t)] if w)
+            assert up[u] == expect, (u, t)
+        a, b = rnd.sample(plan["satellites"], 2)
+        assert shared.snapshot(a, b, t, 50) == islroute.Router(plan).snapshot(a, b, t, 50)
+
+
 def test_no_route_is_none_and_bad_queries_are_refused():
     plan, t0 = _fleet("train-4.json", 2)
     router = islroute.Router(plan)
