@@ -15,7 +15,8 @@ def make(overrides=None):
     try:
         return agentdefaults.make(overrides)
     finally:
-        sys.modules.pop("agentdefaults", None)
+        if sys.implementation.name == "micropython":  # CPython keeps it: no heap to give back
+            sys.modules.pop("agentdefaults", None)
 
 
 def defaults():

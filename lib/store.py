@@ -83,14 +83,18 @@ def encode(obj):
         return KIND_JSON, None, _overlay("jsonsink").measure(obj)
 
 
+_DROP = sys.implementation.name == "micropython"  # a loaded module lives in the heap there
+
+
 def _overlay(name):
     """lib/<name>.py for one call: imported at need and not kept in
     sys.modules (the caller's reference keeps it while it runs), unless a
-    caller holds it there for a run of calls (hold_opener)."""
+    caller holds it there for a run of calls (hold_opener). CPython (the
+    forecast's agents, the Console) keeps it: no heap to give back."""
     mods = sys.modules
     held = name in mods
     module = __import__(name)
-    if not held:
+    if not held and _DROP:
         del mods[name]
     return module
 
@@ -107,7 +111,7 @@ def hold_opener(hold=True):
     lets it go."""
     if hold:
         import storeopen
-    else:
+    elif _DROP:
         sys.modules.pop("storeopen", None)
 
 
