@@ -27,6 +27,8 @@ hop as above, waiting where it must), None when a hop can never be sent.
 """
 import heapq
 
+EA_KEEP = 4096   # earliest-arrival searches kept for other destinations (then forgotten)
+
 
 class Router:
     def __init__(self, plan):
@@ -61,6 +63,7 @@ class Router:
         self._up = None        # satellite -> neighbour -> the window up at _up_t
         self._next = 0         # the next window of _starts to come up
         self._ending = []      # heap of (end, k, window) of the windows up
+        self._ea = {}          # (src, t, data_mb) -> an earliest-arrival search from src, as far as asked
         self._moment_t = None  # the latest t a snapshot was asked for, and its searches
         self._moment = {}      # (src, bits) -> the search from src at that t run to the end
 
@@ -129,19 +132,30 @@ class Router:
         edges.reverse()
         return edges, best[dst]
 
-    def _grow(self, src, dst, start, edge):
-        best = {src: start}
-        via = {}
-        done = set()
-        heap = [(start, src)]
-        while heap:
-            label, u = heapq.heappop(heap)
-            if u in done:
-                continue
-            done.add(u)
-            if u == dst:
-                break
-            for v in self.adj[u]:
+    def _grow(self, src, dst, start, edge, state=None):
+        """Dijkstra from src until dst is done (dst None: to the end). state: a
+        search of the same src, start and edge stopped at another dst, taken
+        on from there ([best, via, done, heap, the node done last whose edges
+        wait]): the same steps in the same order as a search from scratch."""
+        if state is None:
+            state = [{src: start}, {}, set(), [(start, src)], None]
+        best, via, done, heap, u = state[:5]
+        state[4] = None
+        adj = self.adj
+        while True:
+            if u is None:
+                if not heap:
+                    break
+                label, u = heapq.heappop(heap)
+                if u in done:
+                    u = None
+                    continue
+                done.add(u)
+                if u == dst:
+                    state[4] = u   # its edges are for a search that goes on
+                    break
+            label = best[u]
+            for v in adj[u]:
                 if v in done:
                     continue
                 e = edge(u, v, label)
@@ -149,6 +163,7 @@ class Router:
                     best[v] = e[0]
                     via[v] = (u, e[1])
                     heapq.heappush(heap, (e[0], v))
+            u = None
         return best, via, done
 
     def route(self, src, dst, t, data_mb):
@@ -163,7 +178,17 @@ class Router:
             _, now, _, _, lat = found[1]
             return now + lat / 1000.0, ready
 
-        found = self._search(src, dst, t, hop)
+        # one search from src at t serves every destination asked of it (a
+        # planner tries each satellite for a step): taken on where it stopped
+        key = (src, t, data_mb)
+        state = self._ea.get(key)
+        if state is None:
+            if len(self._ea) >= EA_KEEP:
+                self._ea.clear()
+            state = self._ea[key] = [{src: t}, {}, set(), [(t, src)], None, hop]
+        if dst not in state[2]:
+            self._grow(src, dst, t, state[5], state)
+        found = self._search(src, dst, t, None, state[:3])
         if found is None:
             return None
         return _route(src, dst, t, data_mb,
