@@ -233,6 +233,23 @@ def test_the_graph_of_a_moment_is_the_same_whichever_moments_came_before():
         assert shared.snapshot(a, b, t, 50) == islroute.Router(plan).snapshot(a, b, t, 50)
 
 
+def test_a_search_taken_on_for_another_destination_answers_as_one_from_scratch():
+    # the router keeps an earliest-arrival search from a source at a time and
+    # takes it on for the next destination asked (a planner tries every
+    # satellite for a step): each answer must be a fresh router's
+    plan, t0 = _fleet("shell-20.json", 6)
+    shared = islroute.Router(plan)
+    rnd = random.Random(11)
+    for _ in range(12):
+        src = rnd.choice(plan["satellites"])
+        t = t0 + rnd.uniform(0, 3 * 3600)
+        mb = rnd.choice((1.0, 200.0, 4000.0))
+        dsts = [d for d in plan["satellites"] if d != src]
+        rnd.shuffle(dsts)
+        for dst in dsts[:8] + dsts[:2]:      # and again, once done
+            assert shared.route(src, dst, t, mb) == islroute.Router(plan).route(src, dst, t, mb)
+
+
 def test_no_route_is_none_and_bad_queries_are_refused():
     plan, t0 = _fleet("train-4.json", 2)
     router = islroute.Router(plan)
