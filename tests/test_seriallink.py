@@ -349,45 +349,145 @@ def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
         ground.close()
 
 
+def contacts(tle_path, start, hours=12):
+    """The ground contacts the node's world has (sim/orbitscan.py, the
+    stations and elevation mask sim/node.py uses): [(start, end)] epoch s."""
+    import models
+    import orbit
+    import orbitio
+    import orbitscan
+    import stations
+    import timeutil
+    with open(tle_path) as f:
+        el = orbitio.read_tle_text(f.read())
+    t0 = timeutil.parse_iso(start)
+    wins = orbitscan.find_windows(orbit.Orbit(el), t0, t0 + hours * 3600,
+                                  stations.default_stations(), models.MIN_ELEVATION_DEG)
+    return [(w["start"], w["end"]) for w in wins if w["kind"] == "contact"]
+
+
+def landed_per_contact(ground, agent_id, windows, end):
+    """{contact number (1 = the first after the start): events the Console
+    acknowledged in it}, as the agent's telemetry in the Console tells it: a
+    report made at t says seq (events made) and outbox_depth (not yet
+    acknowledged); acknowledgements come only in contact, so the reports made
+    before the next contact starts say what the contacts so far carried. The
+    contact the run ended in (`end`, the node's last simulated time) carried
+    the rest."""
+    import timeutil
+    rows = ground.db.query("SELECT data FROM telemetry WHERE agent_id = ?", (agent_id,))
+    reports = [json.loads(r["data"]) for r in rows]
+    acked_at = [(timeutil.parse_iso(d["timestamp"]), d["seq"] - d["outbox_depth"]) for d in reports]
+    total = len(ground.all_seqs(agent_id))
+    landed, before = {}, 0
+    for k, (a, b) in enumerate(windows):
+        nxt = windows[k + 1][0] if k + 1 < len(windows) else float("inf")
+        last = a <= end < nxt
+        acked = total if last else max([n for t, n in acked_at if t < nxt] or [0])
+        if acked > before:
+            landed[k + 1] = acked - before
+        before = acked
+        if last:
+            break
+    return landed, [timeutil.parse_iso(d["timestamp"]) for d in reports]
+
+
+# A long survey: a checkpoint every 10 s for hours, after the first contact
+# and before the second, so ~900 events wait on board for contact 2 (their
+# JSON ~230 KB: a bigger outbox than the default's 96 KiB, which would pause
+# the step, docs/recovery.md "A full outbox").
+SURVEY = {"name": "Long survey", "steps": [
+    {"id": "survey", "name": "Survey with checkpoints", "location": "onboard",
+     "compute_s": 9000, "checkpoint_interval_s": 10, "power_w": 2, "output_mb": 1,
+     "depends_on": []}], "policy": {"objective": "balanced", "deadline_orbits": 8}}
+
+
+def fly_over_radio(line_paths, tmp_path, job, bps, cfg=None):
+    """One job over the node's radio (bus radio_bps, sim/radio.py) in
+    simulated time, the agent speaking the compact encoding, through the real
+    bridge to the real Console: the events per contact, the reports' times,
+    the job's events, the bridge's counters."""
+    from tools.scenario import START, Ground, Node
+    from tools.timefmt import parse
+    path_a, path_b = line_paths
+    ground = Ground(tmp_path)
+    try:
+        dep = ground.deploy(job)
+        node = Node(ground, tmp_path, bus={"radio_bps": bps},
+                    cfg=dict({"transport": "serial", "serial_port": path_a,
+                              "serial_compact": True, "serial_timeout_ms": 20000}, **(cfg or {})))
+        bridge = start_bridge(path_b, ground.url)
+        bridge.wait_for("open")
+        try:
+            code, summary, out = node.run(timeout=150)
+        finally:
+            bcode, bout, counts = bridge.stop()
+        assert code == 0, out[-3000:]
+        assert ground.status(dep) == "completed", out[-3000:]
+        assert summary["reboots"] == 0 and summary["outbox"] == 0, out[-3000:]
+        seqs = ground.all_seqs(node.agent_id)   # every event once
+        assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
+        assert counts["compact_sessions"] >= 1 and counts["deflated"] >= 1, counts
+        assert counts["bad_requests"] == 0, counts
+        landed, reported = landed_per_contact(ground, node.agent_id,
+                                              contacts(ground.tle_path, START),
+                                              parse(summary["sim_time"]))
+        assert sum(landed.values()) == len(seqs)
+        return landed, reported, ground.events(dep)
+    finally:
+        ground.close()
+
+
 def test_the_demo_mission_completes_over_a_slow_radio_in_simulated_time(line, tmp_path):
-    """The spacecraft's radio (bus radio_bps, sim/radio.py) carries so many
-    bits a second each way, in simulated time; the agent speaks the compact
-    encoding over it (serial_compact), the bridge expands it for the real
-    Console. The demo mission completes, every event once, at 9,600 and at
-    1,200 bit/s; at 1,200 the workload (over 1 KB deflated) takes the air
+    """The spacecraft's radio carries so many bits a second each way, in
+    simulated time; the agent speaks the compact encoding over it, the bridge
+    expands it for the real Console. The demo mission completes, every event
+    once, at 9,600 and at 1,200 bit/s. Its stream is small (49 events, ~2.4 KB
+    compact): at 1,200 too each contact carries all that waits, so its events
+    land in the same contacts at both rates (what spreads is shown by the
+    survey below); at 1,200 the workload (over 1 KB deflated) takes the air
     at least 7 s longer to come down, so the job starts later."""
-    from tools.scenario import Ground, Node, load_job, types
+    from tools.scenario import load_job, types
     from tools.timefmt import parse
     path_a, path_b, relay = line
     relay()
-    accepted = {}
+    accepted, landed = {}, {}
     for bps in (9600, 1200):
-        ground = Ground(tmp_path / str(bps))
-        try:
-            dep = ground.deploy(load_job("demo-mission.json"))
-            node = Node(ground, tmp_path / str(bps), bus={"radio_bps": bps},
-                        cfg={"transport": "serial", "serial_port": path_a,
-                             "serial_compact": True, "serial_timeout_ms": 20000})
-            bridge = start_bridge(path_b, ground.url)
-            bridge.wait_for("open")
-            try:
-                code, summary, out = node.run(timeout=150)
-            finally:
-                bcode, bout, counts = bridge.stop()
-            assert code == 0, out[-3000:]
-            assert ground.status(dep) == "completed", out[-3000:]
-            assert summary["reboots"] == 0, out[-3000:]
-            seqs = ground.all_seqs(node.agent_id)
-            assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] == summary["seq"]
-            evs = ground.events(dep)
-            kinds = types(evs)
-            assert kinds.count("job.accepted") == 1 and kinds.count("job.completed") == 1
-            assert counts["compact_sessions"] >= 1 and counts["deflated"] >= 1, counts
-            assert counts["bad_requests"] == 0, counts
-            accepted[bps] = parse([e for e in evs if e["type"] == "job.accepted"][0]["timestamp"])
-        finally:
-            ground.close()
+        landed[bps], _, evs = fly_over_radio((path_a, path_b), tmp_path / str(bps),
+                                             load_job("demo-mission.json"), bps)
+        kinds = types(evs)
+        assert kinds.count("job.accepted") == 1 and kinds.count("job.completed") == 1
+        accepted[bps] = parse([e for e in evs if e["type"] == "job.accepted"][0]["timestamp"])
+    assert sorted(landed[1200]) == sorted(landed[9600]) == [1, 2], landed
     assert accepted[1200] - accepted[9600] >= 1000 * 10 * (1 / 1200 - 1 / 9600), accepted
+
+
+def test_at_1200_bit_s_a_long_backlog_spreads_over_more_contacts(line, tmp_path):
+    """~900 events made between the first and the second contact: at 9,600
+    bit/s the second contact carries them all; at 1,200 it cannot and the
+    rest come down in the contacts after, every event once,
+    the job completed. Telemetry shares the line: a report is made and sent
+    in every contact the drain fills, the backlog does not keep it off the
+    air for a pass."""
+    path_a, path_b, relay = line
+    relay()
+    landed, reported = {}, {}
+    for bps in (9600, 1200):
+        landed[bps], reported[bps], _ = fly_over_radio(
+            (path_a, path_b), tmp_path / str(bps), SURVEY, bps, cfg={"outbox_bytes": 524288})
+    backlog = sum(landed[9600].values()) - landed[9600][1]
+    assert backlog > 800, landed
+    assert sorted(landed[9600]) == [1, 2], landed
+    # contact 2 is 370 s: 1,200 bit/s carries ~44 KB in it (~800 compact events and their
+    # acks alone; ~450 beside the telemetry and the polls, whose replies bring the
+    # workload again while the Console has not heard the job end)
+    assert len(landed[1200]) >= 3 and landed[1200][2] < backlog, landed
+    from tools.scenario import START
+    windows = contacts(str(tmp_path / "1200" / "iss.tle"), START)
+    for k in sorted(landed[1200])[1:-1]:   # the contacts the drain filled from start to end
+        a, b = windows[k - 1]
+        assert any(a <= t <= b for t in reported[1200]), (k, landed)
+    print("\nevents per contact: 9,600 bit/s %s, 1,200 bit/s %s" % (landed[9600], landed[1200]))
 
 
 FRAGMENTED_AGENT = DRIVE + """
