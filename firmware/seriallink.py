@@ -86,7 +86,9 @@ class _Pieces(IOBase or object):
         while n < len(buf) and self.i < len(parts):
             p = parts[self.i]
             k = min(len(buf) - n, len(p) - self.off)
-            buf[n:n + k] = p[self.off:self.off + k]
+            # a view, not a slice of p: deflate.DeflateIO reads a byte a call,
+            # and a copy each time left the inflate no room in a fragmented heap
+            buf[n:n + k] = memoryview(p)[self.off:self.off + k]
             n += k
             self.off += k
             if self.off == len(p):

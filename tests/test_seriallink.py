@@ -30,8 +30,9 @@ def drive(gen):
 def out(obj):
     print(json.dumps(obj))
 
-def make_link(path, timeout_ms, retries):
-    return seriallink.SerialLink({"agent_id": "sat-link", "api_key": "um_secret"}, "0.1.0",
+def make_link(path, timeout_ms, retries, compact=False):
+    return seriallink.SerialLink({"agent_id": "sat-link", "api_key": "um_secret",
+                                  "serial_compact": compact}, "0.1.0",
                                  port=path, timeout_ms=timeout_ms, retries=retries)
 """
 
@@ -493,7 +494,7 @@ def test_at_1200_bit_s_a_long_backlog_spreads_over_more_contacts(line, tmp_path)
 FRAGMENTED_AGENT = DRIVE + """
 import gc, hashlib
 path = sys.argv[1]
-link = make_link(path, 1000, 6)
+link = make_link(path, 1000, 6, sys.argv[2] == "compact")
 # A heap hours old: no free block larger than ~3 KB anywhere (holes of 3 KB
 # between pinned small blocks), as after a long run of mixed allocations.
 gc.collect()
@@ -521,23 +522,29 @@ out({"status": status, "digest": digest, "counters": link.counters(),
 """
 
 
+@pytest.mark.parametrize("enc", ["json", "compact"])
 def test_a_12k_workload_arrives_in_pieces_of_2k_and_is_parsed_in_a_fragmented_heap(
-        console, line, tmp_path):
+        console, line, tmp_path, enc):
     """No frame is held whole: the bridge sends a reply longer than the
     agent's piece size (2 KiB) as pieces, the agent decodes each where it
     arrived and parses the workload from the pieces, so it needs no block
     the size of the workload (in a heap hours old there is none); a lost or
-    corrupted piece costs one retry, which the bridge answers from its cache."""
+    corrupted piece costs one retry, which the bridge answers from its cache.
+    An agent that offered compact and deflate at hello (the unix port has
+    `deflate`) gets the workload deflated, fewer pieces, and inflates it as
+    it parses it, in the same heap."""
     import hashlib
     from serial_helpers import WORKLOAD_12K
     path_a, path_b, relay = line
     faults = relay(drop=0.05, corrupt=0.05, seed=3)
     bridge = start_bridge(path_b, console.url)
     bridge.wait_for("open")
-    lines = run_agent(FRAGMENTED_AGENT, tmp_path, path_a)
+    lines = run_agent(FRAGMENTED_AGENT, tmp_path, path_a, enc)
     code, out, counts = bridge.stop()
     assert code == 0, out
     got = lines[-1]
+    assert counts["compact_sessions"] == (enc == "compact"), counts
+    assert (counts["deflated"] > 0) == (enc == "compact"), counts
     want = hashlib.sha256(WORKLOAD_12K["deployment_id"].encode())
     for step in WORKLOAD_12K["steps"]:   # CPython's dumps spells it as MicroPython's does
         for key in sorted(step):
@@ -546,5 +553,6 @@ def test_a_12k_workload_arrives_in_pieces_of_2k_and_is_parsed_in_a_fragmented_he
     assert got["digest"] == want.hexdigest()
     assert got["frame_buffer"] <= 2200                 # the agent's one frame buffer
     size = len(json.dumps(WORKLOAD_12K, separators=(",", ":")))
-    assert size > 12000 and got["counters"]["frames_in"] >= size // 2048 + 1
+    if enc == "json":
+        assert size > 12000 and got["counters"]["frames_in"] >= size // 2048 + 1
     assert counts["relayed"] == 1                      # retries were answered from the cache
