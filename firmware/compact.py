@@ -48,14 +48,48 @@ TELEMETRY_FIELDS = ("agent_id", "timestamp", "status", "battery_percent", "tempe
              "cpu_percent", "memory_mb")
 
 
-def _types():
-    return [line.split(" ", 1)[0] for line in events.SPEC.split("\n") if line]
+def _type_number(etype):
+    """The type's line in events.SPEC (1 = the first), 0 if not in the
+    catalog; found in place, no table built (a list of the catalog's types
+    would cost ~16 KB of heap on every request)."""
+    if not isinstance(etype, str) or not etype or " " in etype or "\n" in etype:
+        return 0
+    spec = events.SPEC
+    i = spec.find("\n" + etype + " ")
+    if i < 0:
+        return 0
+    return spec.count("\n", 0, i + 1) - (0 if spec[0] == "\n" else -1)
+
+
+def _type_name(k):
+    """The catalog's type on line k of events.SPEC; ValueError past its end."""
+    spec = events.SPEC
+    i = -1 if spec[0] != "\n" else 0
+    for _ in range(k - 1):
+        i = spec.find("\n", i + 1)
+        if i < 0:
+            break
+    j = spec.find(" ", i + 1) if i >= 0 else -1
+    if j < 0 or spec.find("\n", i + 1, j) >= 0 or j == i + 1:
+        raise ValueError("compact: unknown event type %d" % k)
+    return spec[i + 1:j]
+
+
+def _names(out, etype):
+    """The payload's catalog fields of etype, without the '?' marks; built
+    once a body."""
+    names = out.names.get(etype)
+    if names is None:
+        names = [f.rstrip("?") for f in events.fields(etype)]
+        out.names[etype] = names
+    return names
 
 
 class _Out:
     def __init__(self):
         self.b = bytearray()
         self.strings = {}
+        self.names = {}         # event type -> its payload's field names (this body)
 
     def uint(self, n):
         b = self.b
@@ -143,6 +177,7 @@ class _In:
         self.d = memoryview(data)
         self.i = 0
         self.strings = []
+        self.names = {}
 
     def byte(self):
         if self.i >= len(self.d):
@@ -237,22 +272,26 @@ class _In:
 
 def _time_ms(stamp):
     """ms since 1970 and whether the stamp shows them, if `stamp` is exactly
-    as timeutil.iso_utc writes it; else None (it travels as a string)."""
+    as timeutil.iso_utc writes it (20 characters, or 24 with ms); else None
+    (it travels as a string)."""
+    n = len(stamp)
+    if n != 20 and n != 24:
+        return None
     try:
         s, ms = timeutil.parse_iso_ms(stamp)
     except ValueError:
         return None
-    if stamp == timeutil.iso_utc(s):
+    if n == 20 and stamp == timeutil.iso_utc(s):
         return s * 1000, 0
-    if stamp == timeutil.iso_utc(s, ms):
+    if n == 24 and stamp == timeutil.iso_utc(s, ms):
         return s * 1000 + ms, 1
     return None
 
 
-def _event(out, ev, types, last):
+def _event(out, ev, last):
     """One event; last = [seq, time ms] of the event before it (updated)."""
     etype = ev.get("type")
-    k = types.index(etype) + 1 if etype in types else 0
+    k = _type_number(etype)
     out.uint(k)
     if k == 0:
         out.value(etype)
@@ -287,13 +326,12 @@ def _event(out, ev, types, last):
             out.value(ev[f])
     if "payload" in ev:
         p = ev["payload"]
-        spec = events.fields(etype) if k and isinstance(p, dict) else None
-        if spec is None:
+        if k and isinstance(p, dict):
+            out.b.append(1)
+            out.fields(_names(out, etype), p)
+        else:
             out.b.append(0)
             out.value(p)
-        else:
-            out.b.append(1)
-            out.fields([f.rstrip("?") for f in spec], p)
     if extra:
         out.uint(len(extra))
         for f in extra:
@@ -301,11 +339,9 @@ def _event(out, ev, types, last):
             out.value(ev[f])
 
 
-def _read_event(inp, types, last):
+def _read_event(inp, last):
     k = inp.uint()
-    if k > len(types):
-        raise ValueError("compact: unknown event type %d" % k)
-    etype = types[k - 1] if k else inp.value()
+    etype = _type_name(k) if k else inp.value()
     ev = {"type": etype}
     flags = inp.byte()
     if flags & 1:
@@ -327,10 +363,9 @@ def _read_event(inp, types, last):
             ev[f] = inp.value()
     if flags & 64:
         if inp.byte():
-            spec = events.fields(etype) if isinstance(etype, str) else None
-            if spec is None:
+            if not k:
                 raise ValueError("compact: catalog payload of an unknown type")
-            ev["payload"] = inp.fields([f.rstrip("?") for f in spec])
+            ev["payload"] = inp.fields(_names(inp, etype))
         else:
             ev["payload"] = inp.value()
     if flags & _EXTRA:
@@ -347,14 +382,13 @@ def encode_body(kind, body):
     out.b.append(kind)
     if kind in (EVENTS, EVENT):
         evs = body if kind == EVENTS else [body]
-        types = _types()
         if kind == EVENTS:
             out.uint(len(evs))
         last = [0, 0]
         for ev in evs:
             if not isinstance(ev, dict):
                 raise ValueError("an event must be an object")
-            _event(out, ev, types, last)
+            _event(out, ev, last)
     elif kind == TELEMETRY:
         if not isinstance(body, dict):
             raise ValueError("telemetry must be an object")
@@ -369,10 +403,9 @@ def decode_body(data):
     inp = _In(data)
     kind = inp.byte()
     if kind in (EVENTS, EVENT):
-        types = _types()
         n = inp.count() if kind == EVENTS else 1
         last = [0, 0]
-        body = [_read_event(inp, types, last) for _ in range(n)]
+        body = [_read_event(inp, last) for _ in range(n)]
         if kind == EVENT:
             body = body[0]
     elif kind == TELEMETRY:

@@ -86,7 +86,9 @@ class _Pieces(IOBase or object):
         while n < len(buf) and self.i < len(parts):
             p = parts[self.i]
             k = min(len(buf) - n, len(p) - self.off)
-            buf[n:n + k] = p[self.off:self.off + k]
+            # a view, not a slice of p: deflate.DeflateIO reads a byte a call,
+            # and a copy each time left the inflate no room in a fragmented heap
+            buf[n:n + k] = memoryview(p)[self.off:self.off + k]
             n += k
             self.off += k
             if self.off == len(p):
@@ -162,6 +164,8 @@ class SerialLink:
         self.offer_compact = bool(get("serial_compact"))  # offer compact requests at hello
         self.compact = False          # ... and the bridge took the offer (firmware/compact.py)
         self.busy_since = None        # a call holds the line since (ms)
+        self.waiters = 0              # calls waiting for the line
+        self.handoff = False          # the line was freed with calls waiting: theirs first
         # counters (requests/failures/bytes_sent as in HttpLink)
         self.requests = 0
         self.failures = 0
@@ -203,9 +207,20 @@ class SerialLink:
         # One request on the line at a time; a holder that vanished without
         # cleaning up (killed task) is overtaken after the longest call.
         longest = 2 * (self.retries + 1) * self.timeout_ms + 1000
+        # Turns: when a call ends while others wait, the next of them goes
+        # first, not a new call of the task that just had the line (the
+        # report task draining a backlog would keep telemetry off a pass).
+        waited = False
         while self.busy_since is not None and \
-                ticks_diff(self.now_ms(), self.busy_since) < longest:
+                ticks_diff(self.now_ms(), self.busy_since) < longest or \
+                self.handoff and not waited:
+            if not waited:
+                waited = True
+                self.waiters += 1
             yield self.pause
+        if waited:
+            self.waiters -= 1
+        self.handoff = False
         self.busy_since = self.now_ms()
         try:
             for _ in range(2):      # a second round only after "no session"
@@ -225,6 +240,7 @@ class SerialLink:
             return None, "bridge has no session"
         finally:
             self.busy_since = None
+            self.handoff = self.waiters > 0
 
     def _hello(self):
         self.hellos += 1

@@ -280,6 +280,34 @@ def test_a_reply_longer_than_the_agents_piece_size_goes_down_in_pieces(relay, co
     assert len(relay.feed(framing.encode(wire({"i": 4, "m": "GET", "p": "/api/workload"})))) == 1
 
 
+def test_long_replies_go_deflated_only_to_an_agent_that_offered_it(relay, console):
+    """Negotiated, never forced: a hello with `"z": ["deflate9"]` gets long
+    replies (over 512 B) as raw deflate pieces, headed `z`, that inflate to
+    the reply; an agent that speaks compact but has no deflate (its hello
+    says no `z`) gets them plain, as does one that offers neither."""
+    import zlib
+    import compact
+    got = {}
+    for sid, extra in ((11, {"enc": [compact.VERSION], "z": ["deflate9"]}),
+                       (12, {"enc": [compact.VERSION]}), (13, {})):
+        answer = hello(relay, rid=1, sid=sid, pc=2048, **extra)
+        assert answer["b"].get("z") == extra.get("z", [None])[0]
+        assert answer["b"].get("enc") == (compact.VERSION if extra else None)
+        frames = relay.feed(framing.encode(wire({"i": 2, "m": "GET", "p": "/api/workload"})))
+        payloads = [framing.decode(f[:-1]) for f in frames]
+        heads = [p[:p.index(b":")].split() for p in payloads]
+        body = b"".join(p[p.index(b":") + 1:] for p in payloads)
+        if all(len(h) == 4 and h[3] == b"z" for h in heads):
+            got[sid] = ("deflated", len(body), json.loads(zlib.decompress(body, -9)))
+        else:
+            assert all(len(h) == 3 for h in heads)
+            got[sid] = ("plain", len(body), json.loads(body))
+    assert [got[s][0] for s in (11, 12, 13)] == ["deflated", "plain", "plain"]
+    assert got[11][2] == got[12][2] == got[13][2] and len(got[11][2]["b"]["steps"]) == 84
+    assert got[11][1] < got[12][1] / 3
+    assert relay.counters()["deflated"] == 1
+
+
 def test_a_hello_with_a_bad_piece_size_is_refused(relay, console):
     for bad in (16, "2048", True):
         assert hello(relay, pc=bad)["s"] == 400

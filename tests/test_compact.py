@@ -1,17 +1,23 @@
 """The compact encoding (firmware/compact.py, docs/serial.md "Compact
 encoding"): every catalog type with random payloads comes back field for
-field; what the agent encodes under the real MicroPython unix port the
-bridge's side decodes equal; malformed bytes are a ValueError, never
-anything else."""
+field, and so does telemetry and any other request body, through the
+bridge's own expansion (tools/bridge.py) to the JSON the Console is sent;
+what the agent encodes under the real MicroPython unix port arrives equal;
+malformed bytes are a ValueError, never anything else."""
+import itertools
 import json
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import compact
 import events
+import framing
 import timeutil
+from serial_helpers import FakeConsole
 from tools import upy
+from tools.bridge import Bridge
 from tools.console import eventcheck
 
 TYPES = eventcheck.types()
@@ -57,6 +63,42 @@ def same(a, b):
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+@pytest.fixture(scope="module")
+def ground():
+    """The bridge (tools/bridge.py, its frame interface) in a compact session,
+    relaying to a recording HTTP server: what the Console would be sent."""
+    console = FakeConsole().start()
+    bridge = Bridge(console.url, http_timeout=5.0)
+    hello = {"i": 1, "m": "HELLO", "b": {"agent_id": "sat-7", "api_key": "um_k", "sid": 7,
+                                          "enc": [compact.VERSION]}}
+    reply = json.loads(framing.decode(bridge.feed(framing.encode(
+        json.dumps(hello).encode()))[0][:-1]))
+    assert reply["b"]["enc"] == compact.VERSION
+    yield bridge, console
+    bridge.close()
+    console.stop()
+
+
+_ids = itertools.count(1)
+
+
+def through_the_bridge(ground, method, path, body):
+    """The JSON body the bridge sends on for a compact request frame of
+    `body`, built as the agent builds it (seriallink: compact.request), with
+    a fresh request id (the same id and bytes again would be a retry, which
+    the bridge answers from its cache)."""
+    bridge, console = ground
+    rid = next(_ids) % 65535 + 1
+    before = len(console.requests)
+    frame = framing.encode(bytes(compact.request(rid, method, path,
+                                                 compact.body_kind(path, body), body)))
+    out = bridge.feed(frame)
+    assert len(out) == 1 and len(console.requests) == before + 1
+    m, p, _, sent = console.requests[-1]
+    assert (m, p) == (method, path)
+    return sent
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(an_event(), min_size=1, max_size=8))
 def test_every_catalog_type_with_random_payloads_round_trips_field_for_field(batch):
@@ -64,6 +106,47 @@ def test_every_catalog_type_with_random_payloads_round_trips_field_for_field(bat
     assert kind == compact.EVENTS and same(back, batch)
     kind, one = compact.decode_body(compact.encode_body(compact.EVENT, batch[0]))
     assert kind == compact.EVENT and same(one, batch[0])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(an_event(), min_size=1, max_size=8))
+def test_compact_through_the_bridge_is_the_json_the_agent_made_field_for_field(ground, batch):
+    """compact -> bridge (its own expansion, tools/bridge.py) -> the JSON the
+    Console is sent: the batch, one event, any request body, equal field for
+    field, under the catalog's type or not, unknown fields and all."""
+    assert same(through_the_bridge(ground, "POST", "/api/agent/events", batch), batch)
+    assert same(through_the_bridge(ground, "POST", "/api/agent/events", batch[0]), batch[0])
+    other = {"agent_id": "sat-7", "satellite_id": batch[0].get("step_id"), "extra": batch[-1]}
+    assert same(through_the_bridge(ground, "POST", "/api/agent/register", other), other)
+
+
+@pytest.mark.parametrize("etype", TYPES)
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_each_catalog_type_through_the_bridge_field_for_field(ground, etype, data):
+    """Every type of the catalog, not only those a random draw happens to
+    pick: its catalog fields (some left out), members the catalog does not
+    name, the envelope as the agent sends it."""
+    payload = {}
+    for f in (events.fields(etype) or ()):
+        if not f.endswith("?") or data.draw(st.booleans()):
+            payload[f.rstrip("?")] = data.draw(values)
+    payload.update(data.draw(st.dictionaries(st.text(max_size=8), values, max_size=2)))
+    batch = [{"type": etype, "seq": n, "timestamp": data.draw(stamps), "job_id": "job-1",
+              "step_id": data.draw(st.sampled_from([None, "s1", "capture"])),
+              "agent_id": "sat-7", "deployment_id": "dep-1", "payload": payload}
+             for n in (5, 6)]
+    assert same(through_the_bridge(ground, "POST", "/api/deployments/dep-1/events", batch), batch)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(compact.TELEMETRY_FIELDS) | st.text(max_size=8), values,
+                       max_size=12))
+def test_telemetry_through_the_bridge_is_the_json_the_agent_made(ground, doc):
+    assert same(through_the_bridge(ground, "POST", "/api/agent/telemetry", doc), doc)
 
 
 @settings(max_examples=200, deadline=None)
@@ -87,11 +170,12 @@ def test_malformed_bytes_are_a_value_error_and_nothing_else(data):
             pass
 
 
-def test_what_the_agent_encodes_on_micropython_the_ground_decodes_equal(tmp_path):
+def test_what_the_agent_encodes_on_micropython_the_ground_decodes_equal(ground, tmp_path):
     """The demo mission's predicted stream, as the agent reports it (seq,
-    agent and deployment ids), in batches of 50 encoded by the firmware under
-    the unix port; decoded on the host it is the stream, value for value,
-    in fewer bytes than its JSON."""
+    agent and deployment ids), in batches of 50 as request frames built by
+    the firmware under the unix port (compact.request); through the bridge
+    it is the stream the Console is sent, value for value, in fewer bytes
+    than its JSON."""
     from tools import planner
     from tools.benches.planner import SAT
     from tools.scenario import START, load_job
@@ -104,13 +188,18 @@ def test_what_the_agent_encodes_on_micropython_the_ground_decodes_equal(tmp_path
 import binascii, json, compact
 evs = json.load(open(%r))
 for i in range(0, len(evs), 50):
-    print(binascii.hexlify(compact.encode_body(compact.EVENTS, evs[i:i + 50])).decode())
+    print(binascii.hexlify(compact.request(i + 1, "POST", "/api/deployments/dep-0123456789abcdef/events",
+                                           compact.EVENTS, evs[i:i + 50])).decode())
 """ % str(path))
     assert res.returncode == 0, res.stdout + res.stderr
+    bridge, console = ground
     back, size = [], 0
     for line in res.stdout.split():
         data = bytes.fromhex(line)
         size += len(data)
-        back += compact.decode_body(data)[1]
+        before = len(console.requests)
+        assert len(bridge.feed(framing.encode(data))) == 1
+        assert len(console.requests) == before + 1
+        back += console.requests[-1][3]
     assert same(back, evs)
     assert size < len(json.dumps(evs, separators=(",", ":"))) / 4

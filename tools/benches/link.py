@@ -175,9 +175,50 @@ def compact_bytes(evs, n):
     return c / len(evs), j / len(evs)
 
 
+def agent_batches(evs):
+    """The stream cut as the agent's report task cuts it (journal.outbox:
+    at most report_batch events, their spooled JSON within report_batch_bytes,
+    the first one always)."""
+    import agentdefaults
+    limit_n = agentdefaults.DEFAULTS["report_batch"]
+    limit_b = agentdefaults.DEFAULTS["report_batch_bytes"]
+    batches, cur, size = [], [], 0
+    for ev in evs:
+        text = len(json.dumps({k: v for k, v in ev.items() if k != "seq"}, separators=(",", ":")))
+        if cur and (len(cur) >= limit_n or size + text > limit_b):
+            batches.append(cur)
+            cur, size = [], 0
+        cur.append(ev)
+        size += text
+    return batches + [cur]
+
+
+def pass_air_bytes(evs, compact_frames):
+    """Bytes on the air each way per event for the agent's batches: the
+    request frame (compact or JSON) and the Console's acknowledgement frame
+    ({ids, acked_seq, server_time}, JSON as the bridge sends it down). One
+    request is in flight at a time, so a pass spends the sum of both."""
+    path = "/api/deployments/dep-0123456789abcdef/events"
+    up = down = 0
+    for rid, batch in enumerate(agent_batches(evs), 1):
+        if compact_frames:
+            up += len(framing.encode(bytes(compact.request(rid, "POST", path, compact.EVENTS,
+                                                           batch))))
+        else:
+            up += len(framing.encode(json.dumps({"i": rid, "m": "POST", "p": path, "b": batch},
+                                                separators=(",", ":")).encode()))
+        seqs = [e["seq"] for e in batch]
+        down += len(framing.encode(json.dumps(
+            {"i": rid, "s": 201, "b": {"ids": seqs, "acked_seq": seqs[-1],
+                                       "server_time": "2008-09-20T13:21:36.123Z"}},
+            separators=(",", ":")).encode()))
+    return up / len(evs), down / len(evs)
+
+
 COMPACT_SPEED = """
 import gc, json, time
-evs = json.load(open(%r))[:50]
+evs = json.load(open(%r))
+batch = evs[:50]
 gc.collect()
 a = gc.mem_alloc()
 import compact
@@ -185,27 +226,46 @@ gc.collect()
 module = gc.mem_alloc() - a
 t = time.ticks_ms()
 for _ in range(10):
-    data = compact.encode_body(compact.EVENTS, evs)
+    data = compact.encode_body(compact.EVENTS, batch)
 enc = time.ticks_diff(time.ticks_ms(), t)
 t = time.ticks_ms()
 for _ in range(10):
     compact.decode_body(data)
 dec = time.ticks_diff(time.ticks_ms(), t)
-print(json.dumps({"events": 500, "enc_ms": enc, "dec_ms": dec, "module": module}))
+# the heap one request costs as the agent builds it (seriallink: the batch's
+# JSON parsed, then compact.request): bytes allocated, the collector held off
+agent = json.load(open(%r))
+texts = [json.dumps(b) for b in agent]
+heap = 0
+for text in texts:
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    frame = compact.request(9, "POST", "/api/deployments/dep-0123456789abcdef/events",
+                            compact.EVENTS, json.loads(text))
+    heap = max(heap, gc.mem_alloc() - a)
+    gc.enable()
+    frame = None
+print(json.dumps({"events": 500, "enc_ms": enc, "dec_ms": dec, "module": module, "heap": heap,
+                  "batch_n": max(len(b) for b in agent)}))
 """
 
 
 def compact_speed(evs):
     import tempfile
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(evs, f)
+    paths = []
+    for doc in (evs, agent_batches(evs)):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(doc, f)
+            paths.append(f.name)
     try:
-        m = run_code(COMPACT_SPEED % f.name, impl="micropython", heap="512K",
+        m = run_code(COMPACT_SPEED % tuple(paths), impl="micropython", heap="512K",
                      timeout=120).check().last_json
     finally:
-        os.unlink(f.name)
+        for p in paths:
+            os.unlink(p)
     return m["events"] / max(m["enc_ms"], 1) * 1000, m["events"] / max(m["dec_ms"], 1) * 1000, \
-        m["module"]
+        m["module"], m["heap"], m["batch_n"]
 
 
 def run():
@@ -216,21 +276,31 @@ def run():
         figures.append({"name": "compact: serial bytes per event, demo mission stream "
                                 "(batch of %d; JSON frames: %.0f)" % (n, j),
                         "value": round(c, 1), "unit": "B/event"})
-    c50 = compact_bytes(evs, BATCH)[0]
-    j50 = compact_bytes(evs, BATCH)[1]
+    up_c, down = pass_air_bytes(evs, True)
+    up_j, _ = pass_air_bytes(evs, False)
+    n_batches = len(agent_batches(evs))
     for bits in (9600, 1200):
-        figures.append({"name": "events a 10-minute pass carries at %d bit/s (8N1, batches of "
-                                "%d): compact (JSON: %d)" % (bits, BATCH, 600 * bits / 10 / j50),
-                        "value": round(600 * bits / 10 / c50), "unit": "events"})
+        per_s = bits / 10.0
+        figures.append({"name": "events a 10-minute pass carries at %d bit/s (the agent's %d "
+                                "batches, acks included): compact (JSON: %d)"
+                                % (bits, n_batches, 600 * per_s / (up_j + down)),
+                        "value": round(600 * per_s / (up_c + down)), "unit": "events"})
+    figures.append({"name": "air bytes per event, the agent's batches: compact up / ack down "
+                            "(JSON up: %.0f)" % up_j,
+                    "value": "%.1f / %.1f" % (up_c, down), "unit": "B/event"})
     plain, deflated = workload_bytes()
-    figures.append({"name": "uplink: the demo mission's workload reply, deflated (JSON: %d B)"
-                            % plain, "value": deflated, "unit": "B"})
-    enc, dec, module = compact_speed(evs)
+    figures.append({"name": "uplink: the demo mission's workload reply, JSON (before)",
+                    "value": plain, "unit": "B"})
+    figures.append({"name": "uplink: the same, deflated (after: an agent that offers deflate9)",
+                    "value": deflated, "unit": "B"})
+    enc, dec, module, heap, batch_n = compact_speed(evs)
     figures += [
         {"name": "compact encode speed (MicroPython unix port)", "value": round(enc), "unit": "events/s"},
         {"name": "compact decode speed (MicroPython unix port)", "value": round(dec), "unit": "events/s"},
         {"name": "compact module in the heap (MicroPython unix port, .py)", "value": module,
          "unit": "B"},
+        {"name": "heap one compact request allocates (the agent's batch of <= %d: JSON parsed "
+                 "+ encoded, MicroPython)" % batch_n, "value": heap, "unit": "B"},
     ]
     for n in (1, 10, BATCH):
         frame, payload, http = line_bytes(n)
