@@ -104,6 +104,10 @@ class Node:
         self.bus = bus
         self.heap = heap
         self.mpy_dir = mpy_dir  # run the modules compiled to .mpy from here (as on a board)
+        # the process runs in its modules' folder, as a board in its flash root:
+        # every module's interned file name is then "agent.mpy", not a long path
+        # (upy.mpy_path); run argv() in `cwd`
+        self.cwd = mpy_dir
 
     def argv(self, until=None, until_idle=True, start=START, speed=0, reset_cause=None,
              heap_watch=False):
@@ -121,14 +125,16 @@ class Node:
             args += ["--bus", json.dumps(self.bus)]
         if self.mpy_dir:
             # the node itself as a module, so it too is loaded compiled
-            argv, env = upy.command(NODE, heap=self.heap, args=args, mpy_dir=self.mpy_dir)
+            argv, env = upy.command(NODE, heap=self.heap, args=args, mpy_dir=self.mpy_dir,
+                                    cwd=self.cwd)
             i = argv.index(NODE)
             return argv[:i] + ["-m", "node"] + argv[i + 1:], env
         return upy.command(NODE, heap=self.heap, args=args)
 
     def run(self, timeout=120, **kw):
         argv, env = self.argv(**kw)
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, env=env, cwd=self.cwd, capture_output=True, text=True,
+                              timeout=timeout)
         lines = [ln for ln in proc.stdout.splitlines() if ln != "WDT"]
         summary = None
         for ln in lines:
@@ -141,7 +147,8 @@ class Node:
 
     def start(self, **kw):
         argv, env = self.argv(**kw)
-        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(argv, env=env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
 
 
 def types(events):
