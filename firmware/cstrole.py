@@ -143,28 +143,39 @@ def blocked(ag, job):
     """Steps that can never run (a dependency failed) fail too; a step whose
     dependant is done is done too (its output was taken: a member that missed
     its notice, cut off while it came and its owner's part over since, still
-    ends its own); True when every step of the job is resolved."""
-    steps = ag.journal.state["steps"]
+    ends its own); True when every step of the job is resolved. The answer
+    holds until the next commit (the journal's record count "n"): an idle
+    execute task asks it every few seconds while nothing changed."""
+    st = ag.journal.state
+    steps = st["steps"]
+    last = ag.cst_tx.get("bl")
+    if last is not None and last[0] == st["n"] and last[1] is steps:
+        return last[2]
     ops = []
     done = set()
     for step in reversed(job["steps"]):  # dependants first (the steps are in topological order)
-        if steps[step["id"]]["status"] == "done" or step["id"] in done:
+        if step["id"] in done or steps[step["id"]]["status"] == "done":
             for d in step["depends_on"]:
-                if not resolved(steps[d]) and d not in done:
+                if d not in done and steps[d]["status"] not in ("done", "failed", "moved"):
                     done.add(d)
                     ops.append(["st", d, {"status": "done", "remote": _owner(job["cst"], d),
                                           "implied": step["id"]}])
+    every = True
     for step in job["steps"]:
-        if resolved(steps[step["id"]]) or step["id"] in done:
+        if step["id"] in done or steps[step["id"]]["status"] in ("done", "failed", "moved"):
             continue
         for d in step["depends_on"]:
             if steps[d]["status"] == "failed":
                 ops.append(["st", step["id"], {"status": "failed",
                                                "error": "its input %r failed" % d}])
                 break
+        else:
+            every = False
     if ops:
         ag.journal.commit(ops)
-    return all(resolved(steps[step["id"]]) for step in job["steps"])
+        every = all(resolved(steps[step["id"]]) for step in job["steps"])
+    ag.cst_tx["bl"] = (st["n"], steps, every)
+    return every
 
 
 def finish(ag, job):
@@ -407,6 +418,7 @@ def _takeovers(ag, job, now):
         hb = hbs.get(m)
         if m != me and hb is not None and now - hb[0] <= quiet_ms:
             heard = True
+            break
     tx = ag.cst_tx
     if not heard:
         tx["joined"] = None
@@ -416,11 +428,11 @@ def _takeovers(ag, job, now):
     if now - tx["joined"] < quiet_ms:
         return
     steps = ag.journal.state["steps"]
+    hint = tx.get("hint", ())
     for step in job["steps"]:
         sid = step["id"]
-        s = steps[sid]
-        owner, epoch = cst["own"][sid]
-        if resolved(s) or owner == me or me not in cst["chain"][sid] or sid in tx.get("hint", ()):
+        owner = cst["own"][sid][0]
+        if owner == me or me not in cst["chain"][sid] or sid in hint or resolved(steps[sid]):
             continue
         hb = hbs.get(owner)
         if hb is None and now - boot < cst["unheard_s"] * 1000:

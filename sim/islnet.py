@@ -33,6 +33,7 @@ class Network:
         self.lost = 0
         self.delivered = 0
         self.no_route = 0
+        self.landed = set()      # who a message was delivered to (a reader may empty it)
 
     def port(self, sat_id):
         if sat_id not in self.router.adj:
@@ -126,6 +127,7 @@ class Network:
             self.status[msg_id] = outcome
             if outcome == isl.DELIVERED:
                 self.inbox[dst].append((src, data))
+                self.landed.add(dst)
                 self.delivered += 1
             else:
                 self.lost += 1

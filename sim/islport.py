@@ -41,7 +41,8 @@ class HubPort:
         self.inbox = []
         self.arrived = False
         self.sent = {}          # msg id -> (ms it arrives or is lost, delivered?)
-        self.counts = {"sent": 0, "no_route": 0, "received": 0, "waits": 0, "quiet": 0}
+        self.counts = {"sent": 0, "no_route": 0, "received": 0, "waits": 0, "quiet": 0,
+                       "alone": 0}
         self.grant = 0          # quiet: it may go on alone to here (islhub "Quiet nodes")
         self.ram_from = -1      # what arrived before this went with a reset's RAM
 
@@ -117,6 +118,19 @@ class HubPort:
         until = now + int((nxt - t) * 1000) - 1
         return until if until > now else None
 
+    def _alone(self, t_ms):
+        """True while the agent has no job and t_ms comes before its poll task's
+        next wake (islhub "Alone in a pass"): only a poll gives it a job, so it
+        sends nothing before then, and what reaches it meanwhile only waits in
+        its radio until the hub hands it over, before that poll."""
+        node = self.node
+        ag = node.agent if node is not None else None
+        if ag is None or ag.journal.state["job"] is not None:
+            return False
+        poll = ag.sched.tasks.get("poll")
+        wake = poll.entry if poll is not None else None
+        return wake is not None and wake[0] > t_ms
+
     def advance(self, t_ms):
         clock = self.clock
         now = clock.now_ms()
@@ -134,6 +148,12 @@ class HubPort:
                 clock.advance_to(t)
                 return t
             # not a ms further alone (the hub stops it here): ask as any node does
+        elif self._alone(t_ms):   # no job, and not its poll's wake: on at once
+            self.counts["alone"] += 1
+            t = self._ask(None, b"g %d %d\n" % (now, t_ms))["t"]
+            if t > now:
+                clock.advance_to(t)
+                return t
         self.counts["waits"] += 1
         reply = self._ask(None, b"a %d %d\n" % (now, t_ms))
         clock.advance_to(reply["t"])

@@ -48,12 +48,13 @@ try:
     # FACTS.md: allocation stays fast with a threshold set. On a board-sized
     # heap a sixteenth of it, not a quarter: garbage collected sooner leaves
     # fewer holes between live blocks (measured: the demo completes at 192K
-    # instead of 208K). A heap of 1 MiB or more (the unix port's default
-    # 2 MiB, no --heap cap) has room to spare: there every collection sweeps
-    # the whole heap, so it waits for half of it (an idle day's node CPU 2.7
-    # -> 2.3 s, docs/sim.md "A simulated day"). boot.py sets 16 KiB on a board.
+    # instead of 208K). A heap of 384 KiB or more (a fleet node's 512K, the
+    # unix port's default 2 MiB) has room to spare: there every collection
+    # sweeps the whole heap, so it waits for half of it (an idle day's node
+    # CPU 2.7 -> 2.3 s on 2 MiB, 1.75 s on 400-600K: gc.mem_free(), in every
+    # telemetry document, walks the whole heap too). boot.py sets 16 KiB on a board.
     _heap = gc.mem_free() + gc.mem_alloc()
-    gc.threshold(max(8192, _heap // 16) if _heap < 1 << 20 else _heap // 2)
+    gc.threshold(max(8192, _heap // 16) if _heap < 384 << 10 else _heap // 2)
     del _heap
 except AttributeError:
     pass

@@ -360,13 +360,16 @@ def test_a_fleet_of_unchanged_agents_runs_on_one_clock_and_a_lost_satellite_stop
     joins = [i for i, e in enumerate(events) if e["ev"] == "join" and e["sat"] == "99902"]
     assert len(joins) == 2
     before = events[:joins[1]]
-    last = max(e["floor"] if e["ev"] == "join" else e["t"] for e in before
+    # (alone in a pass, logged as quiet with alone: it went on to `until` at once)
+    last = max(e["floor"] if e["ev"] == "join" else e["until"] if e.get("alone") else e["t"]
+               for e in before
                if (e.get("sat") == "99902" and e["ev"] in ("rel", "join", "adv", "quiet"))
                or (e["ev"] == "send" and e["src"] == "99902"))
     front = max(e["h"] for e in before if e.get("sat") != "99902" and e["ev"] in ("rel", "join"))
     again = events[joins[1]]
     floor = max(again["t"], last)
-    word = [e["until"] for e in before if e.get("sat") == "99902" and e["ev"] == "quiet"]
+    word = [e["until"] for e in before if e.get("sat") == "99902" and e["ev"] == "quiet"
+            and not e.get("alone")]
     if not word or word[-1] <= floor:     # a quiet node's word holds over its reset: no skip
         floor = max(floor, front - report["hub"]["lookahead_ms"])
     assert again["t"] > 0 and again["floor"] == floor
@@ -444,3 +447,42 @@ def test_a_quiet_node_that_comes_back_carries_on_at_its_own_clock(train, tmp_pat
         b.ask({"op": "bye", "t": 800000})
     finally:
         hub.stop()
+
+
+def test_a_node_alone_in_its_pass_goes_on_at_once_gets_what_came_before_its_poll_and_rejoins_as_any(train, tmp_path):
+    """islhub "Alone in a pass": a node with no job asks to go to a wake before its
+    poll's; it goes there without the others catching up, what was sent to it meanwhile
+    comes at its next ask in arrival order, and its word ends at its clock: a reset of
+    it rejoins past where the others went, less the lookahead (its reboot may poll at once)."""
+    plan, t0 = train
+    hub = Hub(plan, t0, TRAIN[:2], grace_s=5, log_path=str(tmp_path / "hub.log")).start()
+    try:
+        a, b = _Raw(hub, "99901"), _Raw(hub, "99902")
+        L = a.join["L"]
+        # 99901 alone to 300 s: at once, though 99902 is still at 0 s (an "a" would wait)
+        assert a.ask("g 0 300000\n")["t"] == 300000
+        # its base is its clock now: 99902 may go to 300 s + L, no further
+        assert b.ask("a 0 1000\n")["t"] == 1000
+        got = b.ask({"op": "send", "t": 1000, "to": "99901", "s": "first"})
+        second = b.ask({"op": "send", "t": 1000, "to": "99901", "s": "second"})
+        assert got["ok"] and second["ok"] and got["at"] < 300000
+        assert b.ask("a 1000 %d\n" % (300000 + L))["t"] == 300000 + L
+        b.s.sendall(b"a %d 400000\n" % (300000 + L))       # held: 99901 is at 300 s
+        time.sleep(0.2)
+        # its poll's wake: it asks as any node does, and first gets what came, in order
+        back = a.ask("a 300000 310000\n")
+        assert back["t"] == 300000 and [m[3] for m in back["m"]] == ["first", "second"]
+        assert [m[1] for m in back["m"]] == [got["at"], second["at"]]
+        a.close()                                     # its computer resets; its world store says 0 s
+        time.sleep(0.3)
+        again = _Raw(hub, "99901", t=0)
+        # no word beyond its clock (a quiet node's would bring it back at 0 s): it comes
+        # back where it was let go, which the others were told they may go to, less L
+        assert again.join["t"] == 300000, again.join
+        again.ask({"op": "bye", "t": 300000})
+        assert b.f.readline().startswith(b"r 400000")  # 99902, held by it until then
+        b.ask({"op": "bye", "t": 400000})
+    finally:
+        hub.stop()
+    events, handed = _check_lockstep(str(tmp_path / "hub.log"), hub.L)
+    assert handed == 2 and hub.stats()["alone"] == 1 and L > 0

@@ -62,10 +62,11 @@ def victim_of(plan, predicted):
     return None
 
 
-def run(fleet_file=DEMO_FLEET, workdir=None, heap="256K", echo=click.echo, fault=True,
+def run(fleet_file=DEMO_FLEET, workdir=None, heap=None, echo=click.echo, fault=True,
         faults=None, hours=HOURS):
     """The demo; returns (exit code, summary dict). faults: FleetRun's
-    {satellite: [fault]} instead of the demo's own (fault=False: none)."""
+    {satellite: [fault]} instead of the demo's own (fault=False: none); heap: each
+    node's -X heapsize (None: fleetrun.NODE_HEAP)."""
     import httpx
 
     import fleet

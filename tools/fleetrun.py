@@ -6,7 +6,7 @@ horizon, against one real Console. Each node is supervised and restarted on
 reset like `umbra agent run --sim` (tools/agent_cli.NodeProcess), so the
 reset of one drops only that node's RAM; the others run on.
 
-    run = FleetRun(world, ground, workdir, mpy_dir=..., heap="256K", heap_watch=False,
+    run = FleetRun(world, ground, workdir, mpy_dir=..., heap=None (NODE_HEAP), heap_watch=False,
                    faults={"99902": [{"kind": "reset", "at_s": 3600},
                                      {"kind": "partition", "at_s": 7200, "for_s": 600}]},
                    until_s=None, isl=True, hub_log=False, grace_s=10.0)
@@ -41,6 +41,13 @@ from tools.console import catalog
 from tools.scenario import Node
 
 
+# Each node's heap (-X heapsize): a flight board's order, not the unix port's 2 MiB
+# default. Every gc.mem_free() (in every telemetry document) and every collection
+# walks the whole heap: 20 nodes x 24 h took 60-63 s on 2 MiB heaps. A node with the
+# constellation role completes the fleet demo at 204K (make bench, area constellation).
+NODE_HEAP = "512K"
+
+
 class FleetRun:
     def __init__(self, world, ground, workdir, mpy_dir=None, heap=None, heap_watch=False,
                  faults=None, watchdog_s=60.0, until_s=None, isl=True, hub_log=False, grace_s=10.0):
@@ -48,7 +55,7 @@ class FleetRun:
         self.ground = ground
         self.workdir = str(workdir)
         self.mpy_dir = mpy_dir
-        self.heap = heap
+        self.heap = heap or NODE_HEAP
         self.heap_watch = heap_watch
         ids = [m["satellite_id"] for m in world.members]
         # fleet faults (lost, partition, isl_down) go to the hub, the others to each node's injector

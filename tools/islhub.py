@@ -34,8 +34,17 @@ for a job it may poll later). It says so ("q T P"), goes on alone to P
 without asking, and is handed what arrived meanwhile when it asks to go past
 P (the first ask of its pass), in arrival order; its base for the others is
 P meanwhile. Its word holds over a reset (its journal still holds no job),
-so it joins again at its own clock. A fleet whose nodes have no job is held
-only while its satellites are in their passes, and only by those in a pass.
+so it joins again at its own clock.
+
+**Alone in a pass.** A node whose agent has no job while a station is in
+view can get one only from its poll. Until its poll's next wake it can
+send nothing either, and what reaches it only waits in its radio, as for a
+quiet node. So it goes on to each other wake at once ("g T T2": its base is
+T2 from then on, the others need not catch up first), and asks as any node
+does only for its poll's wake, where it is handed what arrived meanwhile
+before the poll runs. Its word reaches no further than its clock, so a
+reset (whose reboot polls at once) rejoins as a running node does. A fleet
+whose nodes have no job is then held only at its in-pass nodes' polls.
 
 **Nodes that go.** A node whose connection closes (killed, crashed, reset,
 at its end) holds the others at its last time for `grace_s` wall seconds (its
@@ -66,6 +75,10 @@ Times are ms on the node's clock (0 = `start`).
   "q T P"                                  -> "r R H"   (quiet: it sends nothing before P; it goes
                                               on alone to R = P, or to where it was lost, and
                                               gets what arrived meanwhile at its next advance)
+  "g T T2"                                 -> "r R H"   (alone: no job, and T2 is not its poll's
+                                              wake; it goes on to R = T2 at once, or to where
+                                              it was lost, and gets what arrived meanwhile at
+                                              its next advance)
   {"op": "send", "t": T, "to": ID, "s": TEXT | "b": BASE64}
                                            -> {"id": N, "at": MS, "ok": bool, "h": H}
                                               (id None: no route now; at: arrival or loss)
@@ -171,7 +184,8 @@ class Hub:
         self.L = islnet.lookahead_ms(plan)
         self.grace_s = grace_s
         self.counts = {"sent": 0, "delivered": 0, "lost": 0, "no_route": 0, "dropped": 0,
-                       "releases": 0, "requests": 0, "bad_requests": 0, "quiet": 0}
+                       "releases": 0, "requests": 0, "bad_requests": 0, "quiet": 0,
+                       "alone": 0}
         self.next_id = 1
         self._log = open(log_path, "w") if log_path else None
         self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -319,8 +333,9 @@ class Hub:
     def _request(self, s, line):
         self.counts["requests"] += 1
         short = line[:2]
-        if short in (b"a ", b"q "):   # the ones asked most, in short: "a T TO" (advance),
-            m = self._conns.get(s)     # "q T P" (quiet until P: no job, no station in view)
+        if short in (b"a ", b"q ", b"g "):   # the ones asked most, in short: "a T TO" (advance),
+            m = self._conns.get(s)     # "q T P" (quiet until P: no job, no station in view),
+                                       # "g T TO" (alone to TO: no job, not its poll's wake)
             try:
                 _, t, to = line.split()
                 t = int(t)
@@ -328,8 +343,8 @@ class Hub:
             except ValueError:
                 m = None
             if m is not None and m.state in (RUNNING, QUIET) and m.t <= t <= to:
-                if short == b"q ":
-                    return self._quiet(m, t, to)
+                if short != b"a ":
+                    return self._quiet(m, t, to, word=short == b"q ")
                 m.t = t
                 m.state = WAITING
                 m.want = to
@@ -338,7 +353,7 @@ class Hub:
                 self._release_all()
                 return
             # not as it should be: the long way says why
-            line = b'{"op":"adv"}' if short == b"a " else b'{"op":"quiet"}'
+            line = {b"a ": b'{"op":"adv"}', b"q ": b'{"op":"quiet"}', b"g ": b'{"op":"alone"}'}[short]
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -472,22 +487,33 @@ class Hub:
         self._release_all()
         return {"id": mid, "at": at, "ok": ok, "h": m.h}
 
-    def _quiet(self, m, t, until):
-        """A node with no job and no station in view until `until` (its own world's
-        word): it sends nothing before then, and what reaches it meanwhile only
+    def _quiet(self, m, t, until, word=True):
+        """A node with no job that goes on without the others, on its own, to
+        `until`: it sends nothing before then, and what reaches it meanwhile only
         waits in its radio (the firmware holds it for a constellation job it may
-        poll later), so it goes on without the others, on its own, to `until`,
-        and gets what arrived when it next asks to advance. Its base for the
-        others is `until` meanwhile."""
-        m.t = t
-        m.promise = until
-        m.state = QUIET
+        poll later), so it gets what arrived when it next asks to advance.
+        Quiet ("q", word): no station in view until `until` (its own world's
+        word), which is its base for the others meanwhile and holds over a reset.
+        Alone ("g", not word): a wake before its poll's (the only thing that can
+        give it a job, and with it a constellation role); it is at `until` at
+        once, its base its clock, and its word no further: a reset of it rejoins
+        as any running node's."""
         r = until
         if m.lost_ms is not None and m.lost_ms < r:
             r = max(t, m.lost_ms)   # it asks there again, and is stopped
-        self.counts["quiet"] += 1
+        if word:
+            m.t = t
+            m.promise = until
+            m.state = QUIET
+        else:
+            m.t = r
+            m.state = RUNNING       # a quiet node's word ran out at its pass
+        self.counts["quiet" if word else "alone"] += 1
         if self._log:
-            self._note("quiet", sat=m.sat, t=t, until=until, to=r)
+            if word:
+                self._note("quiet", sat=m.sat, t=t, until=until, to=r)
+            else:
+                self._note("quiet", sat=m.sat, t=t, until=r, to=r, alone=1)
         if self._short_reply(m, r, m.h):
             self._release_all()
 

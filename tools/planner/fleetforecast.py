@@ -194,13 +194,16 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
     count = len(order)
     everybody = range(count)
     ran = everybody              # who may have taken from its inbox since the last look
-    delivered = None             # the network's deliveries at the last look
     left = set(everybody)        # who has not ended its part yet
     seen = [0] * count           # each member's inbox length at the last look
     members = [nodes[sid] for sid in order]
     boxes = [inbox.get(sid) for sid in order]  # the network's lists (appended to in place)
+    index = dict((sid, i) for i, sid in enumerate(order))
+    landed = net.landed          # who got a delivery since the last look
+    landed.clear()
     now_ms = clock.now_ms
     heappop, heappush = heapq.heappop, heapq.heappush
+    pending = net.pending        # the network's heap of arrivals (settled when read)
     while True:
         now = now_ms()
         due = set()
@@ -209,11 +212,18 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
             _inject(nodes, f, clock)
             if f["satellite"] in nodes:
                 due.add(order.index(f["satellite"]))
-        net.deliver_due()
+        if pending and pending[0][0] <= now:
+            net.deliver_due()
         # an inbox grows only by a delivery and shrinks only while its member
         # runs: the others are as they were at the last look
-        look = everybody if net.delivered != delivered else ran
-        delivered = net.delivered
+        if landed:
+            look = set(ran)
+            for sid in landed:
+                if sid in index:
+                    look.add(index[sid])
+            landed.clear()
+        else:
+            look = ran
         for i in look:
             arrived = len(boxes[i])
             if arrived > seen[i]:
@@ -234,13 +244,11 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
                 continue  # its part is over: nothing it does now reaches the stream or the others
             agent = n["agent"]
             sched = agent.sched
-            w = sched.next_wake_ms()
-            if w is not None and w <= now:
-                sched.run_due()
+            if sched.run_due():  # every task due now, one round (none: a stale wake)
                 if agent.reset_requested or n["watchdog"].expired(now_ms()):
                     raise RuntimeError("%s reset in the fleet forecast (%s)" % (
                         order[i], agent.reset_requested or "watchdog"))
-                w = sched.next_wake_ms()
+            w = sched.next_wake_ms()
             # its next wake on the heap (stale entries are only looked at again)
             heappush(wakes, (w if w is not None else now + IDLE_WAKE_MS, i))
             if agent.journal.state["job"] is None and n["console"].handed_at is not None:
@@ -252,8 +260,8 @@ def _run(world, cplan, job, end_s, faults, cfg, root, everyone):
         if now >= end_ms:
             break
         nxt = wakes[0][0] if wakes and wakes[0][0] < end_ms else end_ms
-        d = net.next_delivery_ms()
-        if d is not None:
+        if pending:
+            d = pending[0][0]
             nxt = min(nxt, max(d, now + 1))
         if timed:
             nxt = min(nxt, max(int(timed[0]["at_s"] * 1000), now + 1))
