@@ -128,7 +128,7 @@ def mpy_path(mpy_dir, cwd=None):
     __file__, never freed) and the path on the module path starts it: a process
     run in its modules' folder, as a board runs with its modules in its flash
     root, holds "agent.mpy" where a pytest folder gave ~70 bytes more, about
-    4 KiB over the demo's modules (docs/sim.md "Memory")."""
+    4 KiB over the demo's modules (README "Memory")."""
     if cwd is None:
         return mpy_dir
     rel = os.path.relpath(mpy_dir, cwd)
