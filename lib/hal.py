@@ -82,6 +82,11 @@ class Sensors:
             return None
         try:
             value = fn()
+        except MemoryError:
+            # the heap's failure, not the sensor's: the task that read crashes and
+            # is restarted. As an unknown, a link would be tried (its code loaded
+            # on top) and an eclipse or battery level taken for a broken sensor.
+            raise
         except Exception:
             self.bad_readings += 1
             return None

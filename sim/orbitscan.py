@@ -13,6 +13,12 @@ hazards, the host tools and the tests import it directly.
 """
 import math
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
 from models import (R_EARTH_KM, OBLIQUITY_DEG, MIN_ELEVATION_DEG, WINDOW_STEP_S,
                     WINDOW_TOLERANCE_S)
 from orbit import DEG, J2000_UNIX, DAY_S, _E2, gmst_rad
@@ -93,69 +99,90 @@ def _extremum(fn, ta, tb, sign):
     return d, sign * fd
 
 
-def _tracker(fn, sign, margin, t_end, step_s):
-    """Turns a sampled function into intervals where it is >= 0 (sign=+1) or
-    < 0 (sign=-1): refines sign changes by bisection, and searches the extremum
-    between samples when the samples come close to zero without crossing it, so a
-    short interval between two samples is not missed. `margin` is the closest
-    approach (in fn units) worth such a search.
+# A tracker turns a sampled function into the intervals where it is >= 0
+# (sign=+1) or < 0 (sign=-1): it refines sign changes by bisection, and
+# searches the extremum between samples when the samples come close to zero
+# without crossing it, so a short interval between two samples is not missed
+# (`margin`: the closest approach, in the function's units, worth such a
+# search). Its state is one small list per tracked function, fed by _track():
+# a search tracks the shadow and every station at once, and closures (or an
+# object) per tracker cost ~1.1 KB each on a node, where it runs in what the
+# agent leaves of the heap (docs/sim.md "Memory").
+_START = const(0)   # the interval open now (None: none), its best sample (t, v)
+_BEST_T = const(1)
+_BEST = const(2)
+_N = const(3)       # samples seen; the last two are (tp, vp), (tq, vq)
+_TP = const(4)
+_VP = const(5)
+_TQ = const(6)
+_VQ = const(7)
+_FOUND = const(8)   # [(start, end, t_extremum, extremum)]
 
-    Returns add(t, v), to be called with each sample in time order, and
-    finish() -> [(start, end, t_extremum, extremum)]. Closures rather than a class
-    (a class costs a node ~0.7 KB of heap)."""
-    pos = sign > 0              # inside is (v >= 0) == pos
-    intervals = []
-    start = best_t = best = None    # the interval open now and its best sample
-    n = 0                       # samples seen; the last two are (tp, vp), (tq, vq)
-    tp = vp = tq = vq = None
 
-    def close(end):
-        nonlocal start
-        # the extremum lies within one step of the best sample
-        lo = max(start, best_t - step_s)
-        hi = min(end, best_t + step_s)
-        if hi - lo > WINDOW_TOLERANCE_S:
-            te, ve = _extremum(fn, lo, hi, sign)
-            if sign * ve < sign * best:
-                te, ve = best_t, best
-        else:
+def _tracker():
+    return [None, None, None, 0, None, None, None, None, []]
+
+
+def _close(st, fn, sign, step_s, end):
+    # the extremum lies within one step of the best sample
+    start, best_t, best = st[_START], st[_BEST_T], st[_BEST]
+    lo = max(start, best_t - step_s)
+    hi = min(end, best_t + step_s)
+    if hi - lo > WINDOW_TOLERANCE_S:
+        te, ve = _extremum(fn, lo, hi, sign)
+        if sign * ve < sign * best:
             te, ve = best_t, best
-        intervals.append((start, end, te, ve))
-        start = None
+    else:
+        te, ve = best_t, best
+    st[_FOUND].append((start, end, te, ve))
+    st[_START] = None
 
-    def add(t, v):
-        nonlocal start, best_t, best, n, tp, vp, tq, vq
-        if n == 0:
-            if (v >= 0) == pos:
-                start = t
-                best_t, best = t, v
-        else:
-            was_in = (vp >= 0) == pos
-            now_in = (v >= 0) == pos
-            if now_in and not was_in:
-                start = refine_boundary(fn, tp, t, vp)
-                best_t, best = t, v
-            elif was_in and not now_in:
-                close(refine_boundary(fn, tp, t, vp))
-            elif now_in:
-                if sign * v > sign * best:
-                    best_t, best = t, v
-            elif n > 1:
-                # sampled extremum outside the interval, but close to its edge
-                if sign * vp >= sign * vq and sign * vp >= sign * v and sign * vp > -margin:
-                    te, ve = _extremum(fn, tq, t, sign)
-                    if (ve >= 0) == pos:
-                        intervals.append((refine_boundary(fn, tq, te, vq), refine_boundary(fn, te, t, ve), te, ve))
-        tq, vq = tp, vp
-        tp, vp = t, v
-        n += 1
 
-    def finish():
-        if start is not None:
-            close(t_end)
-        return intervals
+def _at(fn, k):
+    """fn(t, k) as a function of t alone (made only when a sample needs a refinement)."""
+    return lambda t: fn(t, k)
 
-    return add, finish
+
+def _track(st, fn, k, sign, margin, step_s, t, v):
+    """The next sample (t, v = fn(t, k)), in time order, into tracker st."""
+    pos = sign > 0              # inside is (v >= 0) == pos
+    n = st[_N]
+    tp, vp = st[_TP], st[_VP]
+    if n == 0:
+        if (v >= 0) == pos:
+            st[_START] = t
+            st[_BEST_T], st[_BEST] = t, v
+    else:
+        was_in = (vp >= 0) == pos
+        now_in = (v >= 0) == pos
+        if now_in and not was_in:
+            st[_START] = refine_boundary(_at(fn, k), tp, t, vp)
+            st[_BEST_T], st[_BEST] = t, v
+        elif was_in and not now_in:
+            f = _at(fn, k)
+            _close(st, f, sign, step_s, refine_boundary(f, tp, t, vp))
+        elif now_in:
+            if sign * v > sign * st[_BEST]:
+                st[_BEST_T], st[_BEST] = t, v
+        elif n > 1:
+            # sampled extremum outside the interval, but close to its edge
+            tq, vq = st[_TQ], st[_VQ]
+            if sign * vp >= sign * vq and sign * vp >= sign * v and sign * vp > -margin:
+                f = _at(fn, k)
+                te, ve = _extremum(f, tq, t, sign)
+                if (ve >= 0) == pos:
+                    st[_FOUND].append((refine_boundary(f, tq, te, vq),
+                                       refine_boundary(f, te, t, ve), te, ve))
+    st[_TQ], st[_VQ] = tp, vp
+    st[_TP], st[_VP] = t, v
+    st[_N] = n + 1
+
+
+def _finish(st, fn, k, sign, step_s, t_end):
+    """Tracker st's intervals, the one still open ending at t_end."""
+    if st[_START] is not None:
+        _close(st, _at(fn, k), sign, step_s, t_end)
+    return st[_FOUND]
 
 
 def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s=WINDOW_STEP_S):
@@ -194,7 +221,7 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
         s = math.sin(lam)
         return (math.cos(lam), cos_eps * s, sin_eps * s)
 
-    def shadow(t):
+    def shadow(t, _k):
         return shadow_margin_km(position(t), sun(t))
 
     def vis(x, y, z, r, site):
@@ -211,32 +238,27 @@ def scan(orbit, t0, t1, stations=(), min_elevation_deg=MIN_ELEVATION_DEG, step_s
         return vis(x, y, z, math.sqrt(x * x + y * y + z * z), sites[k])
 
     # shadow margin changes ~8 km/s at the terminator: a 200 km margin covers any dip between samples
-    ecl_add, ecl_finish = _tracker(shadow, -1, 200, t1, step_s)
-    adds = []       # per station
-    finishes = []
-    for k in range(len(sites)):
-        add, finish = _tracker(lambda t, k=k: visibility(t, k), 1, 0.2, t1, step_s)
-        adds.append(add)
-        finishes.append(finish)
+    ecl = _tracker()
+    trackers = [_tracker() for _ in sites]    # per station
     n_steps = int(math.ceil((t1 - t0) / step_s))
     for i in range(n_steps + 1):
         t = t0 + i * step_s if i < n_steps else t1
         x, y, z = position(t)
-        ecl_add(t, shadow_margin_km((x, y, z), sun(t)))
-        if adds:
+        _track(ecl, shadow, None, -1, 200, step_s, t, shadow_margin_km((x, y, z), sun(t)))
+        if trackers:
             th = gmst_rad(t)
             c = math.cos(th)
             s = math.sin(th)
             xe = c * x + s * y
             ye = c * y - s * x
             r = math.sqrt(x * x + y * y + z * z)
-            for k in range(len(adds)):
-                adds[k](t, vis(xe, ye, z, r, sites[k]))
-    eclipses = [(a, b) for a, b, _, _ in ecl_finish()]
+            for k in range(len(trackers)):
+                _track(trackers[k], visibility, k, 1, 0.2, step_s, t, vis(xe, ye, z, r, sites[k]))
+    eclipses = [(a, b) for a, b, _, _ in _finish(ecl, shadow, None, -1, step_s, t1)]
     eclipses.sort()
     passes = []
-    for k in range(len(finishes)):
-        for a, b, tp, vp in finishes[k]():
+    for k in range(len(trackers)):
+        for a, b, tp, vp in _finish(trackers[k], visibility, k, 1, step_s, t1):
             el = math.asin(max(-1, min(1, vp + sin_min))) / DEG
             passes.append((k, a, b, tp, el))
     passes.sort(key=lambda p: p[1])

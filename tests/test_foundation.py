@@ -91,6 +91,24 @@ def test_sensors_report_unknown_for_failing_or_out_of_range_readings(portable):
     assert second.split() == ["55.5", "21.0"]
 
 
+def test_a_sensor_read_that_runs_out_of_heap_is_no_unknown_reading(portable):
+    # a simulated satellite extends its windows inside a read: a MemoryError
+    # there must crash the reading task, not read as "link unknown: try"
+    res = portable("""
+        import hal
+        def full():
+            raise MemoryError("memory allocation failed")
+        s = hal.Sensors(read_link=full, read_eclipse=full)
+        for read in (s.link_up, s.in_eclipse):
+            try:
+                print(read())
+            except MemoryError:
+                print("MemoryError")
+        print(s.bad_readings)
+        """).check()
+    assert res.stdout.split() == ["MemoryError", "MemoryError", "0"]
+
+
 def test_sim_watchdog_expires_only_after_timeout_without_feed(portable):
     res = portable("""
         import clock, hal

@@ -66,8 +66,9 @@ class NodeProcess:
     RESTART_CAUSES = {"watchdog": "watchdog", "intended": "soft", "crash": "unknown"}
 
     def __init__(self, argv, env, watchdog_s, echo=None, boot_grace_s=None, cause_arg=None,
-                 done_codes=None, healthy_s=HEALTHY_S):
+                 done_codes=None, healthy_s=HEALTHY_S, cwd=None):
         self.argv = argv
+        self.cwd = cwd  # the folder it runs in (None: ours); tools.scenario.Node.cwd
         # a node that takes its reset cause as an argument (sim/node.py
         # --reset-cause): a restart tells it why, as machine.reset_cause() would
         self.cause_arg = cause_arg
@@ -97,7 +98,7 @@ class NodeProcess:
         argv = self.argv
         if self.cause_arg and self.cause:
             argv = argv + [self.cause_arg, self.RESTART_CAUSES[self.cause]]
-        self.proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, bufsize=0)
         self.last_feed = time.monotonic()
         self.fed = False

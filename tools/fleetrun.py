@@ -70,7 +70,8 @@ class FleetRun:
 
     def _member_node(self, m):
         """The member's node: in the Console's catalog, its key there, config, flash,
-        TLE (tools.scenario.Node)."""
+        TLE (tools.scenario.Node). Returns its argv, environment and the folder to
+        run it in."""
         catalog.add(self.ground.db, m["satellite_id"], m["name"], tle=list(m["tle"]), bus=m["bus"],
                     replace=True)
         node = Node(self.ground, _Dir(self.workdir), agent_id=m["agent_id"],
@@ -91,7 +92,7 @@ class FleetRun:
             with open(path, "w") as f:
                 json.dump(script, f)
             argv += ["--faults", path]
-        return argv, env
+        return argv, env, node.cwd
 
     def run(self, max_restarts=5):
         members = self.world.members
@@ -100,9 +101,9 @@ class FleetRun:
             self.hub = islhub.Hub(self.world.plan, self.world.start, [m["satellite_id"] for m in members],
                                   faults=self.fleet_faults, grace_s=self.grace_s, log_path=self.hub_log)
         for m in members:
-            argv, env = self._member_node(m)
+            argv, env, cwd = self._member_node(m)   # run in its .mpy folder (scenario.Node.cwd)
             self.procs[m["satellite_id"]] = NodeProcess(argv, env, watchdog_s=self.watchdog_s,
-                                                        cause_arg="--reset-cause")
+                                                        cause_arg="--reset-cause", cwd=cwd)
         codes = {}
         threads = []
         t0 = time.monotonic()

@@ -91,7 +91,8 @@ class Node:
         satellite_id = (cfg or {}).get("satellite_id", "25544")
         key = auth.create_key(ground.db, "agent", agent_id, uplink=uplink, rate_limited=False,
                               satellite_id=satellite_id)
-        self.dir = tmp_path / ("node-" + agent_id)
+        # absolute: the node runs in its .mpy folder (cwd below), not in ours
+        self.dir = type(tmp_path)(os.path.abspath(str(tmp_path))) / ("node-" + agent_id)
         os.makedirs(str(self.dir / "flash"), exist_ok=True)
         config = {"agent_id": agent_id, "api_url": ground.url, "api_key": key["key"],
                   "satellite_id": satellite_id, "storage_root": str(self.dir / "flash"),
@@ -100,13 +101,18 @@ class Node:
         self.cfg_path = str(self.dir / "umbra.json")
         with open(self.cfg_path, "w") as f:
             json.dump(config, f)
-        self.tle = ground.tle_path
+        self.tle = os.path.abspath(ground.tle_path)
         self.bus = bus
         self.heap = heap
         self.mpy_dir = mpy_dir  # run the modules compiled to .mpy from here (as on a board)
+        # the process runs in its modules' folder, as a board in its flash root:
+        # every module's interned file name is then "agent.mpy", not a long path
+        # (upy.mpy_path); whoever runs argv() runs it in `cwd` (None: anywhere)
+        self.cwd = os.path.abspath(mpy_dir) if mpy_dir else None
 
     def argv(self, until=None, until_idle=True, start=START, speed=0, reset_cause=None,
              heap_watch=False):
+        """The node's command line and environment, to run in `self.cwd`."""
         args = ["--config", self.cfg_path, "--world", str(self.dir / "world"), "--tle", self.tle,
                 "--start", start, "--hours", "30", "--speed", str(speed)]
         if reset_cause:
@@ -121,14 +127,16 @@ class Node:
             args += ["--bus", json.dumps(self.bus)]
         if self.mpy_dir:
             # the node itself as a module, so it too is loaded compiled
-            argv, env = upy.command(NODE, heap=self.heap, args=args, mpy_dir=self.mpy_dir)
+            argv, env = upy.command(NODE, heap=self.heap, args=args, mpy_dir=self.mpy_dir,
+                                    cwd=self.cwd)
             i = argv.index(NODE)
             return argv[:i] + ["-m", "node"] + argv[i + 1:], env
         return upy.command(NODE, heap=self.heap, args=args)
 
     def run(self, timeout=120, **kw):
         argv, env = self.argv(**kw)
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, env=env, cwd=self.cwd, capture_output=True, text=True,
+                              timeout=timeout)
         lines = [ln for ln in proc.stdout.splitlines() if ln != "WDT"]
         summary = None
         for ln in lines:
@@ -141,7 +149,8 @@ class Node:
 
     def start(self, **kw):
         argv, env = self.argv(**kw)
-        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(argv, env=env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
 
 
 def types(events):

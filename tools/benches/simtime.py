@@ -55,7 +55,8 @@ def _day(tmp, impl, mpy_dir, job=None, link_down=False):
         t0 = time.monotonic()
         c0 = time.process_time()  # this process: the Console's thread (and little else)
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(argv, env=env, cwd=node.cwd if impl == "micropython" else None,
+                              capture_output=True, text=True, timeout=600)
         wall = time.monotonic() - t0
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, time.process_time() - c0)
