@@ -233,7 +233,7 @@ def node_runs(campaign_runs=10):
     return rows
 
 
-CAP_K = 164    # the single-satellite demo's heap cap (tests/test_agent_e2e.py)
+CAP_K = 160    # the single-satellite demo's heap cap (tests/test_agent_e2e.py)
 ISSUE_K = CAP_K + 16   # issue #19: a satellite with its constellation role, at most 16K more
 
 
