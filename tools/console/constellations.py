@@ -276,7 +276,8 @@ def child_plan_data(plan, satellite_id, parent_id):
     as dicts of ids -- docs/console.md):
 
         {"parent_id", "satellite_id", "fleet": [satellite id...],
-         "steps": [[step_id, owner, [alternates...], {input step: [route...]}?]...]}
+         "steps": [[step_id, owner, [alternates...], {input step: [route...]}?]...],
+         "until": the job's deadline (Unix s: the plan's start + horizon)}
 
     one entry per step in the plan's (topological) order; owner, alternates
     and every route hop are fleet indices; the routes object, present when
@@ -294,9 +295,13 @@ def child_plan_data(plan, satellite_id, parent_id):
                 route = {far[0]: route} if far else {}
             entry.append(dict((inp, [ix[x] for x in path]) for inp, path in route.items()))
         steps.append(entry)
-    return {"id": plan["id"], "job": plan["job"],
-            "constellation": {"parent_id": parent_id, "satellite_id": satellite_id,
-                              "fleet": fleet, "steps": steps}}
+    part = {"parent_id": parent_id, "satellite_id": satellite_id, "fleet": fleet,
+            "steps": steps}
+    if isinstance(plan.get("start"), (int, float)) and isinstance(plan.get("horizon_s"), (int, float)):
+        # the job's deadline (the plan's horizon: policy deadline_orbits): past it a
+        # member fails what is left and ends its part (docs/constellation.md "The deadline")
+        part["until"] = int(plan["start"] + plan["horizon_s"])
+    return {"id": plan["id"], "job": plan["job"], "constellation": part}
 
 
 def _satellite_of(plan, step_id):
