@@ -68,10 +68,11 @@ def _rare(name, *args):
     loaded for the call and dropped after: none of it is resident while
     the job runs."""
     from agent import _load, _unload
+    mod = "cstlate" if name == "deadline" else "cstrare"  # the deadline's: firmware/cstlate.py
     try:
-        return getattr(_load("cstrare"), name)(*args)
+        return getattr(_load(mod), name)(*args)
     finally:
-        _unload("cstrare")
+        _unload(mod)
 
 
 def _kick(ag):
@@ -311,7 +312,7 @@ def tick(ag, job):
     _send_queue(ag, job, now)
     if not _late(ag, cst):
         _takeovers(ag, job, now)
-    elif not tx.get("late"):  # what is left fails (cstrare.deadline), once it can
+    elif not tx.get("late"):  # what is left fails (cstlate.deadline), once it can
         tx["late"] = _rare("deadline", ag, job, now)
     wait = tx["hb_next"] - now
     if job["cst"]["q"]:
