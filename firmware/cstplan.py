@@ -16,7 +16,8 @@ def record(cdoc, me, step_ids):
     satellites?: [...]}, or the Console's compact form {fleet: [satellite
     id...], steps: [[step_id, owner, [alternates], routes?]...]} with
     satellites as indices into `fleet`; either with heartbeat_s?,
-    silence_s?, unheard_s?, satellite_id? (whose part this is)."""
+    silence_s?, unheard_s?, until? (the job's deadline, Unix s: the plan's
+    horizon), satellite_id? (whose part this is)."""
     if not isinstance(cdoc, dict) or not isinstance(cdoc.get("steps"), list):
         return None, "bad_field: plan_data.constellation.steps must be an array"
     fleet = cdoc.get("fleet")
@@ -68,8 +69,14 @@ def record(cdoc, me, step_ids):
     hb = _secs(cdoc.get("heartbeat_s"), HB_S)
     quiet = _secs(cdoc.get("silence_s"), max(QUIET_S, 3 * hb))
     unheard = _secs(cdoc.get("unheard_s"), max(UNHEARD_S, quiet))
-    return {"me": me, "own": own, "chain": chain, "sats": sats, "hb_s": hb,
-            "quiet_s": quiet, "unheard_s": unheard, "q": []}, None
+    cst = {"me": me, "own": own, "chain": chain, "sats": sats, "hb_s": hb,
+           "quiet_s": quiet, "unheard_s": unheard, "q": []}
+    until = cdoc.get("until")
+    if until is not None:
+        if not isinstance(until, int) or isinstance(until, bool) or until < 946684800:
+            return None, "bad_field: plan_data.constellation.until must be a Unix time (s)"
+        cst["until"] = until
+    return cst, None
 
 
 def _member(v, fleet):

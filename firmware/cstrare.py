@@ -184,9 +184,21 @@ def handle(ag, src, m, kind):
                                         "out_mb": m.get("mb"), "res": m.get("r")}]])
         return
     if kind == "fail":
-        if epoch < known or role.resolved(s):
+        if epoch < known:
             return
-        ag.journal.commit([["st", sid, {"status": "failed", "error": "failed on %s" % src}]])
+        ops = []
+        if epoch > known:  # claimed and failed at a higher epoch (a closer's substitute): fenced
+            owners = dict(cst["own"])
+            owners[sid] = [m.get("f") or src, epoch]
+            new = dict(cst)
+            new["own"] = owners
+            ops.append(["jset", "cst", new])
+        if not role.resolved(s) or epoch > known and s["status"] == "done" and not s.get("remote"):
+            ops.append(["st", sid, {"status": "failed", "error": "failed on %s" % src}])
+            if owner == cst["me"]:
+                ag.sensors.set_compute_load(0)
+        if ops:
+            ag.journal.commit(ops)
         return
     if epoch <= known:
         return  # an old claim

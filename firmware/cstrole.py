@@ -68,10 +68,11 @@ def _rare(name, *args):
     loaded for the call and dropped after: none of it is resident while
     the job runs."""
     from agent import _load, _unload
+    mod = "cstlate" if name == "deadline" else "cstrare"  # the deadline's: firmware/cstlate.py
     try:
-        return getattr(_load("cstrare"), name)(*args)
+        return getattr(_load(mod), name)(*args)
     finally:
-        _unload("cstrare")
+        _unload(mod)
 
 
 def _kick(ag):
@@ -110,11 +111,20 @@ def guard(ag, job, step, s, runner):
     sid = step["id"]
     if cst["own"][sid][0] != cst["me"]:
         return True  # fenced: its new owner has it
+    if _late(ag, cst):
+        ag.sensors.set_compute_load(0)
+        _rare("give_up", ag, job, sid, "deadline passed")
+        return True
     reason = unfit(ag)
     if reason is None:
         return False
     _rare("fail_over", ag, job, step, s, runner, reason)
     return True
+
+
+def _late(ag, cst):
+    """Past the job's deadline (cst "until", the plan's horizon)."""
+    return cst.get("until") is not None and ag.now() >= cst["until"]
 
 
 def unfit(ag):
@@ -248,8 +258,8 @@ def settled(ag, job):
                 return False
             continue
         live = sent.get(entry[0] + "|" + entry[1])
-        if live is None or now - live[3] < cst["unheard_s"] * 1000:
-            return False
+        if (live is None or now - live[3] < cst["unheard_s"] * 1000) and not _late(ag, cst):
+            return False  # past the deadline, one never heard is as silent
     return True
 
 
@@ -311,7 +321,10 @@ def tick(ag, job):
         _heartbeat(ag, job)
         tx["hb_next"] = now + cst["hb_s"] * 1000
     _send_queue(ag, job, now)
-    _takeovers(ag, job, now)
+    if not _late(ag, cst):
+        _takeovers(ag, job, now)
+    elif not tx.get("late"):  # what is left fails (cstlate.deadline), once it can
+        tx["late"] = _rare("deadline", ag, job, now)
     wait = tx["hb_next"] - now
     if job["cst"]["q"]:
         wait = min(wait, 1000)

@@ -124,6 +124,26 @@ def test_no_eligible_alternate_fails_the_step_and_the_parent_reads_partial(tmp_p
     exactly_once(s)
 
 
+def test_a_lost_closer_is_ended_partial_by_its_substitute_at_the_deadline_and_the_parent_reads_partial(
+        tmp_path):
+    # the aggregator (owner of the last step, no alternate) is lost before its inputs
+    # arrive: at the job's deadline (the plan's 6 orbits) the first member heard claims
+    # aggregate at a raised epoch, fails it and ends the job; the Console finishes the
+    # lost closer's child with it
+    code, s = fly(tmp_path, fault=False, faults={"99904": [{"kind": "lost", "at_s": 1673}]})
+    assert code == 1 and s["status"] == "partial", "\n".join(s["lines"][-30:])
+    failed = of(s, "job.failed")
+    assert len(failed) == 1 and failed[0]["satellite_id"] != "99904"
+    assert failed[0]["payload"]["status"] == "partial" and "aggregate" in failed[0]["payload"]["reason"]
+    fo = [e for e in of(s, "constellation.failover") if e["payload"]["reason"] == "deadline"]
+    assert [(e["satellite_id"], e["step_id"], e["payload"]["from_satellite"]) for e in fo] == \
+        [(failed[0]["satellite_id"], "aggregate", "99904")]
+    step = [st for st in s["steps"] if st["step_id"] == "aggregate"][0]
+    assert step["owner"] == failed[0]["satellite_id"] and step["epoch"] > 1
+    assert of(s, "job.completed") == []
+    exactly_once(s)
+
+
 def test_a_transfer_whose_route_is_lost_mid_way_waits_for_it_and_the_job_completes(tmp_path):
     # the 400 MB of capture_a, 99904 -> 99903 (the only route) from ~00:19:51,
     # take ~63 s: the pair's link goes down 30 s into it, for 3 minutes

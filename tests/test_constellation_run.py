@@ -229,3 +229,77 @@ def test_a_member_cut_off_when_a_step_was_told_done_still_ends_its_part_once_a_d
     assert all(state is None for state in out.state.values()), out.state   # every member ended
     ends = [e["satellite_id"] for e in of(out, "constellation.satellite_complete")]
     assert sorted(ends) == ["99901", "99902", "99903", "99904"]
+
+
+def deadline_of(cplan):
+    return int(cplan["start"] + cplan["horizon_s"])
+
+
+def test_a_lost_closer_with_no_alternate_is_ended_partial_by_its_substitute_at_the_deadline(train):
+    # the aggregator (owner of the last step, no alternate) is lost before its inputs
+    # arrive: no one can run aggregate, and its owner cannot fail it. At the job's
+    # deadline (the plan's horizon) the first member heard, in the job's satellite
+    # order, claims it at a raised epoch, fails it and ends the job partial; every
+    # member left ends its part
+    import timeutil
+    from tools import fleetcampaign
+    doc, cplan = train
+    agg = owners(cplan)["aggregate"]
+    faults = [{"kind": "loss", "satellite": agg, "at_s": 1673}]
+    out = fly(train, faults)
+    failed = of(out, "job.failed")
+    assert len(failed) == 1 and failed[0]["payload"]["status"] == "partial"
+    sub = failed[0]["satellite_id"]
+    assert sub != agg and "aggregate" in failed[0]["payload"]["reason"]
+    assert timeutil.parse_iso(failed[0]["timestamp"]) >= deadline_of(cplan)
+    fo = [e for e in of(out, "constellation.failover") if e["step_id"] == "aggregate"]
+    ack = [e for e in of(out, "constellation.failover_acknowledged") if e["step_id"] == "aggregate"]
+    assert [(e["satellite_id"], e["payload"]["from_satellite"], e["payload"]["reason"])
+            for e in fo] == [(sub, agg, "deadline")]
+    assert [(e["satellite_id"], e["payload"]["epoch"]) for e in ack] == \
+        [(sub, fo[0]["payload"]["epoch"])] and fo[0]["payload"]["epoch"] > 1
+    assert of(out, "job.completed") == []
+    assert all(state is None for sat, state in out.state.items() if sat != agg), out.state
+    rec = fleetcampaign.judge(out, cplan, faults)
+    assert (rec["outcome"], rec["explained"], rec["parts_open"], rec["events_duplicated"],
+            rec["ends_fenced"]) == ("partial", True, 0, 0, 0)
+
+
+def test_a_member_cut_off_until_the_others_parts_are_over_ends_its_own_at_the_deadline(train):
+    # 99901 is cut off from before infer_b's handover until after every other member's
+    # part is over: no one tells it more. Past the job's deadline it ends its part
+    import timeutil
+    doc, cplan = train
+    agg = owners(cplan)["aggregate"]
+    out = fly(train, [{"kind": "heat", "satellite": agg, "at_s": 1702, "temperature_c": 86.6},
+                      {"kind": "partition", "satellite": "99901", "from_s": 2171, "to_s": 4570}])
+    assert [e["satellite_id"] for e in of(out, "job.completed")] == [agg]
+    assert all(state is None for state in out.state.values()), out.state
+    ends = dict((e["satellite_id"], e) for e in of(out, "constellation.satellite_complete"))
+    assert sorted(ends) == ["99901", "99902", "99903", "99904"]
+    assert timeutil.parse_iso(ends["99901"]["timestamp"]) >= deadline_of(cplan)
+    assert of(out, "job.failed") == []
+
+
+def test_a_closer_cut_off_past_the_deadline_and_its_substitute_both_end_but_only_the_higher_epoch_counts(train):
+    # the aggregator is cut off from before its inputs arrive until after the deadline:
+    # it fails aggregate there (deadline) and ends the job as its owner at epoch 1, while
+    # the others' substitute claims aggregate at a raised epoch and ends it too. The
+    # Console and the judge count the end of the last step's highest epoch only
+    from tools import fleetcampaign
+    from tools.console import constellations
+    doc, cplan = train
+    agg = owners(cplan)["aggregate"]
+    until = deadline_of(cplan) - int(cplan["start"])
+    faults = [{"kind": "partition", "satellite": agg, "from_s": 2000, "to_s": until + 1800}]
+    out = fly(train, faults)
+    failed = of(out, "job.failed")
+    assert len(failed) == 2 and agg in [e["satellite_id"] for e in failed]
+    sub = [e["satellite_id"] for e in failed if e["satellite_id"] != agg][0]
+    view = dict((s["step_id"], s) for s in constellations.step_view(cplan, out.merged()))
+    assert view["aggregate"]["owner"] == sub and view["aggregate"]["epoch"] > 1
+    assert view["aggregate"]["completed_by"] is None
+    assert of(out, "job.completed") == []
+    rec = fleetcampaign.judge(out, cplan, faults)
+    assert (rec["outcome"], rec["events_duplicated"], rec["ends_fenced"], rec["parts_open"]) == \
+        ("partial", 0, 1, 0)

@@ -64,8 +64,8 @@ print(json.dumps([j.state["seq"], [m for m in sys.modules if m not in before]]))
 
 def test_the_constellation_roles_overlays_leave_only_the_resident_part(mpy):
     """A satellite with an ISL port keeps only constellation.py (its ISL task);
-    the role (cstrole, while a job is held) and its per-call part (cstrare,
-    loaded while the role is in RAM) bring nothing else in, and
+    the role (cstrole, while a job is held) and its per-call parts (cstrare,
+    cstlate, loaded while the role is in RAM) bring nothing else in, and
     dropping the role leaves RAM as it was before the job."""
     res = mpy("""
 import sys, json, agent, constellation
@@ -73,7 +73,7 @@ base = sorted(sys.modules)
 agent._load("cstrole")
 role = sorted(sys.modules)
 out = {"role": [m for m in role if m not in base]}
-for name in ("cstrare",):
+for name in ("cstrare", "cstlate"):
     agent._load(name)
     agent._unload(name)
     out[name] = [m for m in sys.modules if m not in role]
@@ -82,4 +82,4 @@ out["after"] = [m for m in sys.modules if m not in base]
 print(json.dumps(out))
 """)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.last_json == {"role": ["cstrole"], "cstrare": [], "after": []}
+    assert res.last_json == {"role": ["cstrole"], "cstrare": [], "cstlate": [], "after": []}

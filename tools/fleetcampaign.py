@@ -78,12 +78,19 @@ def _lost(faults):
     return set(f["satellite"] for f in faults if f["kind"] == "loss")
 
 
-def _stream(rec, merged):
+def _stream(rec, merged, last):
     """What the fleet's merged stream says (into rec): steps completed twice at
-    their highest epoch, failovers and takeovers, the job's ends after the
-    first (duplicates). Returns the job's ends."""
+    their highest epoch, failovers and takeovers, the job's ends. The job's end
+    that counts is the one from the owner of its last step at that step's
+    highest epoch (as the Console counts a step's completion: fencing); an end
+    from a satellite fenced off the last step (its claim superseded: a closer
+    cut off past the deadline while its substitute ended the job) is `fenced`,
+    a second end from the counting owner a duplicate. Returns the job's ends,
+    the counted one first."""
+    from tools.console.constellations import EPOCH_TYPES, _owner, epoch_of
     by_step = collections.defaultdict(list)
     ends = []
+    top, owner = 0, None
     for e in merged:
         t = e["type"]
         if t == "constellation.step_completed":
@@ -92,9 +99,17 @@ def _stream(rec, merged):
             rec["takeovers" if e["payload"]["reason"] == "silent" else "failovers"] += 1
         elif t in ("job.completed", "job.failed"):
             ends.append(e)
+        if t in EPOCH_TYPES and (e.get("step_id") or e["payload"].get("step_id")) == last:
+            if epoch_of(e) > top:
+                top, owner = epoch_of(e), _owner(e)
     rec["completed_twice"] = sum(1 for ep in by_step.values() if ep.count(max(ep)) > 1)
-    rec["events_duplicated"] += max(0, len(ends) - 1)
-    return ends
+    counted = [e for e in ends if owner is None or e.get("satellite_id") == owner]
+    fenced = [e for e in ends if e not in counted]
+    if not counted:  # no end from the last step's owner: the first end stands (none fenced)
+        counted, fenced = ends, []
+    rec["ends_fenced"] = len(fenced)
+    rec["events_duplicated"] += max(0, len(counted) - 1)
+    return counted + fenced
 
 
 def judge(out, cplan, faults):
@@ -102,7 +117,7 @@ def judge(out, cplan, faults):
     rec = _record(faults)
     lost = _lost(faults)
     rec["parts_open"] = sum(1 for sat, st in out.state.items() if st is not None and sat not in lost)
-    ends = _stream(rec, out.merged())
+    ends = _stream(rec, out.merged(), cplan["steps"][-1]["step_id"])
     for sat, evs in out.events.items():
         seqs = [e["seq"] for e in evs]
         rec["events_duplicated"] += len(seqs) - len(set(seqs))
@@ -143,8 +158,9 @@ def _totals(name, recs, seed, wall):
     """The campaign's summary from its runs' figures."""
     out = {"campaign": name, "runs": len(recs), "seed": seed, "wall_s": round(wall, 2),
            "fleet": os.path.relpath(FLEET, ROOT)}
-    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers"):
-        out[key] = sum(r[key] for r in recs)
+    for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers",
+                "ends_fenced"):
+        out[key] = sum(r.get(key, 0) for r in recs)
     out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
     out["outcomes"] = dict(collections.Counter(r["outcome"] for r in recs))
     out["injected_by_kind"] = dict(collections.Counter(f["kind"] for r in recs for f in r["faults"]))
@@ -184,6 +200,7 @@ def print_summary(s, echo):
             ("takeovers of a silent owner", s["takeovers"]),
             ("steps completed twice (highest epoch)", s["completed_twice"]),
             ("events lost", s["events_lost"]), ("events duplicated", s["events_duplicated"]),
+            ("job ends fenced (a superseded closer's, not counted)", s.get("ends_fenced", 0)),
             ("not completed and not explained by the faults", s["unexplained"]),
             ("members whose part never ended (not lost)", s.get("parts_open", "-"))]
     width = max(len(r[0]) for r in rows)
@@ -234,7 +251,7 @@ def judge_console(summary, cplan, faults, db_path):
 
     from tools.console.constellations import FINISHED
     rec = _record(faults)
-    ends = _stream(rec, summary["events"])
+    ends = _stream(rec, summary["events"], cplan["steps"][-1]["step_id"])
     seqs = collections.defaultdict(list)
     for e in summary["events"]:
         seqs[e.get("satellite_id")].append(e["seq"])

@@ -13,6 +13,9 @@ runs each step, its alternates, the ISL route of each input from afar
 The parent follows its children (parent_status): pending until one is
 dispatched, running while any is unfinished; once all are finished,
 `completed` when all completed, `failed` when none did, `partial` otherwise.
+A closer silent past the job's deadline, whose substitute ended the job at
+a higher epoch (a failover with reason "deadline"), has its child finished
+`failed` with it (_fence_closers).
 Cancelling the parent cancels it and its unfinished children in one
 transaction (deployments.cancel).
 
@@ -152,12 +155,41 @@ def refresh_parent(c, parent_id, now=None):
     row = c.execute("SELECT status FROM deployments WHERE id = ?", (parent_id,)).fetchone()
     if row is None or row["status"] == "cancelled":
         return
-    status = parent_status([ch["status"] for ch in children(c, parent_id)])
+    kids = children(c, parent_id)
+    if _fence_closers(c, kids, now):
+        kids = children(c, parent_id)
+    status = parent_status([ch["status"] for ch in kids])
     if status != row["status"]:
         now = now or now_iso()
         c.execute("UPDATE deployments SET status = ?, updated_at = ?, finished_at = ? "
                   "WHERE id = ?", (status, now, now if status in PARENT_FINISHED else None,
                                    parent_id))
+
+
+def _fence_closers(c, kids, now):
+    """A closer silent past the job's deadline is superseded by its substitute
+    (docs/constellation.md "The deadline"): a child whose job ended failed after
+    its constellation.failover {reason: "deadline", from_satellite: X} holds the
+    last step at a higher epoch, so X's child, still unfinished (X lost, or cut
+    off), is finished too -- failed, as the highest epoch says. True when one was."""
+    open_by_sat = dict((ch["satellite_id"], ch) for ch in kids if ch["status"] not in FINISHED)
+    if not open_by_sat or not any(ch["status"] == "failed" for ch in kids):
+        return False
+    fenced = False
+    for ch in kids:
+        if ch["status"] != "failed":
+            continue
+        for (data,) in c.execute("SELECT data FROM events WHERE deployment_id = ? AND "
+                                 "type = 'constellation.failover'", (ch["id"],)):
+            p = json.loads(data).get("payload") or {}
+            gone = open_by_sat.pop(p.get("from_satellite"), None) \
+                if p.get("reason") == "deadline" else None
+            if gone is not None:
+                now = now or now_iso()
+                c.execute("UPDATE deployments SET status = 'failed', updated_at = ?, "
+                          "finished_at = ? WHERE id = ?", (now, now, gone["id"]))
+                fenced = True
+    return fenced
 
 
 # ---------------------------------------------------------------- the merged stream
@@ -276,7 +308,8 @@ def child_plan_data(plan, satellite_id, parent_id):
     as dicts of ids -- docs/console.md):
 
         {"parent_id", "satellite_id", "fleet": [satellite id...],
-         "steps": [[step_id, owner, [alternates...], {input step: [route...]}?]...]}
+         "steps": [[step_id, owner, [alternates...], {input step: [route...]}?]...],
+         "until": the job's deadline (Unix s: the plan's start + horizon)}
 
     one entry per step in the plan's (topological) order; owner, alternates
     and every route hop are fleet indices; the routes object, present when
@@ -294,9 +327,13 @@ def child_plan_data(plan, satellite_id, parent_id):
                 route = {far[0]: route} if far else {}
             entry.append(dict((inp, [ix[x] for x in path]) for inp, path in route.items()))
         steps.append(entry)
-    return {"id": plan["id"], "job": plan["job"],
-            "constellation": {"parent_id": parent_id, "satellite_id": satellite_id,
-                              "fleet": fleet, "steps": steps}}
+    part = {"parent_id": parent_id, "satellite_id": satellite_id, "fleet": fleet,
+            "steps": steps}
+    if isinstance(plan.get("start"), (int, float)) and isinstance(plan.get("horizon_s"), (int, float)):
+        # the job's deadline (the plan's horizon: policy deadline_orbits): past it a
+        # member fails what is left and ends its part (docs/constellation.md "The deadline")
+        part["until"] = int(plan["start"] + plan["horizon_s"])
+    return {"id": plan["id"], "job": plan["job"], "constellation": part}
 
 
 def _satellite_of(plan, step_id):
