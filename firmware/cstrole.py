@@ -309,14 +309,18 @@ def tick(ag, job):
         cst = job["cst"]
     tx = ag.cst_tx
     # a step completed here and not reported yet (a reset came between, or
-    # the heap had no room for the report's code then): report it now
-    steps = ag.journal.state["steps"]
-    for step in job["steps"]:
-        s = steps[step["id"]]
-        if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
-                cst["own"][step["id"]][0] == cst["me"]:
-            completed(ag, job, step, s)
-            cst = job["cst"]
+    # the heap had no room for the report's code then): report it now (looked
+    # for again only after a commit: the report is one)
+    st = ag.journal.state
+    steps = st["steps"]
+    if tx.get("dn") != (st["n"], steps):
+        for step in job["steps"]:
+            s = steps[step["id"]]
+            if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
+                    cst["own"][step["id"]][0] == cst["me"]:
+                completed(ag, job, step, s)
+                cst = job["cst"]
+        tx["dn"] = (st["n"], steps)
     if now >= tx.get("hb_next", 0):
         _heartbeat(ag, job)
         tx["hb_next"] = now + cst["hb_s"] * 1000
@@ -434,8 +438,9 @@ def _takeovers(ag, job, now):
     me = cst["me"]
     quiet_ms = cst["quiet_s"] * 1000
     hbs = ag.cst_hb
-    boot = ag.cst_tx.setdefault("since", now)  # heard nothing since boot: wait quiet_s first
-    if now - boot < quiet_ms or unfit(ag) is not None:
+    tx = ag.cst_tx
+    boot = tx.setdefault("since", now)  # heard nothing since boot: wait quiet_s first
+    if now - boot < quiet_ms:
         return
     heard = False
     for m in cst["sats"]:
@@ -443,7 +448,12 @@ def _takeovers(ag, job, now):
         if m != me and hb is not None and now - hb[0] <= quiet_ms:
             heard = True
             break
-    tx = ag.cst_tx
+    steps = ag.journal.state["steps"]
+    hint = tx.get("hint", ())
+    if heard and tx.get("joined") is not None and _silent_owner(cst, steps, hint, hbs, now, boot) is None:
+        return  # in touch, every owner heard: nothing to note, nothing to take (the health read spared)
+    if unfit(ag) is not None:
+        return
     if not heard:
         tx["joined"] = None
         return  # everyone silent: this satellite is the one cut off, and takes nothing
@@ -451,17 +461,10 @@ def _takeovers(ag, job, now):
         tx["joined"] = now  # back in touch: what it missed meanwhile arrives first
     if now - tx["joined"] < quiet_ms:
         return
-    steps = ag.journal.state["steps"]
-    hint = tx.get("hint", ())
     for step in job["steps"]:
         sid = step["id"]
-        owner = cst["own"][sid][0]
-        if owner == me or me not in cst["chain"][sid] or sid in hint or resolved(steps[sid]):
-            continue
-        hb = hbs.get(owner)
-        if hb is None and now - boot < cst["unheard_s"] * 1000:
-            continue  # never heard: it may not have its part yet (its first pass is to come)
-        if hb is not None and now - hb[0] <= quiet_ms:
+        owner = _silent_owner(cst, steps, hint, hbs, now, boot, sid)
+        if owner is None:
             continue
         first = None
         for a in cst["chain"][sid]:
@@ -474,6 +477,25 @@ def _takeovers(ag, job, now):
             continue
         _rare("take_over", ag, job, sid, owner)
         cst = job["cst"]
+
+
+def _silent_owner(cst, steps, hint, hbs, now, boot, sid=None):
+    """The silent owner of step sid (sid None: of the first such step) that
+    this satellite may take over -- it is in the step's chain, no heartbeat
+    says the step is done, it is not resolved here -- or None."""
+    me = cst["me"]
+    quiet_ms = cst["quiet_s"] * 1000
+    for s in ((sid,) if sid is not None else cst["own"]):
+        owner = cst["own"][s][0]
+        if owner == me or me not in cst["chain"][s] or s in hint or resolved(steps[s]):
+            continue
+        hb = hbs.get(owner)
+        if hb is None and now - boot < cst["unheard_s"] * 1000:
+            continue  # never heard: it may not have its part yet (its first pass is to come)
+        if hb is not None and now - hb[0] <= quiet_ms:
+            continue
+        return owner
+    return None
 
 
 def _take(ag, src, data):
