@@ -203,3 +203,56 @@ for i in range(0, len(evs), 50):
         back += console.requests[-1][3]
     assert same(back, evs)
     assert size < len(json.dumps(evs, separators=(",", ":"))) / 4
+
+
+def catalog_precisions():
+    """(type, field, decimals) for every field the catalog gives a precision,
+    an enriched type's spacecraft state included (firmware/events.py)."""
+    out = []
+    for etype in TYPES:
+        line = events.SPEC.split("\n" + etype + " ")[1].split("\n")[0].split()
+        if events.is_enriched(etype):
+            line += events.ENRICHMENT.split()
+        out += [(etype, f.split(":")[0].rstrip("?"), int(f.split(":")[1]))
+                for f in line if ":" in f]
+    return out
+
+
+@pytest.mark.parametrize("etype,field,d", catalog_precisions())
+def test_a_number_at_its_catalog_precision_takes_no_decimals_byte_and_a_finer_one_comes_back_whole(
+        etype, field, d):
+    """A catalog field's float at the decimals the catalog gives it goes as
+    a scaled integer (one byte fewer than the same number elsewhere); one
+    finer than that, or -0.0, or a huge one, comes back exactly as it was."""
+    def size(v, name=field):
+        ev = {"type": etype, "payload": {name: v}}
+        data = compact.encode_body(compact.EVENT, ev)
+        assert same(compact.decode_body(data)[1], ev), (v, name)
+        return len(data)
+    at = round(1234.5678912, d)   # needs all d decimals
+    other = "not_in_the_catalog"   # elsewhere: one byte for the field left out, its name, the value
+    assert size(at) <= size(at, other) - (1 + 2 + len(other)) - 1
+    for v in (at + 10 ** -(d + 2), -at, -0.0, 0.0, 1e300, -2.5e-9, float(10 ** 15)):
+        size(v)
+
+
+def test_the_agent_makes_enriched_events_with_its_readings_at_the_catalog_precision():
+    """The spacecraft state in an enriched event (EVENTS.md "Enrichment"):
+    the sensors give doubles, the event carries them at the precision the
+    catalog says (events.ENRICHMENT), and such an event goes compact in
+    fewer bytes; a reading that is no float (None: no position) is left."""
+    raw = {"actual_battery_percent": 96.0924641927097, "actual_temperature_c": 36.47700208592191,
+           "lat": 50.807760736529055, "lon": None, "altitude_km": 363.25883841934046,
+           "in_eclipse": True}
+    ev = events.make("window_step.started", "2026-01-01T00:00:00Z", "job-1", "s1",
+                     dict(raw, tier="high"))
+    assert ev["payload"] == {"actual_battery_percent": 96.09, "actual_temperature_c": 36.48,
+                             "lat": 50.8078, "lon": None, "altitude_km": 363.259,
+                             "in_eclipse": True, "tier": "high"}
+    plain = events.make("step.progress", "2026-01-01T00:00:00Z", "job-1", "s1",
+                        {"percent": 25, "lat": 50.807760736529055})
+    assert plain["payload"]["lat"] == 50.807760736529055   # not an enriched type: as given
+    rounded = len(compact.encode_body(compact.EVENT, ev))
+    assert same(compact.decode_body(compact.encode_body(compact.EVENT, ev))[1], ev)
+    raw_ev = dict(ev, payload=dict(raw, tier="high"))
+    assert rounded <= len(compact.encode_body(compact.EVENT, raw_ev)) - 4 * 4
