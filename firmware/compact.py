@@ -43,6 +43,7 @@ _NONE, _FALSE, _TRUE, _POS, _NEG, _DEC, _F64, _STR, _REF, _LIST, _DICT, _SKIP, _
 
 # envelope fields (bit i of the event's flags byte: present)
 ENVELOPE = ("seq", "timestamp", "job_id", "step_id", "agent_id", "deployment_id", "payload")
+_EXACT = 1 << 53        # integers a double holds exactly
 _EXTRA = 0x80           # flags bit 7: members the envelope does not name follow
 
 # telemetry's members in order (PROTOCOL.md and Umbra's extras, agent.telemetry)
@@ -150,7 +151,7 @@ class _Out:
         if v == v and abs(v) < 1e15:  # finite and small enough to scale
             for d in range(7):
                 m = int(round(v * 10 ** d))
-                if m / 10 ** d == v:
+                if -_EXACT < m < _EXACT and m / 10 ** d == v:
                     # the sign apart (-0.0 keeps it)
                     neg = v < 0 or m == 0 and str(v)[0] == "-"
                     self.b.append(_DEC)
@@ -176,7 +177,8 @@ class _Out:
         """v at d decimals (tag and varint), if that gives v back exactly; else False."""
         if isinstance(v, float) and v == v and abs(v) < 1e15:
             m = int(round(v * 10 ** d))
-            if m / 10 ** d == v and (m or str(v)[0] != "-"):
+            # |m| < 2**53: a float as it is, so m / 10**d is the same division on both ends
+            if -_EXACT < m < _EXACT and m / 10 ** d == v and (m or str(v)[0] != "-"):
                 self.b.append(_FIXN if m < 0 else _FIXP)
                 self.uint(-m if m < 0 else m)
                 return True
