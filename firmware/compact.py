@@ -9,7 +9,7 @@ An event is its type as a small integer (its line in events.SPEC), a byte
 saying which envelope fields it has, seq and time as deltas from the event
 before it in the batch, then its payload's catalog fields in catalog order
 without their names (an enriched type's spacecraft state after them,
-events.ENRICHMENT; a field left out is one byte); fields the catalog does
+ENRICHMENT; a field left out is one byte); fields the catalog does
 not name follow with their names. Telemetry does the same with
 TELEMETRY_FIELDS. Every value carries a one-byte tag:
 
@@ -45,6 +45,12 @@ _NONE, _FALSE, _TRUE, _POS, _NEG, _DEC, _F64, _STR, _REF, _LIST, _DICT, _SKIP, _
 ENVELOPE = ("seq", "timestamp", "job_id", "step_id", "agent_id", "deployment_id", "payload")
 _EXACT = 1 << 53        # integers a double holds exactly
 _EXTRA = 0x80           # flags bit 7: members the envelope does not name follow
+
+# The spacecraft state an enriched event carries after its own fields
+# (EVENTS.md "Enrichment", Agent._enrich): sent as catalog fields, the
+# sensors' doubles whole (the agent does not round them). Here, not in
+# events.py: only the link needs it, and events.py stays in the heap.
+ENRICHMENT = "actual_battery_percent actual_temperature_c lat lon altitude_km in_eclipse"
 
 # telemetry's members in order (PROTOCOL.md and Umbra's extras, agent.telemetry)
 TELEMETRY_FIELDS = ("agent_id", "timestamp", "status", "battery_percent", "temperature_c",
@@ -83,20 +89,22 @@ def _type_name(k):
 
 def _names(out, etype):
     """The payload's catalog fields of etype (an enriched type's state
-    after its own: events.ENRICHMENT) and their catalog decimals (None: not
+    after its own: ENRICHMENT) and their catalog decimals (None: not
     a number of fixed precision): ([names], [decimals]), built once a body."""
     names = out.names.get(etype)
     if names is None:
         spec = events.SPEC
         i = spec.find("\n" + etype + " ")
         line = spec[i + 1:spec.find("\n", i + 1)].split()[1:]
-        if events.is_enriched(etype):
-            line += events.ENRICHMENT.split()
         names = ([], [])
         for f in line:   # 'name', 'name?', 'name:decimals'
             f, _, d = f.partition(":")
             names[0].append(f.rstrip("?"))
             names[1].append(int(d) if d else None)
+        if events.is_enriched(etype):
+            for f in ENRICHMENT.split():
+                names[0].append(f)
+                names[1].append(None)
         out.names[etype] = names
     return names
 

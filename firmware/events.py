@@ -69,10 +69,6 @@ agent.safe_mode reason
 # the part of their type before the dot. Identifiers, so interned names, not
 # strings of their own in a node's heap.
 ENRICHED_KINDS = ("eclipse_step", "window_step", "pass_step", "constellation", "isl_transfer")
-# The state they carry, as SPEC's fields (after the type's own), with the
-# precision a reading needs: 0.01 % and 0.01 degC, lat/lon 1e-4 deg (~11 m),
-# altitude 1 m. make() rounds the readings to it (the sensors give doubles).
-ENRICHMENT = "actual_battery_percent:2 actual_temperature_c:2 lat:4 lon:4 altitude_km:3 in_eclipse"
 
 
 def is_enriched(event_type):
@@ -88,7 +84,12 @@ def fields(event_type):
     if i < 0:
         return None
     j = SPEC.find("\n", i + 1)
-    return tuple([f.split(":")[0] for f in SPEC[i + 1:j].split()[1:]])
+    out = SPEC[i + 1:j].split()[1:]
+    for k in range(len(out)):  # the names without their decimals ('duration_s:1')
+        c = out[k].find(":")
+        if c > 0:
+            out[k] = out[k][:c]
+    return tuple(out)
 
 
 def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):
@@ -98,12 +99,6 @@ def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):
     problem = check_payload(event_type, payload)
     if problem:
         raise ValueError(problem)
-    if is_enriched(event_type):
-        for f in ENRICHMENT.split():  # the readings at the precision they need
-            name, _, d = f.partition(":")
-            v = payload.get(name)
-            if d and isinstance(v, float):
-                payload[name] = round(v, int(d))
     ev = {"type": event_type, "timestamp": timestamp, "job_id": job_id,
           "step_id": step_id, "payload": payload}
     for key in extra:

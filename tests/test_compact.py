@@ -211,10 +211,9 @@ def catalog_precisions():
     out = []
     for etype in TYPES:
         line = events.SPEC.split("\n" + etype + " ")[1].split("\n")[0].split()
-        if events.is_enriched(etype):
-            line += events.ENRICHMENT.split()
         out += [(etype, f.split(":")[0].rstrip("?"), int(f.split(":")[1]))
                 for f in line if ":" in f]
+
     return out
 
 
@@ -236,23 +235,19 @@ def test_a_number_at_its_catalog_precision_takes_no_decimals_byte_and_a_finer_on
         size(v)
 
 
-def test_the_agent_makes_enriched_events_with_its_readings_at_the_catalog_precision():
-    """The spacecraft state in an enriched event (EVENTS.md "Enrichment"):
-    the sensors give doubles, the event carries them at the precision the
-    catalog says (events.ENRICHMENT), and such an event goes compact in
-    fewer bytes; a reading that is no float (None: no position) is left."""
+def test_an_enriched_events_spacecraft_state_goes_as_catalog_fields_and_comes_back_whole():
+    """The spacecraft state in an enriched event (EVENTS.md "Enrichment",
+    compact.ENRICHMENT) goes without its names, the sensors' doubles whole,
+    and comes back equal; in a batch that saves each name's reference."""
     raw = {"actual_battery_percent": 96.0924641927097, "actual_temperature_c": 36.47700208592191,
            "lat": 50.807760736529055, "lon": None, "altitude_km": 363.25883841934046,
            "in_eclipse": True}
-    ev = events.make("window_step.started", "2026-01-01T00:00:00Z", "job-1", "s1",
-                     dict(raw, tier="high"))
-    assert ev["payload"] == {"actual_battery_percent": 96.09, "actual_temperature_c": 36.48,
-                             "lat": 50.8078, "lon": None, "altitude_km": 363.259,
-                             "in_eclipse": True, "tier": "high"}
-    plain = events.make("step.progress", "2026-01-01T00:00:00Z", "job-1", "s1",
-                        {"percent": 25, "lat": 50.807760736529055})
-    assert plain["payload"]["lat"] == 50.807760736529055   # not an enriched type: as given
-    rounded = len(compact.encode_body(compact.EVENT, ev))
-    assert same(compact.decode_body(compact.encode_body(compact.EVENT, ev))[1], ev)
-    raw_ev = dict(ev, payload=dict(raw, tier="high"))
-    assert rounded <= len(compact.encode_body(compact.EVENT, raw_ev)) - 4 * 4
+    batch = [events.make("window_step.started", "2026-01-01T00:00:0%dZ" % k, "job-1", "s1",
+                         dict(raw, tier="high")) for k in range(3)]
+    data = compact.encode_body(compact.EVENTS, batch)
+    assert same(compact.decode_body(data)[1], batch)
+    for ev in batch:   # the same members under names the catalog does not know
+        ev["payload"] = {k.upper(): v for k, v in ev["payload"].items()}
+    named = compact.encode_body(compact.EVENTS, batch)
+    assert same(compact.decode_body(named)[1], batch)
+    assert len(data) <= len(named) - sum(len(k) + 2 for k in raw) - 2 * 2 * len(raw)
