@@ -8,13 +8,18 @@ the ground bridge (tools/bridge.py), MicroPython and CPython.
 An event is its type as a small integer (its line in events.SPEC), a byte
 saying which envelope fields it has, seq and time as deltas from the event
 before it in the batch, then its payload's catalog fields in catalog order
-without their names (a field left out is one byte); fields the catalog does
+without their names (an enriched type's spacecraft state after them,
+ENRICHMENT; a field left out is one byte); fields the catalog does
 not name follow with their names. Telemetry does the same with
 TELEMETRY_FIELDS. Every value carries a one-byte tag:
 
     integers   zigzag-free: a tag for >= 0 and one for < 0, then a varint
-    floats     the fewest decimals (0..6) that give the same float back, then
-               the scaled integer as a varint (0.5 -> 2 bytes); else 8 bytes
+    floats     a catalog field with its decimals in the catalog (events.SPEC,
+               'duration_s:1'): the scaled integer as a varint, when it gives
+               the same float back (12.5 -> 2 bytes); any other float, or one
+               finer than its catalog precision: the fewest decimals (0..6)
+               that give it back, then the scaled integer (0.5 -> 3 bytes);
+               else 8 bytes
     strings    the first time in a body: length and UTF-8 bytes; again: the
                index into the body's table (step ids, deployment ids, stations)
     lists, objects, true, false, null: as JSON has them
@@ -28,17 +33,24 @@ import struct
 import events
 import timeutil
 
-VERSION = "c1"          # the encoding's name in the serial hello
+VERSION = "c2"          # the encoding's name in the serial hello (c2: catalog precision, enrichment as fields)
 MARK = 0xC1             # first byte of a compact request frame's payload (JSON starts with '{')
 EVENTS, EVENT, TELEMETRY, VALUE = 1, 2, 3, 4
 
-# value tags
-_NONE, _FALSE, _TRUE, _POS, _NEG, _DEC, _F64, _STR, _REF, _LIST, _DICT, _SKIP = (
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+# value tags (_FIXP/_FIXN: a catalog field's number at its catalog precision)
+_NONE, _FALSE, _TRUE, _POS, _NEG, _DEC, _F64, _STR, _REF, _LIST, _DICT, _SKIP, _FIXP, _FIXN = (
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 
 # envelope fields (bit i of the event's flags byte: present)
 ENVELOPE = ("seq", "timestamp", "job_id", "step_id", "agent_id", "deployment_id", "payload")
+_EXACT = 1 << 53        # integers a double holds exactly
 _EXTRA = 0x80           # flags bit 7: members the envelope does not name follow
+
+# The spacecraft state an enriched event carries after its own fields
+# (EVENTS.md "Enrichment", Agent._enrich): sent as catalog fields, the
+# sensors' doubles whole (the agent does not round them). Here, not in
+# events.py: only the link needs it, and events.py stays in the heap.
+ENRICHMENT = "actual_battery_percent actual_temperature_c lat lon altitude_km in_eclipse"
 
 # telemetry's members in order (PROTOCOL.md and Umbra's extras, agent.telemetry)
 TELEMETRY_FIELDS = ("agent_id", "timestamp", "status", "battery_percent", "temperature_c",
@@ -76,11 +88,23 @@ def _type_name(k):
 
 
 def _names(out, etype):
-    """The payload's catalog fields of etype, without the '?' marks; built
-    once a body."""
+    """The payload's catalog fields of etype (an enriched type's state
+    after its own: ENRICHMENT) and their catalog decimals (None: not
+    a number of fixed precision): ([names], [decimals]), built once a body."""
     names = out.names.get(etype)
     if names is None:
-        names = [f.rstrip("?") for f in events.fields(etype)]
+        spec = events.SPEC
+        i = spec.find("\n" + etype + " ")
+        line = spec[i + 1:spec.find("\n", i + 1)].split()[1:]
+        names = ([], [])
+        for f in line:   # 'name', 'name?', 'name:decimals'
+            f, _, d = f.partition(":")
+            names[0].append(f.rstrip("?"))
+            names[1].append(int(d) if d else None)
+        if events.is_enriched(etype):
+            for f in ENRICHMENT.split():
+                names[0].append(f)
+                names[1].append(None)
         out.names[etype] = names
     return names
 
@@ -135,7 +159,7 @@ class _Out:
         if v == v and abs(v) < 1e15:  # finite and small enough to scale
             for d in range(7):
                 m = int(round(v * 10 ** d))
-                if m / 10 ** d == v:
+                if -_EXACT < m < _EXACT and m / 10 ** d == v:
                     # the sign apart (-0.0 keeps it)
                     neg = v < 0 or m == 0 and str(v)[0] == "-"
                     self.b.append(_DEC)
@@ -157,12 +181,26 @@ class _Out:
         self.uint(len(raw))
         self.b.extend(raw)
 
-    def fields(self, names, doc):
+    def fixed(self, v, d):
+        """v at d decimals (tag and varint), if that gives v back exactly; else False."""
+        if isinstance(v, float) and v == v and abs(v) < 1e15:
+            m = int(round(v * 10 ** d))
+            # |m| < 2**53: a float as it is, so m / 10**d is the same division on both ends
+            if -_EXACT < m < _EXACT and m / 10 ** d == v and (m or str(v)[0] != "-"):
+                self.b.append(_FIXN if m < 0 else _FIXP)
+                self.uint(-m if m < 0 else m)
+                return True
+        return False
+
+    def fields(self, names, doc, decs=None):
         """doc's members named in `names`, in that order (a missing one: one
-        byte), then the others with their names."""
-        for f in names:
+        byte; a number at its catalog decimals `decs`: no decimals byte),
+        then the others with their names."""
+        for k, f in enumerate(names):
             if f in doc:
-                self.value(doc[f])
+                v = doc[f]
+                if decs is None or decs[k] is None or not self.fixed(v, decs[k]):
+                    self.value(v)
             else:
                 self.b.append(_SKIP)
         rest = [k for k in doc if k not in names]
@@ -258,11 +296,17 @@ class _In:
         self.strings.append(s)
         return s
 
-    def fields(self, names):
+    def fields(self, names, decs=None):
         doc = {}
-        for f in names:
+        for k, f in enumerate(names):
             t = self.byte()
-            if t != _SKIP:
+            if t == _FIXP or t == _FIXN:
+                d = decs[k] if decs is not None else None
+                if d is None:
+                    raise ValueError("compact: no catalog precision for %s" % f)
+                v = self.uint() / 10 ** d
+                doc[f] = -v if t == _FIXN else v
+            elif t != _SKIP:
                 doc[f] = self.value(t)
         for _ in range(self.count()):
             k = self.text()
@@ -328,7 +372,8 @@ def _event(out, ev, last):
         p = ev["payload"]
         if k and isinstance(p, dict):
             out.b.append(1)
-            out.fields(_names(out, etype), p)
+            names, decs = _names(out, etype)
+            out.fields(names, p, decs)
         else:
             out.b.append(0)
             out.value(p)
@@ -365,7 +410,8 @@ def _read_event(inp, last):
         if inp.byte():
             if not k:
                 raise ValueError("compact: catalog payload of an unknown type")
-            ev["payload"] = inp.fields(_names(inp, etype))
+            names, decs = _names(inp, etype)
+            ev["payload"] = inp.fields(names, decs)
         else:
             ev["payload"] = inp.value()
     if flags & _EXTRA:

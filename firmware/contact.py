@@ -60,19 +60,28 @@ def new_challenge():
 
 def poll(ag):
     """Register if needed, then ask for work once. Returns a workload (the
-    reply, for accept.py) or None, and the Console's time before it. With an
-    uplink key the poll carries a fresh challenge that a signed reply must
-    carry back (uplink.check_auth): a reply recorded earlier and replayed
-    answers another poll and is refused, even by an agent whose flash (and
-    its memory of nonces) was wiped."""
+    reply, for accept.py) or None, and the Console's time before it. It says
+    which deployment it holds (?holding=): the running job, or the last one
+    ended while its events still wait in the outbox (the Console takes that
+    one for running until they land). With an uplink key the poll carries a
+    fresh challenge that a signed reply must carry back (uplink.check_auth):
+    a reply recorded earlier and replayed answers another poll and is
+    refused, even by an agent whose flash (and its memory of nonces) was
+    wiped."""
     if not ag.registered:
         yield from register(ag)
     ground_before = ag.ground_time
-    job = ag.journal.state["job"]
+    st = ag.journal.state
+    job = st["job"]
+    held = job["deployment_id"] if job is not None else None
+    if held is None and st["done"] and ag.journal.pending():
+        # a job that ended here and whose events still drain: until they land the
+        # Console takes it for running and would send it again at every poll
+        held = st["done"][-1]
     path = "/api/agent/workloads"
     sep = "?"
-    if job is not None:  # not again what we hold (the Console's extension): 204, or a cancel
-        path += "?holding=" + job["deployment_id"]
+    if held is not None:  # not again what we hold (the Console's extension): 204, or a cancel
+        path += "?holding=" + held
         sep = "&"
     ag.challenge = None
     if ag.cfg["uplink_key"]:
@@ -82,7 +91,7 @@ def poll(ag):
     ag.stats["polls"] += 1
     if status is not None:
         sync_time(ag, reply)
-    if status == 204 and job is None:
+    if status == 204 and held is None:
         # nothing to do at all (a 204 to a poll that held a job says only that
         # no other job comes first: that job may have ended during the exchange)
         ag.empty_polls += 1

@@ -6,55 +6,59 @@ tools/console/eventcheck.py: a board never loads them). SPEC lists each type wit
 optional. An unknown type is a bug.
 """
 
-# One line per type: the type, then its payload fields ('?' = optional).
+# One line per type: the type, then its payload fields ('?' = optional). A
+# number field says after ':' the decimals it needs (the precision the agent
+# rounds it to when it makes the event, or its meaning needs): the compact
+# link (firmware/compact.py) sends such a value as an integer at that scale,
+# and any value finer than that whole (nothing is ever rounded on the way).
 # Kept as one string, not a dict of tuples: on a board that is one object in
 # RAM instead of a few hundred (the whole catalog costs ~3 KB, not ~19 KB).
 SPEC = """
 job.accepted name steps security? category?
 placement.decided location reason
 plan.created segments windows_used total_duration_s
-job.completed total_duration_s status delivery_confidence?
-job.failed total_duration_s status reason
+job.completed total_duration_s:1 status delivery_confidence?:4
+job.failed total_duration_s:1 status reason
 step.started location window window_label
 step.progress percent
-step.paused reason progress_fraction
-step.resumed progress_fraction paused_s
-step.completed duration_s location data_output_mb
-transfer.started direction raw_data_mb total_transfer_mb fec_scheme?
-transfer.pass_started ground_station station_name elevation_peak_deg
-transfer.progress data_transferred_mb total_mb
-transfer.pass_completed data_transferred_mb ground_station
-transfer.completed total_transferred_mb duration_s
+step.paused reason progress_fraction:4
+step.resumed progress_fraction:4 paused_s:1
+step.completed duration_s:1 location data_output_mb:4
+transfer.started direction raw_data_mb:4 total_transfer_mb:4 fec_scheme?
+transfer.pass_started ground_station station_name elevation_peak_deg:2
+transfer.progress data_transferred_mb:4 total_mb:4
+transfer.pass_completed data_transferred_mb:4 ground_station
+transfer.completed total_transferred_mb:4 duration_s:1
 transfer.retransmission blocks_retransmitted ber
-checkpoint.saved checkpoint_number progress_fraction
-checkpoint.predicted hazards_count checkpoints_count next_hazard max_safe_window_s overhead_fraction hazards checkpoint_schedule
-security.encrypted algorithm data_mb
+checkpoint.saved checkpoint_number progress_fraction:4
+checkpoint.predicted hazards_count checkpoints_count next_hazard max_safe_window_s:1 overhead_fraction:6 hazards checkpoint_schedule
+security.encrypted algorithm data_mb:4
 security.key_exchange duration_s encryption
-eclipse_step.scheduled window energy_budget_wh eclipse_policy
-eclipse_step.energy_check needed_wh allowed_wh battery_percent ok
-eclipse_step.started energy_budget_wh eclipse_policy battery_percent
-eclipse_step.completed energy_consumed_wh battery_percent
-eclipse_step.deferred reason needed_wh allowed_wh next_window?
-window_step.tier_selected tier available_s compute_s
+eclipse_step.scheduled window energy_budget_wh:4 eclipse_policy
+eclipse_step.energy_check needed_wh:4 allowed_wh:4 battery_percent:4 ok
+eclipse_step.started energy_budget_wh:4 eclipse_policy battery_percent:4
+eclipse_step.completed energy_consumed_wh:4 battery_percent:4
+eclipse_step.deferred reason needed_wh:4 allowed_wh:4 next_window?
+window_step.tier_selected tier available_s:1 compute_s:1
 window_step.started tier
 window_step.degraded from_tier to_tier reason
 window_step.upgraded from_tier to_tier reason
-window_step.completed tier output_mb
+window_step.completed tier output_mb:4
 window_step.deferred reason next_window?
 pass_step.decomposed segments passes
 pass_step.segment_started segment_index segments_total pass_id
-pass_step.segment_completed segment_index segments_total output_mb
-pass_step.merged merge_strategy segments output_mb
+pass_step.segment_completed segment_index segments_total output_mb:4
+pass_step.merged merge_strategy segments output_mb:4
 constellation.step_assigned step_id satellite_id dependencies
 constellation.step_started step_id satellite_id
-constellation.step_completed step_id duration_s data_output_mb
+constellation.step_completed step_id duration_s:1 data_output_mb:4
 constellation.failover step_id from_satellite reason
 constellation.failover_acknowledged step_id to_satellite
 constellation.satellite_complete satellite_id steps_completed steps_failed_over
-isl_transfer.started from to data_mb hop_count
-isl_transfer.hop_completed from to hop_index quality latency_ms
-isl_transfer.completed from to total_duration_s data_mb
-isl_transfer.quality_report avg_quality min_quality total_latency_ms effective_bandwidth_mbps
+isl_transfer.started from to data_mb:4 hop_count
+isl_transfer.hop_completed from to hop_index quality:3 latency_ms:3
+isl_transfer.completed from to total_duration_s:3 data_mb:4
+isl_transfer.quality_report avg_quality:3 min_quality:3 total_latency_ms:3 effective_bandwidth_mbps:3
 agent.booted reset_cause boot_count firmware_version mode
 fault.detected kind detail
 fault.recovered kind action
@@ -80,7 +84,12 @@ def fields(event_type):
     if i < 0:
         return None
     j = SPEC.find("\n", i + 1)
-    return tuple(SPEC[i + 1:j].split()[1:])
+    out = SPEC[i + 1:j].split()[1:]
+    for k in range(len(out)):  # the names without their decimals ('duration_s:1')
+        c = out[k].find(":")
+        if c > 0:
+            out[k] = out[k][:c]
+    return tuple(out)
 
 
 def make(event_type, timestamp, job_id, step_id=None, payload=None, **extra):

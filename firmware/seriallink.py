@@ -247,7 +247,7 @@ class SerialLink:
         hello = {"agent_id": self.agent_id, "api_key": self.api_key, "sid": self.sid,
                  "ua": self.user_agent, "max": self.max_reply, "pc": PIECE}
         if self.offer_compact:
-            hello["enc"] = ["c1"]  # firmware/compact.py VERSION
+            hello["enc"] = ["c2"]  # firmware/compact.py VERSION
             if _has_deflate():
                 hello["z"] = ["deflate9"]  # long replies may come deflated
         self.compact = False
@@ -258,7 +258,7 @@ class SerialLink:
         if status != 200 or not isinstance(reply, dict) or reply.get("sid") != self.sid:
             return False, "hello refused (%s)" % status
         self.session = True
-        self.compact = self.offer_compact and reply.get("enc") == "c1"
+        self.compact = self.offer_compact and reply.get("enc") == "c2"
         return True, None
 
     # (a reply's pieces say whether they are deflated: bridge.pieces)

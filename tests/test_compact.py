@@ -203,3 +203,51 @@ for i in range(0, len(evs), 50):
         back += console.requests[-1][3]
     assert same(back, evs)
     assert size < len(json.dumps(evs, separators=(",", ":"))) / 4
+
+
+def catalog_precisions():
+    """(type, field, decimals) for every field the catalog gives a precision,
+    an enriched type's spacecraft state included (firmware/events.py)."""
+    out = []
+    for etype in TYPES:
+        line = events.SPEC.split("\n" + etype + " ")[1].split("\n")[0].split()
+        out += [(etype, f.split(":")[0].rstrip("?"), int(f.split(":")[1]))
+                for f in line if ":" in f]
+
+    return out
+
+
+@pytest.mark.parametrize("etype,field,d", catalog_precisions())
+def test_a_number_at_its_catalog_precision_takes_no_decimals_byte_and_a_finer_one_comes_back_whole(
+        etype, field, d):
+    """A catalog field's float at the decimals the catalog gives it goes as
+    a scaled integer (one byte fewer than the same number elsewhere); one
+    finer than that, or -0.0, or a huge one, comes back exactly as it was."""
+    def size(v, name=field):
+        ev = {"type": etype, "payload": {name: v}}
+        data = compact.encode_body(compact.EVENT, ev)
+        assert same(compact.decode_body(data)[1], ev), (v, name)
+        return len(data)
+    at = round(1234.5678912, d)   # needs all d decimals
+    other = "not_in_the_catalog"   # elsewhere: one byte for the field left out, its name, the value
+    assert size(at) <= size(at, other) - (1 + 2 + len(other)) - 1
+    for v in (at + 10 ** -(d + 2), -at, -0.0, 0.0, 1e300, -2.5e-9, float(10 ** 15)):
+        size(v)
+
+
+def test_an_enriched_events_spacecraft_state_goes_as_catalog_fields_and_comes_back_whole():
+    """The spacecraft state in an enriched event (EVENTS.md "Enrichment",
+    compact.ENRICHMENT) goes without its names, the sensors' doubles whole,
+    and comes back equal; in a batch that saves each name's reference."""
+    raw = {"actual_battery_percent": 96.0924641927097, "actual_temperature_c": 36.47700208592191,
+           "lat": 50.807760736529055, "lon": None, "altitude_km": 363.25883841934046,
+           "in_eclipse": True}
+    batch = [events.make("window_step.started", "2026-01-01T00:00:0%dZ" % k, "job-1", "s1",
+                         dict(raw, tier="high")) for k in range(3)]
+    data = compact.encode_body(compact.EVENTS, batch)
+    assert same(compact.decode_body(data)[1], batch)
+    for ev in batch:   # the same members under names the catalog does not know
+        ev["payload"] = {k.upper(): v for k, v in ev["payload"].items()}
+    named = compact.encode_body(compact.EVENTS, batch)
+    assert same(compact.decode_body(named)[1], batch)
+    assert len(data) <= len(named) - sum(len(k) + 2 for k in raw) - 2 * 2 * len(raw)

@@ -46,7 +46,7 @@ _SAFE_HEADER = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 COUNTERS = ("frames_in", "frames_out", "bad_frames", "bad_requests", "hellos", "sessions",
             "no_session", "relayed", "replayed", "http_errors", "oversize", "reconnects",
-            "compact_sessions", "deflated")
+            "compact_sessions", "deflated", "workloads")
 
 
 class Session:
@@ -223,6 +223,9 @@ class Bridge:
         if resp.status_code >= 500:
             self.counts["http_errors"] += 1
             return reply, False
+        if resp.status_code == 200 and method == "GET" and path.startswith("/api/agent/workloads") \
+                and isinstance(reply.get("b"), dict) and "deployment_id" in reply["b"]:
+            self.counts["workloads"] += 1   # a workload handed down (the link's biggest reply)
         return reply, True
 
     def close(self):
