@@ -685,6 +685,15 @@ def test_a_lost_satellites_late_report_after_the_grounds_end_is_stored_once_and_
     assert [e["agent_id"] for e in evs if e["type"] == "job.failed"] == ["ground"]
     step = dict((s["step_id"], s) for s in view["steps"])["aggregate"]
     assert (step["completed_by"]["satellite_id"], step["completed_by"]["epoch"]) == (closer, 1)
+    # `umbra events PARENT`: the ground's record and the late end say what they are
+    out = subprocess.run([sys.executable, "-m", "tools.cli", "events", parent, "--console",
+                          console.url, "--key", console.user_key], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, NO_COLOR="1"))
+    assert out.returncode == 0, out.stderr
+    ends = [(l.split()[3], l.split()[5]) for l in out.stdout.splitlines()
+            if l.split()[0] == closer and l.split()[3] in ("job.completed", "job.failed")]
+    assert ends == [("job.failed", "BY-THE-GROUND"),
+                    ("job.completed", "NOT-COUNTED(after")], out.stdout
 
 
 def test_a_parent_none_of_whose_children_ended_reads_failed_after_the_grounds_end(
