@@ -277,8 +277,12 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
     row = db.one("SELECT * FROM deployments WHERE id = ?", (parent_id,))
     if row is None or row["kind"] != "parent" or row["status"] in PARENT_FINISHED:
         return []
-    plan_row = db.one("SELECT data FROM plans WHERE id = ?", (row["plan_id"],))
-    until = deadline(json.loads(plan_row["data"])) if plan_row else None
+    # the plan's start and horizon only (SQLite reads them out of its JSON: the plan holds
+    # the predicted fleet stream too, too much to parse at every round of a stream)
+    plan = db.one("SELECT id, json_extract(data, '$.start') AS start, "
+                  "json_extract(data, '$.horizon_s') AS horizon_s FROM plans WHERE id = ?",
+                  (row["plan_id"],))
+    until = deadline(dict(plan)) if plan is not None else None
     if until is None:
         return []
     wall_now = time.time() if wall_now is None else wall_now
@@ -288,7 +292,6 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
     now = fleet_clock(db.conn(), row, kids, wall_now)  # a read first: most checks end here
     if now is None or now < until + grace_s:
         return []
-    plan = json.loads(plan_row["data"])
     ended = []
     with db.write() as c:  # again inside the transaction: another thread may have ended it
         parent = c.execute("SELECT * FROM deployments WHERE id = ?", (parent_id,)).fetchone()
@@ -299,7 +302,7 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
             if ch["status"] in FINISHED:
                 continue
             record = {"type": "job.failed", "timestamp": timeutil.iso_utc(int(now)),
-                      "job_id": plan.get("id"), "step_id": None, "seq": 1,
+                      "job_id": plan["id"], "step_id": None, "seq": 1,
                       "payload": {"total_duration_s": round(now - plan["start"], 3),
                                   "status": "failed",
                                   "reason": ground_reason(ch["satellite_id"], until, grace_s)},
