@@ -1,7 +1,8 @@
 """The Console's HTTP API (PROTOCOL.md), as a FastAPI app.
 
 `create_app(db_path, ...)` builds it -- the database, the Console object, the
-middleware, the error replies and the OpenAPI document -- from the routes of
+middleware, the error replies, the OpenAPI document and, in its lifespan, the
+sweep that ends overdue constellations (constellations.sweep) -- from the routes of
 routes_agent.py (the agent protocol), routes_deployments.py, routes_plans.py,
 routes_catalog.py (satellites and agents) and routes_keys.py, which share
 api.py; routes_ui.py and routes_stream.py serve the operator view at `/`.
@@ -54,6 +55,10 @@ def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY
         sweeper = asyncio.ensure_future(sweep())
         yield
         sweeper.cancel()
+        try:
+            await sweeper
+        except asyncio.CancelledError:
+            pass
         console.simulator.shutdown()
 
     app = FastAPI(title="Umbra Console", version="0.1.0", lifespan=lifespan,
