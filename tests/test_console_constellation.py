@@ -573,3 +573,168 @@ def test_a_database_from_before_constellations_is_migrated_and_keeps_its_deploym
     parent, kids = constellations.create(db, plan)
     assert sorted(kids) == ["a", "b"] and deployments.get(db, kids["b"])["parent_id"] == parent
     Database(path)  # opening again changes nothing
+
+
+# ---------------------------------------------------------------- the ground's end
+
+def telemetry(console, a, t):
+    """A heartbeat as the agent sends it in a pass (its spacecraft time t)."""
+    name = a[0]["X-Agent-ID"]
+    r = httpx.post(console.url + "/api/agent/telemetry", headers=a[0],
+                   json={"agent_id": name, "status": "idle", "timestamp": timeutil.iso_utc(t)})
+    assert r.status_code == 200, r.text
+
+
+def merged(console, parent):
+    r = httpx.get(console.url + "/api/deployments/%s/events" % parent,
+                  headers={"X-API-Key": console.user_key})
+    assert r.status_code == 200, r.text
+    return r.json()["events"]
+
+
+def closer_lost_after_its_last_step(console, plan, tag):
+    """The train's job flown until its closer (the aggregator, owner of the last
+    step) is lost after completing it, before its downlink: the others were told
+    over ISL and ended their parts; the closer's last word at the Console is the
+    last step's start. -> (parent, kids, closer)."""
+    parent, kids = launch(console, plan, tag)
+    t0 = timeutil.parse_iso(plan["epoch"])
+    closer = dict((s["step_id"], s["satellite"]) for s in plan["steps"])["aggregate"]
+    for sat, (a, dep) in sorted(kids.items()):
+        send(console, a, dep, [ev(a, "job.accepted", t0 + 180, name="x", steps=5)])
+    a, dep = kids[closer]
+    send(console, a, dep, [ev(a, "constellation.step_started", t0 + 2400, "aggregate",
+                              step_id="aggregate", satellite_id=closer, epoch=1)])
+    for sat, (a, dep) in sorted(kids.items()):
+        if sat != closer:
+            send(console, a, dep, [ev(a, "constellation.satellite_complete", t0 + 3000,
+                                      **done(sat))])
+    return parent, kids, closer
+
+
+def test_a_child_that_never_ends_is_failed_by_the_ground_once_past_the_deadline_and_its_grace(
+        console, train_plan):
+    from tools.console import constellations
+    parent, kids, closer = closer_lost_after_its_last_step(console, train_plan, "ground")
+    until = int(train_plan["start"] + train_plan["horizon_s"])
+    grace = constellations.GROUND_END_GRACE_S
+    view = status(console, parent)
+    assert view["status"] == "running" and view["deadline"] == timeutil.iso_utc(until)
+    # the survivors keep reporting in their passes: the fleet's clock, as the ground knows it
+    others = [sat for sat in sorted(kids) if sat != closer]
+    telemetry(console, kids[others[0]][0], until + 60)
+    assert status(console, parent)["status"] == "running"  # past the deadline, not the grace
+    telemetry(console, kids[others[1]][0], until + grace - 60)
+    assert status(console, parent)["status"] == "running"
+    telemetry(console, kids[others[0]][0], until + grace + 60)
+    view = status(console, parent)
+    assert view["status"] == "partial" and view["finished_at"]
+    by_sat = dict((c["satellite_id"], c) for c in view["children"])
+    assert by_sat[closer]["status"] == "failed" and by_sat[closer]["ended_by"] == "ground"
+    reason = by_sat[closer]["reason"]
+    assert "no word from satellite %s" % closer in reason and timeutil.iso_utc(until) in reason
+    assert all(by_sat[s]["status"] == "completed" and "ended_by" not in by_sat[s] for s in others)
+    # in the merged stream: the Console's own record, marked as the ground's, once
+    ground = [e for e in merged(console, parent) if e["agent_id"] == "ground"]
+    assert [(e["satellite_id"], e["type"], e["payload"]["status"], e["payload"]["reason"])
+            for e in ground] == [(closer, "job.failed", "failed", reason)]
+    assert timeutil.parse_iso(ground[0]["timestamp"]) >= until + grace
+    # once: more reads, more reports and the Console's sweep add nothing
+    telemetry(console, kids[others[1]][0], until + grace + 4000)
+    for _ in range(2):
+        assert status(console, parent)["status"] == "partial"
+    assert constellations.sweep(console.db, grace) == {}
+    assert [e["agent_id"] for e in merged(console, parent)].count("ground") == 1
+    assert console.db.one("SELECT COUNT(*) FROM events WHERE origin LIKE 'ground:%' AND "
+                          "deployment_id = ?", (kids[closer][1],))[0] == 1
+    # the closer's agent seqs are untouched: its next event is still its own seq 3
+    assert console.db.one("SELECT MAX(seq) FROM events WHERE origin = ?",
+                          (kids[closer][0][0]["X-Agent-ID"],))[0] == kids[closer][0][1]
+
+
+def test_a_lost_satellites_late_report_after_the_grounds_end_is_stored_once_and_changes_nothing(
+        console, train_plan):
+    """The closer comes back after the ground ended its part and downlinks what
+    it held: its last step's completion, its part's end, the job's end. Each is
+    stored once (resent too); its child stays failed, the parent partial; the
+    step view counts the completion of the step's highest epoch (the result did
+    arrive), and the late job.completed is kept but not counted."""
+    from tools.console import constellations
+    parent, kids, closer = closer_lost_after_its_last_step(console, train_plan, "late")
+    until = int(train_plan["start"] + train_plan["horizon_s"])
+    other = next(sat for sat in sorted(kids) if sat != closer)
+    telemetry(console, kids[other][0], until + constellations.GROUND_END_GRACE_S + 1)
+    ended = status(console, parent)
+    assert ended["status"] == "partial"
+    t0 = timeutil.parse_iso(train_plan["epoch"])
+    a, dep = kids[closer]
+    late = [ev(a, "constellation.step_completed", t0 + 2600, "aggregate", step_id="aggregate",
+               duration_s=200, data_output_mb=5, epoch=1),
+            ev(a, "constellation.satellite_complete", until + 9000, **done(closer)),
+            ev(a, "job.completed", until + 9000, total_duration_s=until + 9000 - t0,
+               status="completed")]
+    send(console, a, dep, late)
+    send(console, a, dep, late)  # a resend: stored once
+    view = status(console, parent)
+    assert (view["status"], view["finished_at"]) == ("partial", ended["finished_at"])
+    assert dict((c["satellite_id"], c["status"]) for c in view["children"])[closer] == "failed"
+    evs = [e for e in merged(console, parent) if e["satellite_id"] == closer]
+    assert [e["seq"] for e in evs if e["agent_id"] != "ground"] == list(range(1, a[1] + 1))
+    assert [(e["type"], e.get("counted")) for e in evs if e["type"].startswith("job.")] == \
+        [("job.accepted", None), ("job.failed", None), ("job.completed", False)]
+    assert [e["agent_id"] for e in evs if e["type"] == "job.failed"] == ["ground"]
+    step = dict((s["step_id"], s) for s in view["steps"])["aggregate"]
+    assert (step["completed_by"]["satellite_id"], step["completed_by"]["epoch"]) == (closer, 1)
+    # `umbra events PARENT`: the ground's record and the late end say what they are
+    out = subprocess.run([sys.executable, "-m", "tools.cli", "events", parent, "--console",
+                          console.url, "--key", console.user_key], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, NO_COLOR="1"))
+    assert out.returncode == 0, out.stderr
+    ends = [(l.split()[3], l.split()[5]) for l in out.stdout.splitlines()
+            if l.split()[0] == closer and l.split()[3] in ("job.completed", "job.failed")]
+    assert ends == [("job.failed", "BY-THE-GROUND"),
+                    ("job.completed", "NOT-COUNTED(after")], out.stdout
+
+
+def test_a_parent_none_of_whose_children_ended_reads_failed_after_the_grounds_end(
+        console, train_plan):
+    from tools.console import constellations
+    parent, kids = launch(console, train_plan, "silent")
+    until = int(train_plan["start"] + train_plan["horizon_s"])
+    a, dep = kids[sorted(kids)[0]]
+    send(console, a, dep, [ev(a, "job.accepted", until + constellations.GROUND_END_GRACE_S,
+                              name="x", steps=5)])
+    view = status(console, parent)
+    assert view["status"] == "failed"
+    assert all(c["status"] == "failed" and c["ended_by"] == "ground" for c in view["children"])
+    assert sorted(e["satellite_id"] for e in merged(console, parent)
+                  if e["agent_id"] == "ground") == sorted(kids)
+
+
+def test_the_consoles_sweep_ends_an_overdue_parent_no_one_reads(console, train_plan, tmp_path):
+    """A Console whose sweep runs every 0.2 s, with a grace of 60 s: the parent
+    ends without a read, and its end is in the database for good."""
+    from tools.console import constellations, deployments
+    from tools.console.db import Database
+    from tools.console.server import serve_in_thread
+    path = str(tmp_path / "sweep.db")
+    srv = serve_in_thread(path, ground_end_grace_s=60, ground_end_sweep_s=0.2)
+    try:
+        srv.user_key = auth.create_key(srv.db, "user")["key"]
+        constellations.save_plan(srv.db, deployments.get_plan(console.db, train_plan["id"]))
+        parent, kids, closer = closer_lost_after_its_last_step(srv, train_plan, "sweep")
+        until = int(train_plan["start"] + train_plan["horizon_s"])
+        other = next(sat for sat in sorted(kids) if sat != closer)
+        telemetry(srv, kids[other][0], until + 61)
+        import time
+        for _ in range(100):
+            if deployments.get(srv.db, parent)["status"] != "running":
+                break
+            time.sleep(0.05)
+    finally:
+        srv.stop()
+    db = Database(path)  # the Console is gone; its database holds the end
+    assert deployments.get(db, parent)["status"] == "partial"
+    assert deployments.get(db, kids[closer][1])["status"] == "failed"
+    assert "+60 s" in json.loads(db.one("SELECT data FROM events WHERE origin = ?",
+                                        ("ground:" + kids[closer][1],))["data"])["payload"]["reason"]

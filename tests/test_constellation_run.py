@@ -303,3 +303,33 @@ def test_a_closer_cut_off_past_the_deadline_and_its_substitute_both_end_but_only
     rec = fleetcampaign.judge(out, cplan, faults)
     assert (rec["outcome"], rec["events_duplicated"], rec["ends_fenced"], rec["parts_open"]) == \
         ("partial", 0, 1, 0)
+
+
+def test_a_closer_lost_after_its_last_step_before_its_downlink_is_ended_partial_by_the_ground(train):
+    # the aggregator completes aggregate, tells the others over ISL (they end their
+    # parts), and is lost while its downlink waits for a pass: the result and the
+    # job's end are lost with it, and no member ends the job. The ground does, past
+    # the deadline and its grace: the lost closer's part failed, the job partial,
+    # explained by the loss
+    from tools import fleetcampaign
+    doc, cplan = train
+    agg = owners(cplan)["aggregate"]
+    faults = [{"kind": "loss", "satellite": agg, "at_s": 3116}]
+    out = fly(train, faults)
+    held = [(e["type"], e["step_id"]) for e in out.events[agg] if e["seq"] in out.unsent[agg]]
+    assert ("constellation.step_completed", "aggregate") in held  # done, never downlinked
+    assert not [e for e in out.consoles[agg].events if e["type"].startswith("job.") and
+                e["type"] != "job.accepted"]
+    assert of(out, "job.completed") == [] and of(out, "job.failed") == []
+    assert all(state is None for sat, state in out.state.items() if sat != agg), out.state
+    statuses, grounded = fleetcampaign.ground_view(out, cplan, faults)
+    assert grounded == [agg] and statuses[agg] == "failed"
+    assert all(st == "completed" for sat, st in statuses.items() if sat != agg)
+    rec = fleetcampaign.judge(out, cplan, faults)
+    assert (rec["outcome"], rec["explained"], rec["ground_ended"], rec["parts_open"],
+            rec["events_lost"], rec["events_duplicated"], rec["completed_twice"]) == \
+        ("partial", True, 1, 0, 0, 0, 0)
+    # the ground's end on a satellite that was not lost is not explained by the faults
+    rec = fleetcampaign.judge(out, cplan, [{"kind": "drain", "satellite": agg, "at_s": 3116,
+                                             "soc": 0.08}])
+    assert rec["outcome"] == "partial" and not rec["explained"]

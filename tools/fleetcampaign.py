@@ -21,10 +21,16 @@ the fleet's streams:
                       more than once in the fleet
     unexplained       a run that did not complete with no fault that could
                       have stopped it (a partial with no fault on the failed
-                      step's satellites, or a job that never ended)
+                      step's satellites, a part the ground ended on a
+                      satellite that was not lost, or a job that never ended)
     parts left open   members (not lost) whose part never ended (no
                       constellation.satellite_complete: the parent deployment
-                      would stay running)
+                      would stay running until the ground's end)
+    ground's ends     parts the Console ends past the job's deadline and its
+                      grace (tools/console/constellations.py end_overdue): a
+                      job no member ended (its closer lost after its last
+                      step, before its downlink) reads as the Console's
+                      parent would, `partial` (or `failed`), not `unfinished`
 """
 import collections
 import json
@@ -71,7 +77,8 @@ def script(rng, sats):
 
 def _record(faults):
     return {"completed_twice": 0, "events_lost": 0, "events_duplicated": 0, "failovers": 0,
-            "takeovers": 0, "outcome": "unfinished", "explained": True, "faults": faults}
+            "takeovers": 0, "ground_ended": 0, "outcome": "unfinished", "explained": True,
+            "faults": faults}
 
 
 def _lost(faults):
@@ -87,12 +94,14 @@ def _stream(rec, merged, last):
     cut off past the deadline while its substitute ended the job) is `fenced`,
     a second end from the counting owner a duplicate. Returns the job's ends,
     the counted one first."""
-    from tools.console.constellations import EPOCH_TYPES, _owner, epoch_of
+    from tools.console.constellations import EPOCH_TYPES, GROUND, _owner, epoch_of
     by_step = collections.defaultdict(list)
     ends = []
     top, owner = 0, None
     for e in merged:
         t = e["type"]
+        if e.get("agent_id") == GROUND:
+            continue  # the Console's own end of a part (judged apart): not the fleet's
         if t == "constellation.step_completed":
             by_step[e["step_id"]].append(e["payload"]["epoch"])
         elif t == "constellation.failover":
@@ -112,8 +121,34 @@ def _stream(rec, merged, last):
     return counted + fenced
 
 
+def ground_view(out, cplan, faults):
+    """{satellite: its child's status} as the forecast's stand-in Console has it
+    once the job's deadline and the ground's grace have passed (its clock runs
+    on after the fleet's run: a Console outlives it): a member's events in
+    order, through the Console's own rule (deployments.next_status) -- those it
+    sent, and, unless it was lost, those still in its outbox (down at its next
+    pass, inside the grace) -- then the ground's end (constellations.end_overdue):
+    a part that never ended, failed. Returns (statuses, satellites the ground ended)."""
+    from tools.console import constellations, deployments
+    lost = _lost(faults)
+    statuses, grounded = {}, []
+    for sat in constellations.satellites_used(cplan):
+        console = out.consoles.get(sat)
+        status = "dispatched" if console is not None and console.handed_at is not None \
+            else "pending"
+        evs = console.events if sat in lost else out.events.get(sat, ())
+        for e in evs:
+            status = deployments.next_status(status, e["type"], child=True)
+        if status not in constellations.FINISHED:
+            status = "failed"
+            grounded.append(sat)
+        statuses[sat] = status
+    return statuses, grounded
+
+
 def judge(out, cplan, faults):
     """One run's figures."""
+    from tools.console import constellations
     rec = _record(faults)
     lost = _lost(faults)
     rec["parts_open"] = sum(1 for sat, st in out.state.items() if st is not None and sat not in lost)
@@ -127,11 +162,18 @@ def judge(out, cplan, faults):
         done_here = set(e["step_id"] for e in evs if e["type"] == "step.completed")
         told = set(e["step_id"] for e in evs if e["type"] == "constellation.step_completed")
         rec["events_lost"] += len(done_here - told)
+    statuses, grounded = ground_view(out, cplan, faults)
+    rec["ground_ended"] = len(grounded)
+    # the job's end as the ground has it: a lost satellite's end still in its outbox never lands
+    ends = [e for e in ends if e["satellite_id"] not in lost or
+            e["seq"] in out.consoles[e["satellite_id"]]._stored]
     if ends:
         rec["outcome"] = "completed" if ends[0]["type"] == "job.completed" else \
             ends[0]["payload"].get("status") or "failed"
+    elif grounded:  # no member ended the job: the ground does, as the parent then reads
+        rec["outcome"] = constellations.parent_status(list(statuses.values()))
     if rec["outcome"] != "completed":
-        rec["explained"] = _explained(cplan, faults, [e for e in ends if e["type"] == "job.failed"])
+        rec["explained"] = _explained_end(cplan, faults, ends, grounded)
     return rec
 
 
@@ -159,7 +201,7 @@ def _totals(name, recs, seed, wall):
     out = {"campaign": name, "runs": len(recs), "seed": seed, "wall_s": round(wall, 2),
            "fleet": os.path.relpath(FLEET, ROOT)}
     for key in ("completed_twice", "events_lost", "events_duplicated", "failovers", "takeovers",
-                "ends_fenced"):
+                "ends_fenced", "ground_ended"):
         out[key] = sum(r.get(key, 0) for r in recs)
     out["parts_open"] = sum(r.get("parts_open", 0) for r in recs)
     out["outcomes"] = dict(collections.Counter(r["outcome"] for r in recs))
@@ -201,6 +243,8 @@ def print_summary(s, echo):
             ("steps completed twice (highest epoch)", s["completed_twice"]),
             ("events lost", s["events_lost"]), ("events duplicated", s["events_duplicated"]),
             ("job ends fenced (a superseded closer's, not counted)", s.get("ends_fenced", 0)),
+            ("parts the ground ended past the deadline (lost satellites')",
+             s.get("ground_ended", 0)),
             ("not completed and not explained by the faults", s["unexplained"]),
             ("members whose part never ended (not lost)", s.get("parts_open", "-"))]
     width = max(len(r[0]) for r in rows)
@@ -249,12 +293,15 @@ def judge_console(summary, cplan, faults, db_path):
     deployment, so the parent's stream has gaps where a satellite rebooted)."""
     import sqlite3
 
-    from tools.console.constellations import FINISHED
+    from tools.console.constellations import FINISHED, GROUND
     rec = _record(faults)
     ends = _stream(rec, summary["events"], cplan["steps"][-1]["step_id"])
+    grounded = [e["satellite_id"] for e in summary["events"] if e.get("agent_id") == GROUND]
+    rec["ground_ended"] = len(grounded)
     seqs = collections.defaultdict(list)
     for e in summary["events"]:
-        seqs[e.get("satellite_id")].append(e["seq"])
+        if e.get("agent_id") != GROUND:  # the Console's record has a seq space of its own
+            seqs[e.get("satellite_id")].append(e["seq"])
     for s in seqs.values():
         rec["events_duplicated"] += len(s) - len(set(s))
     db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True)
@@ -275,8 +322,18 @@ def judge_console(summary, cplan, faults, db_path):
     status = summary["status"]
     rec["outcome"] = status if status in ("completed", "partial", "failed") else "unfinished"
     if rec["outcome"] != "completed":
-        rec["explained"] = _explained(cplan, faults, [e for e in ends if e["type"] == "job.failed"])
+        rec["explained"] = _explained_end(cplan, faults, ends, grounded)
     return rec
+
+
+def _explained_end(cplan, faults, ends, grounded):
+    """A run that did not complete: every part the ground ended is a lost
+    satellite's, and a member's job.failed (or, with neither, the job that
+    never ended) is explained by the faults (_explained)."""
+    if grounded and not set(grounded) <= _lost(faults):
+        return False
+    failed = [e for e in ends if e["type"] == "job.failed"]
+    return True if grounded and not failed else _explained(cplan, faults, failed)
 
 
 def _explained(cplan, faults, ends):

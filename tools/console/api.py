@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 import timeutil
 
-from . import auth, catalog, deployments
+from . import auth, catalog, constellations, deployments
 from . import eventcheck as event_catalog
 from .db import WouldWrite, now_iso
 from .simulate import Simulator
@@ -61,10 +61,16 @@ def error(status, message, headers=None):
 
 
 class Console:
-    """What the handlers share: the database, the rate limiter, the simulator."""
+    """What the handlers share: the database, the rate limiter, the simulator,
+    the grace of the ground's end."""
 
-    def __init__(self, db, rate_clock=None, max_body=DEFAULT_MAX_BODY, rate_limits=None):
+    def __init__(self, db, rate_clock=None, max_body=DEFAULT_MAX_BODY, rate_limits=None,
+                 ground_end_grace_s=None):
         self.db = db
+        # past a constellation job's deadline by this much, the Console ends what never
+        # ended (constellations.end_overdue)
+        self.ground_end_grace_s = constellations.GROUND_END_GRACE_S \
+            if ground_end_grace_s is None else float(ground_end_grace_s)
         self.limiter = auth.RateLimiter(rate_clock, rate_limits)
         self.max_body = max_body
         self.simulator = Simulator(db)

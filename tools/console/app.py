@@ -1,7 +1,8 @@
 """The Console's HTTP API (PROTOCOL.md), as a FastAPI app.
 
 `create_app(db_path, ...)` builds it -- the database, the Console object, the
-middleware, the error replies and the OpenAPI document -- from the routes of
+middleware, the error replies, the OpenAPI document and, in its lifespan, the
+sweep that ends overdue constellations (constellations.sweep) -- from the routes of
 routes_agent.py (the agent protocol), routes_deployments.py, routes_plans.py,
 routes_catalog.py (satellites and agents) and routes_keys.py, which share
 api.py; routes_ui.py and routes_stream.py serve the operator view at `/`.
@@ -14,27 +15,50 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import catalog
-from .api import DEFAULT_MAX_BODY, ApiError, Console, HotRoutes, ServerTimeHeader, error
+from . import catalog, constellations
+from .api import DEFAULT_MAX_BODY, ApiError, Console, HotRoutes, ServerTimeHeader, error, sync
 from .db import Database
 
 
 def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY,
-               rate_limits=None, seed=True, resume_simulations=True):
-    """The Console app on SQLite at db_path (or an open Database)."""
+               rate_limits=None, seed=True, resume_simulations=True, ground_end_grace_s=None,
+               ground_end_sweep_s=None):
+    """The Console app on SQLite at db_path (or an open Database).
+    ground_end_grace_s / ground_end_sweep_s: the ground's end of a constellation
+    past its deadline (constellations.GROUND_END_GRACE_S, GROUND_END_SWEEP_S)."""
     if db is None:
         db = Database(db_path)
     if seed:
         catalog.seed(db)
-    console = Console(db, rate_clock=rate_clock, max_body=max_body, rate_limits=rate_limits)
+    console = Console(db, rate_clock=rate_clock, max_body=max_body, rate_limits=rate_limits,
+                      ground_end_grace_s=ground_end_grace_s)
+    sweep_s = constellations.GROUND_END_SWEEP_S if ground_end_sweep_s is None \
+        else float(ground_end_sweep_s)
 
+    import asyncio
     from contextlib import asynccontextmanager
+
+    async def sweep():
+        # a parent no one reads is ended all the same (constellations.end_overdue)
+        while True:
+            await asyncio.sleep(sweep_s)
+            try:
+                await sync(constellations.sweep, db, console.ground_end_grace_s)
+            except Exception:  # a sweep must never take the Console down; the next one retries
+                import traceback
+                traceback.print_exc()
 
     @asynccontextmanager
     async def lifespan(app):
         if resume_simulations:
             console.simulator.resume_all()
+        sweeper = asyncio.ensure_future(sweep())
         yield
+        sweeper.cancel()
+        try:
+            await sweeper
+        except asyncio.CancelledError:
+            pass
         console.simulator.shutdown()
 
     app = FastAPI(title="Umbra Console", version="0.1.0", lifespan=lifespan,

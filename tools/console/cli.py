@@ -12,6 +12,8 @@ import click
 
 from tools.clierrors import InputError, Unreachable, open_database
 
+from .constellations import GROUND, GROUND_END_GRACE_S
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -71,7 +73,11 @@ def _call(client, method, path, **kw):
               help="Largest request body in bytes (bigger ones get 413).")
 @click.option("--access-log", is_flag=True,
               help="Log every request (off by default: a thousand agents poll every 10 s).")
-def console(db_path, host, port, max_body, access_log):
+@click.option("--ground-end-grace", "ground_end_grace_s", default=GROUND_END_GRACE_S,
+              show_default=True, type=click.FloatRange(0, None), metavar="SECONDS",
+              help="Past a constellation job's deadline by this much, the Console fails "
+                   "the parts that never ended (their satellites' last downlinks had time).")
+def console(db_path, host, port, max_body, access_log, ground_end_grace_s):
     """Run the ground Console (HTTP API on SQLite)."""
     import socket
 
@@ -85,7 +91,8 @@ def console(db_path, host, port, max_body, access_log):
     except (OSError, OverflowError) as exc:
         raise InputError("cannot listen on %s:%d: %s" % (host, port,
                                                          getattr(exc, "strerror", None) or exc))
-    app = create_app(db=_open_db(path, create=True), max_body=max_body)
+    app = create_app(db=_open_db(path, create=True), max_body=max_body,
+                     ground_end_grace_s=ground_end_grace_s)
     click.echo("Umbra Console on http://%s:%d  (database %s, API docs at /docs)"
                % (host, port, path), err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
@@ -371,6 +378,10 @@ def format_event(ev):
     sat = ev.get("satellite_id")  # a constellation parent's merged stream
     if sat is not None and etype == "constellation.step_completed" and ev.get("counted") is False:
         fields.insert(0, "NOT-COUNTED(epoch %s)" % (payload.get("epoch") or 1))
+    elif sat is not None and ev.get("counted") is False:  # a job end after the ground's end
+        fields.insert(0, "NOT-COUNTED(after the ground's end)")
+    if ev.get("agent_id") == GROUND:  # the Console's own record (constellations.end_overdue)
+        fields.insert(0, "BY-THE-GROUND")
     return "%s%s %s %s %s %s" % (
         click.style("%-8s " % sat, fg="bright_blue") if sat is not None else "",
         click.style(clock, dim=True),

@@ -19,6 +19,20 @@ a higher epoch (a failover with reason "deadline"), has its child finished
 Cancelling the parent cancels it and its unfinished children in one
 transaction (deployments.cancel).
 
+The ground's end (end_overdue; docs/constellation.md "The ground's end"): a
+parent still unfinished once the fleet's clock (fleet_clock) is past the
+job's deadline (the plan's start + horizon: every child's `until`) by the
+grace (GROUND_END_GRACE_S) is ended by the Console, once, in one
+transaction: each child that never ended gets the Console's own record,
+job.failed {status: "failed", reason: "no word from satellite ... by the
+job's deadline ..."} with agent_id "ground" (origin "ground:<child>", seq
+1: an id and an origin no agent can have, auth.RESERVED_AGENT_IDS), and is
+failed; the parent follows (partial, or failed when no child completed).
+Checked when a parent is read (its summary, its events, each round of its
+stream) and by the Console's sweep (app.py, every GROUND_END_SWEEP_S).
+Whatever the satellite reports later is stored once and changes no status;
+a job end among it is marked `counted: false` in the merged stream.
+
 Its event stream is the merge of its children's (merged_events): every
 child event once, each with its `satellite_id`, ordered by spacecraft
 timestamp, then satellite, then seq.
@@ -33,6 +47,7 @@ lower epoch (or a second one of that epoch) is kept as an event, marked
 completion of the highest epoch, in merge order, is the one that counts.
 """
 import json
+import time
 import uuid
 
 import timeutil
@@ -41,6 +56,14 @@ from . import eventcheck as event_catalog
 from .db import dumps, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")
+# The ground's end (docs/constellation.md "The ground's end").
+GROUND_END_GRACE_S = 7200.0  # s past the job's deadline before the Console ends a parent's
+#   children that never ended (>= 0; `umbra console --ground-end-grace`). Past the deadline
+#   every member ends its part by its own clock and reports it at its next ground pass: the
+#   grace must exceed the longest gap between a member's passes (train-4 with the default
+#   stations: 1.6 h), or the ground would fail a part whose end is on its way down.
+GROUND_END_SWEEP_S = 60.0    # wall s between the Console's sweeps of unfinished parents
+GROUND = "ground"            # agent_id of the Console's own records (auth.RESERVED_AGENT_IDS)
 EPOCH_TYPES = event_catalog.EPOCH_TYPES
 # a child's share of the DAG is done (CONSTELLATION.md: "a satellite whose
 # assigned steps are all done or handed off emits constellation.satellite_complete")
@@ -192,6 +215,122 @@ def _fence_closers(c, kids, now):
     return fenced
 
 
+# ---------------------------------------------------------------- the ground's end
+
+def deadline(plan):
+    """The job's deadline (Unix s: the plan's start + horizon, every child's
+    `until`), or None for a plan without one."""
+    start, horizon = plan.get("start"), plan.get("horizon_s")
+    if isinstance(start, (int, float)) and isinstance(horizon, (int, float)):
+        return int(start + horizon)
+    return None
+
+
+def ground_reason(satellite_id, until, grace_s):
+    """Why the ground ended a child: the same words on the Console and in the campaign."""
+    return ("no word from satellite %s by the job's deadline %s (+%d s for its last "
+            "downlink): the Console ended its part" % (satellite_id, timeutil.iso_utc(until),
+                                                       int(grace_s)))
+
+
+def fleet_clock(c, parent, kids, wall_now):
+    """The fleet's time now as the ground knows it (Unix s), or None before a
+    word from it: the latest spacecraft time one of the parent's satellites
+    reported -- the newest event stored in its child, the latest telemetry of
+    the agent its child was dispatched to (received since the parent was made)
+    -- advanced by the wall time since it arrived. A satellite in orbit keeps
+    the ground's time (time_sync, at its passes): this is the Console's own
+    clock then. A simulated fleet (the fleet demo, the campaign's nodes, a
+    simulated deployment) keeps its own: this is the simulated time it last
+    reported, later by at most the wall time since (never ahead of the fleet
+    when the simulation runs faster than the wall)."""
+    best = None
+
+    def seen(stamp, received):
+        nonlocal best
+        try:
+            t = timeutil.parse_iso_ms(stamp)
+            t = t[0] + t[1] / 1000.0 + max(0.0, wall_now - timeutil.parse_iso(received))
+        except (TypeError, ValueError):
+            return
+        best = t if best is None else max(best, t)
+
+    for ch in kids:
+        row = c.execute("SELECT data, received_at FROM events WHERE id = (SELECT MAX(id) "
+                        "FROM events WHERE deployment_id = ?)", (ch["id"],)).fetchone()
+        if row is not None:
+            seen(json.loads(row["data"]).get("timestamp"), row["received_at"])
+    for agent_id in sorted(set(ch["agent_id"] for ch in kids if ch["agent_id"])):
+        row = c.execute("SELECT telemetry, last_heartbeat_at FROM agents WHERE agent_id = ?",
+                        (agent_id,)).fetchone()
+        if row is not None and row["telemetry"] and row["last_heartbeat_at"] and \
+                row["last_heartbeat_at"] >= parent["created_at"]:
+            seen(json.loads(row["telemetry"]).get("timestamp"), row["last_heartbeat_at"])
+    return best
+
+
+def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
+    """End the parent from the ground if it is overdue (module docstring): its
+    children that never ended failed, each with the Console's record, the parent
+    refreshed -- in one transaction, once. Returns the child ids it ended ([]:
+    none; not a parent, finished, no deadline, or not overdue yet)."""
+    row = db.one("SELECT * FROM deployments WHERE id = ?", (parent_id,))
+    if row is None or row["kind"] != "parent" or row["status"] in PARENT_FINISHED:
+        return []
+    # the plan's start and horizon only (SQLite reads them out of its JSON: the plan holds
+    # the predicted fleet stream too, too much to parse at every round of a stream)
+    plan = db.one("SELECT id, json_extract(data, '$.start') AS start, "
+                  "json_extract(data, '$.horizon_s') AS horizon_s FROM plans WHERE id = ?",
+                  (row["plan_id"],))
+    until = deadline(dict(plan)) if plan is not None else None
+    if until is None:
+        return []
+    wall_now = time.time() if wall_now is None else wall_now
+    kids = children(db.conn(), parent_id)
+    if all(ch["status"] in FINISHED for ch in kids):
+        return []
+    now = fleet_clock(db.conn(), row, kids, wall_now)  # a read first: most checks end here
+    if now is None or now < until + grace_s:
+        return []
+    ended = []
+    with db.write() as c:  # again inside the transaction: another thread may have ended it
+        parent = c.execute("SELECT * FROM deployments WHERE id = ?", (parent_id,)).fetchone()
+        if parent["status"] in PARENT_FINISHED:
+            return []
+        stamp = now_iso(wall_now)
+        for ch in children(c, parent_id):
+            if ch["status"] in FINISHED:
+                continue
+            record = {"type": "job.failed", "timestamp": timeutil.iso_utc(int(now)),
+                      "job_id": plan["id"], "step_id": None, "seq": 1,
+                      "payload": {"total_duration_s": round(now - plan["start"], 3),
+                                  "status": "failed",
+                                  "reason": ground_reason(ch["satellite_id"], until, grace_s)},
+                      "agent_id": GROUND, "deployment_id": ch["id"]}
+            cur = c.execute("INSERT INTO events (deployment_id, origin, seq, type, data, "
+                            "received_at) VALUES (?, ?, 1, 'job.failed', ?, ?) "
+                            "ON CONFLICT(origin, seq) DO NOTHING",
+                            (ch["id"], GROUND + ":" + ch["id"], dumps(record), stamp))
+            c.execute("UPDATE deployments SET status = 'failed', "
+                      "updated_at = ?, finished_at = ? WHERE id = ?", (stamp, stamp, ch["id"]))
+            if cur.rowcount:
+                ended.append(ch["id"])
+        refresh_parent(c, parent_id, stamp)
+    return ended
+
+
+def sweep(db, grace_s=GROUND_END_GRACE_S, wall_now=None):
+    """end_overdue for every unfinished parent (the Console's periodic sweep):
+    {parent id: [child ids ended]} of those it ended."""
+    out = {}
+    for r in db.query("SELECT id FROM deployments WHERE kind = 'parent' AND status NOT IN "
+                      "(%s)" % ", ".join("?" * len(PARENT_FINISHED)), PARENT_FINISHED):
+        ended = end_overdue(db, r["id"], grace_s, wall_now)
+        if ended:
+            out[r["id"]] = ended
+    return out
+
+
 # ---------------------------------------------------------------- the merged stream
 
 def _order_key(ev):
@@ -226,8 +365,9 @@ def epoch_of(ev):
 def step_view(plan, evs):
     """[{step_id, satellite (planned), alternates, epoch (highest seen), owner
     (its satellite), status, completed_by {satellite_id, epoch, seq, timestamp}
-    or None, ignored_completions [...]}] from the merged events, and the ids
-    (id(event)) of completions that count."""
+    or None, ignored_completions [...]}] from the merged events, each
+    step_completed marked `counted`, and a job end that a satellite reported
+    on a child the ground had ended marked `counted: false`."""
     steps = {}
     for s in plan["steps"]:
         steps[s["step_id"]] = {"step_id": s["step_id"], "satellite": s["satellite"],
@@ -262,9 +402,14 @@ def step_view(plan, evs):
         if st["status"] != "completed" and st["owner"] is not None \
                 and st["owner"] != st["satellite"]:
             st["status"] = "failed_over"
+    # a child the ground ended: a job end its satellite reports afterwards does not count
+    grounded = set(ev.get("deployment_id") for ev in evs if ev.get("agent_id") == GROUND)
     for ev in evs:
         if ev.get("type") == "constellation.step_completed":
             ev["counted"] = id(ev) in counted
+        elif ev.get("type") in event_catalog.TERMINAL and ev.get("agent_id") != GROUND and \
+                ev.get("deployment_id") in grounded:
+            ev["counted"] = False
     return [steps[s["step_id"]] for s in plan["steps"]]
 
 
@@ -280,8 +425,9 @@ def _owner(ev):
 
 
 def summary(db, dep, plan):
-    """GET /api/deployments/{parent}: the deployment row, its children, counts,
-    and the step view."""
+    """GET /api/deployments/{parent}: the deployment row, its children (one the
+    ground ended with `ended_by: "ground"` and its `reason`), the job's
+    `deadline`, counts, and the step view."""
     d = dict(dep)
     d.pop("cancel_pending", None)
     kids = children(db.conn(), dep["id"])
@@ -289,6 +435,13 @@ def summary(db, dep, plan):
     steps = step_view(plan, evs)
     d["children"] = [{"deployment_id": ch["id"], "satellite_id": ch["satellite_id"],
                       "status": ch["status"], "agent_id": ch["agent_id"]} for ch in kids]
+    grounded = dict((e["deployment_id"], e) for e in evs if e.get("agent_id") == GROUND)
+    for ch in d["children"]:  # the ground's end: who ended it, and why
+        if ch["deployment_id"] in grounded:
+            ch["ended_by"] = GROUND
+            ch["reason"] = grounded[ch["deployment_id"]]["payload"]["reason"]
+    until = deadline(plan)
+    d["deadline"] = timeutil.iso_utc(until) if until is not None else None
     d["events_count"] = len(evs)
     d["last_event_type"] = evs[-1]["type"] if evs else None
     d["steps_total"] = len(plan["steps"])

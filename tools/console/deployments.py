@@ -150,6 +150,23 @@ def workload_spec(db, dep, compact=False):
                    compact)
 
 
+def next_status(status, etype, child=False):
+    """A deployment's status once one more of its events is stored (child: a
+    constellation's, which satellite_complete ends too). The first end decides:
+    a finished deployment stays finished, except that a child's job.failed
+    outranks its satellite's share being done (the closer reports its share,
+    then the job's end). Also the campaign's judge (tools/fleetcampaign.py)."""
+    terminal = event_catalog.TERMINAL.get(etype) or \
+        (constellations.CHILD_TERMINAL.get(etype) if child else None)
+    if terminal and status not in FINISHED:
+        return terminal
+    if terminal and child and etype == "job.failed" and status == "completed":
+        return "failed"
+    if status in ("pending", "dispatched"):
+        return "running"
+    return status
+
+
 def store_events(db, dep_id, origin, agent_id, evs):
     """Store events exactly once per (origin, seq), in one transaction.
     Returns (ids, acked_seq); a resent event gets the id it was stored under.
@@ -166,10 +183,7 @@ def store_events(db, dep_id, origin, agent_id, evs):
             if dep is None:
                 raise KeyError(dep_id)
             status = dep["status"]
-        ends = event_catalog.TERMINAL
         child = dep_id is not None and dep["kind"] == "child"
-        if child:
-            ends = dict(ends, **constellations.CHILD_TERMINAL)
         new_status = status
         stored_any = False
         for ev in evs:
@@ -193,15 +207,7 @@ def store_events(db, dep_id, origin, agent_id, evs):
                 continue
             ids.append(cur.lastrowid)
             stored_any = True
-            terminal = ends.get(ev["type"])
-            if terminal and new_status not in FINISHED:
-                new_status = terminal  # the first end decides: a finished job stays finished
-            elif child and ev["type"] == "job.failed" and new_status == "completed":
-                # the job's own end outranks the satellite's share being done: the
-                # closer reports its share (satellite_complete), then job.failed
-                new_status = "failed"
-            elif new_status in ("pending", "dispatched"):
-                new_status = "running"
+            new_status = next_status(new_status, ev["type"], child)
         if stored_any and dep_id is not None:
             finished = now if (new_status in FINISHED and status not in FINISHED) else None
             c.execute("UPDATE deployments SET status = ?, updated_at = ?, "

@@ -59,7 +59,14 @@ async def get_deployment(deployment_id: str, x_api_key: str = Header(None),
     """Status and summary (users: any; agents: their own)."""
     db = console.db
     await sync(reader, console, deployment_id, x_api_key, x_agent_id)
+    await sync(ground_end, console, deployment_id)
     return reply(await sync(deployments.summary, db, deployment_id))
+
+
+def ground_end(console, dep_id):
+    """A constellation parent read past its job's deadline and the grace: the
+    Console ends what never ended first (constellations.end_overdue)."""
+    return constellations.end_overdue(console.db, dep_id, console.ground_end_grace_s)
 
 
 def reader(console, dep_id, api_key, agent_id):
@@ -139,6 +146,7 @@ async def parent_events(console, dep, request, follow):
     satellite_id; ?follow=1 streams them, ending after the parent finished."""
     db = console.db
     if not follow:
+        await sync(ground_end, console, dep["id"])
         rows = await sync(_merged_with_view, db, dep["id"])
         dep = await sync(deployments.get, db, dep["id"])
         return reply({"deployment_id": dep["id"], "status": dep["status"],
@@ -157,6 +165,7 @@ async def parent_stream(console, parent_id, request):
     last_beat = time.monotonic()
     while not console.simulator.stop.is_set():
         # the status before the events: a round that saw it finished has every event
+        await sync(ground_end, console, parent_id)
         dep = await sync(deployments.get, db, parent_id)
         rows = await sync(_merged_with_view, db, parent_id)
         for row_id, ev in rows:
