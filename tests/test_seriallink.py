@@ -309,6 +309,18 @@ def test_events_reach_the_real_console_exactly_once_over_a_lossy_line(line, tmp_
         console.stop()
 
 
+def _node_over_bridge(node, path_b, url):
+    """Run the node to its end with a bridge on the line's other end: the
+    node's (exit code, summary, output) and the bridge's counts."""
+    bridge = start_bridge(path_b, url)
+    bridge.wait_for("open")
+    try:
+        code, summary, out = node.run(timeout=150)
+    finally:
+        _, _, counts = bridge.stop()
+    return code, summary, out, counts
+
+
 @pytest.mark.parametrize("compact", [False, True], ids=["json", "compact"])
 def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
         line, tmp_path, compact):
@@ -327,12 +339,7 @@ def test_the_simulated_node_runs_the_standard_pipeline_over_the_serial_bridge(
         dep = ground.deploy(load_job("standard-pipeline.json"))
         node = Node(ground, tmp_path, cfg={"transport": "serial", "serial_port": path_a,
                                            "serial_compact": compact})
-        bridge = start_bridge(path_b, ground.url)
-        bridge.wait_for("open")
-        try:
-            code, summary, out = node.run(timeout=150)
-        finally:
-            bcode, bout, counts = bridge.stop()
+        code, summary, out, counts = _node_over_bridge(node, path_b, ground.url)
         assert code == 0, out[-3000:]
         assert ground.status(dep) == "completed"
         assert summary["link_error"] is None and summary["reboots"] == 0
@@ -417,12 +424,7 @@ def fly_over_radio(line_paths, tmp_path, job, bps, cfg=None):
         node = Node(ground, tmp_path, bus={"radio_bps": bps},
                     cfg=dict({"transport": "serial", "serial_port": path_a,
                               "serial_compact": True, "serial_timeout_ms": 20000}, **(cfg or {})))
-        bridge = start_bridge(path_b, ground.url)
-        bridge.wait_for("open")
-        try:
-            code, summary, out = node.run(timeout=150)
-        finally:
-            bcode, bout, counts = bridge.stop()
+        code, summary, out, counts = _node_over_bridge(node, path_b, ground.url)
         assert code == 0, out[-3000:]
         assert ground.status(dep) == "completed", out[-3000:]
         assert summary["reboots"] == 0 and summary["outbox"] == 0, out[-3000:]
