@@ -151,11 +151,11 @@ def test_the_virtual_board_runs_the_agent_over_serial_through_the_bridge_and_com
     # The bridge: one session, every frame answered, each request relayed at
     # most once (a retry the agent sent is answered from the cache), nothing
     # lost, refused or oversized on the line.
-    assert counts["hellos"] == 1 and counts["sessions"] == 1 and counts["no_session"] == 0
-    assert counts["frames_out"] == counts["frames_in"]
-    assert counts["relayed"] + counts["replayed"] + counts["hellos"] == counts["frames_in"]
+    assert counts["hellos"] == 1 and counts["sessions"] == 1 and counts["no_session"] == 0, counts
     for zero in ("bad_frames", "bad_requests", "http_errors", "oversize", "reconnects"):
         assert counts[zero] == 0, counts
+    assert counts["frames_out"] == counts["frames_in"], counts
+    assert counts["relayed"] + counts["replayed"] + counts["hellos"] == counts["frames_in"], counts
     # register + the first poll + one event batch at least
     assert counts["relayed"] >= 3
     assert uart["to_ground"] > 0 and uart["to_board"] > 0 and uart["dropped"] == 0
