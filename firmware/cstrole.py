@@ -166,13 +166,13 @@ def blocked(ag, job):
     for step in reversed(job["steps"]):  # dependants first (the steps are in topological order)
         if step["id"] in done or steps[step["id"]]["status"] == "done":
             for d in step["depends_on"]:
-                if d not in done and steps[d]["status"] not in ("done", "failed", "moved"):
+                if d not in done and not resolved(steps[d]):
                     done.add(d)
                     ops.append(["st", d, {"status": "done", "remote": _owner(job["cst"], d),
                                           "implied": step["id"]}])
     every = True
     for step in job["steps"]:
-        if step["id"] in done or steps[step["id"]]["status"] in ("done", "failed", "moved"):
+        if step["id"] in done or resolved(steps[step["id"]]):
             continue
         for d in step["depends_on"]:
             if steps[d]["status"] == "failed":

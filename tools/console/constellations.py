@@ -482,10 +482,11 @@ def child_plan_data(plan, satellite_id, parent_id):
         steps.append(entry)
     part = {"parent_id": parent_id, "satellite_id": satellite_id, "fleet": fleet,
             "steps": steps}
-    if isinstance(plan.get("start"), (int, float)) and isinstance(plan.get("horizon_s"), (int, float)):
+    until = deadline(plan)
+    if until is not None:
         # the job's deadline (the plan's horizon: policy deadline_orbits): past it a
         # member fails what is left and ends its part (docs/constellation.md "The deadline")
-        part["until"] = int(plan["start"] + plan["horizon_s"])
+        part["until"] = until
     return {"id": plan["id"], "job": plan["job"], "constellation": part}
 
 
