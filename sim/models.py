@@ -42,6 +42,10 @@ _SAA_EDGE_INTENSITY = const(0.3)
 _SAA_FLOOR_KM = const(200)          # below: no SAA effect
 _SAA_FULL_KM = const(1000)          # at and above: full intensity
 SAA_MIN_INTENSITY = 0.05            # transits weaker than this are not hazards
+# the polygon's lowest and highest latitudes: outside this band a point is
+# outside it (the ray casting crosses no edge), whatever its longitude
+SAA_LAT_MIN = const(-50)
+SAA_LAT_MAX = const(0)
 
 
 def bus_config(overrides=None):

@@ -156,13 +156,14 @@ class Orbit:
         ci = self.cos_i
         return (r * (co * cu - so * su * ci), r * (so * cu + co * su * ci), r * su * self.sin_i)
 
-    def ecef(self, t):
-        x, y, z = self.position(t)
+    def ecef(self, t, eci=None):
+        """ECEF position (km) at t; eci: position(t) when the caller has it."""
+        x, y, z = eci or self.position(t)
         th = gmst_rad(t)
         c = math.cos(th)
         s = math.sin(th)
         return (c * x + s * y, c * y - s * x, z)
 
-    def subpoint(self, t):
+    def subpoint(self, t, eci=None):
         """(lat_deg, lon_deg, alt_km) geodetic, longitude in -180..180."""
-        return ecef_to_geodetic(*self.ecef(t))
+        return ecef_to_geodetic(*self.ecef(t, eci))

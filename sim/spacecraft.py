@@ -19,6 +19,11 @@ import sys
 
 import models
 
+# SimulatedSatellite.in_saa's quick test: the sines of the SAA band's
+# latitudes, widened to the equator and by a hair for rounding
+_SAA_SIN_HI = math.sin(math.radians(max(models.SAA_LAT_MAX, 0))) + 1e-9
+_SAA_SIN_LO = math.sin(math.radians(min(models.SAA_LAT_MIN, 0))) - 1e-9
+
 
 class Timeline:
     """A satellite's eclipse and contact windows, computed in chunks of
@@ -263,7 +268,17 @@ class SimulatedSatellite:
 
     def in_saa(self):
         """Inside the South Atlantic Anomaly (a radiation monitor's view)."""
-        lat, lon, alt = self.position()
+        self._sync()
+        t = self.t
+        eci = self.orbit.position(t)
+        # outside the polygon's band of latitude: outside, with no geodetic
+        # latitude worked out (the geodetic one lies farther from the equator
+        # than the geocentric z / r gives, on the same side)
+        x, y, z = eci
+        r = math.sqrt(x * x + y * y + z * z)
+        if z > r * _SAA_SIN_HI or z < r * _SAA_SIN_LO:
+            return False
+        lat, lon, alt = self.orbit.subpoint(t, eci)
         return models.saa_intensity(lat, lon, alt) >= models.SAA_MIN_INTENSITY
 
     def contact(self):

@@ -127,6 +127,28 @@ def test_saa_intensity_is_zero_outside_and_grows_towards_the_core_and_with_altit
     assert models.saa_intensity(-27.0, -50.0, 400) < core < models.saa_intensity(-27.0, -50.0, 900)
 
 
+def test_the_radiation_monitor_of_a_simulated_satellite_agrees_with_the_saa_model_everywhere():
+    # spacecraft.in_saa answers outside the polygon's latitude band without
+    # the geodetic latitude: the same answer as the model at every sample
+    import spacecraft
+    lats = models._SAA_POLYGON[0::2]
+    assert (models.SAA_LAT_MIN, models.SAA_LAT_MAX) == (min(lats), max(lats))
+    inside = 0
+    for k, (inc, alt) in enumerate(((51.6, 550), (97.5, 700), (30.0, 1200), (0.5, 400))):
+        orb = orbitio.keplerian_elements({"altitude_km": alt, "inclination_deg": inc, "raan_deg": 40 * k,
+                                          "epoch": EPOCH})
+        import orbit
+        orb = orbit.Orbit(orb)
+        sat = spacecraft.SimulatedSatellite("s", orb, orb.epoch, stations=[])
+        for i in range(0, 86400, 37):
+            t = orb.epoch + i + 0.25
+            sat.advance_to(t)
+            want = models.saa_intensity(*orb.subpoint(t)) >= models.SAA_MIN_INTENSITY
+            assert sat.in_saa() == want, (inc, alt, t)
+            inside += want
+    assert inside > 500   # the sampled orbits cross it
+
+
 def test_adding_the_same_satellite_twice_or_asking_for_an_unknown_one_is_an_error():
     w = world.World(0.0, 3600)
     w.add_satellite("a", orbitio.keplerian_elements({"altitude_km": 500, "epoch": 0}))
