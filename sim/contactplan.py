@@ -82,10 +82,12 @@ def _max_speed_km_s(orb):
     return math.sqrt(MU_KM3_S2 * (2 / rp - 1 / a))
 
 
-def compute(sats, t0, t1, step_s=STEP_S):
+def compute(sats, t0, t1, step_s=STEP_S, keep=None):
     """The contact plan of `sats` [(sat_id, Orbit)] over [t0, t1] (Unix s):
     {"t0", "t1", "step_s", "satellites": [ids], "windows": [...]} (module doc).
-    ValueError for an empty span or a repeated satellite id."""
+    ValueError for an empty span or a repeated satellite id. keep: a dict
+    given the search's samples, for a caller that needs them too: "grid"
+    [times], "pos" {sat_id: [ECI position at each grid time]}."""
     if t1 <= t0:
         raise ValueError("empty horizon (t1 <= t0)")
     if step_s <= 0:
@@ -97,6 +99,9 @@ def compute(sats, t0, t1, step_s=STEP_S):
     grid = [t0 + k * step_s for k in range(n)] + [t1]
     orbits = [orb for _, orb in sats]
     pos = [[orb.position(t) for t in grid] for orb in orbits]
+    if keep is not None:
+        keep["grid"] = grid
+        keep["pos"] = dict(zip(ids, pos))
     speeds = [_max_speed_km_s(orb) for orb in orbits]
     suns = {}           # grid index -> sun vector, filled as windows need it
     dark = [{} for _ in sats]

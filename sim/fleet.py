@@ -29,7 +29,9 @@ def agent_id_for(satellite_id):
 
 
 class FleetWorld:
-    def __init__(self, doc, start=None, hours=24.0):
+    def __init__(self, doc, start=None, hours=24.0, keep_samples=False):
+        """keep_samples: keep the contact plan's position samples (`samples`:
+        contactplan.compute's keep) for a planner that needs them too."""
         if not hours > 0:
             raise ValueError("the horizon must be positive")
         sats = fleetfile.load(doc)
@@ -44,8 +46,9 @@ class FleetWorld:
         self.members = [{"satellite_id": s["satellite_id"], "agent_id": agent_id_for(s["satellite_id"]),
                          "name": s["name"], "role": s["role"], "tle": s["tle"], "bus": s["bus"]}
                         for s in sats]
+        self.samples = {} if keep_samples else None
         self.plan = contactplan.compute([(s["satellite_id"], s["orbit"]) for s in sats],
-                                        self.start, self.start + hours * 3600.0)
+                                        self.start, self.start + hours * 3600.0, keep=self.samples)
         self.router = islroute.Router(self.plan)
         self.clock = SimClock(start_epoch=self.start)
         self.network = islnet.Network(self.plan, self.clock, self.start, self.router)

@@ -17,7 +17,7 @@ import heapq
 import math
 
 import isl
-from islroute import Router, segment_at, send_in_window
+from islroute import Router, segment_at, departure_and_arrival
 
 
 class Network:
@@ -74,19 +74,20 @@ class Network:
         isl.DELIVERED or isl.LOST). Changes nothing: the hub (tools/islhub.py)
         asks it at each sender's own time."""
         mb = size / 1e6
-        path = self.router.path_at(src, dst, t, mb)
-        if path is None:
+        found = self.router.path_and_links_at(src, dst, t, mb)
+        if found is None:
             return None
+        path, up = found
         ready = t
         outcome = isl.DELIVERED
         for k in range(len(path) - 1):
-            w = self.router.window_at(path[k], path[k + 1], t)   # the link this hop was routed over
-            h = send_in_window(w, ready, mb) if w is not None and ready < w["end"] else None
-            if h is None or h["depart"] > ready:
+            w = up[path[k]].get(path[k + 1])   # the link this hop was routed over (up at t)
+            sent = departure_and_arrival(w, ready, mb) if w is not None and ready < w["end"] else None
+            if sent is None or sent[0] > ready:
                 outcome = isl.LOST           # the link closed before the message passed
                 ready = w["end"] if w is not None and w["end"] > ready else ready
                 break
-            ready = h["arrival"]
+            ready = sent[1]
         return ready, outcome
 
     def link_at(self, src, dst, t):

@@ -291,6 +291,14 @@ class Router:
                     del up[u][v]
         return up
 
+    def path_and_links_at(self, src, dst, t, data_mb):
+        """(path_at's path, {u: {v: window up at t}}) or None: the links of
+        the moment are the sweep's own dicts, valid until the next call."""
+        found = self._moment_search(src, dst, t, data_mb)
+        if found is None:
+            return None
+        return [src] + [v for _, v, _ in found[0]], self._links_up(t)
+
     def window_at(self, u, v, t):
         wins = self.adj[u].get(v)
         if not wins:
@@ -306,7 +314,9 @@ def segment_at(w, t):
     ts = w["t"]
     m = _after(ts, t) - 1
     last = len(ts) - 2
-    return max(0, m if m < last else last)
+    if m > last:
+        m = last
+    return m if m > 0 else 0
 
 
 try:  # the binary searches: CPython's C bisect where there is one
@@ -362,6 +372,12 @@ def send_in_window(w, ready, data_mb, m=None):
     departure, when the caller has it."""
     sent = _send(w, ready, data_mb, m)
     return None if sent is None else _hop(w, ready, data_mb, sent)
+
+
+def departure_and_arrival(w, ready, data_mb):
+    """send_in_window's (depart, arrival) alone, or None (no hop dict made)."""
+    sent = _send(w, ready, data_mb, None)
+    return None if sent is None else (sent[0], sent[1] + sent[4] / 1000.0)
 
 
 def _send(w, ready, data_mb, m):

@@ -69,15 +69,20 @@ class _Model:
         """world: a sim/fleet.py FleetWorld over [t0, t1]: its contact plan and router."""
         self.ids = [s["satellite_id"] for s in sats]
         self.t0, self.t1 = t0, t1
+        samples = None
         if world is not None:
             self.plan, self.router = world.plan, world.router
+            samples = world.samples
         else:
-            self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1)
+            samples = {}
+            self.plan = contact_plan([(s["satellite_id"], s["orbit"]) for s in sats], t0, t1,
+                                     keep=samples)
             self.router = islroute.Router(self.plan)
         self.sunlit = {}
         suns = []  # the Sun's direction at each grid time: the same for every satellite
         for s in sats:
-            self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1, suns)
+            self.sunlit[s["satellite_id"]] = _sunlit(s["orbit"], t0, t1, suns, samples and (
+                samples["grid"], samples["pos"][s["satellite_id"]]))
         self._routes = {}
 
     def route(self, a, b, t, mb):
@@ -98,11 +103,23 @@ class _Model:
             left -= b - a
         return None
 
-    def schedule(self, order, by_id, assign):
-        """{step: (sat, start, finish)} and the span (inf when infeasible)."""
+    def schedule(self, order, by_id, assign, base=None):
+        """{step: (sat, start, finish)} and the span (inf when infeasible).
+        base: (the satellites of another assignment in order, its schedule):
+        the steps before the first that differs are placed as there (a step's
+        placing depends only on the steps before it and its own satellite)."""
         free = dict((sid, self.t0) for sid in self.ids)
         done = {}
-        for sid in order:
+        j = 0
+        if base is not None:
+            sats, prior = base
+            n = len(order)
+            while j < n and assign[order[j]] == sats[j] and order[j] in prior:
+                p = done[order[j]] = prior[order[j]]
+                free[p[0]] = p[2]
+                j += 1
+        for k in range(j, len(order)):
+            sid = order[k]
             sat = assign[sid]
             placed = self.place(by_id, sid, sat, free, done)
             if placed is None:
@@ -140,17 +157,21 @@ def _compute_s(step):
     return float(c)
 
 
-def _sunlit(orb, t0, t1, suns):
+def _sunlit(orb, t0, t1, suns, sampled=None):
     """[(start, end)] the satellite is in sunlight, on a SAMPLE_S grid; suns:
-    the Sun's direction at each grid time, filled by the first caller."""
+    the Sun's direction at each grid time, filled by the first caller;
+    sampled: (times, positions) of the contact plan's search, taken where
+    its time is the grid's."""
     out = []
     t = t0
     lit_since = None
     k = 0
+    grid, pos = sampled or ((), ())
     while t <= t1:
         if k == len(suns):
             suns.append(sun_direction(t))
-        lit = orbitscan.shadow_margin_km(orb.position(t), suns[k]) >= 0
+        p = pos[k] if k < len(grid) and grid[k] == t else orb.position(t)
+        lit = orbitscan.shadow_margin_km(p, suns[k]) >= 0
         k += 1
         if lit and lit_since is None:
             lit_since = t
@@ -182,12 +203,17 @@ def assign(model, order, by_id, candidates, penalty=None):
     penalty = penalty or (lambda sid, sat: 0.0)
     costs = {}  # the local search comes back to assignments it has costed
 
+    ref = []    # (satellites in order, schedule, cost) of the cheapest costed yet: the
+                # local search's moves start from it, so their schedules share its first steps
+
     def cost(a):
         key = tuple([a[sid] for sid in order])
         c = costs.get(key)
         if c is None:
-            span = model.schedule(order, by_id, a)[1]
+            done, span = model.schedule(order, by_id, a, ref[0][:2] if ref else None)
             c = costs[key] = span + sum(penalty(sid, a[sid]) for sid in order)
+            if not ref or c < ref[0][2]:
+                ref[:] = [(key, done, c)]
         return c
 
     # list scheduling: each step where it finishes first, after those placed
@@ -302,7 +328,7 @@ def make_constellation_plan(fleet_doc, job, start, hours=None, plan_id="cplan-1"
     t1 = t0 + span_h * 3600.0
     # the fleet world the forecast flies, over the plan's horizon: its contact
     # plan is the planner's too (computed once)
-    world = fleet.FleetWorld(fleet_doc, start=t0, hours=span_h) if stream else None
+    world = fleet.FleetWorld(fleet_doc, start=t0, hours=span_h, keep_samples=True) if stream else None
     model = _Model(sats, t0, t1, world if world is not None and world.start == t0 else None)
 
     aggregators = [s["satellite_id"] for s in sats if s["role"] == "aggregator"]
