@@ -36,6 +36,8 @@ in `state_path` across process restarts (a real-time watchdog kill, say).
 import json
 import os
 
+import worldfaults
+
 try:
     from scheduler import sleep_ms
 except ImportError:  # pragma: no cover - the module path always has lib/
@@ -138,24 +140,10 @@ class Injector:
     # --- persistence of once-faults across process restarts --------------------
 
     def _load_state(self):
-        if not self.state_path:
-            return
-        try:
-            with open(self.state_path) as f:
-                doc = json.load(f)
-        except (OSError, ValueError):
-            return
-        if isinstance(doc, dict) and doc.get("seed") == self.seed:
-            for k in doc.get("fired") or ():
-                self.fired[int(k)] = 1
+        self.fired.update(worldfaults.load_fired(self.state_path, self.seed))
 
     def _save_state(self):
-        if not self.state_path:
-            return
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"seed": self.seed, "fired": [k for k in self.fired]}, f)
-        os.rename(tmp, self.state_path)
+        worldfaults.save_fired(self.state_path, self.seed, self.fired)
 
     def _once(self, f):
         return f.get("once", f["kind"] != "hang")
@@ -376,17 +364,7 @@ class Injector:
     # --- the satellite: brown-out, sensors ---------------------------------------------------
 
     def _brownout(self, node, f):
-        sat = node.sat
-        st = sat.physical_state()
-        full = sat.bus["battery_wh"]
-        before = st["energy_wh"]
-        if isinstance(f.get("soc"), (int, float)):
-            after = min(before, f["soc"] * full)
-        else:
-            after = before * (1.0 - float(f.get("drop", 0.3)))
-        st["energy_wh"] = after
-        sat.restore(st)
-        self._fire(f, {"soc_before": round(before / full, 3), "soc_after": round(after / full, 3)})
+        self._fire(f, worldfaults.brownout(node.sat, f))
 
     def _wrap_sensors(self, sensors):
         faults = [f for f in self.faults if f["kind"] == "sensor"]

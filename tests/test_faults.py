@@ -186,3 +186,44 @@ def test_the_fault_injector_needs_the_simulated_world(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--sim" in proc.stderr
+
+
+def test_a_brownout_only_script_steps_the_battery_down_once_without_the_computers_injector(portable, tmp_path):
+    # sim/worldfaults.py: what a node whose script only browns out runs instead
+    # of faults.Injector (nodestart picks it); the once-state survives a restart
+    r = portable("""
+import json, sys, faults, worldfaults, orbitio, orbit
+from spacecraft import SimulatedSatellite
+o = orbit.Orbit(orbitio.keplerian_elements({"altitude_km": 550, "epoch": 0}))
+script = faults.check_script([{"kind": "brownout", "at_s": 100, "soc": 0.08}])
+mixed = faults.check_script([{"kind": "brownout", "at_s": 100}, {"kind": "reset", "at_s": 5}])
+print(json.dumps([worldfaults.suits(script), worldfaults.suits(mixed)]))
+class Clock:
+    ms = 0
+    def now_ms(self):
+        return self.ms
+class Node:
+    pass
+node = Node(); node.clock = Clock()
+node.sat = SimulatedSatellite("s", o, 0, bus={"initial_soc": 0.9}, stations=[])
+lines = []
+state = %r
+inj = worldfaults.WorldFaults(script, seed=3, state_path=state, echo=lines.append)
+node.clock.ms = 99000
+inj.tick(node, 99000)
+before = node.sat.battery_percent()
+node.clock.ms = 100000
+inj.tick(node, 100000)
+after = node.sat.battery_percent()
+inj.tick(node, 100500)
+again = worldfaults.WorldFaults(script, seed=3, state_path=state, echo=lines.append)
+again.tick(node, 200000)
+print(json.dumps({"before": before, "after": after, "lines": lines, "report": inj.report(),
+                  "again": again.report()}))
+""" % str(tmp_path / "faults.state")).check()
+    suits, out = [json.loads(x) for x in r.stdout.strip().splitlines()[-2:]]
+    assert suits == [True, False]
+    assert out["before"] > 80 and abs(out["after"] - 8.0) < 1e-6
+    assert out["lines"] == [{"fault": "brownout", "id": 0, "t_s": 100, "soc_before": 0.9, "soc_after": 0.08}]
+    assert out["report"]["injected"] == {"brownout": 1}
+    assert out["again"]["injected"] == {}   # fired once, remembered across the restart
