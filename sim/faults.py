@@ -101,9 +101,7 @@ def check_script(script):
             if f.get("mode", "spin") not in ("spin", "block"):
                 raise ValueError("fault %d: hang mode is spin or block" % i)
         else:
-            at = f.get("at_s", 0)
-            if not isinstance(at, (int, float)) or at < 0:
-                raise ValueError("fault %d: at_s must be a number >= 0" % i)
+            worldfaults.check_at(f, i)
         if kind == "raise" and not isinstance(f.get("task"), str):
             raise ValueError("fault %d: raise needs task" % i)
         if kind == "sensor" and (f.get("sensor") not in SENSORS or

@@ -103,16 +103,12 @@ def setup(node, args, reboot_ms, echo):
         seed = int(args.get("seed", "0"))
         state_path = args["world"].rstrip("/") + "/faults.state"
         import worldfaults
-        loaded = "faults" in sys.modules
-        import faults
-        script = faults.check_script(script)
         if worldfaults.suits(script):
             # the spacecraft's faults alone: the computer's doors stay out of the heap
-            if not loaded and sys.implementation.name == "micropython":
-                del sys.modules["faults"]
-            node.injector = worldfaults.WorldFaults(script, seed=seed, state_path=state_path,
-                                                    echo=echo)
+            node.injector = worldfaults.WorldFaults(worldfaults.check(script), seed=seed,
+                                                    state_path=state_path, echo=echo)
         else:
+            import faults
             from faultfs import PowerCut
             node.power_cut = PowerCut
             node.injector = faults.Injector(script, seed=seed, state_path=state_path, echo=echo)

@@ -19,11 +19,34 @@ KINDS = ("brownout",)
 
 
 def suits(script):
-    """True when every fault of the (checked) script is one of KINDS."""
+    """True when `script` is a list of faults of KINDS alone (the node then
+    checks it with check(), never loading sim/faults.py: a module loaded
+    and dropped at the start leaves the heap in pieces)."""
+    if not isinstance(script, list):
+        return False
     for f in script:
-        if f["kind"] not in KINDS:
+        if not isinstance(f, dict) or f.get("kind") not in KINDS:
             return False
     return True
+
+
+def check_at(f, i):
+    """A timed fault's at_s (faults.check_script's rule): a number >= 0."""
+    at = f.get("at_s", 0)
+    if not isinstance(at, (int, float)) or at < 0:
+        raise ValueError("fault %d: at_s must be a number >= 0" % i)
+
+
+def check(script):
+    """A script that suits(): normalised as faults.check_script does (ids
+    added), or ValueError naming the bad entry."""
+    out = []
+    for i, f in enumerate(script):
+        check_at(f, i)
+        f = dict(f)
+        f["id"] = i
+        out.append(f)
+    return out
 
 
 def brownout(sat, f):
@@ -67,7 +90,7 @@ def save_fired(state_path, seed, fired):
 
 class WorldFaults:
     """The node-facing part of faults.Injector for a script of KINDS alone
-    (checked by faults.check_script; each fires once, at its at_s)."""
+    (checked by check(); each fires once, at its at_s)."""
 
     def __init__(self, script, seed=0, state_path=None, echo=None):
         self.faults = script

@@ -192,12 +192,18 @@ def test_a_brownout_only_script_steps_the_battery_down_once_without_the_computer
     # sim/worldfaults.py: what a node whose script only browns out runs instead
     # of faults.Injector (nodestart picks it); the once-state survives a restart
     r = portable("""
-import json, sys, faults, worldfaults, orbitio, orbit
+import json, sys, worldfaults, orbitio, orbit
 from spacecraft import SimulatedSatellite
 o = orbit.Orbit(orbitio.keplerian_elements({"altitude_km": 550, "epoch": 0}))
-script = faults.check_script([{"kind": "brownout", "at_s": 100, "soc": 0.08}])
-mixed = faults.check_script([{"kind": "brownout", "at_s": 100}, {"kind": "reset", "at_s": 5}])
-print(json.dumps([worldfaults.suits(script), worldfaults.suits(mixed)]))
+script = [{"kind": "brownout", "at_s": 100, "soc": 0.08}]
+mixed = [{"kind": "brownout", "at_s": 100}, {"kind": "reset", "at_s": 5}]
+try:
+    worldfaults.check([{"kind": "brownout", "at_s": -1}])
+    refused = None
+except ValueError as exc:
+    refused = str(exc)
+print(json.dumps([worldfaults.suits(script), worldfaults.suits(mixed), worldfaults.suits({}), refused]))
+script = worldfaults.check(script)
 class Clock:
     ms = 0
     def now_ms(self):
@@ -222,7 +228,7 @@ print(json.dumps({"before": before, "after": after, "lines": lines, "report": in
                   "again": again.report()}))
 """ % str(tmp_path / "faults.state")).check()
     suits, out = [json.loads(x) for x in r.stdout.strip().splitlines()[-2:]]
-    assert suits == [True, False]
+    assert suits == [True, False, False, "fault 0: at_s must be a number >= 0"]
     assert out["before"] > 80 and abs(out["after"] - 8.0) < 1e-6
     assert out["lines"] == [{"fault": "brownout", "id": 0, "t_s": 100, "soc_before": 0.9, "soc_after": 0.08}]
     assert out["report"]["injected"] == {"brownout": 1}
