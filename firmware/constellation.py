@@ -57,17 +57,38 @@ def task(ag):
     while True:
         job = ag.journal.state["job"]
         ms = 60000
-        if job is not None and job.get("cst") is not None and job["phase"] != "accepted":
+        mine = job is not None and job.get("cst") is not None and job["phase"] != "accepted"
+        told = mine and _told_all(ag, job)
+        if mine and not told:
             ms = _role().tick(ag, job)
             ag.cst_ev.set()  # the execute task looks again
-        elif job is None:
+        elif job is None or told:
             _hold(ag)
-            _unload(ROLE)  # no job: the role's code leaves the heap (no-op when not loaded)
+            _unload(ROLE)  # the role's code leaves the heap (no-op when not loaded)
             # on the minute: when it next looks does not hang on when messages came
             # (the fleet's hub hands them to a satellite with no job late, in order)
             ms -= ag.clock.now_ms() % ms
         ev.clear()
         yield wait_for(ev, ms)
+
+
+def _told_all(ag, job):
+    """The closer's downlink (the transfer phase: every step of the job is
+    resolved) with every notice acknowledged and every step done here told:
+    the role has nothing left to do until the job's end (close), and its code
+    leaves the heap for the pass, the fullest time of the job (what arrives
+    meanwhile is held as with no job)."""
+    if job["phase"] != "transfer" or job["cst"]["q"]:
+        return False
+    steps = ag.journal.state["steps"]
+    own = job["cst"]["own"]
+    me = job["cst"]["me"]
+    for step in job["steps"]:
+        s = steps[step["id"]]
+        if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
+                own[step["id"]][0] == me:
+            return False
+    return True
 
 
 def _hold(ag):

@@ -28,7 +28,8 @@ try:
 except ImportError:  # pragma: no cover
     import ubinascii as binascii
 
-KEEP_STATUS = 64      # the settle times of this many of the latest messages sent are kept
+KEEP_STATUS = 16      # the settle times of this many of the latest messages sent are kept (a
+                      # notice's is asked within seconds: a round a second while any waits)
 MAX_DATA = 1 << 20    # one message at most this long (bytes)
 
 

@@ -83,3 +83,33 @@ print(json.dumps(out))
 """)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.last_json == {"role": ["cstrole"], "cstrare": [], "cstlate": [], "after": []}
+
+
+def test_the_closers_role_leaves_ram_for_the_downlink_once_nothing_is_left_to_tell(mpy):
+    """The transfer phase (every step resolved) with every notice acknowledged
+    and every step done here told: the ISL task drops the role (cstrole) for
+    the pass; a notice still queued, or a step done here not yet told, keeps it."""
+    res = mpy("""
+import sys, json, agent, constellation
+class Journal:
+    pass
+class Ag:
+    pass
+ag = Ag(); ag.journal = Journal()
+steps = {"a": {"status": "done", "told": True}, "b": {"status": "done", "remote": "s2"}}
+ag.journal.state = {"steps": steps}
+job = {"phase": "transfer", "steps": [{"id": "a"}, {"id": "b"}],
+       "cst": {"q": [], "me": "s1", "own": {"a": ["s1", 1], "b": ["s2", 1]}}}
+out = [constellation._told_all(ag, job)]
+job["cst"]["q"] = [["s2", "{}", 0, "done:a:1"]]
+out.append(constellation._told_all(ag, job))
+job["cst"]["q"] = []
+steps["a"]["told"] = False
+out.append(constellation._told_all(ag, job))
+steps["a"]["told"] = True
+job["phase"] = "run"
+out.append(constellation._told_all(ag, job))
+print(json.dumps(out))
+""")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.last_json == [True, False, False, False]
