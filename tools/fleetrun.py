@@ -44,7 +44,7 @@ from tools.scenario import Node
 # Each node's heap (-X heapsize): a flight board's order, not the unix port's 2 MiB
 # default. Every gc.mem_free() (in every telemetry document) and every collection
 # walks the whole heap: 20 nodes x 24 h took 60-63 s on 2 MiB heaps. A node with the
-# constellation role completes the fleet demo at 212K (make bench, area constellation).
+# constellation role completes the fleet demo clean at 180K (make bench, area constellation).
 NODE_HEAP = "512K"
 
 

@@ -245,13 +245,13 @@ def clean(d, ref):
         (d["as_predicted"], d["extra"]) == (ref["as_predicted"], ref["extra"])
 
 
-def lowest_clean_heap(ref, fault=True, start_k=ISSUE_K, step_k=8, top_k=236):
+def lowest_clean_heap(ref, fault=True, start_k=ISSUE_K, step_k=4, top_k=236):
     """(clean at start_k?, the lowest heap cap in K at which train-4's job
     completes clean on its four nodes (x64 unix port, .mpy), or None):
-    tried from the issue's line (single-satellite cap + 16K) down in 8K
+    tried from the issue's line (single-satellite cap + 16K) down in 4K
     steps while clean, else up until clean. fault: the demo's brownout and
-    failover (the victim's node also carries the fault injector,
-    sim/faults.py), else the nominal job. ref: the same run at the fleet nodes' 512K."""
+    failover (the victim's brown-out from sim/worldfaults.py), else the
+    nominal job. ref: the same run at the fleet nodes' 512K."""
     import tempfile
     from tools import demo_fleet
 
@@ -286,7 +286,7 @@ def heap_rows(demo_ref):
         at_line, lowest = lowest_clean_heap(ref, fault=fault)
         rows.append({"name": "demo-fleet heap (x64, .mpy), %s: clean at %dK, the single-satellite "
                              "cap + 16K (completed, 1 boot each, events as at 512K) / lowest clean "
-                             "cap, 8K steps" % (what, ISSUE_K),
+                             "cap, 4K steps" % (what, ISSUE_K),
                      "value": "%s / %s" % ("yes" if at_line else "no",
                                            lowest if lowest is not None else "none <= 236"),
                      "unit": "KiB"})
