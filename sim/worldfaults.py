@@ -21,8 +21,9 @@ KINDS = ("brownout",)
 def suits(script):
     """True when `script` is a list of faults of KINDS alone (the node then
     checks it with check(), never loading sim/faults.py: a module loaded
-    and dropped at the start leaves the heap in pieces)."""
-    if not isinstance(script, list):
+    and dropped at the start leaves the heap in pieces). An empty script is
+    the Injector's: it counts the journal's writes (the campaigns' census)."""
+    if not isinstance(script, list) or not script:
         return False
     for f in script:
         if not isinstance(f, dict) or f.get("kind") not in KINDS:

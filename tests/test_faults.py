@@ -202,7 +202,8 @@ try:
     refused = None
 except ValueError as exc:
     refused = str(exc)
-print(json.dumps([worldfaults.suits(script), worldfaults.suits(mixed), worldfaults.suits({}), refused]))
+print(json.dumps([worldfaults.suits(script), worldfaults.suits(mixed), worldfaults.suits({}),
+                  worldfaults.suits([]), refused]))
 script = worldfaults.check(script)
 class Clock:
     ms = 0
@@ -228,7 +229,7 @@ print(json.dumps({"before": before, "after": after, "lines": lines, "report": in
                   "again": again.report()}))
 """ % str(tmp_path / "faults.state")).check()
     suits, out = [json.loads(x) for x in r.stdout.strip().splitlines()[-2:]]
-    assert suits == [True, False, False, "fault 0: at_s must be a number >= 0"]
+    assert suits == [True, False, False, False, "fault 0: at_s must be a number >= 0"]
     assert out["before"] > 80 and abs(out["after"] - 8.0) < 1e-6
     assert out["lines"] == [{"fault": "brownout", "id": 0, "t_s": 100, "soc_before": 0.9, "soc_after": 0.08}]
     assert out["report"]["injected"] == {"brownout": 1}
