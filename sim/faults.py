@@ -36,6 +36,7 @@ in `state_path` across process restarts (a real-time watchdog kill, say).
 import json
 import os
 
+import faultscript
 import worldfaults
 
 try:
@@ -101,7 +102,7 @@ def check_script(script):
             if f.get("mode", "spin") not in ("spin", "block"):
                 raise ValueError("fault %d: hang mode is spin or block" % i)
         else:
-            worldfaults.check_at(f, i)
+            faultscript.check_at(f, i)
         if kind == "raise" and not isinstance(f.get("task"), str):
             raise ValueError("fault %d: raise needs task" % i)
         if kind == "sensor" and (f.get("sensor") not in SENSORS or
@@ -113,6 +114,8 @@ def check_script(script):
 
 
 class Injector:
+    doors = True   # into the computer: the node's boot calls its hooks (sim/nodestart.py)
+
     def __init__(self, script=None, seed=0, state_path=None, echo=None):
         self.faults = check_script(script or [])
         self.seed = seed
@@ -138,7 +141,7 @@ class Injector:
     # --- persistence of once-faults across process restarts --------------------
 
     def _load_state(self):
-        self.fired.update(worldfaults.load_fired(self.state_path, self.seed))
+        self.fired.update(faultscript.load_fired(self.state_path, self.seed))
 
     def _save_state(self):
         worldfaults.save_fired(self.state_path, self.seed, self.fired)

@@ -102,11 +102,16 @@ def setup(node, args, reboot_ms, echo):
         script = _read_json(args["faults"], "--faults")
         seed = int(args.get("seed", "0"))
         state_path = args["world"].rstrip("/") + "/faults.state"
-        import worldfaults
-        if worldfaults.suits(script):
+        loaded = "faultscript" in sys.modules
+        import faultscript
+        if faultscript.world_only(script):
             # the spacecraft's faults alone: the computer's doors stay out of the heap
-            node.injector = worldfaults.WorldFaults(worldfaults.check(script), seed=seed,
-                                                    state_path=state_path, echo=echo)
+            script = faultscript.check_world(script)
+            fired = faultscript.load_fired(state_path, seed)
+            if not loaded and sys.implementation.name == "micropython":
+                del sys.modules["faultscript"]
+            from worldfaults import WorldFaults
+            node.injector = WorldFaults(script, seed, state_path, echo, fired)
         else:
             import faults
             from faultfs import PowerCut
@@ -143,7 +148,7 @@ def boot(node, cause):
         link.block_ms = node.cfg["http_timeout_ms"]  # the simulated clock stands still meanwhile
         link.conn = [None, None]  # one connection kept alive: exchanges come milliseconds apart
     fs = None
-    if inj is not None:
+    if inj is not None and inj.doors:
         inj.before_boot(node)
         fs = inj.storage_fs()
         link = inj.wrap_link(link)
@@ -155,7 +160,7 @@ def boot(node, cause):
     node.agent.journal.on_commit = node.sync_world
     node.watchdog = watchdog
     lazywatch.install(node.agent)  # the watchdog ticks no task can miss are skipped
-    if inj is not None:
+    if inj is not None and inj.doors:
         inj.after_boot(node, node.agent)  # sensors wrapped before the boot reads them
     node.agent.boot()
     node.saved["boots"] = node.saved.get("boots", 0) + 1

@@ -190,21 +190,22 @@ def test_the_fault_injector_needs_the_simulated_world(tmp_path):
 
 def test_a_brownout_only_script_steps_the_battery_down_once_without_the_computers_injector(portable, tmp_path):
     # sim/worldfaults.py: what a node whose script only browns out runs instead
-    # of faults.Injector (nodestart picks it); the once-state survives a restart
+    # of faults.Injector (nodestart picks it: faultscript.world_only); the
+    # once-state survives a restart
     r = portable("""
-import json, sys, worldfaults, orbitio, orbit
+import json, faultscript, worldfaults, orbitio, orbit
 from spacecraft import SimulatedSatellite
 o = orbit.Orbit(orbitio.keplerian_elements({"altitude_km": 550, "epoch": 0}))
 script = [{"kind": "brownout", "at_s": 100, "soc": 0.08}]
 mixed = [{"kind": "brownout", "at_s": 100}, {"kind": "reset", "at_s": 5}]
 try:
-    worldfaults.check([{"kind": "brownout", "at_s": -1}])
+    faultscript.check_world([{"kind": "brownout", "at_s": -1}])
     refused = None
 except ValueError as exc:
     refused = str(exc)
-print(json.dumps([worldfaults.suits(script), worldfaults.suits(mixed), worldfaults.suits({}),
-                  worldfaults.suits([]), refused]))
-script = worldfaults.check(script)
+print(json.dumps([faultscript.world_only(script), faultscript.world_only(mixed),
+                  faultscript.world_only({}), faultscript.world_only([]), refused]))
+script = faultscript.check_world(script)
 class Clock:
     ms = 0
     def now_ms(self):
@@ -215,7 +216,7 @@ node = Node(); node.clock = Clock()
 node.sat = SimulatedSatellite("s", o, 0, bus={"initial_soc": 0.9}, stations=[])
 lines = []
 state = %r
-inj = worldfaults.WorldFaults(script, seed=3, state_path=state, echo=lines.append)
+inj = worldfaults.WorldFaults(script, 3, state, lines.append, faultscript.load_fired(state, 3))
 node.clock.ms = 99000
 inj.tick(node, 99000)
 before = node.sat.battery_percent()
@@ -223,10 +224,11 @@ node.clock.ms = 100000
 inj.tick(node, 100000)
 after = node.sat.battery_percent()
 inj.tick(node, 100500)
-again = worldfaults.WorldFaults(script, seed=3, state_path=state, echo=lines.append)
+again = worldfaults.WorldFaults(script, 3, state, lines.append, faultscript.load_fired(state, 3))
 again.tick(node, 200000)
+other_seed = faultscript.load_fired(state, 4)
 print(json.dumps({"before": before, "after": after, "lines": lines, "report": inj.report(),
-                  "again": again.report()}))
+                  "again": again.report(), "other_seed": other_seed}))
 """ % str(tmp_path / "faults.state")).check()
     suits, out = [json.loads(x) for x in r.stdout.strip().splitlines()[-2:]]
     assert suits == [True, False, False, False, "fault 0: at_s must be a number >= 0"]
@@ -234,3 +236,4 @@ print(json.dumps({"before": before, "after": after, "lines": lines, "report": in
     assert out["lines"] == [{"fault": "brownout", "id": 0, "t_s": 100, "soc_before": 0.9, "soc_after": 0.08}]
     assert out["report"]["injected"] == {"brownout": 1}
     assert out["again"]["injected"] == {}   # fired once, remembered across the restart
+    assert out["other_seed"] == {}          # another script's state is not this one's
