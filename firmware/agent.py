@@ -252,15 +252,16 @@ class Agent:
                 return
             yield sleep_ms(min(left, self.chunk_ms))
 
-    def _look(self, ms):
+    def _look(self, ms, nap=False):
         """The wait before a look that does nothing while the link is down
-        (poll, an idle execute: work comes only over the link): ms. On a
-        simulated clock, while the link is known to stay down, a nap through
-        as many whole ms as that lasts: the same looks at the same times,
-        fewer wake-ups (docs/sim.md "A simulated day")."""
+        (poll, report, an idle execute: work comes only over the link): ms.
+        On a simulated clock, while the link is known to stay down, a nap
+        through as many whole ms as that lasts: the same looks at the same
+        times, fewer wake-ups (docs/sim.md "A simulated day"). nap: ms is a
+        nap too (the report's, as its sleep was)."""
         down = self.sensors.link_down_ms
         down = down() if down is not None and self.clock.simulated else None
-        return nap_ms(ms * -(-down // ms)) if down else sleep_ms(ms)
+        return nap_ms(ms * -(-down // ms)) if down else (nap_ms(ms) if nap else sleep_ms(ms))
 
     def _on_crash(self, name, exc, count):
         if self.journal.out_of_sync:
@@ -677,7 +678,10 @@ class Agent:
 
     def _report(self):
         while True:
-            yield from self._sleep_s(self.cfg["report_interval_s"])
+            if self.clock.simulated:  # while the link is known to stay down, one nap (_look)
+                yield self._look(self.cfg["report_interval_s"] * 1000, True)
+            else:
+                yield from self._sleep_s(self.cfg["report_interval_s"])
             # after register: the Console must know us (and we our seq) first
             # (dead letters wait too: contact.report hands them over)
             if self.registered and (self.journal.pending() or self.journal.state.get("dead")) \
