@@ -616,6 +616,25 @@ def _kinds(d):
     return ", ".join("%s %d" % (k, d[k]) for k in sorted(d)) or "-"
 
 
+def _on_dask(campaign, scheduler, workers, **kw):
+    """campaign(client=..., **kw) on the given scheduler or a local cluster."""
+    from tools import campaigndask
+    from tools.clierrors import Unreachable
+    try:
+        cm = campaigndask.client(scheduler, workers)
+        c = cm.__enter__()
+    except (OSError, TimeoutError) as exc:
+        raise Unreachable("the Dask scheduler %s cannot be reached: %s"
+                          % (scheduler or "(local cluster)", exc))
+    except ValueError as exc:  # not an address Dask can parse
+        from tools.clierrors import InputError
+        raise InputError("--scheduler %s: %s" % (scheduler, exc))
+    try:
+        return campaign(client=c, **kw)
+    finally:
+        cm.__exit__(None, None, None)
+
+
 @click.command()
 @click.option("--campaign", "name", required=True,
               type=click.Choice(sorted(list(CAMPAIGNS) + ["constellation"])),
@@ -630,8 +649,24 @@ def _kinds(d):
 @click.option("--nodes", is_flag=True,
               help="constellation: every satellite's firmware under MicroPython, a real Console, "
                    "the ISL hub (~40 s a run), instead of the fleet forecast in process.")
-def faults(name, runs, seed, torn, as_json, keep, nodes):
+@click.option("--dask", "use_dask", is_flag=True,
+              help="constellation: run the seeded runs as Dask tasks on a local cluster of this "
+                   "machine's cores (the figures are the serial run's).")
+@click.option("--workers", default=None, type=click.IntRange(1, None),
+              help="constellation: the local Dask cluster's worker processes (implies --dask; "
+                   "default: this machine's cores).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="constellation: run the seeded runs on this Dask scheduler's workers "
+                   "(`dask scheduler`, `dask worker tcp://HOST:8786`).")
+def faults(name, runs, seed, torn, as_json, keep, nodes, use_dask, workers, scheduler):
     """Run a fault-injection campaign against the firmware and a real Console."""
+    if (use_dask or workers or scheduler) and (name != "constellation" or nodes):
+        raise click.BadParameter(
+            "Dask runs the in-process constellation campaign (the node campaigns share one "
+            "Console and run in order)", param_hint="--dask/--workers/--scheduler")
+    if workers and scheduler:
+        raise click.BadParameter("--workers sizes the local cluster; a --scheduler has its own",
+                                 param_hint="--workers")
     kw = {"torn": True} if torn and name == "power-cut" else {}
     if torn and name != "power-cut":
         raise click.BadParameter("--torn is for the power-cut campaign", param_hint="--torn")
@@ -645,7 +680,8 @@ def faults(name, runs, seed, torn, as_json, keep, nodes):
             raise InputError("cannot make --keep folder %s: %s" % (keep, exc.strerror or exc))
 
     def progress(items):
-        items = list(items)
+        if not hasattr(items, "__len__"):
+            items = list(items)
         with click.progressbar(items, label="%s" % name, file=sys.stderr,
                                show_pos=True) as bar:
             for item in bar:
@@ -655,6 +691,9 @@ def faults(name, runs, seed, torn, as_json, keep, nodes):
         from tools import fleetcampaign
         if nodes:
             s = fleetcampaign.run_nodes(runs=runs or 4, seed=seed, progress=progress, workdir=keep)
+        elif use_dask or workers or scheduler:
+            s = _on_dask(fleetcampaign.run, scheduler, workers, runs=runs or 20, seed=seed,
+                         progress=progress)
         else:
             s = fleetcampaign.run(runs=runs or 20, seed=seed, progress=progress)
         if as_json:
