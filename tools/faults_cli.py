@@ -682,6 +682,13 @@ def faults(name, runs, seed, torn, as_json, keep, nodes, use_dask, workers, sche
     def progress(items):
         if not hasattr(items, "__len__"):
             items = list(items)
+        if not sys.stderr.isatty():  # a log: a line at every tenth of the runs done
+            step = max(1, len(items) // 10)
+            for n, item in enumerate(items, 1):
+                yield item
+                if n % step == 0 or n == len(items):
+                    click.echo("%s: %d/%d runs done" % (name, n, len(items)), err=True)
+            return
         with click.progressbar(items, label="%s" % name, file=sys.stderr,
                                show_pos=True) as bar:
             for item in bar:
