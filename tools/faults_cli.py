@@ -618,21 +618,19 @@ def _kinds(d):
 
 def _on_dask(campaign, scheduler, workers, **kw):
     """campaign(client=..., **kw) on the given scheduler or a local cluster."""
+    import contextlib
+
     from tools import campaigndask
-    from tools.clierrors import Unreachable
-    try:
-        cm = campaigndask.client(scheduler, workers)
-        c = cm.__enter__()
-    except (OSError, TimeoutError) as exc:
-        raise Unreachable("the Dask scheduler %s cannot be reached: %s"
-                          % (scheduler or "(local cluster)", exc))
-    except ValueError as exc:  # not an address Dask can parse
-        from tools.clierrors import InputError
-        raise InputError("--scheduler %s: %s" % (scheduler, exc))
-    try:
+    from tools.clierrors import InputError, Unreachable
+    with contextlib.ExitStack() as stack:
+        try:
+            c = stack.enter_context(campaigndask.client(scheduler, workers))
+        except (OSError, TimeoutError) as exc:
+            raise Unreachable("the Dask scheduler %s cannot be reached: %s"
+                              % (scheduler or "(local cluster)", exc))
+        except ValueError as exc:  # not an address Dask can parse
+            raise InputError("--scheduler %s: %s" % (scheduler, exc))
         return campaign(client=c, **kw)
-    finally:
-        cm.__exit__(None, None, None)
 
 
 @click.command()
