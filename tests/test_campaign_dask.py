@@ -1,9 +1,10 @@
-"""The constellation fault campaign's seeded runs as Dask tasks
-(tools/campaigndask.py, `umbra faults --campaign constellation --workers K |
---scheduler ADDR`): on a real local cluster of two worker processes (one for
-the module: a cluster's start costs seconds), the figures are the serial
-run's, progress follows the runs as they complete, and a worker killed
-mid-campaign has its runs flown again with the figures unchanged."""
+"""Fault campaigns' seeded runs as Dask tasks (tools/campaigndask.py, `umbra
+faults --campaign NAME --dask | --workers K | --scheduler ADDR`): on a real
+local cluster of two worker processes (one for the module: a cluster's start
+costs seconds), the constellation campaign's figures are the serial run's,
+progress follows the runs as they complete, and a worker killed mid-campaign
+has its runs flown again with the figures unchanged; a node campaign's runs,
+each in a Lab of its own, give the serial figures too."""
 import os
 import signal
 import subprocess
@@ -99,6 +100,20 @@ def test_the_cli_runs_a_campaign_on_a_given_scheduler_with_the_serial_figures(cl
     assert done == ["constellation: %d/%d runs done" % (n, RUNS) for n in range(1, RUNS + 1)]
 
 
+def test_a_node_campaign_on_the_cluster_has_the_serial_runs_figures(client):
+    # each run a Lab of its own on a worker (a Console, a MicroPython node), against
+    # the serial run's one Lab; wall-clock figures apart
+    from tools import faults_cli as fc
+    link = dict(fc.LINK_FAULT, drop=0.2, dup=0.1, corrupt=0.1)
+    serial = fc.run_campaign("link", runs=2, seed=3, link=link)
+    s = fc.run_campaign("link", runs=2, seed=3, link=link, client=client)
+    assert s["executed_on"] == "dask %s, 2 workers" % client.scheduler.address
+    wall = ("wall_s", "executed_on", "mean_recovery_wall_ms")
+    assert dict((k, v) for k, v in s.items() if k not in wall) == \
+        dict((k, v) for k, v in serial.items() if k not in wall)
+    assert s["injected"] > 0 and s["jobs_completed"] == 2
+
+
 def test_a_scheduler_that_does_not_answer_is_one_error_line_and_exit_3(monkeypatch):
     from tools import faults_cli
     from tools.console.server import free_port
@@ -110,7 +125,9 @@ def test_a_scheduler_that_does_not_answer_is_one_error_line_and_exit_3(monkeypat
     assert "the Dask scheduler %s cannot be reached" % addr in r.output
 
 
-@pytest.mark.parametrize("args", [("--campaign", "link", "--dask"),
+@pytest.mark.parametrize("args", [("--campaign", "power-cut", "--dask"),
+                                  ("--campaign", "hang", "--workers", "2"),
+                                  ("--campaign", "link", "--dask", "--keep", "somewhere"),
                                   ("--campaign", "constellation", "--nodes", "--workers", "2"),
                                   ("--campaign", "constellation", "--workers", "2",
                                    "--scheduler", "tcp://127.0.0.1:8786")])
