@@ -1,5 +1,7 @@
 """A campaign's seeded runs as Dask tasks (dask.distributed): `umbra faults
---campaign constellation --dask | --workers K | --scheduler tcp://HOST:8786`.
+--campaign NAME --dask | --workers K | --scheduler tcp://HOST:8786` (NAME:
+constellation, tools/fleetcampaign.py; bitflip, crash, link, mixed,
+tools/faults_cli.py PLANS).
 
 The campaign draws every run's inputs first, in order, exactly as its serial
 run does (one seeded generator); each run is then a task that depends on its
@@ -10,7 +12,9 @@ its tasks run again on another (the scheduler does that by itself; a task
 that takes down `distributed.scheduler.allowed-failures` + 1 workers, 3 + 1
 by default, fails the campaign with KilledWorker). A run has no side effect
 a second execution could trip on: a constellation run flies the fleet in the
-worker's memory and returns its figures.
+worker's memory and returns its figures; a node campaign's run makes its own
+Console and folder and removes them (faults_cli.lab_run), so a run started
+again after its worker died starts in a new folder.
 
 Where the tasks run:
   a local cluster  this machine's cores (`--dask`; `--workers K` for K of
