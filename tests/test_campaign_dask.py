@@ -70,9 +70,9 @@ def test_a_worker_killed_mid_campaign_has_its_runs_flown_again_with_the_same_fig
     def progress(items):
         for n, item in enumerate(items):
             if n == 0:  # one run done: kill a worker that is flying one now
-                busy = [w for w, keys in client.processing().items() if keys]
-                victim = busy[0]
-                killed.update(pid=pids[victim], runs=list(client.processing()[victim]))
+                held = client.processing()
+                victim = [w for w, keys in held.items() if keys][0]
+                killed.update(pid=pids[victim], runs=list(held[victim]))
                 os.kill(pids[victim], signal.SIGKILL)
             yield item
 
@@ -100,18 +100,64 @@ def test_the_cli_runs_a_campaign_on_a_given_scheduler_with_the_serial_figures(cl
     assert done == ["constellation: %d/%d runs done" % (n, RUNS) for n in range(1, RUNS + 1)]
 
 
-def test_a_node_campaign_on_the_cluster_has_the_serial_runs_figures(client):
+LINK = {"kind": "link", "at_s": 0, "drop": 0.2, "dup": 0.1, "corrupt": 0.1, "delay": 0.05,
+        "delay_ms": 500}
+WALL = ("wall_s", "executed_on", "mean_recovery_wall_ms")
+
+
+@pytest.fixture(scope="module")
+def link_serial():
+    from tools import faults_cli as fc
+    return fc.run_campaign("link", runs=3, seed=3, link=LINK)
+
+
+def node_figures(s):
+    return dict((k, v) for k, v in s.items() if k not in WALL)
+
+
+def test_a_node_campaign_on_the_cluster_has_the_serial_runs_figures(client, link_serial):
     # each run a Lab of its own on a worker (a Console, a MicroPython node), against
     # the serial run's one Lab; wall-clock figures apart
     from tools import faults_cli as fc
-    link = dict(fc.LINK_FAULT, drop=0.2, dup=0.1, corrupt=0.1)
-    serial = fc.run_campaign("link", runs=2, seed=3, link=link)
-    s = fc.run_campaign("link", runs=2, seed=3, link=link, client=client)
+    s = fc.run_campaign("link", runs=3, seed=3, link=LINK, client=client)
     assert s["executed_on"] == "dask %s, 2 workers" % client.scheduler.address
-    wall = ("wall_s", "executed_on", "mean_recovery_wall_ms")
-    assert dict((k, v) for k, v in s.items() if k not in wall) == \
-        dict((k, v) for k, v in serial.items() if k not in wall)
-    assert s["injected"] > 0 and s["jobs_completed"] == 2
+    assert node_figures(s) == node_figures(link_serial)
+    assert s["injected"] > 0 and s["jobs_completed"] == 3
+
+
+def test_a_worker_killed_during_a_node_run_has_it_run_again_in_a_new_folder(client, link_serial):
+    import glob
+    import shutil
+    import tempfile
+
+    from tools import faults_cli as fc
+    client.wait_for_workers(2, timeout=60)
+    pids = client.run(os.getpid)
+    runs_dir = os.path.join(tempfile.gettempdir(), "umbra-faults-run-*")
+    before = set(glob.glob(runs_dir))
+    killed = []
+
+    def progress(items):
+        for n, item in enumerate(items):
+            if n == 0:  # one run done: kill a worker in the middle of another
+                held = client.processing()
+                victim = [w for w, keys in held.items() if keys][0]
+                killed.extend(int(k.rsplit("-", 1)[1]) for k in held[victim])
+                os.kill(pids[victim], signal.SIGKILL)
+            yield item
+
+    s = fc.run_campaign("link", runs=3, seed=3, link=LINK, client=client, progress=progress)
+    left = set(glob.glob(runs_dir)) - before
+    made = set(left)
+    try:
+        assert node_figures(s) == node_figures(link_serial)
+        # the killed run's folder is left as it was; its second run, in a folder of
+        # its own, removed its own like every other run
+        assert len(left) == 1 and int(os.path.basename(left.pop()).split("-")[3]) in killed
+    finally:
+        for p in made:
+            shutil.rmtree(p, ignore_errors=True)
+    client.wait_for_workers(2, timeout=60)
 
 
 def test_a_scheduler_that_does_not_answer_is_one_error_line_and_exit_3(monkeypatch):
