@@ -655,7 +655,9 @@ def run_campaign(name, runs=None, seed=0, progress=None, workdir=None, heap=None
 
 
 def print_summary(s, echo=click.echo):
-    echo("campaign %s: %d runs, %.1f s" % (s["campaign"], s["runs"], s["wall_s"]))
+    echo("campaign %s: %d runs, %.1f s%s" % (s["campaign"], s["runs"], s["wall_s"],
+                                            " (%s)" % s["executed_on"] if s.get("executed_on")
+                                            else ""))
     rows = [("faults injected", s["injected"]), ("  by kind", _kinds(s["injected_by_kind"])),
             ("detected", s["detected"]), ("recovered", s["recovered"]),
             ("jobs completed", "%d (failed %d)" % (s["jobs_completed"], s["jobs_failed"])),
