@@ -35,14 +35,14 @@ def dask_rows(runs=DASK_RUNS, workers=DASK_WORKERS, seed=1):
     def figures(s):
         return dict((k, v) for k, v in s.items() if k not in ("wall_s", "executed_on"))
 
-    label = "constellation campaign, %d runs" % runs
-    return [{"name": "%s: serial, in process (wall)" % label, "value": round(serial_s, 1),
+    label = "constellation x %d runs:" % runs
+    return [{"name": "%s serial, in process (wall)" % label, "value": round(serial_s, 1),
              "unit": "s"},
-            {"name": "%s: local Dask cluster, %d workers (wall)" % (label, workers),
+            {"name": "%s Dask, %d local workers (wall)" % (label, workers),
              "value": round(dask_s, 1), "unit": "s"},
-            {"name": "%s: speed-up on Dask" % label, "value": round(serial_s / dask_s, 2),
+            {"name": "%s speed-up on Dask" % label, "value": round(serial_s / dask_s, 2),
              "unit": "x"},
-            {"name": "%s: identical figures, serial and Dask" % label,
+            {"name": "%s identical figures, serial = Dask" % label,
              "value": "yes" if figures(serial) == figures(dask) else "no", "unit": "checked"}]
 
 
