@@ -330,19 +330,22 @@ def campaign_power_cut(lab, runs, rng, progress, torn=False, job=None):
                   "unreached": unreached}
 
 
-def campaign_bitflip(lab, runs, rng, progress, sweep=8000, ram_per_run=50, storage_per_run=2):
-    recs = []
-    for i in progress(range(runs)):
+def plan_bitflip(rng, runs, sweep=8000, ram_per_run=50, storage_per_run=2):
+    plan = []
+    for i in range(runs):
         script = []
         for _ in range(ram_per_run):
             script.append({"kind": "flip_ram", "at_s": JOB_T0 + rng.uniform(0, 1500)})
         for _ in range(storage_per_run):
             script.append({"kind": "flip_storage", "at_s": JOB_T0 + rng.uniform(0, 1500)})
-        recs.append(lab.run(LONG_JOB, script, seed=rng.randrange(1 << 30)))
-    extra = {}
-    if sweep:
-        extra["storage_sweep"] = storage_sweep(lab, sweep, rng.randrange(1 << 30))
-    return recs, extra
+        plan.append({"job": LONG_JOB, "script": script, "seed": rng.randrange(1 << 30)})
+    return plan, {"sweep": (sweep, rng.randrange(1 << 30))} if sweep else {}
+
+
+def campaign_bitflip(lab, runs, rng, progress, **kw):
+    plan, extra = plan_bitflip(rng, runs, **kw)
+    recs = run_plan(lab, plan, progress)
+    return recs, _storage_sweep_extra(lab, extra)
 
 
 def storage_sweep(lab, flips, seed):
@@ -475,28 +478,35 @@ def recovery_times(lab, runs, rng):
             "real_watchdog_s": HANG_CFG["watchdog_timeout_ms"] / 1000, "samples": [len(sim), len(real)]}
 
 
-def campaign_crash(lab, runs, rng, progress):
+def plan_crash(rng, runs):
     """An exception inside every task: three per run at random moments."""
-    plan = [(task, r) for r in range(runs) for task in TASKS]
-    recs = []
-    for task, r in progress(plan):
-        script = [{"kind": "raise", "task": task, "at_s": JOB_T0 + rng.uniform(0, 1200)}
-                  for _ in range(3)]
-        rec = lab.run(LONG_JOB, script, seed=rng.randrange(1 << 30))
-        rec["task"] = task
-        recs.append(rec)
-    return recs, {"tasks": list(TASKS)}
+    plan = []
+    for r in range(runs):
+        for task in TASKS:
+            script = [{"kind": "raise", "task": task, "at_s": JOB_T0 + rng.uniform(0, 1200)}
+                      for _ in range(3)]
+            plan.append({"job": LONG_JOB, "script": script, "seed": rng.randrange(1 << 30),
+                         "tag": {"task": task}})
+    return plan, {"tasks": list(TASKS)}
+
+
+def campaign_crash(lab, runs, rng, progress):
+    plan, extra = plan_crash(rng, runs)
+    return run_plan(lab, plan, progress), extra
 
 
 LINK_FAULT = {"kind": "link", "at_s": 0, "drop": 0.30, "dup": 0.10, "corrupt": 0.10,
               "delay": 0.05, "delay_ms": 500}
 
 
+def plan_link(rng, runs, link=None):
+    return ([{"job": LONG_JOB, "script": [dict(link or LINK_FAULT)], "seed": rng.randrange(1 << 30)}
+             for _ in range(runs)], {"link": dict(link or LINK_FAULT)})
+
+
 def campaign_link(lab, runs, rng, progress, link=None):
-    recs = []
-    for i in progress(range(runs)):
-        recs.append(lab.run(LONG_JOB, [dict(link or LINK_FAULT)], seed=rng.randrange(1 << 30)))
-    return recs, {"link": dict(link or LINK_FAULT)}
+    plan, extra = plan_link(rng, runs, link)
+    return run_plan(lab, plan, progress), extra
 
 
 def mixed_script(rng, writes=60):
@@ -517,16 +527,61 @@ def mixed_script(rng, writes=60):
     return s
 
 
+def plan_mixed(rng, runs):
+    plan = []
+    for _ in range(runs):
+        script = mixed_script(rng)
+        plan.append({"job": LONG_JOB, "script": script, "seed": rng.randrange(1 << 30)})
+    return plan, {}
+
+
 def campaign_mixed(lab, runs, rng, progress):
+    plan, extra = plan_mixed(rng, runs)
+    return run_plan(lab, plan, progress), extra
+
+
+def run_plan(lab, plan, progress):
+    """A planned campaign's runs in order in one Lab; each run's record."""
     recs = []
-    for i in progress(range(runs)):
-        recs.append(lab.run(LONG_JOB, mixed_script(rng), seed=rng.randrange(1 << 30)))
-    return recs, {}
+    for p in progress(plan):
+        rec = lab.run(p["job"], p["script"], seed=p["seed"])
+        rec.update(p.get("tag") or {})
+        recs.append(rec)
+    return recs
+
+
+def lab_run(i, p, heap=None):
+    """Run i of a planned campaign in a Lab of its own (a Dask task): a fresh Console
+    and folder, made here and removed after, so a run flown again after its worker
+    died starts clean; its agent has the serial run's id (sat-f<i+1>)."""
+    workdir = tempfile.mkdtemp(prefix="umbra-faults-run-%d-" % i)
+    try:
+        lab = Lab(workdir, heap=heap)
+        lab.n = i
+        try:
+            rec = lab.run(p["job"], p["script"], seed=p["seed"])
+        finally:
+            lab.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rec.update(p.get("tag") or {})
+    return rec
+
+
+def _storage_sweep_extra(lab, extra):
+    """bitflip: the store-level sweep after its runs (its flips and seed in the plan)."""
+    if "sweep" in extra:
+        flips, seed = extra.pop("sweep")
+        extra["storage_sweep"] = storage_sweep(lab, flips, seed)
+    return extra
 
 
 CAMPAIGNS = {"power-cut": (campaign_power_cut, None), "bitflip": (campaign_bitflip, 10),
              "hang": (campaign_hang, 1), "crash": (campaign_crash, 1),
              "link": (campaign_link, 10), "mixed": (campaign_mixed, 20)}
+# the campaigns whose runs are drawn first (plan_*: every run's job, script and seed, in
+# order from the campaign's one generator) and so can be Dask tasks, one Lab each
+PLANS = {"bitflip": plan_bitflip, "crash": plan_crash, "link": plan_link, "mixed": plan_mixed}
 
 
 def summarise(name, recs, extra, wall):
@@ -561,28 +616,48 @@ def summarise(name, recs, extra, wall):
     return out
 
 
-def run_campaign(name, runs=None, seed=0, progress=None, workdir=None, heap=None, **kw):
-    """Run one campaign; returns its summary dict (FIGURES and details)."""
+def run_campaign(name, runs=None, seed=0, progress=None, workdir=None, heap=None, client=None,
+                 **kw):
+    """Run one campaign; returns its summary dict (FIGURES and details). `client`: a
+    distributed.Client whose workers run a planned campaign's runs (PLANS), each in
+    a Lab of its own (tools/campaigndask.py); the figures are the serial run's."""
     fn, default_runs = CAMPAIGNS[name]
     if runs is None:
         runs = default_runs
     rng = Rand(seed)
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="umbra-faults-")
-    lab = Lab(workdir, seed=seed, heap=heap)
     progress = progress or (lambda it: it)
     t0 = time.monotonic()
+    lab = None
     try:
-        recs, extra = fn(lab, runs, rng, progress, **kw)
+        if client is None:
+            lab = Lab(workdir, seed=seed, heap=heap)
+            recs, extra = fn(lab, runs, rng, progress, **kw)
+        else:
+            from tools import campaigndask
+            plan, extra = PLANS[name](rng, runs, **kw)
+            recs = campaigndask.map_runs(client, lab_run, [(i, p, heap) for i, p in enumerate(plan)],
+                                         progress, name=name)
+            if "sweep" in extra:  # the store-level sweep: here, after the runs
+                lab = Lab(workdir, seed=seed, heap=heap)
+                lab.n = len(plan)
+                _storage_sweep_extra(lab, extra)
     finally:
-        lab.close()
+        if lab is not None:
+            lab.close()
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
-    return summarise(name, recs, extra, time.monotonic() - t0)
+    out = summarise(name, recs, extra, time.monotonic() - t0)
+    if client is not None:
+        out["executed_on"] = campaigndask.where(client)
+    return out
 
 
 def print_summary(s, echo=click.echo):
-    echo("campaign %s: %d runs, %.1f s" % (s["campaign"], s["runs"], s["wall_s"]))
+    echo("campaign %s: %d runs, %.1f s%s" % (s["campaign"], s["runs"], s["wall_s"],
+                                            " (%s)" % s["executed_on"] if s.get("executed_on")
+                                            else ""))
     rows = [("faults injected", s["injected"]), ("  by kind", _kinds(s["injected_by_kind"])),
             ("detected", s["detected"]), ("recovered", s["recovered"]),
             ("jobs completed", "%d (failed %d)" % (s["jobs_completed"], s["jobs_failed"])),
@@ -616,6 +691,23 @@ def _kinds(d):
     return ", ".join("%s %d" % (k, d[k]) for k in sorted(d)) or "-"
 
 
+def _on_dask(campaign, scheduler, workers, **kw):
+    """campaign(client=..., **kw) on the given scheduler or a local cluster."""
+    import contextlib
+
+    from tools import campaigndask
+    from tools.clierrors import InputError, Unreachable
+    with contextlib.ExitStack() as stack:
+        try:
+            c = stack.enter_context(campaigndask.client(scheduler, workers))
+        except (OSError, TimeoutError) as exc:
+            raise Unreachable("the Dask scheduler %s cannot be reached: %s"
+                              % (scheduler or "(local cluster)", exc))
+        except ValueError as exc:  # not an address Dask can parse
+            raise InputError("--scheduler %s: %s" % (scheduler, exc))
+        return campaign(client=c, **kw)
+
+
 @click.command()
 @click.option("--campaign", "name", required=True,
               type=click.Choice(sorted(list(CAMPAIGNS) + ["constellation"])),
@@ -630,8 +722,27 @@ def _kinds(d):
 @click.option("--nodes", is_flag=True,
               help="constellation: every satellite's firmware under MicroPython, a real Console, "
                    "the ISL hub (~40 s a run), instead of the fleet forecast in process.")
-def faults(name, runs, seed, torn, as_json, keep, nodes):
+@click.option("--dask", "use_dask", is_flag=True,
+              help="Run the seeded runs as Dask tasks on a local cluster of this machine's cores "
+                   "(constellation, bitflip, crash, link, mixed; the figures are the serial run's).")
+@click.option("--workers", default=None, type=click.IntRange(1, None),
+              help="The local Dask cluster's worker processes (implies --dask; "
+                   "default: this machine's cores).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Run the seeded runs on this Dask scheduler's workers "
+                   "(`dask scheduler`, `dask worker tcp://HOST:8786`).")
+def faults(name, runs, seed, torn, as_json, keep, nodes, use_dask, workers, scheduler):
     """Run a fault-injection campaign against the firmware and a real Console."""
+    on_dask = bool(use_dask or workers or scheduler)
+    if on_dask and (name not in PLANS and name != "constellation" or nodes or keep):
+        raise click.BadParameter(
+            "Dask runs the constellation, bitflip, crash, link and mixed campaigns, without "
+            "--nodes or --keep (power-cut and hang run in order: their runs depend on a "
+            "reference run, or on the real-time watchdog)",
+            param_hint="--dask/--workers/--scheduler")
+    if workers and scheduler:
+        raise click.BadParameter("--workers sizes the local cluster; a --scheduler has its own",
+                                 param_hint="--workers")
     kw = {"torn": True} if torn and name == "power-cut" else {}
     if torn and name != "power-cut":
         raise click.BadParameter("--torn is for the power-cut campaign", param_hint="--torn")
@@ -645,7 +756,15 @@ def faults(name, runs, seed, torn, as_json, keep, nodes):
             raise InputError("cannot make --keep folder %s: %s" % (keep, exc.strerror or exc))
 
     def progress(items):
-        items = list(items)
+        if not hasattr(items, "__len__"):
+            items = list(items)
+        if not sys.stderr.isatty():  # a log: a line at every tenth of the runs done
+            step = max(1, len(items) // 10)
+            for n, item in enumerate(items, 1):
+                yield item
+                if n % step == 0 or n == len(items):
+                    click.echo("%s: %d/%d runs done" % (name, n, len(items)), err=True)
+            return
         with click.progressbar(items, label="%s" % name, file=sys.stderr,
                                show_pos=True) as bar:
             for item in bar:
@@ -655,6 +774,9 @@ def faults(name, runs, seed, torn, as_json, keep, nodes):
         from tools import fleetcampaign
         if nodes:
             s = fleetcampaign.run_nodes(runs=runs or 4, seed=seed, progress=progress, workdir=keep)
+        elif on_dask:
+            s = _on_dask(fleetcampaign.run, scheduler, workers, runs=runs or 20, seed=seed,
+                         progress=progress)
         else:
             s = fleetcampaign.run(runs=runs or 20, seed=seed, progress=progress)
         if as_json:
@@ -663,7 +785,11 @@ def faults(name, runs, seed, torn, as_json, keep, nodes):
             fleetcampaign.print_summary(s, click.echo)
         sys.exit(1 if s["completed_twice"] or s["events_lost"] or s["events_duplicated"]
                  or s["unexplained"] else 0)
-    s = run_campaign(name, runs=runs, seed=seed, progress=progress, workdir=keep, **kw)
+    if on_dask:
+        s = _on_dask(run_campaign, scheduler, workers, name=name, runs=runs, seed=seed,
+                     progress=progress, **kw)
+    else:
+        s = run_campaign(name, runs=runs, seed=seed, progress=progress, workdir=keep, **kw)
     if as_json:
         click.echo(json.dumps(s, indent=2, sort_keys=True))
     else:

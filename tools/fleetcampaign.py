@@ -33,6 +33,7 @@ the fleet's streams:
                       parent would, `partial` (or `failed`), not `unfinished`
 """
 import collections
+import functools
 import json
 import os
 import random
@@ -177,8 +178,10 @@ def judge(out, cplan, faults):
     return rec
 
 
+@functools.lru_cache(maxsize=1)
 def _setup():
-    """The campaign's fleet, its plan, and the satellites the plan may use."""
+    """The campaign's fleet, its plan, and the satellites the plan may use: made
+    once per process (a Dask worker too); no run changes them."""
     import fleet
     with open(FLEET) as f:
         doc = json.load(f)
@@ -213,29 +216,51 @@ def _totals(name, recs, seed, wall):
     return out
 
 
-def run(runs=20, seed=0, progress=None):
-    """The campaign's summary: totals and the runs that went wrong."""
+def scripts(runs, seed):
+    """Every run's faults, drawn in sequence from one random.Random(seed): run i's
+    script is the same however the runs are then flown (in order, or as Dask tasks)."""
+    rng = random.Random(seed)
+    sats = _setup()[2]
+    return [script(rng, sats) for _ in range(runs)]
+
+
+def fly(faults):
+    """One run: the fleet flies the job with `faults`, judged. Its figures depend on
+    `faults` alone (a fresh world; the plan is never changed): a Dask task."""
     import fleet
     doc, cplan, sats = _setup()
-    rng = random.Random(seed)
-    progress = progress or (lambda it: it)
-    recs = []
+    world = fleet.FleetWorld(doc, hours=24)
+    try:
+        out = fleetforecast.run(world, cplan, doc["job"], faults=faults)
+    except Exception as exc:  # an agent crashed or reset by itself: the worst outcome
+        return _crashed(faults, exc)
+    return judge(out, cplan, faults)
+
+
+def run(runs=20, seed=0, progress=None, client=None):
+    """The campaign's summary: totals and the runs that went wrong. `client`: a
+    distributed.Client whose workers fly the runs (tools/campaigndask.py); the
+    figures are those of the serial run (results merged in run order)."""
+    plan = scripts(runs, seed)
     t0 = time.monotonic()
-    for _ in progress(range(runs)):
-        faults = script(rng, sats)
-        world = fleet.FleetWorld(doc, hours=24)
-        try:
-            out = fleetforecast.run(world, cplan, doc["job"], faults=faults)
-        except Exception as exc:  # an agent crashed or reset by itself: the worst outcome
-            recs.append(_crashed(faults, exc))
-            continue
-        recs.append(judge(out, cplan, faults))
-    return _totals("constellation", recs, seed, time.monotonic() - t0)
+    if client is None:
+        progress = progress or (lambda it: it)
+        recs = [fly(plan[i]) for i in progress(range(runs))]
+        executed_on = "serial, in process"
+    else:
+        from tools import campaigndask
+        recs = campaigndask.map_runs(client, fly, [(f,) for f in plan], progress,
+                                     name="constellation")
+        executed_on = campaigndask.where(client)
+    out = _totals("constellation", recs, seed, time.monotonic() - t0)
+    out["executed_on"] = executed_on
+    return out
 
 
 def print_summary(s, echo):
-    echo("campaign %s (%s): %d runs, seed %d, %.1f s" % (
-        s["campaign"], s["fleet"], s["runs"], s["seed"], s["wall_s"]))
+    echo("campaign %s (%s): %d runs, seed %d, %.1f s%s" % (
+        s["campaign"], s["fleet"], s["runs"], s["seed"], s["wall_s"],
+        " (%s)" % s["executed_on"] if s.get("executed_on") else ""))
     rows = [("faults injected", ", ".join("%s %d" % kv for kv in sorted(s["injected_by_kind"].items()))),
             ("outcomes", ", ".join("%s %d" % kv for kv in sorted(s["outcomes"].items()))),
             ("failovers (handed over or failed)", s["failovers"]),
