@@ -53,7 +53,7 @@ import uuid
 import timeutil
 
 from . import eventcheck as event_catalog
-from .db import dumps, now_iso
+from .db import dumps, for_update, lock_feed, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")
 # The ground's end (docs/constellation.md "The ground's end").
@@ -175,7 +175,10 @@ PARENT_FINISHED = ("completed", "failed", "partial", "cancelled")
 
 def refresh_parent(c, parent_id, now=None):
     """Inside a write transaction: set the parent's status from its children."""
-    row = c.execute("SELECT status FROM deployments WHERE id = ?", (parent_id,)).fetchone()
+    # locked first: a child's change on another Console waits, and this one reads
+    # the children as the others committed them (db.PgDatabase)
+    row = c.execute("SELECT status FROM deployments WHERE id = ?" + for_update(c),
+                    (parent_id,)).fetchone()
     if row is None or row["status"] == "cancelled":
         return
     kids = children(c, parent_id)
@@ -216,6 +219,16 @@ def _fence_closers(c, kids, now):
 
 
 # ---------------------------------------------------------------- the ground's end
+
+def _number(v):
+    """A JSON number json_extract read: PostgreSQL's (db.PG_FUNCTIONS) gives its text."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            pass
+    return v
+
 
 def deadline(plan):
     """The job's deadline (Unix s: the plan's start + horizon, every child's
@@ -282,7 +295,8 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
     plan = db.one("SELECT id, json_extract(data, '$.start') AS start, "
                   "json_extract(data, '$.horizon_s') AS horizon_s FROM plans WHERE id = ?",
                   (row["plan_id"],))
-    until = deadline(dict(plan)) if plan is not None else None
+    until = deadline({k: _number(plan[k]) for k in ("start", "horizon_s")}) \
+        if plan is not None else None
     if until is None:
         return []
     wall_now = time.time() if wall_now is None else wall_now
@@ -294,7 +308,9 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
         return []
     ended = []
     with db.write() as c:  # again inside the transaction: another thread may have ended it
-        parent = c.execute("SELECT * FROM deployments WHERE id = ?", (parent_id,)).fetchone()
+        lock_feed(c)  # it stores events (db.PgDatabase): before any row lock
+        parent = c.execute("SELECT * FROM deployments WHERE id = ?" + for_update(c),
+                           (parent_id,)).fetchone()
         if parent["status"] in PARENT_FINISHED:
             return []
         stamp = now_iso(wall_now)
