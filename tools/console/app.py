@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import catalog, constellations
 from .api import DEFAULT_MAX_BODY, ApiError, Console, HotRoutes, ServerTimeHeader, error, sync
-from .db import connect
+from .db import Unstorable, connect
 
 
 def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY,
@@ -117,6 +117,10 @@ def install_error_handlers(app):
             headers = {"Allow": allow}
             msg = "method %s not allowed here (allowed: %s)" % (request.method, allow)
         return error(exc.status_code, msg, headers)
+
+    @app.exception_handler(Unstorable)
+    async def unstorable(request, exc):
+        return error(400, str(exc))
 
     @app.exception_handler(Exception)
     async def server_error(request, exc):

@@ -121,7 +121,10 @@ def seed(db):
     if db.one("SELECT COUNT(*) FROM satellites")[0]:
         return
     for name, l1, l2 in read_seed():
-        add(db, str(int(l1[2:7])), name, tle=(l1, l2))
+        try:
+            add(db, str(int(l1[2:7])), name, tle=(l1, l2))
+        except KeyError:  # added meanwhile by another Console starting on the same database
+            pass
 
 
 def _record(row):

@@ -183,6 +183,11 @@ class WouldWrite(Exception):
     must run where writing may wait (api.answer: on the thread pool)."""
 
 
+class Unstorable(ValueError):
+    """A value the database cannot hold (PostgreSQL: text with U+0000): the
+    request is refused (400) and nothing it wrote is kept."""
+
+
 class Unusable(Exception):
     """The path cannot hold a Console database (absent, not SQLite, not writable)."""
 
@@ -430,6 +435,9 @@ class PgConnection:
         self.raw = raw
 
     def execute(self, sql, params=()):
+        for p in params:
+            if isinstance(p, str) and "\x00" in p:
+                raise Unstorable("text with a NUL character (U+0000) cannot be stored")
         cur = self.raw.cursor(row_factory=_rows)
         cur.execute(pg_sql(sql), tuple(params))
         return cur
