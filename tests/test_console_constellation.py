@@ -29,8 +29,8 @@ def train():
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("fleet") / "console.db"))
+def console(db_target):
+    srv = serve_in_thread(db_target("fleet"))
     srv.user_key = auth.create_key(srv.db, "user")["key"]
     yield srv
     srv.stop()

@@ -295,8 +295,10 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
     plan = db.one("SELECT id, json_extract(data, '$.start') AS start, "
                   "json_extract(data, '$.horizon_s') AS horizon_s FROM plans WHERE id = ?",
                   (row["plan_id"],))
-    until = deadline({k: _number(plan[k]) for k in ("start", "horizon_s")}) \
-        if plan is not None else None
+    if plan is not None:
+        plan = {"id": plan["id"], "start": _number(plan["start"]),
+                "horizon_s": _number(plan["horizon_s"])}
+    until = deadline(plan) if plan is not None else None
     if until is None:
         return []
     wall_now = time.time() if wall_now is None else wall_now
