@@ -53,7 +53,7 @@ import uuid
 import timeutil
 
 from . import eventcheck as event_catalog
-from .db import dumps, for_update, lock_feed, now_iso
+from .db import dumps, lock_writes, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")
 # The ground's end (docs/constellation.md "The ground's end").
@@ -175,10 +175,7 @@ PARENT_FINISHED = ("completed", "failed", "partial", "cancelled")
 
 def refresh_parent(c, parent_id, now=None):
     """Inside a write transaction: set the parent's status from its children."""
-    # locked first: a child's change on another Console waits, and this one reads
-    # the children as the others committed them (db.PgDatabase)
-    row = c.execute("SELECT status FROM deployments WHERE id = ?" + for_update(c),
-                    (parent_id,)).fetchone()
+    row = c.execute("SELECT status FROM deployments WHERE id = ?", (parent_id,)).fetchone()
     if row is None or row["status"] == "cancelled":
         return
     kids = children(c, parent_id)
@@ -310,9 +307,8 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
         return []
     ended = []
     with db.write() as c:  # again inside the transaction: another thread may have ended it
-        lock_feed(c)  # it stores events (db.PgDatabase): before any row lock
-        parent = c.execute("SELECT * FROM deployments WHERE id = ?" + for_update(c),
-                           (parent_id,)).fetchone()
+        lock_writes(c)  # it stores events (db.PgDatabase)
+        parent = c.execute("SELECT * FROM deployments WHERE id = ?", (parent_id,)).fetchone()
         if parent["status"] in PARENT_FINISHED:
             return []
         stamp = now_iso(wall_now)

@@ -13,10 +13,8 @@ PostgreSQL (PgDatabase): the same SQL, translated by a thin dialect layer
 IDENTITY, json_extract/json_array_length as SQL functions), one connection
 per thread, READ COMMITTED write transactions and no process lock: several
 Console processes share the database, and what must hold across them is
-held by the database (row locks and one advisory lock: see lock_origin and
-lock_feed). The code that writes is written for both: an upsert or
-`UPDATE ... SET x = x` takes the row lock PostgreSQL needs and costs SQLite
-nothing (its writers are serialised already).
+held by the database (the unique index, and one advisory lock: lock_writes,
+which does nothing on SQLite).
 
 Both backends keep a schema_version table: the schema of the first
 versioned release is version 1 (a database from before it is brought to
@@ -26,8 +24,8 @@ opening a database runs the steps it lacks -- never recreating it.
 import contextlib
 import json
 import os
-import sqlite3
 import re
+import sqlite3
 import threading
 import time
 
@@ -168,10 +166,10 @@ CREATE OR REPLACE FUNCTION json_array_length(doc TEXT) RETURNS BIGINT
     LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_array_length(doc::jsonb) $$;
 """
 
-# the transaction-scoped advisory lock of every writer of events or telemetry
-# rows on PostgreSQL (lock_feed)
-FEED_LOCK = 0x756d627261  # 'umbra'
-MIGRATE_LOCK = FEED_LOCK + 1
+# PostgreSQL's advisory locks: the writes that go one at a time (lock_writes),
+# and a migration (two Consoles starting at once on a new database)
+WRITE_LOCK = 0x756d627261  # 'umbra'
+MIGRATE_LOCK = WRITE_LOCK + 1
 
 
 def dumps(obj):
@@ -348,33 +346,13 @@ class Database:
         return out
 
 
-# Locks a write takes for PostgreSQL (PgDatabase's docstring says why); on
-# SQLite there is one writer at a time already, and they do nothing.
-
-def _pg(c):
-    return getattr(c, "dialect", None) == "postgresql"
-
-
-def lock_origin(c, origin):
-    """Inside a write: hold the origin's row of `acked` until the transaction
-    ends (made if need be: an upsert locks the row it meets), so a second
-    transaction for the origin waits here until the first commits."""
-    if _pg(c):
-        c.execute("INSERT INTO acked (origin, acked_seq) VALUES (?, 0) ON CONFLICT(origin) "
-                  "DO UPDATE SET acked_seq = acked.acked_seq", (origin,))
-
-
-def lock_feed(c):
-    """Inside a write, before inserting events or telemetry rows: row ids are
-    handed out and committed in one order."""
-    if _pg(c):
-        c.execute("SELECT pg_advisory_xact_lock(?)", (FEED_LOCK,))
-
-
-def for_update(c):
-    """The clause a SELECT inside a write ends with to lock the rows it reads
-    until the transaction ends ('' on SQLite)."""
-    return " FOR UPDATE" if _pg(c) else ""
+def lock_writes(c):
+    """Inside a write that stores events, telemetry or dead letters, or changes a
+    deployment's status: first, before any row lock. On PostgreSQL it waits for
+    the same writes of every Console on the database (PgDatabase says why); on
+    SQLite there is one writer at a time already and it does nothing."""
+    if getattr(c, "dialect", None) == "postgresql":
+        c.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
 
 
 def now_iso(t=None):
@@ -451,26 +429,34 @@ class PgConnection:
 
 
 class PgDatabase(Database):
-    """The Console's database on PostgreSQL: one interface with Database.
+    """The Console's database on PostgreSQL: one interface with Database, for
+    several Console processes on one database.
 
-    Exactly-once across Console processes: the unique index events_once
-    (origin, seq) decides what is stored (INSERT ... ON CONFLICT DO NOTHING: a
-    second transaction inserting the same key waits for the first and then
-    stores nothing), and each write for an origin begins by locking that
-    origin's row of `acked` (lock_origin), so the transactions of one agent --
-    on one Console or on several, after a ground-station failover -- run one
-    after the other: each reads acked, the events and the deployment's status
-    as the previous one committed them (READ COMMITTED: every statement sees
-    what committed before it), never a stale acked_seq or status.
+    Exactly-once per (origin, seq) is the unique index events_once: INSERT ...
+    ON CONFLICT DO NOTHING stores a row once, and a second transaction
+    inserting the same key -- the same batch sent to two Consoles, after a
+    ground-station failover -- waits for the first and then stores nothing,
+    whichever process it runs in. The rest of an ingest reads what others
+    write: acked_seq (advance_acked scans the origin's events and dead
+    letters), the deployment's status, a constellation parent's children.
+    Under READ COMMITTED two such transactions could each read the other's
+    work as not there yet and write a stale acked_seq or status; and event
+    and telemetry ids, taken from sequences at insert time, could commit out
+    of order, so a stream reading "rows after id N" (`?follow=1`,
+    /api/ui/stream) would skip the id that committed late.
 
-    Event and telemetry row ids must be visible in id order for the streams
-    (`?follow=1`, /api/ui/stream) that read "rows after id N" by polling: ids
-    come from sequences when rows are inserted, and a transaction that took id
-    5 may commit after one that took id 6 -- a reader seeing 6 first would never
-    send 5. So every writer of those rows takes one transaction-scoped advisory
-    lock first (lock_feed): ids are handed out and committed in the same order
-    on every Console, and each Console's streams, polling the database every
-    SSE_POLL_S, see the rows written by the others in order."""
+    So the writes that store events, telemetry or dead letters or change a
+    deployment's status begin with one transaction-scoped advisory lock
+    (lock_writes), taken before any row lock (no deadlock among them): they
+    run one at a time across all Consoles, as on SQLite within one; every
+    statement after the lock sees what the previous one committed (READ
+    COMMITTED takes a snapshot per statement), and row ids are handed out and
+    committed in one order. Each Console's streams poll the database every
+    SSE_POLL_S, and so see in order what every Console stored. The other
+    writes (keys, registrations, catalog, rate windows) go side by side.
+    A Console killed mid-transaction leaves nothing: PostgreSQL rolls back
+    what its connection had not committed, and the agent's resend to another
+    Console is stored then, once."""
     dialect = "postgresql"
 
     def __init__(self, url, create=True):

@@ -4,7 +4,7 @@ import uuid
 
 from . import constellations
 from . import eventcheck as event_catalog
-from .db import dumps, for_update, lock_feed, lock_origin, now_iso
+from .db import dumps, lock_writes, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")
 ACTIVE_ON_AGENT = ("dispatched", "running")
@@ -67,8 +67,9 @@ def cancel(db, dep_id):
     """Mark cancelled; Conflict if it already finished otherwise. Returns the status.
     A constellation parent: itself and its unfinished children, in one transaction."""
     with db.write() as c:
-        row = c.execute("SELECT status, kind, parent_id FROM deployments WHERE id = ?" +
-                        for_update(c), (dep_id,)).fetchone()
+        lock_writes(c)
+        row = c.execute("SELECT status, kind, parent_id FROM deployments WHERE id = ?",
+                        (dep_id,)).fetchone()
         if row is None:
             raise KeyError(dep_id)
         if row["status"] == "cancelled":
@@ -126,7 +127,8 @@ def poll(db, agent_id, satellite_id, aware=True):
     # Most polls find nothing new: they read and never queue for the write lock.
     if row is None and db.one(PENDING, (satellite_id,)) is not None:
         with db.write() as c:  # again inside the transaction: another agent may have won it
-            row = c.execute(PENDING + for_update(c), (satellite_id,)).fetchone()
+            lock_writes(c)
+            row = c.execute(PENDING, (satellite_id,)).fetchone()
             if row is not None:
                 now = now_iso()
                 c.execute("UPDATE deployments SET status = 'dispatched', agent_id = ?, "
@@ -175,15 +177,12 @@ def store_events(db, dep_id, origin, agent_id, evs):
     ids = []
     now = now_iso()
     with db.write() as c:
-        # one origin's transactions one after the other, on every Console, and event
-        # rows committed in id order (db.PgDatabase); the feed lock before any row lock
-        lock_origin(c, origin)
-        lock_feed(c)
+        lock_writes(c)  # one at a time on every Console (db.PgDatabase)
         if dep_id is None:
             status = "none"
         else:
             dep = c.execute("SELECT status, agent_id, kind, parent_id FROM deployments "
-                            "WHERE id = ?" + for_update(c), (dep_id,)).fetchone()
+                            "WHERE id = ?", (dep_id,)).fetchone()
             if dep is None:
                 raise KeyError(dep_id)
             status = dep["status"]
@@ -251,7 +250,7 @@ def store_dead_letters(db, agent_id, letters):
     now = now_iso()
     stored = 0
     with db.write() as c:
-        lock_origin(c, agent_id)
+        lock_writes(c)
         for d in letters:
             cur = c.execute("INSERT INTO dead_letters (agent_id, seq, deployment_id, event, "
                             "received_at) VALUES (?, ?, ?, ?, ?) "
