@@ -19,9 +19,9 @@ CURRENT = max(v for v, _ in VERSIONS)
 KEY = "um_a-key-from-before-versions"
 
 
-def umbra(*args):
+def umbra(*args, env=None):
     return subprocess.run([UMBRA] + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+                          cwd=ROOT, timeout=60, env=dict(os.environ, **(env or {})))
 
 
 def fill(execute):
@@ -109,7 +109,7 @@ def test_keys_and_console_commands_take_a_postgresql_url(pg_server):
     r = umbra("keys", "create", "--user", "--db", url)
     assert r.returncode == 0, r.stderr
     key = r.stdout.split("key: ", 1)[1].split()[0]
-    listed = umbra("keys", "list", "--db", url)
+    listed = umbra("keys", "list", env={"UMBRA_DB": url})  # $UMBRA_DB, as --db
     assert listed.returncode == 0 and auth.hash_key(key)[:16] in listed.stdout
     assert auth.lookup_key(connect(url), key)["kind"] == "user"
     # a server that is not there: one line, exit 2, no traceback
