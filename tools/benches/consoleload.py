@@ -138,13 +138,13 @@ def concurrent_ingest(agents=20, batch=20, batches=60):
 def postgres_ingest(agents=20, batch=20, batches=60, consoles=3):
     why = pgtemp.available()
     if why:
-        return [{"name": "console on PostgreSQL: not run", "value": why, "unit": ""}]
+        return [{"name": "PostgreSQL: not run", "value": why, "unit": ""}]
     with pgtemp.PgServer(durable=True) as pg:
         url = pg.new_database("bench")
         db = connect(url)
         try:
             return _ingest_run(db, url, consoles, agents, batch, batches,
-                               "console on PostgreSQL: %d agents, batches of %d, %d Consoles"
+                               "PostgreSQL: %d agents, batches of %d, %d Consoles"
                                % (agents, batch, consoles))
         finally:
             db.close()
