@@ -498,7 +498,7 @@ class PgDatabase(Database):
 
     def conn(self):
         c = getattr(self._local, "conn", None)
-        if c is None or c.raw.closed:
+        if c is None or c.raw.closed or c.raw.broken:  # a server restart: connect again
             raw = self._psycopg.connect(self.path, autocommit=True, connect_timeout=30)
             c = PgConnection(raw)
             self._local.conn = c
