@@ -47,3 +47,25 @@ def portable(request):
 @pytest.fixture
 def cpy():
     return Runner("cpython")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (tools/pgtemp.py); skips with the
+    reason when this machine has none."""
+    from tools import pgtemp
+    why = pgtemp.available()
+    if why:
+        pytest.skip("PostgreSQL: " + why)
+    with pgtemp.PgServer() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_target(request, tmp_path_factory):
+    """new(name) -> a new empty Console database to give `--db` / create_app: a
+    SQLite file, then (the module's tests again) a PostgreSQL database."""
+    if request.param == "sqlite":
+        return lambda name="console": str(tmp_path_factory.mktemp(name) / "console.db")
+    pg = request.getfixturevalue("pg_server")
+    return lambda name="console": pg.new_database(name)

@@ -17,8 +17,8 @@ POST_PATHS = ("/v1/plan", "/api/keys", "/api/satellites", "/api/deployments",
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("bad") / "console.db"))
+def console(db_target):
+    srv = serve_in_thread(db_target("bad"))
     db = srv.db
     user = {"X-API-Key": auth.create_key(db, "user")["key"]}
     agent = {"X-API-Key": auth.create_key(db, "agent", "sat-1", rate_limited=False,

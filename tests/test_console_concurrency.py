@@ -8,7 +8,7 @@ import time
 import httpx
 
 from tools.console import auth, catalog, deployments, planning
-from tools.console.db import Database
+from tools.console.db import connect
 from tools.console.server import ConsoleProcess
 
 AGENTS = 50
@@ -21,9 +21,9 @@ def progress(seq):
             "job_id": "job", "step_id": "s0", "payload": {"percent": 50}, "seq": seq}
 
 
-def test_fifty_concurrent_agents_lose_and_duplicate_nothing(tmp_path):
-    db_path = str(tmp_path / "console.db")
-    db = Database(db_path)
+def test_fifty_concurrent_agents_lose_and_duplicate_nothing(db_target):
+    db_path = db_target("conc")
+    db = connect(db_path)
     catalog.seed(db)
     agents = []
     for i in range(AGENTS):

@@ -29,8 +29,8 @@ def train():
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("fleet") / "console.db"))
+def console(db_target):
+    srv = serve_in_thread(db_target("fleet"))
     srv.user_key = auth.create_key(srv.db, "user")["key"]
     yield srv
     srv.stop()
@@ -60,15 +60,16 @@ _agents = {}
 def agent(console, satellite_id, tag):
     """A registered agent for the satellite (its key bound to it): its headers."""
     name = "agent-%s-%s" % (tag, satellite_id)
-    if name not in _agents:
+    known = (console.url, name)  # per Console: the module runs on each backend
+    if known not in _agents:
         key = auth.create_key(console.db, "agent", name, rate_limited=False,
                               satellite_id=satellite_id)["key"]
         h = {"X-API-Key": key, "X-Agent-ID": name, "X-Umbra-Compact": "1"}
         r = httpx.post(console.url + "/api/agent/register", headers=h,
                        json={"agent_id": name, "agent_version": "0.2.0"})
         assert r.status_code == 201, r.text
-        _agents[name] = [h, 0]
-    return _agents[name]
+        _agents[known] = [h, 0]
+    return _agents[known]
 
 
 def poll(console, a):

@@ -11,8 +11,8 @@ from tools.console.server import serve_in_thread
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("once") / "console.db"))
+def console(db_target):
+    srv = serve_in_thread(db_target("once"))
     yield srv
     srv.stop()
 

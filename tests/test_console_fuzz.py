@@ -16,8 +16,8 @@ RAW_EXAMPLES = 30  # per POST endpoint: ~240 raw bodies; the whole test well und
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("fuzz") / "console.db"))
+def console(db_target):
+    srv = serve_in_thread(db_target("fuzz"))
     yield srv
     srv.stop()
 

@@ -25,8 +25,8 @@ def umbra(*args):
 
 
 @pytest.fixture
-def console(tmp_path):
-    path = str(tmp_path / "console.db")
+def console(db_target):
+    path = db_target("keys")
     srv = serve_in_thread(path)
     yield srv, path
     srv.stop()

@@ -30,8 +30,8 @@ def clock():
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory, clock):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("console") / "console.db"),
+def console(db_target, clock):
+    srv = serve_in_thread(db_target("console"),
                           rate_clock=clock, max_body=64 * 1024)
     yield srv
     srv.stop()
@@ -126,7 +126,7 @@ def test_keys_are_stored_only_as_sha256(console, http, user):
                                json={"kind": "agent", "agent_id": "sat-x", "uplink": True,
                                      "satellite_id": "25544"}), 201)
     assert body["key"].startswith("um_") and body["uplink_key"]
-    dump = "\n".join(console.db.conn().iterdump())
+    dump = console.db.dump()
     assert body["key"] not in dump
     assert auth.hash_key(body["key"]) in dump
     new_user = assert_ok(http.post("/api/keys", headers=user, json={"kind": "user"}), 201)

@@ -18,8 +18,8 @@ UA = {"User-Agent": "umbra-agent/0.1.0"}
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    srv = serve_in_thread(str(tmp_path_factory.mktemp("security") / "console.db"))
+def console(db_target):
+    srv = serve_in_thread(db_target("security"))
     yield srv
     srv.stop()
 

@@ -57,8 +57,8 @@ def read_json_file(path, what="file"):
 def open_database(path, create=True):
     """A Console Database at path; InputError (exit 2) if it cannot be one.
     create=False: it must exist already (read/revoke never create an empty one)."""
-    from tools.console.db import Database, Unusable
+    from tools.console.db import Unusable, connect
     try:
-        return Database(path, create=create)
+        return connect(path, create=create)
     except Unusable as exc:
         raise InputError(str(exc))

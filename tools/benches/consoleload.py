@@ -9,6 +9,10 @@ would send them.
   many events were lost or stored twice.
 - `many_pollers`: M agents poll at their cadence (every 10 s) and send
   telemetry (every 30 s), spread over the cadence; poll latency (p50, p99).
+- `postgres_ingest`: as concurrent_ingest, the agents spread over 3 Console
+  processes (`umbra console --db postgresql://...`) on one PostgreSQL
+  database (tools/pgtemp.py: Debian's PostgreSQL 15 in a temporary folder,
+  fsync and synchronous_commit on, as a real server would run).
 """
 import http.client
 import json
@@ -18,7 +22,8 @@ import tempfile
 import time
 
 from tools.console import auth, catalog, deployments, planning
-from tools.console.db import Database
+from tools import pgtemp
+from tools.console.db import Database, connect
 from tools.console.server import ConsoleProcess
 
 HEADERS = {"User-Agent": "umbra-agent/bench", "Content-Type": "application/json"}
@@ -80,35 +85,39 @@ def _pct(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
 
 
-def concurrent_ingest(agents=20, batch=20, batches=60):
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(tmp + "/console.db")
-        catalog.seed(db)
-        fleet = [_agent(db, i, "ingest", True) for i in range(agents)]
-        with ConsoleProcess(tmp + "/console.db") as server:
-            gate = multiprocessing.Barrier(agents + 1)
-            out = multiprocessing.Queue()
-            procs = [multiprocessing.Process(target=_ingester, args=(
-                server.port, a, s, k, batch, batches, gate, out)) for a, s, k in fleet]
-            for p in procs:
-                p.start()
-            gate.wait()
-            t0 = time.perf_counter()
-            lat = []
-            for _ in procs:
-                lat += out.get(timeout=600)
-            wall = time.perf_counter() - t0
-            for p in procs:
-                p.join()
-        sent = agents * batch * batches
-        rows = db.query("SELECT origin, COUNT(*) AS n, COUNT(DISTINCT seq) AS d, MAX(seq) AS m "
-                        "FROM events WHERE origin LIKE 'ingest-%' GROUP BY origin")
-        stored = sum(r["n"] for r in rows)
-        distinct = sum(r["d"] for r in rows)
+def _ingest_run(db, target, consoles, agents, batch, batches, title):
+    catalog.seed(db)
+    fleet = [_agent(db, i, "ingest", True) for i in range(agents)]
+    servers = []
+    try:
+        for _ in range(consoles):
+            servers.append(ConsoleProcess(target))
+        gate = multiprocessing.Barrier(agents + 1)
+        out = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_ingester, args=(
+            servers[i % consoles].port, a, s, k, batch, batches, gate, out))
+            for i, (a, s, k) in enumerate(fleet)]
+        for p in procs:
+            p.start()
+        gate.wait()
+        t0 = time.perf_counter()
+        lat = []
+        for _ in procs:
+            lat += out.get(timeout=600)
+        wall = time.perf_counter() - t0
+        for p in procs:
+            p.join()
+    finally:
+        for server in servers:
+            server.stop()
+    sent = agents * batch * batches
+    rows = db.query("SELECT origin, COUNT(*) AS n, COUNT(DISTINCT seq) AS d, MAX(seq) AS m "
+                    "FROM events WHERE origin LIKE 'ingest-%' GROUP BY origin")
+    stored = sum(r["n"] for r in rows)
+    distinct = sum(r["d"] for r in rows)
     lat.sort()
     return [
-        {"name": "console: %d agents posting batches of %d at once" % (agents, batch),
-         "value": round(sent / wall), "unit": "events/s"},
+        {"name": title, "value": round(sent / wall), "unit": "events/s"},
         {"name": "  batch latency, median", "value": round(_pct(lat, 0.5) * 1000, 1),
          "unit": "ms"},
         {"name": "  batch latency, p99", "value": round(_pct(lat, 0.99) * 1000, 1),
@@ -117,6 +126,28 @@ def concurrent_ingest(agents=20, batch=20, batches=60):
          "unit": "events"},
         {"name": "  events stored twice", "value": stored - distinct, "unit": "events"},
     ]
+
+
+def concurrent_ingest(agents=20, batch=20, batches=60):
+    with tempfile.TemporaryDirectory() as tmp:
+        return _ingest_run(Database(tmp + "/console.db"), tmp + "/console.db", 1, agents,
+                           batch, batches, "console: %d agents posting batches of %d at once"
+                           % (agents, batch))
+
+
+def postgres_ingest(agents=20, batch=20, batches=60, consoles=3):
+    why = pgtemp.available()
+    if why:
+        return [{"name": "PostgreSQL: not run", "value": why, "unit": ""}]
+    with pgtemp.PgServer(durable=True) as pg:
+        url = pg.new_database("bench")
+        db = connect(url)
+        try:
+            return _ingest_run(db, url, consoles, agents, batch, batches,
+                               "PostgreSQL: %d agents, batches of %d, %d Consoles"
+                               % (agents, batch, consoles))
+        finally:
+            db.close()
 
 
 def _poller(port, fleet, seconds, seed, out):
@@ -191,7 +222,7 @@ def many_pollers(agents=1000, seconds=30, procs=4):
 
 
 def run():
-    return concurrent_ingest() + many_pollers()
+    return concurrent_ingest() + postgres_ingest() + many_pollers()
 
 
 if __name__ == "__main__":

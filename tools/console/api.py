@@ -71,7 +71,9 @@ class Console:
         # ended (constellations.end_overdue)
         self.ground_end_grace_s = constellations.GROUND_END_GRACE_S \
             if ground_end_grace_s is None else float(ground_end_grace_s)
-        self.limiter = auth.RateLimiter(rate_clock, rate_limits)
+        # several Console processes on one PostgreSQL database count in it
+        self.limiter = auth.SharedRateLimiter(db, rate_clock, rate_limits) \
+            if db.dialect == "postgresql" else auth.RateLimiter(rate_clock, rate_limits)
         self.max_body = max_body
         self.simulator = Simulator(db)
         self.key_usage = auth.KeyUsage(db)

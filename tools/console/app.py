@@ -17,17 +17,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import catalog, constellations
 from .api import DEFAULT_MAX_BODY, ApiError, Console, HotRoutes, ServerTimeHeader, error, sync
-from .db import Database
+from .db import Unstorable, connect
 
 
 def create_app(db_path=None, db=None, rate_clock=None, max_body=DEFAULT_MAX_BODY,
                rate_limits=None, seed=True, resume_simulations=True, ground_end_grace_s=None,
                ground_end_sweep_s=None):
-    """The Console app on SQLite at db_path (or an open Database).
+    """The Console app on the database at db_path (a SQLite file or a PostgreSQL
+    URL: db.connect), or an open Database.
     ground_end_grace_s / ground_end_sweep_s: the ground's end of a constellation
     past its deadline (constellations.GROUND_END_GRACE_S, GROUND_END_SWEEP_S)."""
     if db is None:
-        db = Database(db_path)
+        db = connect(db_path)
     if seed:
         catalog.seed(db)
     console = Console(db, rate_clock=rate_clock, max_body=max_body, rate_limits=rate_limits,
@@ -116,6 +117,10 @@ def install_error_handlers(app):
             headers = {"Allow": allow}
             msg = "method %s not allowed here (allowed: %s)" % (request.method, allow)
         return error(exc.status_code, msg, headers)
+
+    @app.exception_handler(Unstorable)
+    async def unstorable(request, exc):
+        return error(400, str(exc))
 
     @app.exception_handler(Exception)
     async def server_error(request, exc):

@@ -1,5 +1,6 @@
 """API keys (stored as SHA-256 only), uplink signing secrets, and rate limits."""
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -172,3 +173,33 @@ class RateLimiter:
             hits.append(now)
             self._hits[key] = hits
             return True, 0.0
+
+
+class SharedRateLimiter(RateLimiter):
+    """RateLimiter's windows in the database (table rate_windows), for Console
+    processes that share one (PostgreSQL): a request counts against its
+    agent's window whichever Console it reaches. Each check is one write
+    transaction whose upsert locks the window's row, so two Consoles counting
+    the same window take turns. `clock` returns seconds shared by the
+    processes (default: wall-clock time)."""
+
+    def __init__(self, db, clock=None, limits=None):
+        super().__init__(clock or time.time, limits)
+        self.db = db
+
+    def allow(self, agent_id, kind, scope=""):
+        count, per = self.limits[kind]
+        key = "%s\x1f%s\x1f%s" % (agent_id, kind, scope)
+        with self.db.write() as c:
+            now = self.clock()
+            row = c.execute("INSERT INTO rate_windows (key, hits) VALUES (?, '[]') "
+                            "ON CONFLICT(key) DO UPDATE SET hits = rate_windows.hits "
+                            "RETURNING hits", (key,)).fetchone()
+            hits = [t for t in json.loads(row["hits"]) if now - t < per]
+            allowed = len(hits) < count
+            if allowed:
+                hits.append(now)
+            c.execute("UPDATE rate_windows SET hits = ? WHERE key = ?", (json.dumps(hits), key))
+        if not allowed:
+            return False, max(0.0, per - (now - hits[0]))
+        return True, 0.0

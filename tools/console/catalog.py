@@ -105,8 +105,11 @@ def add(db, satellite_id, name, tle=None, elements=None, bus=None, norad_id=None
                            (satellite_id,)).fetchone()
         if exists and not replace:
             raise KeyError(satellite_id)
-        c.execute("INSERT OR REPLACE INTO satellites (satellite_id, name, norad_id, tle, elements, "
-                  "bus, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        c.execute("INSERT INTO satellites (satellite_id, name, norad_id, tle, elements, "
+                  "bus, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(satellite_id) "
+                  "DO UPDATE SET name = excluded.name, norad_id = excluded.norad_id, "
+                  "tle = excluded.tle, elements = excluded.elements, bus = excluded.bus, "
+                  "created_at = excluded.created_at",
                   (satellite_id, name, norad_id, json.dumps(tle) if tle else None,
                    json.dumps(elements) if elements else None,
                    json.dumps(bus) if bus else None, now_iso()))
@@ -118,7 +121,10 @@ def seed(db):
     if db.one("SELECT COUNT(*) FROM satellites")[0]:
         return
     for name, l1, l2 in read_seed():
-        add(db, str(int(l1[2:7])), name, tle=(l1, l2))
+        try:
+            add(db, str(int(l1[2:7])), name, tle=(l1, l2))
+        except KeyError:  # added meanwhile by another Console starting on the same database
+            pass
 
 
 def _record(row):

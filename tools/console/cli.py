@@ -19,7 +19,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 def _db_option(f):
     return click.option("--db", "db_path", default=None, type=click.Path(dir_okay=False),
-                        help="SQLite file (default var/console.db, or $UMBRA_DB).")(f)
+                        help="SQLite file or postgresql://USER@HOST[:PORT]/DB "
+                             "(default var/console.db, or $UMBRA_DB).")(f)
 
 
 def _client_options(f):
@@ -78,12 +79,13 @@ def _call(client, method, path, **kw):
               help="Past a constellation job's deadline by this much, the Console fails "
                    "the parts that never ended (their satellites' last downlinks had time).")
 def console(db_path, host, port, max_body, access_log, ground_end_grace_s):
-    """Run the ground Console (HTTP API on SQLite)."""
+    """Run the ground Console (HTTP API on SQLite or PostgreSQL)."""
     import socket
 
     import uvicorn
 
     from .app import create_app, default_db_path
+    from .db import shown
     path = db_path or default_db_path()
     try:  # a clear error now rather than uvicorn's log line after start-up
         with socket.create_server((host, port)):
@@ -94,7 +96,7 @@ def console(db_path, host, port, max_body, access_log, ground_end_grace_s):
     app = create_app(db=_open_db(path, create=True), max_body=max_body,
                      ground_end_grace_s=ground_end_grace_s)
     click.echo("Umbra Console on http://%s:%d  (database %s, API docs at /docs)"
-               % (host, port, path), err=True)
+               % (host, port, shown(path)), err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
 
 

@@ -53,7 +53,7 @@ import uuid
 import timeutil
 
 from . import eventcheck as event_catalog
-from .db import dumps, now_iso
+from .db import dumps, lock_writes, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")
 # The ground's end (docs/constellation.md "The ground's end").
@@ -217,6 +217,16 @@ def _fence_closers(c, kids, now):
 
 # ---------------------------------------------------------------- the ground's end
 
+def _number(v):
+    """A JSON number json_extract read: PostgreSQL's (db.PG_FUNCTIONS) gives its text."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            pass
+    return v
+
+
 def deadline(plan):
     """The job's deadline (Unix s: the plan's start + horizon, every child's
     `until`), or None for a plan without one."""
@@ -282,7 +292,10 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
     plan = db.one("SELECT id, json_extract(data, '$.start') AS start, "
                   "json_extract(data, '$.horizon_s') AS horizon_s FROM plans WHERE id = ?",
                   (row["plan_id"],))
-    until = deadline(dict(plan)) if plan is not None else None
+    if plan is not None:
+        plan = {"id": plan["id"], "start": _number(plan["start"]),
+                "horizon_s": _number(plan["horizon_s"])}
+    until = deadline(plan) if plan is not None else None
     if until is None:
         return []
     wall_now = time.time() if wall_now is None else wall_now
@@ -294,6 +307,7 @@ def end_overdue(db, parent_id, grace_s=GROUND_END_GRACE_S, wall_now=None):
         return []
     ended = []
     with db.write() as c:  # again inside the transaction: another thread may have ended it
+        lock_writes(c)  # it stores events (db.PgDatabase)
         parent = c.execute("SELECT * FROM deployments WHERE id = ?", (parent_id,)).fetchone()
         if parent["status"] in PARENT_FINISHED:
             return []

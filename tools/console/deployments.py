@@ -4,7 +4,7 @@ import uuid
 
 from . import constellations
 from . import eventcheck as event_catalog
-from .db import dumps, now_iso
+from .db import dumps, lock_writes, now_iso
 
 FINISHED = ("completed", "failed", "cancelled")
 ACTIVE_ON_AGENT = ("dispatched", "running")
@@ -67,6 +67,7 @@ def cancel(db, dep_id):
     """Mark cancelled; Conflict if it already finished otherwise. Returns the status.
     A constellation parent: itself and its unfinished children, in one transaction."""
     with db.write() as c:
+        lock_writes(c)
         row = c.execute("SELECT status, kind, parent_id FROM deployments WHERE id = ?",
                         (dep_id,)).fetchone()
         if row is None:
@@ -126,6 +127,7 @@ def poll(db, agent_id, satellite_id, aware=True):
     # Most polls find nothing new: they read and never queue for the write lock.
     if row is None and db.one(PENDING, (satellite_id,)) is not None:
         with db.write() as c:  # again inside the transaction: another agent may have won it
+            lock_writes(c)
             row = c.execute(PENDING, (satellite_id,)).fetchone()
             if row is not None:
                 now = now_iso()
@@ -175,6 +177,7 @@ def store_events(db, dep_id, origin, agent_id, evs):
     ids = []
     now = now_iso()
     with db.write() as c:
+        lock_writes(c)  # one at a time on every Console (db.PgDatabase)
         if dep_id is None:
             status = "none"
         else:
@@ -197,15 +200,15 @@ def store_events(db, dep_id, origin, agent_id, evs):
             ev.setdefault("payload", {})
             seq = ev.get("seq")
             # stored at most once per (origin, seq): the unique index decides
-            cur = c.execute("INSERT INTO events (deployment_id, origin, seq, type, data, "
+            row = c.execute("INSERT INTO events (deployment_id, origin, seq, type, data, "
                             "received_at) VALUES (?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT(origin, seq) DO NOTHING",
-                            (dep_id or "", origin, seq, ev["type"], dumps(ev), now))
-            if cur.rowcount == 0:  # a resend: it keeps the id it was stored under
+                            "ON CONFLICT(origin, seq) DO NOTHING RETURNING id",
+                            (dep_id or "", origin, seq, ev["type"], dumps(ev), now)).fetchall()
+            if not row:  # a resend: it keeps the id it was stored under
                 ids.append(c.execute("SELECT id FROM events WHERE origin = ? AND seq = ?",
                                      (origin, seq)).fetchone()["id"])
                 continue
-            ids.append(cur.lastrowid)
+            ids.append(row[0]["id"])
             stored_any = True
             new_status = next_status(new_status, ev["type"], child)
         if stored_any and dep_id is not None:
@@ -247,6 +250,7 @@ def store_dead_letters(db, agent_id, letters):
     now = now_iso()
     stored = 0
     with db.write() as c:
+        lock_writes(c)
         for d in letters:
             cur = c.execute("INSERT INTO dead_letters (agent_id, seq, deployment_id, event, "
                             "received_at) VALUES (?, ?, ?, ?, ?) "

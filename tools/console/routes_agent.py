@@ -103,7 +103,7 @@ async def register(request: Request, x_api_key: str = Header(None),
     # agent whose store was lost can continue its seq above it (PROTOCOL.md).
     row = await sync(db.one, "SELECT MAX(m) AS m FROM (SELECT MAX(seq) AS m FROM events "
                      "WHERE origin = ? UNION ALL SELECT MAX(seq) FROM dead_letters "
-                     "WHERE agent_id = ?)", (x_agent_id, x_agent_id))
+                     "WHERE agent_id = ?) AS held", (x_agent_id, x_agent_id))
     last = row["m"] if row and row["m"] is not None else 0
     acked = await sync(deployments.acked_seq, db, x_agent_id)
     return reply({"id": rec["agent_id"], "status": "idle", "last_seq": last,

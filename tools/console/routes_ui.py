@@ -160,7 +160,7 @@ async def event_log(deployment_id: str, x_api_key: str = Header(None),
                                         "deployment_id = ? ORDER BY type", (deployment_id,))]
         steps = [r[0] for r in db.query(
             "SELECT DISTINCT json_extract(data, '$.step_id') AS s FROM events WHERE "
-            "deployment_id = ? AND s IS NOT NULL ORDER BY s", (deployment_id,))]
+            "deployment_id = ? AND json_extract(data, '$.step_id') IS NOT NULL ORDER BY s", (deployment_id,))]
         return last_row, total, rows, types, steps
 
     last_row, total, rows, types, steps = await sync(work)

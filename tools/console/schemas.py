@@ -12,6 +12,11 @@ from . import eventcheck as event_catalog
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 
+# free text stored as it came: anything but U+0000, which PostgreSQL's text cannot
+# hold (the same rule on both backends, db.py)
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
 def Id(default=...):
     return Field(default, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
@@ -25,8 +30,8 @@ class RegisterBody(Body):
     agent_id: str = Id()
     # optional, as in v0.1.0: the Console resolves it when missing (PROTOCOL.md)
     satellite_id: Optional[str] = Id(None)
-    satellite_name: Optional[str] = Field(None, max_length=200)
-    agent_version: str = Field(min_length=1, max_length=64)
+    satellite_name: Optional[str] = Field(None, max_length=200, pattern=TEXT_PATTERN)
+    agent_version: str = Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)
     orbit_altitude_km: Optional[float] = Field(None, ge=0, le=100000)
 
 
@@ -65,10 +70,10 @@ class TelemetryBody(Body):
 
 class DeadLetter(Body):
     seq: int = Field(ge=1, le=2 ** 53)
-    deployment_id: Optional[str] = Field(None, max_length=64)
+    deployment_id: Optional[str] = Field(None, max_length=64, pattern=TEXT_PATTERN)
     # an event's text as the agent spooled it: a few hundred bytes (a report
     # batch holds report_batch_bytes, 2 KiB, of them)
-    event: str = Field(max_length=4096)
+    event: str = Field(max_length=4096, pattern=TEXT_PATTERN)
 
 
 class DeadLetters(BaseModel):
@@ -170,7 +175,7 @@ class ConstellationPlanBody(Body):
 
 class SatelliteBody(Body):
     satellite_id: str = Id()
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     tle: Optional[Union[List[str], str]] = None
     elements: Optional[Elements] = None
     bus: Optional[Bus] = None

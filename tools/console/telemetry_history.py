@@ -11,7 +11,7 @@ import json
 import events
 
 from . import eventcheck
-from .db import dumps
+from .db import dumps, lock_writes
 
 KEPT_PER_AGENT = 10000
 
@@ -36,6 +36,7 @@ EVENT_SAMPLES = {"battery_percent": ("actual_battery_percent", "battery_percent"
 def record(c, agent_id, received_at, data):
     """Store one report (in the caller's write transaction c) and drop the
     agent's oldest beyond KEPT_PER_AGENT."""
+    lock_writes(c)  # rows committed in id order (db.PgDatabase)
     c.execute("INSERT INTO telemetry (agent_id, received_at, data) VALUES (?, ?, ?)",
               (agent_id, received_at, dumps(data)))
     c.execute("DELETE FROM telemetry WHERE agent_id = ? AND id <= (SELECT id FROM telemetry "

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS constellation (   -- a ConstellationState per satelli
 class SimDatabase(Database):
     SCHEMA = SCHEMA
     MIGRATIONS = ()
+    VERSIONS = ()  # its schema is version 1 (db.Database keeps schema_version)
     TABLES = ("sessions", "constellation")
     WHAT = "Simulation Service database"
 
