@@ -137,12 +137,25 @@ def test_a_worker_killed_during_a_node_run_has_it_run_again_in_a_new_folder(clie
     before = set(glob.glob(runs_dir))
     killed = []
 
+    def folder_runs():
+        return set(int(os.path.basename(p).split("-")[3]) for p in set(glob.glob(runs_dir)) - before)
+
     def progress(items):
         for n, item in enumerate(items):
-            if n == 0:  # one run done: kill a worker in the middle of another
-                held = client.processing()
-                victim = [w for w, keys in held.items() if keys][0]
-                killed.extend(int(k.rsplit("-", 1)[1]) for k in held[victim])
+            if n == 0:  # one run done: kill a worker in the middle of another, once
+                # that run has made its folder (on a busy machine a worker may be
+                # just starting one: wait for it, a few seconds at most)
+                deadline = time.monotonic() + 20
+                while True:
+                    held = dict((w, [int(k.rsplit("-", 1)[1]) for k in keys])
+                                for w, keys in client.processing().items() if keys)
+                    started = folder_runs()
+                    victims = [w for w in held if set(held[w]) & started]
+                    if victims or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                victim = (victims or list(held))[0]
+                killed.extend(held[victim])
                 os.kill(pids[victim], signal.SIGKILL)
             yield item
 
