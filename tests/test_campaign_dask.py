@@ -173,6 +173,21 @@ def test_a_worker_killed_during_a_node_run_has_it_run_again_in_a_new_folder(clie
     client.wait_for_workers(2, timeout=60)
 
 
+def test_the_cli_runs_on_a_local_cluster_by_default_and_in_process_with_serial(serial):
+    import json
+    out = {}
+    for extra in ((), ("--serial",)):
+        proc = subprocess.run([UMBRA, "faults", "--campaign", "constellation", "--runs", str(RUNS),
+                               "--seed", str(SEED), "--json"] + list(extra),
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        out[extra] = json.loads(proc.stdout)
+    assert out[()]["executed_on"].startswith("dask tcp://127.0.0.1:")   # this machine's cores
+    assert out[()]["executed_on"].endswith(", %d workers" % (os.cpu_count() or 1))
+    assert out[("--serial",)]["executed_on"] == "serial, in process"
+    assert figures(out[()]) == figures(out[("--serial",)]) == figures(serial)
+
+
 def test_a_scheduler_that_does_not_answer_is_one_error_line_and_exit_3(monkeypatch):
     from tools import faults_cli
     from tools.console.server import free_port
@@ -185,6 +200,7 @@ def test_a_scheduler_that_does_not_answer_is_one_error_line_and_exit_3(monkeypat
 
 
 @pytest.mark.parametrize("args", [("--campaign", "power-cut", "--dask"),
+                                  ("--campaign", "link", "--serial", "--workers", "2"),
                                   ("--campaign", "hang", "--workers", "2"),
                                   ("--campaign", "link", "--dask", "--keep", "somewhere"),
                                   ("--campaign", "constellation", "--nodes", "--workers", "2"),

@@ -724,17 +724,26 @@ def _on_dask(campaign, scheduler, workers, **kw):
                    "the ISL hub (~40 s a run), instead of the fleet forecast in process.")
 @click.option("--dask", "use_dask", is_flag=True,
               help="Run the seeded runs as Dask tasks on a local cluster of this machine's cores "
-                   "(constellation, bitflip, crash, link, mixed; the figures are the serial run's).")
+                   "(the default for constellation, bitflip, crash, link and mixed without --nodes "
+                   "or --keep; the figures are the serial run's).")
+@click.option("--serial", is_flag=True,
+              help="Run the seeded runs one after another in this process (always so for "
+                   "power-cut, hang, --nodes and --keep).")
 @click.option("--workers", default=None, type=click.IntRange(1, None),
               help="The local Dask cluster's worker processes (implies --dask; "
                    "default: this machine's cores).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
               help="Run the seeded runs on this Dask scheduler's workers "
                    "(`dask scheduler`, `dask worker tcp://HOST:8786`).")
-def faults(name, runs, seed, torn, as_json, keep, nodes, use_dask, workers, scheduler):
+def faults(name, runs, seed, torn, as_json, keep, nodes, use_dask, serial, workers, scheduler):
     """Run a fault-injection campaign against the firmware and a real Console."""
-    on_dask = bool(use_dask or workers or scheduler)
-    if on_dask and (name not in PLANS and name != "constellation" or nodes or keep):
+    asked = bool(use_dask or workers or scheduler)
+    capable = (name in PLANS or name == "constellation") and not nodes and not keep
+    if asked and serial:
+        raise click.BadParameter("--serial runs in this process: no Dask cluster with it",
+                                 param_hint="--serial")
+    on_dask = capable and not serial  # a local cluster by default, where the runs can be tasks
+    if asked and not capable:
         raise click.BadParameter(
             "Dask runs the constellation, bitflip, crash, link and mixed campaigns, without "
             "--nodes or --keep (power-cut and hang run in order: their runs depend on a "
