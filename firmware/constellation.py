@@ -78,17 +78,17 @@ def _told_all(ag, job):
     the role has nothing left to do until the job's end (close), and its code
     leaves the heap for the pass, the fullest time of the job (what arrives
     meanwhile is held as with no job)."""
-    if job["phase"] != "transfer" or job["cst"]["q"]:
-        return False
+    return job["phase"] == "transfer" and not job["cst"]["q"] and not untold(ag, job)
+
+
+def untold(ag, job):
+    """The steps completed here whose completion the others have not been
+    told yet (cstrole.completed tells them)."""
     steps = ag.journal.state["steps"]
-    own = job["cst"]["own"]
-    me = job["cst"]["me"]
-    for step in job["steps"]:
-        s = steps[step["id"]]
-        if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
-                own[step["id"]][0] == me:
-            return False
-    return True
+    cst = job["cst"]
+    return [step for step in job["steps"] if steps[step["id"]]["status"] == "done" and
+            not steps[step["id"]].get("remote") and not steps[step["id"]].get("told") and
+            cst["own"][step["id"]][0] == cst["me"]]
 
 
 def _hold(ag):

@@ -35,6 +35,7 @@ Messages (JSON text; "k" the kind, "f" the sender, "s" the step, "e" its epoch):
 """
 import json
 
+import constellation
 from scheduler import wait_for
 
 ROUND = 16           # epochs per claim round (a chain is shorter than this: cstplan.MAX_CHAIN)
@@ -314,12 +315,9 @@ def tick(ag, job):
     st = ag.journal.state
     steps = st["steps"]
     if tx.get("dn") != (st["n"], steps):
-        for step in job["steps"]:
-            s = steps[step["id"]]
-            if s["status"] == "done" and not s.get("remote") and not s.get("told") and \
-                    cst["own"][step["id"]][0] == cst["me"]:
-                completed(ag, job, step, s)
-                cst = job["cst"]
+        for step in constellation.untold(ag, job):
+            completed(ag, job, step, steps[step["id"]])
+        cst = job["cst"]
         tx["dn"] = (st["n"], steps)
     if now >= tx.get("hb_next", 0):
         _heartbeat(ag, job)

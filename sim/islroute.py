@@ -221,11 +221,6 @@ class Router:
             r["arrival"] = r["duration_s"] = None
         return r
 
-    def path_at(self, src, dst, t, data_mb):
-        """The path of snapshot(src, dst, t, data_mb) alone ([ids]), or None."""
-        found = self._moment_search(src, dst, t, data_mb)
-        return None if found is None else [src] + [v for _, v, _ in found[0]]
-
     def _moment_search(self, src, dst, t, data_mb):
         self._check(src, dst, data_mb)
         bits = data_mb * 8.0
@@ -292,8 +287,9 @@ class Router:
         return up
 
     def path_and_links_at(self, src, dst, t, data_mb):
-        """(path_at's path, {u: {v: window up at t}}) or None: the links of
-        the moment are the sweep's own dicts, valid until the next call."""
+        """(the path of snapshot(src, dst, t, data_mb) alone, [ids]; {u: {v:
+        the window up at t}}) or None: the links of the moment are the
+        sweep's own dicts, valid until the next call."""
         found = self._moment_search(src, dst, t, data_mb)
         if found is None:
             return None
@@ -366,23 +362,17 @@ def _capacity_left(w):
     return left
 
 
-def send_in_window(w, ready, data_mb, m=None):
-    """Send data_mb over window w from max(ready, start): a hop dict without
-    from/to, or None when the window closes first. m: the segment of that
-    departure, when the caller has it."""
-    sent = _send(w, ready, data_mb, m)
-    return None if sent is None else _hop(w, ready, data_mb, sent)
-
-
 def departure_and_arrival(w, ready, data_mb):
-    """send_in_window's (depart, arrival) alone, or None (no hop dict made)."""
+    """Send data_mb over window w from max(ready, start): (the departure,
+    the arrival), or None when the window closes first."""
     sent = _send(w, ready, data_mb, None)
     return None if sent is None else (sent[0], sent[1] + sent[4] / 1000.0)
 
 
 def _send(w, ready, data_mb, m):
-    """send_in_window's figures: (depart, sent, the segment sending ended in,
-    the lowest quality while sending, the latency then, ms), or None."""
+    """Sending data_mb over w from `ready`: (depart, sent, the segment
+    sending ended in, the lowest quality while sending, the latency then,
+    ms), or None. m: the departure's segment, when the caller has it."""
     if ready >= w["end"] and not (ready == w["end"] and data_mb == 0):
         return None
     depart = ready if ready > w["start"] else w["start"]
