@@ -166,13 +166,18 @@ class RateLimiter:
         now = self.clock()
         key = (agent_id, kind, scope)
         with self._lock:
-            hits = [t for t in self._hits.get(key, ()) if now - t < per]
-            if len(hits) >= count:
-                self._hits[key] = hits
-                return False, max(0.0, per - (now - hits[0]))
-            hits.append(now)
-            self._hits[key] = hits
-            return True, 0.0
+            self._hits[key], allowed, retry = _window(self._hits.get(key, ()), now, count, per)
+        return allowed, retry
+
+
+def _window(hits, now, count, per):
+    """A sliding window of at most `count` requests per `per` seconds, after
+    one more at `now`: (the times kept, allowed?, retry_after_s)."""
+    hits = [t for t in hits if now - t < per]
+    if len(hits) >= count:
+        return hits, False, max(0.0, per - (now - hits[0]))
+    hits.append(now)
+    return hits, True, 0.0
 
 
 class SharedRateLimiter(RateLimiter):
@@ -195,11 +200,6 @@ class SharedRateLimiter(RateLimiter):
             row = c.execute("INSERT INTO rate_windows (key, hits) VALUES (?, '[]') "
                             "ON CONFLICT(key) DO UPDATE SET hits = rate_windows.hits "
                             "RETURNING hits", (key,)).fetchone()
-            hits = [t for t in json.loads(row["hits"]) if now - t < per]
-            allowed = len(hits) < count
-            if allowed:
-                hits.append(now)
+            hits, allowed, retry = _window(json.loads(row["hits"]), now, count, per)
             c.execute("UPDATE rate_windows SET hits = ? WHERE key = ?", (json.dumps(hits), key))
-        if not allowed:
-            return False, max(0.0, per - (now - hits[0]))
-        return True, 0.0
+        return allowed, retry

@@ -245,9 +245,13 @@ class Database:
         if version == 0:  # new, or made before versions: its tables are there (IF NOT EXISTS)
             self._columns(conn)
             conn.execute("INSERT INTO schema_version VALUES (1, ?)", (now_iso(),))
+        self._steps(conn, version, conn.executescript)
+
+    def _steps(self, conn, version, run):
+        """The VERSIONS steps above `version`, each run (its SQL) and recorded."""
         for v, sql in self.VERSIONS:
             if v > version:
-                conn.executescript(sql)
+                run(sql)
                 conn.execute("INSERT INTO schema_version VALUES (?, ?)", (v, now_iso()))
 
     def schema_version(self):
@@ -491,10 +495,7 @@ class PgDatabase(Database):
             for _table, sql in self.LATE_INDEXES:
                 conn.script(sql)
             conn.execute("INSERT INTO schema_version VALUES (1, ?)", (now_iso(),))
-        for v, sql in self.VERSIONS:
-            if v > version:
-                conn.script(pg_schema(sql))
-                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (v, now_iso()))
+        self._steps(conn, version, lambda sql: conn.script(pg_schema(sql)))
 
     def conn(self):
         c = getattr(self._local, "conn", None)
@@ -527,9 +528,3 @@ class PgDatabase(Database):
                                    "table_schema = current_schema() ORDER BY table_name"):
             out += ["%s %r" % (table, tuple(r)) for r in self.query('SELECT * FROM "%s"' % table)]
         return "\n".join(out)
-
-    def query(self, sql, params=()):
-        return self.conn().execute(sql, params).fetchall()
-
-    def one(self, sql, params=()):
-        return self.conn().execute(sql, params).fetchone()
