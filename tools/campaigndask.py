@@ -1,5 +1,6 @@
 """A campaign's seeded runs as Dask tasks (dask.distributed): `umbra faults
---campaign NAME --dask | --workers K | --scheduler tcp://HOST:8786` (NAME:
+--campaign NAME [--workers K | --scheduler tcp://HOST:8786]`, a local cluster
+by default (`--serial`: in process, not here) (NAME:
 constellation, tools/fleetcampaign.py; bitflip, crash, link, mixed,
 tools/faults_cli.py PLANS).
 
@@ -17,8 +18,8 @@ Console and folder and removes them (faults_cli.lab_run), so a run started
 again after its worker died starts in a new folder.
 
 Where the tasks run:
-  a local cluster  this machine's cores (`--dask`; `--workers K` for K of
-                   them): K worker processes, one thread each, each under a
+  a local cluster  this machine's cores (the default; `--workers K` for K
+                   of them): K worker processes, one thread each, each under a
                    nanny that restarts it if it dies, no dashboard
   a scheduler      `--scheduler tcp://HOST:8786`: one started with
                    `dask scheduler`, its workers with `dask worker

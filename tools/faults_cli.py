@@ -542,12 +542,14 @@ def campaign_mixed(lab, runs, rng, progress):
 
 def run_plan(lab, plan, progress):
     """A planned campaign's runs in order in one Lab; each run's record."""
-    recs = []
-    for p in progress(plan):
-        rec = lab.run(p["job"], p["script"], seed=p["seed"])
-        rec.update(p.get("tag") or {})
-        recs.append(rec)
-    return recs
+    return [_planned(lab, p) for p in progress(plan)]
+
+
+def _planned(lab, p):
+    """One planned run (its job, script and seed) in `lab`; its record, tagged."""
+    rec = lab.run(p["job"], p["script"], seed=p["seed"])
+    rec.update(p.get("tag") or {})
+    return rec
 
 
 def lab_run(i, p, heap=None):
@@ -559,13 +561,11 @@ def lab_run(i, p, heap=None):
         lab = Lab(workdir, heap=heap)
         lab.n = i
         try:
-            rec = lab.run(p["job"], p["script"], seed=p["seed"])
+            return _planned(lab, p)
         finally:
             lab.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    rec.update(p.get("tag") or {})
-    return rec
 
 
 def _storage_sweep_extra(lab, extra):
